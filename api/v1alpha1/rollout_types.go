@@ -1,0 +1,381 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// RolloutSpec says which Deployment ramp delivers progressively and how.
+// +kubebuilder:validation:XValidation:rule="!has(self.faultInjection) || !has(self.strategy.canary) || has(self.strategy.canary.headerMatch)",message="faultInjection needs strategy.canary.headerMatch: Istio applies a route's fault to all its destinations, so ramp injects faults only on the header route that reaches the canary alone"
+type RolloutSpec struct {
+	// TargetRef is the Deployment that Git owns. ramp never edits its pod template; it pauses
+	// it between rollouts and un-pauses it to promote. Changing the target is not supported:
+	// create a new Rollout instead.
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="targetRef is immutable: create a new Rollout for another Deployment"
+	TargetRef TargetReference `json:"targetRef"`
+
+	// Service describes the Kubernetes Service in front of the target and the Istio routing
+	// ramp generates for it (a VirtualService and a DestinationRule named after the Rollout).
+	Service ServiceSpec `json:"service"`
+
+	// Strategy is exactly one of canary or blueGreen.
+	Strategy Strategy `json:"strategy"`
+
+	// Analysis is checked between steps; without it steps advance on their pauses alone.
+	// +optional
+	Analysis *AnalysisSpec `json:"analysis,omitempty"`
+
+	// FaultInjection is injected into the header route that reaches the canary alone (canary
+	// headerMatch, or the blue/green preview header) while a rollout runs, unless a canary
+	// step sets its own; it is removed when the step ends, on promotion and on rollback.
+	// +optional
+	FaultInjection *FaultInjection `json:"faultInjection,omitempty"`
+
+	// PromotionWindows restrict when a rollout may go to 100%. Outside every window the rollout
+	// holds before its final step (phase WaitingForWindow). Empty means always.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	PromotionWindows []PromotionWindow `json:"promotionWindows,omitempty"`
+
+	// Notifications are sent on rollout transitions.
+	// +optional
+	Notifications *Notifications `json:"notifications,omitempty"`
+
+	// ProgressDeadline is how long the canary may take to become ready at a step before the
+	// rollout fails. Defaults to 10m.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="progressDeadline must be positive"
+	ProgressDeadline *metav1.Duration `json:"progressDeadline,omitempty"`
+
+	// Paused holds the rollout where it is: no step advances, no analysis runs.
+	// +optional
+	Paused bool `json:"paused,omitempty"`
+}
+
+// TargetReference names the Deployment in the Rollout's namespace.
+type TargetReference struct {
+	// APIVersion of the target.
+	// +kubebuilder:default="apps/v1"
+	// +kubebuilder:validation:Enum="apps/v1"
+	// +optional
+	APIVersion string `json:"apiVersion,omitempty"`
+	// Kind of the target.
+	// +kubebuilder:default=Deployment
+	// +kubebuilder:validation:Enum=Deployment
+	// +optional
+	Kind string `json:"kind,omitempty"`
+	// Name of the Deployment.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=246
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+}
+
+// Strategy is exactly one of canary or blueGreen.
+// +kubebuilder:validation:XValidation:rule="has(self.canary) != has(self.blueGreen)",message="exactly one of strategy.canary or strategy.blueGreen must be set"
+type Strategy struct {
+	// Canary shifts weight to the new version in steps.
+	// +optional
+	Canary *CanaryStrategy `json:"canary,omitempty"`
+	// BlueGreen runs the new version at full size beside the old, previews it on a header
+	// route, then flips all traffic at once.
+	// +optional
+	BlueGreen *BlueGreenStrategy `json:"blueGreen,omitempty"`
+}
+
+// CanaryStrategy shifts traffic to the canary in ordered steps.
+// +kubebuilder:validation:XValidation:rule="!has(self.steps) || !self.steps.exists(s, has(s.faultInjection)) || has(self.headerMatch)",message="steps[].faultInjection needs headerMatch: faults are injected only on the header route that reaches the canary alone"
+type CanaryStrategy struct {
+	// Steps, in order. Weights must not decrease. Defaults to 5, 25 and 100 percent. After the
+	// last step the rollout promotes, whatever its weight.
+	// +optional
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=20
+	// +kubebuilder:validation:XValidation:rule="self.map(s, s.setWeight).isSorted()",message="steps[].setWeight must not decrease from one step to the next"
+	Steps []CanaryStep `json:"steps,omitempty"`
+
+	// HeaderMatch routes matching requests to the canary at every step, whatever the weight
+	// (for example x-canary: "true" for testers).
+	// +optional
+	HeaderMatch *HeaderMatch `json:"headerMatch,omitempty"`
+}
+
+// CanaryStep sends a share of traffic to the canary and holds it until the step's pause ends
+// and, when analysis is configured, an analysis round passes.
+type CanaryStep struct {
+	// SetWeight is the percentage of traffic the canary gets during this step.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	SetWeight int32 `json:"setWeight"`
+
+	// Pause holds the step for a duration, or until promoted when no duration is given.
+	// +optional
+	Pause *Pause `json:"pause,omitempty"`
+
+	// SkipAnalysis advances without an analysis round at this step.
+	// +optional
+	SkipAnalysis bool `json:"skipAnalysis,omitempty"`
+
+	// FaultInjection for this step only; overrides spec.faultInjection.
+	// +optional
+	FaultInjection *FaultInjection `json:"faultInjection,omitempty"`
+}
+
+// Pause holds a step. Without a duration it holds until `kubectl ramp promote`.
+type Pause struct {
+	// Duration of the pause. Empty means until promoted.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="pause.duration must be positive"
+	Duration *metav1.Duration `json:"duration,omitempty"`
+}
+
+// BlueGreenStrategy brings the new version up at full size, exposes it on a preview header
+// route, analyses it, then flips all traffic in one step.
+type BlueGreenStrategy struct {
+	// PreviewHeader routes matching requests to the new version before the flip.
+	// Defaults to the header x-ramp-preview: "true".
+	// +optional
+	PreviewHeader *HeaderMatch `json:"previewHeader,omitempty"`
+
+	// PrePromotionPause holds before the flip, for a duration or until promoted.
+	// +optional
+	PrePromotionPause *Pause `json:"prePromotionPause,omitempty"`
+}
+
+// HeaderMatch matches one HTTP header: exactly one of exact, prefix or regex.
+// +kubebuilder:validation:XValidation:rule="[has(self.exact), has(self.prefix), has(self.regex)].filter(x, x).size() == 1",message="set exactly one of exact, prefix or regex"
+type HeaderMatch struct {
+	// Name of the header, lower case.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[a-z0-9!#$%&'*+\-.^_|~]+$`
+	Name string `json:"name"`
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Exact *string `json:"exact,omitempty"`
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Prefix *string `json:"prefix,omitempty"`
+	// Regex in RE2 syntax.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Regex *string `json:"regex,omitempty"`
+}
+
+// FaultInjection injects a delay and/or an abort into the canary route.
+// +kubebuilder:validation:XValidation:rule="has(self.delay) || has(self.abort)",message="faultInjection needs delay, abort or both"
+type FaultInjection struct {
+	// +optional
+	Delay *FaultDelay `json:"delay,omitempty"`
+	// +optional
+	Abort *FaultAbort `json:"abort,omitempty"`
+}
+
+// FaultDelay delays a percentage of canary requests.
+type FaultDelay struct {
+	// Percentage of requests delayed, 0 to 100.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	Percentage float64 `json:"percentage"`
+	// FixedDelay before the request is forwarded.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1ms')",message="fixedDelay must be at least 1ms"
+	FixedDelay metav1.Duration `json:"fixedDelay"`
+}
+
+// FaultAbort answers a percentage of canary requests with an HTTP status.
+type FaultAbort struct {
+	// Percentage of requests aborted, 0 to 100.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	Percentage float64 `json:"percentage"`
+	// HTTPStatus returned to the caller.
+	// +kubebuilder:validation:Minimum=200
+	// +kubebuilder:validation:Maximum=599
+	HTTPStatus int32 `json:"httpStatus"`
+}
+
+// PromotionWindow is a recurring window in which a rollout may go to 100%.
+type PromotionWindow struct {
+	// Schedule in cron syntax (five fields, or a descriptor such as @daily) marking each
+	// window's opening; may start with CRON_TZ=<zone>.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Schedule string `json:"schedule"`
+	// Duration each window stays open.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="duration must be positive"
+	Duration metav1.Duration `json:"duration"`
+	// TimeZone (IANA name, e.g. Europe/Paris) of the schedule; defaults to UTC.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	TimeZone string `json:"timeZone,omitempty"`
+}
+
+// Notifications configures where ramp reports rollout transitions.
+type Notifications struct {
+	// Slack incoming webhook.
+	// +optional
+	Slack *SlackNotification `json:"slack,omitempty"`
+}
+
+// SlackNotification posts to a Slack incoming webhook whose URL is held in a Secret.
+type SlackNotification struct {
+	// SecretRef names the Secret (in the Rollout's namespace) and key holding the webhook URL.
+	SecretRef SecretKeyReference `json:"secretRef"`
+}
+
+// SecretKeyReference names a key of a Secret in the Rollout's namespace.
+type SecretKeyReference struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// Key in the Secret's data. Defaults to "address".
+	// +optional
+	// +kubebuilder:default=address
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key,omitempty"`
+}
+
+// Rollout phases.
+const (
+	PhaseInitializing     = "Initializing"
+	PhaseIdle             = "Idle"
+	PhaseProgressing      = "Progressing"
+	PhasePaused           = "Paused"
+	PhaseWaitingForWindow = "WaitingForWindow"
+	PhasePromoting        = "Promoting"
+	PhaseSucceeded        = "Succeeded"
+	PhaseRollingBack      = "RollingBack"
+	PhaseFailed           = "Failed"
+)
+
+// RolloutStatus is what ramp observed and decided.
+type RolloutStatus struct {
+	// ObservedGeneration is the last spec generation ramp acted on.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready, Reconciling, Stalled (kstatus).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Phase of the rollout.
+	// +optional
+	Phase string `json:"phase,omitempty"`
+
+	// Message says why the rollout is in its phase.
+	// +optional
+	Message string `json:"message,omitempty"`
+
+	// CurrentStep is the 1-based index of the step in progress; 0 when no rollout runs.
+	// +optional
+	CurrentStep int32 `json:"currentStep,omitempty"`
+
+	// Steps is how many steps the rollout has.
+	// +optional
+	Steps int32 `json:"steps,omitempty"`
+
+	// CanaryWeight is the share of traffic routed to the canary, in percent.
+	// +optional
+	CanaryWeight int32 `json:"canaryWeight"`
+
+	// StableRevision is the revision (ramp's hash of the pod template) the stable pods run.
+	// +optional
+	StableRevision string `json:"stableRevision,omitempty"`
+
+	// StablePodTemplateHash is the pod-template-hash of the target's ReplicaSet that serves
+	// stable traffic; the DestinationRule's stable subset selects it.
+	// +optional
+	StablePodTemplateHash string `json:"stablePodTemplateHash,omitempty"`
+
+	// CanaryRevision is the revision being rolled out; empty when none is.
+	// +optional
+	CanaryRevision string `json:"canaryRevision,omitempty"`
+
+	// StepStartedAt is when the current step (or phase) began.
+	// +optional
+	StepStartedAt *metav1.Time `json:"stepStartedAt,omitempty"`
+
+	// PromotionStage is the sub-step of promotion in progress.
+	// +optional
+	PromotionStage string `json:"promotionStage,omitempty"`
+
+	// FailedChecks counts failed analysis rounds of the current rollout.
+	// +optional
+	FailedChecks int32 `json:"failedChecks,omitempty"`
+
+	// InconclusiveChecks counts inconclusive analysis rounds of the current rollout.
+	// +optional
+	InconclusiveChecks int32 `json:"inconclusiveChecks,omitempty"`
+
+	// StepAnalysisPassed is true once an analysis round passed at the current step.
+	// +optional
+	StepAnalysisPassed bool `json:"stepAnalysisPassed,omitempty"`
+
+	// LastAnalysisTime is when the last analysis round ran.
+	// +optional
+	LastAnalysisTime *metav1.Time `json:"lastAnalysisTime,omitempty"`
+
+	// LastAnalysis holds the results of the last analysis round, one per metric.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	LastAnalysis []MetricResult `json:"lastAnalysis,omitempty"`
+
+	// HandledRequests records the plugin requests (annotation tokens) already acted on.
+	// +optional
+	HandledRequests HandledRequests `json:"handledRequests,omitempty"`
+}
+
+// HandledRequests records, per verb, the token of the last request acted on, so a request is
+// acted on once and acknowledged where `kubectl ramp` can see it.
+type HandledRequests struct {
+	// +optional
+	Promote string `json:"promote,omitempty"`
+	// +optional
+	Abort string `json:"abort,omitempty"`
+	// +optional
+	Retry string `json:"retry,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=ro;rollouts,categories=ramp
+// +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.spec.targetRef.name`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Weight",type=integer,JSONPath=`.status.canaryWeight`
+// +kubebuilder:printcolumn:name="Step",type=integer,JSONPath=`.status.currentStep`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// Rollout delivers a Git-owned Deployment progressively through Istio.
+type Rollout struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   RolloutSpec   `json:"spec"`
+	Status RolloutStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// RolloutList is a list of Rollouts.
+type RolloutList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Rollout `json:"items"`
+}
+
+// GetConditions returns the status conditions (fluxcd/pkg/runtime conditions.Getter).
+func (in *Rollout) GetConditions() []metav1.Condition { return in.Status.Conditions }
+
+// SetConditions sets the status conditions (fluxcd/pkg/runtime conditions.Setter).
+func (in *Rollout) SetConditions(c []metav1.Condition) { in.Status.Conditions = c }
