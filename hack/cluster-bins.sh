@@ -67,6 +67,8 @@ GOOS="$(go env GOHOSTOS)"; GOARCH="$(go env GOHOSTARCH)"; export GOOS GOARCH
 mkdir -p "$work/out"
 want() { local m; for m in "${missing[@]}"; do [[ "$m" == "$1" ]] && return 0; done; return 1; }
 modfield() { sed -n "s/^[[:space:]]*\"$1\": \"\(.*\)\",\{0,1\}\$/\1/p"; }
+# Install each binary as soon as it is built: a later failure keeps what already succeeded.
+install_bin() { install -m 0755 "$work/out/$1" "$DEST/.$1.tmp" && mv -f "$DEST/.$1.tmp" "$DEST/$1"; }
 
 # --- Kubernetes components: a throw-away module pinning every staging repo -----------------
 kube=()
@@ -94,6 +96,7 @@ if [[ ${#kube[@]} -gt 0 ]]; then
     log "building $t v$K8S_VERSION"; s=$SECONDS
     (cd "$work/kube" && go build -trimpath -ldflags "$ldflags" -o "$work/out/$t" "k8s.io/kubernetes/cmd/$t")
     log "built $t in $((SECONDS - s))s"
+    install_bin "$t"
   done
 fi
 
@@ -107,6 +110,7 @@ if want etcd; then
   printf 'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n' > "$work/etcd/main.go"
   (cd "$work/etcd" && go build -trimpath -ldflags "-s -w" -o "$work/out/etcd" .)
   log "built etcd in $((SECONDS - s))s"
+  install_bin etcd
 fi
 
 # --- kwok: fake nodes and pod lifecycle; its stage files ship in its module --------------------
@@ -117,6 +121,8 @@ if want kwok || want kwok-stages; then
     log "building kwok v$KWOK_VERSION"; s=$SECONDS
     GOBIN="$work/out" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION"
     log "built kwok in $((SECONDS - s))s"
+    install_bin kwok
+    echo "$KWOK_VERSION" > "$DEST/kwok.version"
   fi
   st="$dir/kustomize/stage"
   for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
@@ -124,13 +130,9 @@ if want kwok || want kwok-stages; then
     [[ -f "$st/$f" ]] || { log "kwok stage $f missing in $dir"; exit 1; }
     printf -- '---\n'; cat "$st/$f"; printf '\n'
   done > "$work/out/kwok-stages.yaml"
+  install_bin kwok-stages.yaml
 fi
 
-for b in kube-apiserver kube-controller-manager kube-scheduler etcd kwok kwok-stages.yaml; do
-  [[ -f "$work/out/$b" ]] || continue
-  install -m 0755 "$work/out/$b" "$DEST/.$b.tmp" && mv -f "$DEST/.$b.tmp" "$DEST/$b"
-done
-[[ -f "$work/out/kwok" ]] && echo "$KWOK_VERSION" > "$DEST/kwok.version"
 kube_ok kube-apiserver && etcd_ok || { log "post-install check failed in $DEST"; ls -la "$DEST" >&2; exit 1; }
 log "ready: $DEST"
 echo "$DEST"

@@ -77,7 +77,7 @@ type LocalObjectReference struct {
 // threshold range, against the stable version, or both.
 // +kubebuilder:validation:XValidation:rule="has(self.builtin) != has(self.query)",message="set exactly one of builtin or query"
 // +kubebuilder:validation:XValidation:rule="has(self.thresholdRange) || has(self.compareToStable)",message="set thresholdRange, compareToStable or both"
-// +kubebuilder:validation:XValidation:rule="!has(self.compareToStable) || has(self.builtin) || has(self.stableQuery) || self.query.contains('{{ .Workload }}')",message="compareToStable with a custom query needs stableQuery or the {{ .Workload }} variable"
+// +kubebuilder:validation:XValidation:rule="!has(self.compareToStable) || has(self.builtin) || has(self.stableQuery) || !has(self.query) || self.query.contains('{{ .Workload }}')",message="compareToStable with a custom query needs stableQuery or the {{ .Workload }} variable"
 type Metric struct {
 	// Name of the check, unique in the list.
 	// +kubebuilder:validation:MinLength=1

@@ -1,0 +1,365 @@
+package v1alpha1_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+
+	"github.com/ramp-dev/ramp/internal/testenv"
+)
+
+// These tests run the generated CRD in a real API server: OpenAPI bounds, enums and CEL rules
+// are only checked there (the Go types accept anything), and a CEL rule can compile yet be
+// wrong, e.g. never fire, or fire with an unhelpful message.
+
+var (
+	env       *testenv.Env
+	startedIn time.Duration
+)
+
+func TestMain(m *testing.M) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute) // may build binaries
+	start := time.Now()
+	var err error
+	env, err = testenv.Start(ctx, testenv.Options{})
+	cancel()
+	startedIn = time.Since(start)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testenv:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if err := env.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "testenv: stop:", err)
+		code = max(code, 1)
+	}
+	os.Exit(code)
+}
+
+// TestSamplesAreValid creates every Rollout in config/samples, and checks kustomization.yaml
+// lists every sample file.
+func TestSamplesAreValid(t *testing.T) {
+	t.Logf("API server with the CRDs started in %s", startedIn.Round(time.Millisecond))
+	dir := filepath.Join("..", "..", "config", "samples")
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kust struct{ Resources []string }
+	data, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(data, &kust); err != nil {
+		t.Fatal(err)
+	}
+
+	ns := env.Namespace(t)
+	rollouts := 0
+	for _, f := range files {
+		base := filepath.Base(f)
+		if base == "kustomization.yaml" {
+			continue
+		}
+		if !slices.Contains(kust.Resources, base) {
+			t.Errorf("%s is not listed in kustomization.yaml", base)
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+		for {
+			obj := &unstructured.Unstructured{}
+			if err := dec.Decode(&obj.Object); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				t.Fatalf("%s: %v", base, err)
+			}
+			if obj.GetKind() != "Rollout" {
+				continue
+			}
+			rollouts++
+			obj.SetNamespace(ns) // the samples name a namespace that does not exist here
+			if err := env.Client.Create(t.Context(), obj); err != nil {
+				t.Errorf("%s: Rollout %s rejected: %v", base, obj.GetName(), err)
+			}
+		}
+	}
+	if rollouts < 2 {
+		t.Errorf("found %d Rollouts in %s, want the canary and blue/green samples at least", rollouts, dir)
+	}
+}
+
+// base is a valid Rollout using every field the invalid cases mutate.
+const base = `
+apiVersion: ramp.dev/v1alpha1
+kind: Rollout
+metadata:
+  name: web
+spec:
+  targetRef:
+    name: web
+  service:
+    port: 8080
+    trafficPolicy:
+      tls:
+        mode: ISTIO_MUTUAL
+  strategy:
+    canary:
+      headerMatch:
+        name: x-canary
+        exact: "true"
+      steps:
+        - setWeight: 5
+          pause:
+            duration: 1m
+        - setWeight: 25
+        - setWeight: 100
+  analysis:
+    interval: 30s
+    failureLimit: 2
+    prometheus:
+      address: http://prometheus.istio-system:9090
+    metrics:
+      - name: error-rate
+        builtin: error-rate
+        thresholdRange:
+          max: 1
+      - name: success-rate
+        query: sum(rate(istio_requests_total{destination_workload="{{ .Workload }}"}[{{ .Interval }}]))
+        compareToStable:
+          tolerance: 5
+  faultInjection:
+    abort:
+      percentage: 1
+      httpStatus: 503
+  promotionWindows:
+    - schedule: "0 9 * * 1-5"
+      duration: 8h
+`
+
+// A mutation sets (or, with a nil value, removes) one field of base, addressed by a dotted
+// path with list indexes, e.g. spec.strategy.canary.steps[0].setWeight; the value is YAML.
+type mutation struct {
+	path  string
+	value *string
+}
+
+func set(path, yamlValue string) mutation { return mutation{path, &yamlValue} }
+func del(path string) mutation            { return mutation{path, nil} }
+
+func TestInvalidRolloutsAreRejected(t *testing.T) {
+	ns := env.Namespace(t)
+	if err := env.Client.Create(t.Context(), rollout(t, ns, "base")); err != nil {
+		t.Fatalf("the base Rollout must be valid: %v", err)
+	}
+
+	const durPattern = "should match '^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$'"
+	cases := []struct {
+		name string
+		muts []mutation
+		want []string // substrings of the API server's error
+	}{
+		{"both strategies", []mutation{set("spec.strategy.blueGreen", "{}")},
+			[]string{"spec.strategy: Invalid value", "exactly one of strategy.canary or strategy.blueGreen must be set"}},
+		{"no strategy", []mutation{set("spec.strategy", "{}")},
+			[]string{"spec.strategy: Invalid value", "exactly one of strategy.canary or strategy.blueGreen must be set"}},
+		{"setWeight 0", []mutation{set("spec.strategy.canary.steps[0].setWeight", "0")},
+			[]string{"spec.strategy.canary.steps[0].setWeight", "greater than or equal to 1"}},
+		{"setWeight 101", []mutation{set("spec.strategy.canary.steps[2].setWeight", "101")},
+			[]string{"spec.strategy.canary.steps[2].setWeight", "less than or equal to 100"}},
+		{"weights decrease", []mutation{set("spec.strategy.canary.steps", "[{setWeight: 5}, {setWeight: 25}, {setWeight: 10}]")},
+			[]string{"spec.strategy.canary.steps", "steps[].setWeight must not decrease"}},
+		{"pause -1s", []mutation{set("spec.strategy.canary.steps[0].pause.duration", "-1s")},
+			[]string{"spec.strategy.canary.steps[0].pause.duration", durPattern}},
+		{"pause abc", []mutation{set("spec.strategy.canary.steps[0].pause.duration", "abc")},
+			[]string{"spec.strategy.canary.steps[0].pause.duration", durPattern}},
+		{"pause 0s", []mutation{set("spec.strategy.canary.steps[0].pause.duration", "0s")},
+			[]string{"spec.strategy.canary.steps[0].pause.duration", "pause.duration must be positive"}},
+		{"analysis interval 0s", []mutation{set("spec.analysis.interval", "0s")},
+			[]string{"spec.analysis.interval", "interval must be at least 1s"}},
+		{"failureLimit 0", []mutation{set("spec.analysis.failureLimit", "0")},
+			[]string{"spec.analysis.failureLimit", "greater than or equal to 1"}},
+		{"fault percentage 101", []mutation{set("spec.faultInjection.abort.percentage", "101")},
+			[]string{"spec.faultInjection.abort.percentage", "less than or equal to 100"}},
+		{"fault percentage -1", []mutation{set("spec.faultInjection.abort.percentage", "-1")},
+			[]string{"spec.faultInjection.abort.percentage", "greater than or equal to 0"}},
+		{"abort httpStatus 199", []mutation{set("spec.faultInjection.abort.httpStatus", "199")},
+			[]string{"spec.faultInjection.abort.httpStatus", "greater than or equal to 200"}},
+		{"abort httpStatus 600", []mutation{set("spec.faultInjection.abort.httpStatus", "600")},
+			[]string{"spec.faultInjection.abort.httpStatus", "less than or equal to 599"}},
+		{"fault injection without headerMatch", []mutation{del("spec.strategy.canary.headerMatch")},
+			[]string{"faultInjection needs strategy.canary.headerMatch"}},
+		{"step fault injection without headerMatch", []mutation{
+			del("spec.faultInjection"), del("spec.strategy.canary.headerMatch"),
+			set("spec.strategy.canary.steps[1].faultInjection", "{delay: {percentage: 50, fixedDelay: 1s}}")},
+			[]string{"spec.strategy.canary", "steps[].faultInjection needs headerMatch"}},
+		{"fault injection empty", []mutation{set("spec.faultInjection", "{}")},
+			[]string{"spec.faultInjection", "faultInjection needs delay, abort or both"}},
+		{"header match exact and prefix", []mutation{set("spec.strategy.canary.headerMatch.prefix", "t")},
+			[]string{"spec.strategy.canary.headerMatch", "set exactly one of exact, prefix or regex"}},
+		{"metric builtin and query", []mutation{set("spec.analysis.metrics[0].query", "up")},
+			[]string{"spec.analysis.metrics[0]", "set exactly one of builtin or query"}},
+		{"metric neither builtin nor query", []mutation{del("spec.analysis.metrics[0].builtin")},
+			[]string{"spec.analysis.metrics[0]", "set exactly one of builtin or query"}},
+		{"compared metric without builtin or query", []mutation{del("spec.analysis.metrics[1].query")},
+			[]string{"spec.analysis.metrics[1]", "set exactly one of builtin or query"}},
+		{"metric without thresholdRange or compareToStable", []mutation{del("spec.analysis.metrics[0].thresholdRange")},
+			[]string{"spec.analysis.metrics[0]", "set thresholdRange, compareToStable or both"}},
+		{"thresholdRange min > max", []mutation{set("spec.analysis.metrics[0].thresholdRange.min", "2")},
+			[]string{"spec.analysis.metrics[0].thresholdRange", "min must not exceed max"}},
+		{"thresholdRange empty", []mutation{set("spec.analysis.metrics[0].thresholdRange", "{}")},
+			[]string{"spec.analysis.metrics[0].thresholdRange", "set min, max or both"}},
+		{"compareToStable custom query without workload", []mutation{set("spec.analysis.metrics[1].query", "sum(up)")},
+			[]string{"spec.analysis.metrics[1]", "compareToStable with a custom query needs stableQuery or the {{ .Workload }} variable"}},
+		{"unknown builtin", []mutation{set("spec.analysis.metrics[0].builtin", "error-ratio")},
+			[]string{"spec.analysis.metrics[0].builtin", `Unsupported value: "error-ratio"`}},
+		{"duplicate metric names", []mutation{set("spec.analysis.metrics[1].name", "error-rate")},
+			[]string{"spec.analysis.metrics[1]", "Duplicate value"}},
+		{"service port 0", []mutation{set("spec.service.port", "0")},
+			[]string{"spec.service.port", "greater than or equal to 1"}},
+		{"service port 70000", []mutation{set("spec.service.port", "70000")},
+			[]string{"spec.service.port", "less than or equal to 65535"}},
+		{"TLS mode bogus", []mutation{set("spec.service.trafficPolicy.tls.mode", "BOGUS")},
+			[]string{"spec.service.trafficPolicy.tls.mode", `Unsupported value: "BOGUS"`}},
+		{"targetRef kind StatefulSet", []mutation{set("spec.targetRef.kind", "StatefulSet")},
+			[]string{"spec.targetRef.kind", `Unsupported value: "StatefulSet"`}},
+		{"promotion window duration 0s", []mutation{set("spec.promotionWindows[0].duration", "0s")},
+			[]string{"spec.promotionWindows[0].duration", "duration must be positive"}},
+		{"prometheus address ftp", []mutation{set("spec.analysis.prometheus.address", "ftp://x")},
+			[]string{"spec.analysis.prometheus.address", "address must be an http or https URL"}},
+		{"prometheus address not a URL", []mutation{set("spec.analysis.prometheus.address", "not a url")},
+			[]string{"spec.analysis.prometheus.address", "address must be an http or https URL"}},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			obj := rollout(t, ns, "invalid-"+strconv.Itoa(i))
+			for _, m := range c.muts {
+				apply(t, obj.Object, m)
+			}
+			err := env.Client.Create(t.Context(), obj)
+			assertInvalid(t, err, c.want)
+		})
+	}
+}
+
+func TestTargetRefIsImmutable(t *testing.T) {
+	ns := env.Namespace(t)
+	obj := rollout(t, ns, "immutable")
+	if err := env.Client.Create(t.Context(), obj); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, obj.Object, set("spec.targetRef.name", "other"))
+	err := env.Client.Update(t.Context(), obj)
+	assertInvalid(t, err, []string{"spec.targetRef", "targetRef is immutable"})
+
+	// Other changes stay allowed.
+	apply(t, obj.Object, set("spec.targetRef.name", "web"))
+	apply(t, obj.Object, set("spec.strategy.canary.steps[1].setWeight", "50"))
+	if err := env.Client.Update(t.Context(), obj); err != nil {
+		t.Fatalf("updating the steps: %v", err)
+	}
+}
+
+func assertInvalid(t *testing.T, err error, want []string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("accepted; want an error containing %q", want)
+	}
+	if !apierrors.IsInvalid(err) {
+		t.Fatalf("got %v, want an Invalid error", err)
+	}
+	t.Logf("rejected: %v", err)
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q:\n%v", w, err)
+		}
+	}
+	// A rule reading a field it did not check with has() fails at run time with this, next to
+	// the real error, and confuses the user.
+	if strings.Contains(err.Error(), "no such key") {
+		t.Errorf("a CEL rule reads an absent field:\n%v", err)
+	}
+}
+
+func rollout(t *testing.T, ns, name string) *unstructured.Unstructured {
+	t.Helper()
+	obj := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal([]byte(base), &obj.Object); err != nil {
+		t.Fatal(err)
+	}
+	obj.SetNamespace(ns)
+	obj.SetName(name)
+	return obj
+}
+
+var segment = regexp.MustCompile(`^([A-Za-z0-9]+)(?:\[(\d+)\])?$`)
+
+// apply applies m to obj, creating missing maps on the way.
+func apply(t *testing.T, obj map[string]any, m mutation) {
+	t.Helper()
+	var value any
+	if m.value != nil {
+		if err := yaml.Unmarshal([]byte(*m.value), &value); err != nil {
+			t.Fatalf("%s: %v", m.path, err)
+		}
+	}
+	parts := strings.Split(m.path, ".")
+	cur := obj
+	for i, p := range parts {
+		s := segment.FindStringSubmatch(p)
+		if s == nil {
+			t.Fatalf("bad path segment %q in %s", p, m.path)
+		}
+		last := i == len(parts)-1
+		if s[2] == "" {
+			switch {
+			case last && m.value == nil:
+				delete(cur, s[1])
+			case last:
+				cur[s[1]] = value
+			default:
+				next, ok := cur[s[1]].(map[string]any)
+				if !ok {
+					next = map[string]any{}
+					cur[s[1]] = next
+				}
+				cur = next
+			}
+			continue
+		}
+		list, _ := cur[s[1]].([]any)
+		idx, _ := strconv.Atoi(s[2])
+		if idx >= len(list) {
+			t.Fatalf("%s: index %d out of range", m.path, idx)
+		}
+		switch {
+		case last && m.value == nil:
+			cur[s[1]] = slices.Delete(list, idx, idx+1)
+		case last:
+			list[idx] = value
+		default:
+			next, ok := list[idx].(map[string]any)
+			if !ok {
+				t.Fatalf("%s: %s is not an object", m.path, p)
+			}
+			cur = next
+		}
+	}
+}

@@ -1,0 +1,60 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// TB is the part of testing.TB the helpers use; it keeps the testing package out of
+// non-test binaries such as the demo.
+type TB interface {
+	Helper()
+	Cleanup(func())
+	Fatalf(format string, args ...any)
+}
+
+// WaitFor calls cond every 50ms until it returns true or an error, or until timeout passes or
+// ctx ends. cond should return (false, nil) for conditions worth retrying.
+func WaitFor(ctx context.Context, timeout time.Duration, cond func(context.Context) (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, err := cond(ctx)
+		switch {
+		case ok:
+			return nil
+		case err != nil && ctx.Err() == nil:
+			return err
+		}
+		// An error caused by the deadline itself is reported as the timeout below.
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("condition not met within %s: %w", timeout, context.Cause(ctx))
+		case <-tick.C:
+		}
+	}
+}
+
+// Namespace creates a namespace with a fresh name (t-xxxxx) and deletes it when the test ends.
+// Without a local cluster nothing finalizes it: it stays Terminating, which is harmless.
+func (e *Env) Namespace(t TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "t-"}}
+	if err := e.Client.Create(ctx, ns); err != nil {
+		t.Fatalf("creating a namespace: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = e.Client.Delete(ctx, ns) // best effort: the Env may be stopping too
+	})
+	return ns.Name
+}
