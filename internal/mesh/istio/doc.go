@@ -1,0 +1,43 @@
+// Package istio renders the Istio objects ramp owns for a Rollout — one VirtualService and one
+// DestinationRule, both named after the Rollout — and reads ramp's routing back from a live
+// VirtualService. It is pure: no client, no I/O. Objects are returned as unstructured maps
+// holding only the fields ramp sets, ready for server-side apply on every reconcile; the same
+// input always yields the same object.
+//
+// # Shape
+//
+// The DestinationRule has the Service as host, the Rollout's traffic policy (if any), and two
+// subsets: "stable" (pod-template-hash of the stable ReplicaSet) and "canary" (pods labelled
+// ramp.dev/track=canary).
+//
+// The VirtualService has up to two HTTP routes, in this order:
+//
+//	ramp-canary   match the header (canary headerMatch, or the blue/green preview header)
+//	              -> canary subset, weight 100; carries the fault injection, if any
+//	ramp-primary  no match -> stable subset (100-w) and canary subset (w)
+//
+// Retries and timeout from spec.service apply to both routes.
+//
+// # Why faults go only on the header route
+//
+// Istio applies an HTTPRoute's fault to every request the route matches, before Envoy picks one
+// of the route's weighted destinations. A fault on ramp-primary would therefore hit stable
+// traffic too. The header route has a single destination, the canary, so a fault there reaches
+// the canary alone (and only the requests that opted in with the header). Without a header
+// route there is nowhere safe to put a fault, so none is rendered.
+//
+// # Why both destinations are always listed
+//
+// ramp-primary always lists stable then canary, with weights summing to 100, even at 0% or
+// 100% (Istio accepts weight 0: such a destination receives no traffic). The route's shape
+// never changes over a rollout, only two integers do, so each server-side apply is a minimal
+// diff, the list never gains or loses entries under another manager's feet, and ObservedRouting
+// can read the weight back unambiguously.
+//
+// # Durations
+//
+// Istio's duration fields are google.protobuf.Duration. istiod decodes them with protobuf JSON,
+// which accepts only decimal seconds ("30s", "1.500s"), while the CRD's CEL rules accept Go
+// style too ("1m30s"). ramp therefore writes the protobuf JSON form, with 0, 3, 6 or 9
+// fractional digits as protojson does, which both accept.
+package istio

@@ -1,0 +1,153 @@
+package istio
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ramp-dev/ramp/api/v1alpha1"
+)
+
+// Labels, subsets and route names ramp uses.
+const (
+	// TrackLabel marks pods of the canary; the canary subset selects TrackLabel=TrackCanary.
+	TrackLabel = "ramp.dev/track"
+	// TrackCanary is the TrackLabel value of canary pods.
+	TrackCanary = "canary"
+
+	// StableSubset is the DestinationRule subset of the stable pods (by pod-template-hash).
+	StableSubset = "stable"
+	// CanarySubset is the DestinationRule subset of the canary pods (by TrackLabel).
+	CanarySubset = "canary"
+
+	// RouteCanary is the header route that reaches the canary alone.
+	RouteCanary = "ramp-canary"
+	// RoutePrimary is the weighted stable/canary route.
+	RoutePrimary = "ramp-primary"
+
+	// ManagedByLabel and RolloutLabel are set on every object ramp renders.
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedByValue = "ramp"
+	RolloutLabel   = "ramp.dev/rollout"
+
+	// PodTemplateHashLabel is the label Deployments put on their ReplicaSets' pods.
+	PodTemplateHashLabel = "pod-template-hash"
+
+	// DefaultPreviewHeader is the blue/green preview header when none is configured; it
+	// matches DefaultPreviewValue exactly.
+	DefaultPreviewHeader = "x-ramp-preview"
+	DefaultPreviewValue  = "true"
+
+	// APIVersion, KindVirtualService and KindDestinationRule identify the rendered objects.
+	APIVersion          = "networking.istio.io/v1"
+	KindVirtualService  = "VirtualService"
+	KindDestinationRule = "DestinationRule"
+
+	group = "networking.istio.io"
+)
+
+// Routing is the traffic split ramp wants now.
+type Routing struct {
+	// CanaryWeight is 0..100; stable gets 100-CanaryWeight. VirtualService clamps values
+	// outside the range.
+	CanaryWeight int32
+	// HeaderRoute includes the header route (to the canary alone). It is rendered only when
+	// HeaderMatch(ro) is non-nil.
+	HeaderRoute bool
+	// Fault is injected on the header route only (nil: none). It is dropped when the header
+	// route is not rendered, and when it has neither delay nor abort.
+	Fault *v1alpha1.FaultInjection
+}
+
+// ServiceHost is the Service ramp routes to: spec.service.name, defaulting to
+// spec.targetRef.name. It is a short name, resolved by Istio in the Rollout's namespace.
+func ServiceHost(ro *v1alpha1.Rollout) string {
+	if ro.Spec.Service.Name != "" {
+		return ro.Spec.Service.Name
+	}
+	return ro.Spec.TargetRef.Name
+}
+
+// HeaderMatch is the header that reaches the canary alone: strategy.canary.headerMatch, or
+// strategy.blueGreen.previewHeader defaulting to x-ramp-preview: "true". It is nil when the
+// strategy has none (a canary without headerMatch, or no strategy). The result is a copy.
+func HeaderMatch(ro *v1alpha1.Rollout) *v1alpha1.HeaderMatch {
+	switch s := ro.Spec.Strategy; {
+	case s.Canary != nil:
+		return s.Canary.HeaderMatch.DeepCopy() // nil stays nil
+	case s.BlueGreen != nil:
+		if s.BlueGreen.PreviewHeader != nil {
+			return s.BlueGreen.PreviewHeader.DeepCopy()
+		}
+		v := DefaultPreviewValue
+		return &v1alpha1.HeaderMatch{Name: DefaultPreviewHeader, Exact: &v}
+	}
+	return nil
+}
+
+// stringMatch renders a HeaderMatch as an Istio StringMatch. The API allows exactly one of
+// exact, prefix or regex; should several be set the first of that order wins. ok is false
+// when the match is unusable (no name or no value), in which case no header route is
+// rendered: an empty StringMatch would not mean what the user asked for.
+func stringMatch(hm *v1alpha1.HeaderMatch) (m map[string]any, ok bool) {
+	if hm == nil || hm.Name == "" {
+		return nil, false
+	}
+	switch {
+	case hm.Exact != nil:
+		return map[string]any{"exact": *hm.Exact}, true
+	case hm.Prefix != nil:
+		return map[string]any{"prefix": *hm.Prefix}, true
+	case hm.Regex != nil:
+		return map[string]any{"regex": *hm.Regex}, true
+	}
+	return nil, false
+}
+
+// protoDuration formats d as a google.protobuf.Duration in protobuf JSON: decimal seconds with
+// 0, 3, 6 or 9 fractional digits and an "s" suffix ("30s", "1.500s", "0.000100s"), as
+// protojson writes it. istiod parses that, and so does the CRD's CEL duration().
+func protoDuration(d time.Duration) string {
+	var b strings.Builder
+	u := uint64(d)
+	if d < 0 {
+		b.WriteByte('-')
+		u = -u // two's complement: correct for math.MinInt64 too
+	}
+	secs, nanos := u/uint64(time.Second), u%uint64(time.Second)
+	switch {
+	case nanos == 0:
+		fmt.Fprintf(&b, "%ds", secs)
+	case nanos%1e6 == 0:
+		fmt.Fprintf(&b, "%d.%03ds", secs, nanos/1e6)
+	case nanos%1e3 == 0:
+		fmt.Fprintf(&b, "%d.%06ds", secs, nanos/1e3)
+	default:
+		fmt.Fprintf(&b, "%d.%09ds", secs, nanos)
+	}
+	return b.String()
+}
+
+// objectMeta is the metadata of a rendered object: name and namespace of the Rollout, ramp's
+// labels and a controller reference to the Rollout. ro must carry its UID, as any Rollout read
+// from the API server does: the API server rejects an owner reference without one.
+func objectMeta(ro *v1alpha1.Rollout) map[string]any {
+	return map[string]any{
+		"name":      ro.Name,
+		"namespace": ro.Namespace,
+		"labels": map[string]any{
+			ManagedByLabel: ManagedByValue,
+			RolloutLabel:   ro.Name,
+		},
+		"ownerReferences": []any{
+			map[string]any{
+				"apiVersion":         v1alpha1.GroupVersion.String(),
+				"kind":               "Rollout",
+				"name":               ro.Name,
+				"uid":                string(ro.UID),
+				"controller":         true,
+				"blockOwnerDeletion": true,
+			},
+		},
+	}
+}
