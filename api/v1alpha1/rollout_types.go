@@ -300,13 +300,15 @@ type RolloutStatus struct {
 	// +optional
 	CanaryRevision string `json:"canaryRevision,omitempty"`
 
-	// StepStartedAt is when the current step (or phase) began.
+	// Stage is the part of the current step or of promotion in progress (e.g. ScalingCanary,
+	// Holding, RoutingToCanary, UpdatingStable, SwitchingStableSubset, RoutingToStable).
 	// +optional
-	StepStartedAt *metav1.Time `json:"stepStartedAt,omitempty"`
+	Stage string `json:"stage,omitempty"`
 
-	// PromotionStage is the sub-step of promotion in progress.
+	// StageStartedAt is when the current stage began; pauses, analysis intervals and the
+	// progress deadline count from it.
 	// +optional
-	PromotionStage string `json:"promotionStage,omitempty"`
+	StageStartedAt *metav1.Time `json:"stageStartedAt,omitempty"`
 
 	// FailedChecks counts failed analysis rounds of the current rollout.
 	// +optional
@@ -316,7 +318,7 @@ type RolloutStatus struct {
 	// +optional
 	InconclusiveChecks int32 `json:"inconclusiveChecks,omitempty"`
 
-	// StepAnalysisPassed is true once an analysis round passed at the current step.
+	// StepAnalysisPassed is true when the latest analysis round at the current step passed.
 	// +optional
 	StepAnalysisPassed bool `json:"stepAnalysisPassed,omitempty"`
 
@@ -340,6 +342,8 @@ type RolloutStatus struct {
 type HandledRequests struct {
 	// +optional
 	Promote string `json:"promote,omitempty"`
+	// +optional
+	PromoteFull string `json:"promoteFull,omitempty"`
 	// +optional
 	Abort string `json:"abort,omitempty"`
 	// +optional

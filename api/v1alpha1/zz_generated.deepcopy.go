@@ -640,8 +640,8 @@ func (in *RolloutStatus) DeepCopyInto(out *RolloutStatus) {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
 	}
-	if in.StepStartedAt != nil {
-		in, out := &in.StepStartedAt, &out.StepStartedAt
+	if in.StageStartedAt != nil {
+		in, out := &in.StageStartedAt, &out.StageStartedAt
 		*out = (*in).DeepCopy()
 	}
 	if in.LastAnalysisTime != nil {

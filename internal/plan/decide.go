@@ -1,0 +1,583 @@
+package plan
+
+import (
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+)
+
+// maxTransitions bounds the transitions chained in one pass (e.g. a step whose canary is
+// already large enough starts at once instead of waiting for an event that never comes).
+const maxTransitions = 8
+
+// Decide is the state machine. It is pure: everything it needs is in its arguments.
+func Decide(cfg Config, ro *rampv1.Rollout, obs Observation) Decision {
+	d := &decider{cfg: cfg, spec: &ro.Spec, obs: obs, now: obs.Now}
+	d.st = *ro.Status.DeepCopy()
+	d.st.Conditions = nil
+	d.st.ObservedGeneration = ro.Generation
+	d.prevPhase = d.st.Phase
+	d.steps = stepsOf(d.spec)
+	d.run(ro.Spec.TargetRef.Name)
+	return d.decision()
+}
+
+type decider struct {
+	cfg   Config
+	spec  *rampv1.RolloutSpec
+	st    rampv1.RolloutStatus
+	obs   Observation
+	now   time.Time
+	steps []step
+
+	prevPhase string
+	events    []Event
+	requeue   time.Time
+	summary   *Summary // set when a pass must report something other than the phase default
+	noDesired bool
+}
+
+func (d *decider) run(target string) {
+	if d.obs.SpecError != "" {
+		d.stall("InvalidSpec", d.obs.SpecError)
+		return
+	}
+	if !d.obs.Target.Exists {
+		d.stall("TargetNotFound", fmt.Sprintf("Deployment %q not found: create it (or fix spec.targetRef.name); ramp has touched nothing", target))
+		return
+	}
+	for i := 0; i < maxTransitions; i++ {
+		before := d.st.Phase + "/" + d.st.Stage + "/" + fmt.Sprint(d.st.CurrentStep, d.st.CanaryWeight)
+		switch d.st.Phase {
+		case "", rampv1.PhaseInitializing:
+			d.adopt(target)
+		case rampv1.PhaseIdle, rampv1.PhaseSucceeded, rampv1.PhaseFailed:
+			d.steady()
+		case rampv1.PhaseRollingBack:
+			d.rollingBack()
+		default:
+			d.active()
+		}
+		// The analysis round was run for the stage the status held when the pass began: it
+		// must not be counted again, nor for a step entered later in this pass.
+		d.obs.Analysis = nil
+		if d.noDesired || d.st.Phase+"/"+d.st.Stage+"/"+fmt.Sprint(d.st.CurrentStep, d.st.CanaryWeight) == before {
+			return
+		}
+	}
+	// Still moving after maxTransitions: nothing in the world may change to trigger the next
+	// pass (e.g. many steps without pauses whose canary is already big enough), so come back
+	// at once.
+	d.wakeAt(d.now)
+}
+
+// --- adoption --------------------------------------------------------------------------
+
+func (d *decider) adopt(target string) {
+	t := d.obs.Target
+	if !t.RolledOut || t.PodTemplateHash == "" {
+		d.st.Phase = rampv1.PhaseInitializing
+		d.st.Message = fmt.Sprintf("waiting for Deployment %q to finish rolling out before adopting it", target)
+		d.noDesired = true
+		return
+	}
+	d.st.StableRevision = t.Revision
+	d.st.StablePodTemplateHash = t.PodTemplateHash
+	d.st.CanaryRevision = ""
+	d.setPhase(rampv1.PhaseIdle, fmt.Sprintf("managing Deployment %q at revision %s", target, t.Revision))
+	d.event(false, "Adopted", fmt.Sprintf("paused Deployment %q at revision %s; all traffic to stable", target, t.Revision))
+}
+
+// --- no rollout in progress --------------------------------------------------------------
+
+func (d *decider) steady() {
+	t := d.obs.Target
+	failed := d.st.Phase == rampv1.PhaseFailed
+	retry := d.take(&d.st.HandledRequests.Retry, d.obs.Requests.Retry)
+	// Acknowledge every pending request, not only the first: one left pending would act on the
+	// rollout this pass may start (e.g. a stale abort rolling it back at once).
+	promote := d.take(&d.st.HandledRequests.Promote, d.obs.Requests.Promote)
+	promoteFull := d.take(&d.st.HandledRequests.PromoteFull, d.obs.Requests.PromoteFull)
+	abort := d.take(&d.st.HandledRequests.Abort, d.obs.Requests.Abort)
+	if promote || promoteFull || abort {
+		d.event(true, "RequestIgnored", "no rollout in progress: nothing to promote or abort")
+	}
+	switch {
+	case t.Revision == d.st.StableRevision:
+		if failed {
+			d.st.CanaryRevision = ""
+			d.clearProgress()
+			d.setPhase(rampv1.PhaseIdle, "target reverted to the stable revision "+t.Revision)
+			d.event(false, "Reverted", "Git reverted the target to the stable revision "+t.Revision)
+		} else if retry {
+			d.event(true, "RequestIgnored", "nothing to retry: the target runs the stable revision")
+		}
+	case failed && t.Revision == d.st.CanaryRevision && !retry:
+		// Stay failed until a new revision or `kubectl ramp retry`.
+	default:
+		reason := "new revision " + t.Revision
+		if failed && t.Revision == d.st.CanaryRevision {
+			reason = "retry of revision " + t.Revision
+		}
+		d.start(reason)
+	}
+}
+
+func (d *decider) start(reason string) {
+	d.st.CanaryRevision = d.obs.Target.Revision
+	d.st.FailedChecks, d.st.InconclusiveChecks = 0, 0
+	d.st.LastAnalysis, d.st.LastAnalysisTime = nil, nil
+	d.st.CanaryWeight = 0
+	d.st.Steps = int32(len(d.steps))
+	d.enterStep(1)
+	d.setPhase(rampv1.PhaseProgressing, "")
+	d.event(false, "RolloutStarted", fmt.Sprintf("%s: %s", reason, d.planText()))
+}
+
+func (d *decider) enterStep(k int32) {
+	d.st.CurrentStep = k
+	d.setStage(StageScalingCanary)
+	d.st.StepAnalysisPassed = false
+}
+
+func (d *decider) clearProgress() {
+	d.st.CurrentStep, d.st.Steps, d.st.CanaryWeight = 0, 0, 0
+	d.st.Stage, d.st.StageStartedAt = "", nil
+	d.st.StepAnalysisPassed = false
+}
+
+// --- a rollout in progress -----------------------------------------------------------------
+
+func (d *decider) active() {
+	t := d.obs.Target
+	promoting := d.isPromotionStage()
+	lateStage := d.st.Stage == StageUpdatingStable || d.st.Stage == StageSwitchingStableSubset || d.st.Stage == StageRoutingToStable
+
+	if d.take(&d.st.HandledRequests.Retry, d.obs.Requests.Retry) {
+		// Left pending, it would restart the rollout the moment it fails.
+		d.event(true, "RequestIgnored", "nothing to retry: a rollout is in progress")
+	}
+	if d.take(&d.st.HandledRequests.Abort, d.obs.Requests.Abort) {
+		if lateStage {
+			d.event(true, "RequestIgnored", "too late to abort: the target is already being updated to the new revision")
+		} else {
+			d.rollback("AbortRequested", "aborted by kubectl ramp abort")
+			return
+		}
+	}
+
+	switch {
+	case t.Revision == d.st.StableRevision && !lateStage:
+		d.st.CanaryRevision = ""
+		d.clearProgress()
+		d.setPhase(rampv1.PhaseIdle, "target reverted to the stable revision "+t.Revision+"; rollout cancelled")
+		d.event(false, "RolloutCancelled", "Git reverted the target to the stable revision "+t.Revision+"; all traffic to stable")
+		return
+	case t.Revision != d.st.CanaryRevision && d.st.Stage == StageUpdatingStable:
+		// The target is un-paused and Git changed its template again: the Deployment would roll
+		// an unanalysed revision out. The desired state re-pauses it; traffic stays on the
+		// canary, which runs the analysed revision at full size.
+		d.stall("NewRevisionDuringPromotion", fmt.Sprintf(
+			"revision %s arrived while the target was being updated to %s: ramp re-paused the target and keeps all traffic on the canary; set the target back to revision %s in Git to finish, then commit the new change",
+			t.Revision, d.st.CanaryRevision, d.st.CanaryRevision))
+		d.st.Phase = rampv1.PhasePromoting
+		d.noDesired = false
+		return
+	case t.Revision != d.st.CanaryRevision && !lateStage:
+		from := d.st.CanaryRevision
+		d.st.CanaryRevision = t.Revision
+		d.st.CanaryWeight = 0
+		d.st.FailedChecks, d.st.InconclusiveChecks = 0, 0
+		d.st.LastAnalysis, d.st.LastAnalysisTime = nil, nil
+		d.st.Steps = int32(len(d.steps))
+		d.enterStep(1)
+		d.setPhase(rampv1.PhaseProgressing, "")
+		d.event(false, "RolloutRestarted", fmt.Sprintf("revision %s replaced %s mid-rollout: traffic back to stable, restarting %s", t.Revision, from, d.planText()))
+		return
+	}
+
+	if d.spec.Paused || d.obs.Requests.Paused {
+		by := "spec.paused"
+		if !d.spec.Paused {
+			by = "kubectl ramp pause"
+		}
+		d.setPhase(rampv1.PhasePaused, fmt.Sprintf("paused by %s at step %d/%d, %d%% to canary", by, d.st.CurrentStep, d.st.Steps, d.st.CanaryWeight))
+		return
+	}
+
+	if promoting {
+		// Left pending, a promote request would complete a step of the next rollout.
+		promote := d.take(&d.st.HandledRequests.Promote, d.obs.Requests.Promote)
+		promoteFull := d.take(&d.st.HandledRequests.PromoteFull, d.obs.Requests.PromoteFull)
+		if promote || promoteFull {
+			d.event(true, "RequestIgnored", "already promoting revision "+d.st.CanaryRevision)
+		}
+		d.promotion()
+		return
+	}
+	switch d.st.Stage {
+	case StageScalingCanary:
+		d.scaling()
+	default:
+		d.holding()
+	}
+}
+
+func (d *decider) currentStep() step {
+	k := int(d.st.CurrentStep)
+	if k < 1 || k > len(d.steps) {
+		// The spec lost steps mid-rollout: finish with the last one.
+		k = len(d.steps)
+		d.st.CurrentStep = int32(k)
+		d.st.Steps = int32(len(d.steps))
+	}
+	return d.steps[k-1]
+}
+
+func (d *decider) scaling() {
+	s := d.currentStep()
+	if d.take(&d.st.HandledRequests.PromoteFull, d.obs.Requests.PromoteFull) {
+		// Also here, not only while holding: a 100% step waits for its window in this stage.
+		d.event(false, "PromoteRequested", "kubectl ramp promote --full: skipping remaining steps, analysis and promotion windows")
+		d.startPromotion()
+		return
+	}
+	if s.weight == 100 && !d.windowAllows() {
+		if d.take(&d.st.HandledRequests.Promote, d.obs.Requests.Promote) {
+			d.event(true, "RequestIgnored", "kubectl ramp promote does not override promotion windows: use kubectl ramp promote --full")
+		}
+		return
+	}
+	if d.st.Phase == rampv1.PhaseWaitingForWindow {
+		// The window just opened: the canary was held at its previous size until now, so the
+		// progress deadline counts from now, not from when the step was entered.
+		d.st.StageStartedAt = d.nowTime()
+	}
+	need := d.stepReplicas(s)
+	c := d.obs.Canary
+	if c.Exists && c.Revision == d.st.CanaryRevision && c.ReadyReplicas >= need {
+		d.st.CanaryWeight = s.weight
+		d.st.Stage = StageHolding
+		d.st.StageStartedAt = d.nowTime()
+		d.st.StepAnalysisPassed = false
+		d.setPhase(rampv1.PhaseProgressing, d.stepText(s))
+		d.event(false, "StepStarted", d.stepText(s))
+		return
+	}
+	if d.deadlinePassed() {
+		d.rollback("ProgressDeadlineExceeded", fmt.Sprintf("canary not ready within %s: %d/%d replicas ready",
+			d.spec.ProgressDeadlineOrDefault(), d.readyOfRevision(), need))
+		return
+	}
+	d.setPhase(rampv1.PhaseProgressing, fmt.Sprintf("step %d/%d: waiting for the canary to have %d ready replicas (%d ready)",
+		d.st.CurrentStep, d.st.Steps, need, d.readyOfRevision()))
+	d.wakeAt(d.stageStart().Add(d.spec.ProgressDeadlineOrDefault()))
+}
+
+func (d *decider) holding() {
+	s := d.currentStep()
+	if r := d.obs.Analysis; r != nil && s.analysis {
+		d.obs.Analysis = nil
+		if d.record(r) {
+			return
+		}
+	}
+	if d.take(&d.st.HandledRequests.PromoteFull, d.obs.Requests.PromoteFull) {
+		d.event(false, "PromoteRequested", "kubectl ramp promote --full: skipping remaining steps, analysis and promotion windows")
+		d.startPromotion()
+		return
+	}
+	forced := d.take(&d.st.HandledRequests.Promote, d.obs.Requests.Promote)
+	if forced {
+		d.event(false, "PromoteRequested", fmt.Sprintf("kubectl ramp promote: step %d/%d done", d.st.CurrentStep, d.st.Steps))
+	}
+
+	// While the step holds, analysis rounds go on (also after one passed, and while waiting
+	// for a window); once it ends, its next round is no reason to come back.
+	wakeForAnalysis := func() {
+		if s.analysis {
+			d.wakeAt(NextAnalysisAt(d.spec, &d.st))
+		}
+	}
+	var waiting []string
+	if !forced {
+		if s.pause != nil {
+			if s.pause.Duration == nil {
+				waiting = append(waiting, "kubectl ramp promote")
+			} else if end := d.stageStart().Add(s.pause.Duration.Duration); d.now.Before(end) {
+				waiting = append(waiting, "pause until "+end.UTC().Format(time.RFC3339))
+				d.wakeAt(end)
+			}
+		}
+		if s.analysis && !d.st.StepAnalysisPassed {
+			waiting = append(waiting, "a passing analysis round")
+		}
+	}
+	if len(waiting) > 0 {
+		wakeForAnalysis()
+		d.setPhase(rampv1.PhaseProgressing, fmt.Sprintf("%s; waiting for %s", d.stepText(s), joinAnd(waiting)))
+		return
+	}
+	if int(d.st.CurrentStep) < len(d.steps) {
+		d.enterStep(d.st.CurrentStep + 1)
+		return
+	}
+	if !d.windowAllows() {
+		wakeForAnalysis()
+		return
+	}
+	d.startPromotion()
+}
+
+// record folds an analysis round into the status; it reports whether it rolled back.
+func (d *decider) record(r *AnalysisResult) bool {
+	a := d.spec.Analysis
+	t := d.nowTime()
+	d.st.LastAnalysis = r.Metrics
+	d.st.LastAnalysisTime = t
+	d.st.StepAnalysisPassed = r.Verdict == rampv1.VerdictPassed
+	switch r.Verdict {
+	case rampv1.VerdictFailed:
+		d.st.FailedChecks++
+		d.event(true, "AnalysisFailed", fmt.Sprintf("check %d/%d failed: %s", d.st.FailedChecks, a.FailureLimitOrDefault(), r.Reason))
+		if d.st.FailedChecks >= a.FailureLimitOrDefault() {
+			d.rollback("AnalysisFailed", fmt.Sprintf("analysis failed %d times: %s", d.st.FailedChecks, r.Reason))
+			return true
+		}
+	case rampv1.VerdictInconclusive:
+		d.st.InconclusiveChecks++
+		d.event(true, "AnalysisInconclusive", fmt.Sprintf("round %d/%d inconclusive: %s", d.st.InconclusiveChecks, a.InconclusiveLimitOrDefault(), r.Reason))
+		if d.st.InconclusiveChecks >= a.InconclusiveLimitOrDefault() {
+			d.rollback("AnalysisInconclusive", fmt.Sprintf("analysis inconclusive %d times: %s", d.st.InconclusiveChecks, r.Reason))
+			return true
+		}
+	}
+	return false
+}
+
+// windowAllows holds the rollout outside promotion windows; it reports whether to go on.
+func (d *decider) windowAllows() bool {
+	if d.obs.WindowOpen {
+		return true
+	}
+	msg := fmt.Sprintf("holding at %d%% outside promotion windows", d.st.CanaryWeight)
+	if !d.obs.WindowOpensAt.IsZero() {
+		msg += "; next window opens at " + d.obs.WindowOpensAt.UTC().Format(time.RFC3339)
+		d.wakeAt(d.obs.WindowOpensAt)
+	}
+	if d.st.Phase != rampv1.PhaseWaitingForWindow {
+		d.event(false, "WaitingForWindow", msg)
+	}
+	d.setPhase(rampv1.PhaseWaitingForWindow, msg)
+	return false
+}
+
+// --- promotion -----------------------------------------------------------------------------
+
+func (d *decider) isPromotionStage() bool {
+	switch d.st.Stage {
+	case StageRoutingToCanary, StageUpdatingStable, StageSwitchingStableSubset, StageRoutingToStable:
+		return true
+	}
+	return false
+}
+
+func (d *decider) startPromotion() {
+	d.setStage(StageRoutingToCanary)
+	d.setPhase(rampv1.PhasePromoting, "promoting revision "+d.st.CanaryRevision)
+	d.event(false, "PromotionStarted", fmt.Sprintf("promoting revision %s", d.st.CanaryRevision))
+}
+
+func (d *decider) promotion() {
+	t, c := d.obs.Target, d.obs.Canary
+	full := CanaryReplicas(t.Replicas, 100)
+	d.st.Phase = rampv1.PhasePromoting
+	switch d.st.Stage {
+	case StageRoutingToCanary:
+		if d.st.CanaryWeight < 100 {
+			if c.Exists && c.Revision == d.st.CanaryRevision && c.ReadyReplicas >= full {
+				d.st.CanaryWeight = 100
+				d.setPhase(rampv1.PhasePromoting, "all traffic to the canary")
+				return
+			}
+			if d.deadlinePassed() {
+				d.rollback("ProgressDeadlineExceeded", fmt.Sprintf("canary not ready at full size within %s: %d/%d replicas ready",
+					d.spec.ProgressDeadlineOrDefault(), d.readyOfRevision(), full))
+				return
+			}
+			d.setPhase(rampv1.PhasePromoting, fmt.Sprintf("waiting for the canary to reach full size before it takes all traffic (%d/%d ready)", d.readyOfRevision(), full))
+			d.wakeAt(d.stageStart().Add(d.spec.ProgressDeadlineOrDefault()))
+			return
+		}
+		// Un-pause the target only once the VirtualService holds 100% canary: its rolling
+		// update takes the stable pods away.
+		if d.obs.Routing != nil && d.obs.Routing.CanaryWeight == 100 {
+			d.setStage(StageUpdatingStable)
+			d.setPhase(rampv1.PhasePromoting, "updating the target Deployment to the new revision")
+			return
+		}
+		d.setPhase(rampv1.PhasePromoting, "waiting for the VirtualService to route all traffic to the canary")
+	case StageUpdatingStable:
+		if t.Revision == d.st.CanaryRevision && t.RolledOut && t.PodTemplateHash != "" {
+			d.st.StablePodTemplateHash = t.PodTemplateHash
+			d.setStage(StageSwitchingStableSubset)
+			d.setPhase(rampv1.PhasePromoting, "pointing the stable subset at the updated target")
+			return
+		}
+		if d.deadlinePassed() {
+			// Traffic is all on the healthy canary: holding is safe, rolling back is not.
+			d.stall("TargetUpdateStuck", fmt.Sprintf("the target Deployment did not finish rolling out revision %s within %s; all traffic stays on the canary until it does",
+				d.st.CanaryRevision, d.spec.ProgressDeadlineOrDefault()))
+			d.st.Phase = rampv1.PhasePromoting
+			d.noDesired = false
+			return
+		}
+		d.setPhase(rampv1.PhasePromoting, "waiting for the target Deployment to roll out the new revision")
+		d.wakeAt(d.stageStart().Add(d.spec.ProgressDeadlineOrDefault()))
+	case StageSwitchingStableSubset:
+		settled := d.stageStart().Add(d.cfg.SubsetSettle)
+		if d.now.Before(settled) {
+			d.wakeAt(settled)
+			d.setPhase(rampv1.PhasePromoting, "letting the new stable subset reach the proxies")
+			return
+		}
+		d.st.CanaryWeight = 0
+		d.setStage(StageRoutingToStable)
+		d.setPhase(rampv1.PhasePromoting, "routing all traffic back to the updated target")
+	case StageRoutingToStable:
+		if d.obs.Routing != nil && d.obs.Routing.CanaryWeight == 0 {
+			rev := d.st.CanaryRevision
+			d.st.StableRevision = rev
+			d.st.CanaryRevision = ""
+			d.clearProgress()
+			d.setPhase(rampv1.PhaseSucceeded, "revision "+rev+" promoted")
+			d.event(false, "Promoted", fmt.Sprintf("revision %s promoted: the target runs it and takes all traffic", rev))
+			return
+		}
+		d.setPhase(rampv1.PhasePromoting, "waiting for the VirtualService to route all traffic to stable")
+	}
+}
+
+// --- rollback ------------------------------------------------------------------------------
+
+func (d *decider) rollback(reason, msg string) {
+	d.st.CanaryWeight = 0
+	d.setPhase(rampv1.PhaseRollingBack, msg)
+	d.event(true, reason, "rolling back: "+msg)
+}
+
+func (d *decider) rollingBack() {
+	if d.obs.Routing != nil && d.obs.Routing.CanaryWeight == 0 {
+		d.setPhase(rampv1.PhaseFailed, d.st.Message)
+		d.event(true, "RolledBack", fmt.Sprintf("all traffic on stable revision %s; canary scaled to zero: %s", d.st.StableRevision, d.st.Message))
+		return
+	}
+	d.st.Phase = rampv1.PhaseRollingBack
+}
+
+// --- helpers -------------------------------------------------------------------------------
+
+// take reports whether token is a request not yet acted on, and acknowledges it.
+func (d *decider) take(handled *string, token string) bool {
+	if token == "" || token == *handled {
+		return false
+	}
+	*handled = token
+	return true
+}
+
+func (d *decider) stall(reason, msg string) {
+	d.summary = &Summary{Stalled: true, Reason: reason, Message: msg}
+	d.st.Message = msg
+	d.noDesired = true
+}
+
+func (d *decider) setPhase(phase, msg string) {
+	d.st.Phase = phase
+	d.st.Message = msg
+}
+
+func (d *decider) setStage(stage string) {
+	d.st.Stage = stage
+	d.st.StageStartedAt = d.nowTime()
+}
+
+func (d *decider) nowTime() *metav1.Time { t := metav1.NewTime(d.now); return &t }
+
+func (d *decider) stageStart() time.Time {
+	if d.st.StageStartedAt == nil {
+		return d.now
+	}
+	return d.st.StageStartedAt.Time
+}
+
+func (d *decider) deadlinePassed() bool {
+	return !d.now.Before(d.stageStart().Add(d.spec.ProgressDeadlineOrDefault()))
+}
+
+func (d *decider) wakeAt(t time.Time) {
+	if t.IsZero() {
+		return
+	}
+	if d.requeue.IsZero() || t.Before(d.requeue) {
+		d.requeue = t
+	}
+}
+
+func (d *decider) event(warning bool, reason, msg string) {
+	d.events = append(d.events, Event{Warning: warning, Reason: reason, Message: msg})
+}
+
+func (d *decider) stepReplicas(s step) int32 {
+	if isBlueGreen(d.spec) {
+		return CanaryReplicas(d.obs.Target.Replicas, 100)
+	}
+	return CanaryReplicas(d.obs.Target.Replicas, s.weight)
+}
+
+func (d *decider) readyOfRevision() int32 {
+	if d.obs.Canary.Revision != d.st.CanaryRevision {
+		return 0
+	}
+	return d.obs.Canary.ReadyReplicas
+}
+
+func (d *decider) stepText(s step) string {
+	if isBlueGreen(d.spec) {
+		return "preview: new version at full size on the preview header route"
+	}
+	return fmt.Sprintf("step %d/%d: %d%% to canary", d.st.CurrentStep, d.st.Steps, s.weight)
+}
+
+func (d *decider) planText() string {
+	if isBlueGreen(d.spec) {
+		return "blue/green: preview, then flip"
+	}
+	txt := "canary"
+	for i, s := range d.steps {
+		sep := " → "
+		if i == 0 {
+			sep = " "
+		}
+		txt += fmt.Sprintf("%s%d%%", sep, s.weight)
+	}
+	return txt
+}
+
+func joinAnd(parts []string) string {
+	out := ""
+	for i, p := range parts {
+		switch {
+		case i == 0:
+		case i == len(parts)-1:
+			out += " and "
+		default:
+			out += ", "
+		}
+		out += p
+	}
+	return out
+}

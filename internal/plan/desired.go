@@ -1,0 +1,123 @@
+package plan
+
+import (
+	"time"
+
+	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+)
+
+func (d *decider) decision() Decision {
+	out := Decision{Status: d.st, Events: d.events, Summary: d.summarize()}
+	if !d.noDesired {
+		out.Desired = d.desired()
+	}
+	if !d.requeue.IsZero() {
+		out.RequeueAfter = d.requeue.Sub(d.now)
+		if out.RequeueAfter < time.Millisecond {
+			out.RequeueAfter = time.Millisecond
+		}
+	}
+	return out
+}
+
+// desired derives the managed objects' state from the new status (and the target's size).
+func (d *decider) desired() *Desired {
+	st := &d.st
+	out := &Desired{
+		TargetPaused:          true,
+		StablePodTemplateHash: st.StablePodTemplateHash,
+		CanaryWeight:          st.CanaryWeight,
+	}
+	if st.StablePodTemplateHash == "" {
+		return nil // not adopted yet: nothing to route to
+	}
+	switch st.Phase {
+	case rampv1.PhaseInitializing, rampv1.PhaseIdle, rampv1.PhaseSucceeded, rampv1.PhaseFailed:
+		out.CanaryWeight = 0
+		return out
+	}
+	out.CanaryRevision = st.CanaryRevision
+	full := CanaryReplicas(d.obs.Target.Replicas, 100)
+	s := d.currentStep()
+	switch {
+	case d.isPromotionStage():
+		out.CanaryReplicas = full
+	case st.Phase == rampv1.PhaseWaitingForWindow && st.Stage == StageScalingCanary:
+		// Hold before a 100% step without sizing the canary for it yet.
+		out.CanaryReplicas = CanaryReplicas(d.obs.Target.Replicas, st.CanaryWeight)
+	case st.Phase == rampv1.PhaseRollingBack && st.Stage == StageScalingCanary && !isBlueGreen(d.spec) && st.CurrentStep > 1:
+		// The step never began and never will: keep the canary sized for the traffic it had
+		// (the previous step's), instead of growing it (up to full size, when the rollout was
+		// waiting for a window before a 100% step) only to scale it to zero.
+		out.CanaryReplicas = CanaryReplicas(d.obs.Target.Replicas, d.steps[st.CurrentStep-2].weight)
+	default:
+		out.CanaryReplicas = d.stepReplicas(s)
+	}
+	if st.Phase == rampv1.PhaseRollingBack {
+		return out // weight 0, no header route, no fault; the canary keeps its size until routed away
+	}
+	// The header route reaches the canary alone, so only offer it while the canary has pods
+	// that serve the current revision: not while the first step is still scaling.
+	out.HeaderRoute = st.Stage != StageRoutingToStable && !(st.Stage == StageScalingCanary && st.CurrentStep <= 1)
+	if st.Stage == StageHolding && st.Phase != rampv1.PhasePaused {
+		out.Fault = s.fault
+	}
+	if st.Stage == StageUpdatingStable && d.obs.Target.Revision == st.CanaryRevision {
+		out.TargetPaused = false
+	}
+	return out
+}
+
+func (d *decider) summarize() Summary {
+	if d.summary != nil {
+		return *d.summary
+	}
+	st := &d.st
+	s := Summary{Reason: st.Phase, Message: st.Message}
+	switch st.Phase {
+	case rampv1.PhaseIdle, rampv1.PhaseSucceeded:
+		s.Ready = true
+		if s.Message == "" {
+			s.Message = "revision " + st.StableRevision + " serves all traffic"
+		}
+	case rampv1.PhaseFailed:
+		s.Reason = "RolloutFailed"
+	default:
+		s.Reconciling = true
+	}
+	return s
+}
+
+// NextAnalysisAt is when the next analysis round of the current step is due: one interval
+// after the step began or after the last round, whichever is later.
+func NextAnalysisAt(spec *rampv1.RolloutSpec, st *rampv1.RolloutStatus) time.Time {
+	if spec.Analysis == nil || st.StageStartedAt == nil {
+		return time.Time{}
+	}
+	from := st.StageStartedAt.Time
+	if st.LastAnalysisTime != nil && st.LastAnalysisTime.After(from) {
+		from = st.LastAnalysisTime.Time
+	}
+	return from.Add(spec.Analysis.IntervalOrDefault())
+}
+
+// AnalysisDue reports whether the reconciler should run an analysis round now and hand its
+// result to Decide: the rollout holds a step that is analysed, is not paused, and an
+// interval has passed.
+func AnalysisDue(ro *rampv1.Rollout, paused bool, now time.Time) bool {
+	st := &ro.Status
+	switch st.Phase {
+	case rampv1.PhaseProgressing, rampv1.PhaseWaitingForWindow:
+	default:
+		return false
+	}
+	if paused || ro.Spec.Paused || st.Stage != StageHolding {
+		return false
+	}
+	steps := stepsOf(&ro.Spec)
+	k := int(st.CurrentStep)
+	if k < 1 || k > len(steps) || !steps[k-1].analysis {
+		return false
+	}
+	return !now.Before(NextAnalysisAt(&ro.Spec, st))
+}

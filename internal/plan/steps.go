@@ -1,0 +1,51 @@
+package plan
+
+import (
+	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+)
+
+// step is one step of the plan, whatever the strategy.
+type step struct {
+	weight   int32
+	pause    *rampv1.Pause
+	analysis bool
+	fault    *rampv1.FaultInjection
+}
+
+// stepsOf returns the plan's steps: the canary's (defaulted), or blue/green's single preview
+// step at weight 0 with the new version at full size.
+func stepsOf(spec *rampv1.RolloutSpec) []step {
+	hasAnalysis := spec.Analysis != nil && len(spec.Analysis.Metrics) > 0
+	if bg := spec.Strategy.BlueGreen; bg != nil {
+		return []step{{weight: 0, pause: bg.PrePromotionPause, analysis: hasAnalysis, fault: spec.FaultInjection}}
+	}
+	cs := spec.CanarySteps()
+	out := make([]step, len(cs))
+	for i, s := range cs {
+		fault := s.FaultInjection
+		if fault == nil {
+			fault = spec.FaultInjection
+		}
+		out[i] = step{weight: s.SetWeight, pause: s.Pause, analysis: hasAnalysis && !s.SkipAnalysis, fault: fault}
+	}
+	return out
+}
+
+func isBlueGreen(spec *rampv1.RolloutSpec) bool { return spec.Strategy.BlueGreen != nil }
+
+// CanaryReplicas sizes the canary for a share of traffic: the same share of the target's
+// replicas, rounded up, at least one; all of them at 100%, so the canary can carry all
+// traffic before it gets it.
+func CanaryReplicas(targetReplicas, weight int32) int32 {
+	if targetReplicas < 1 {
+		targetReplicas = 1
+	}
+	if weight >= 100 {
+		return targetReplicas
+	}
+	n := (targetReplicas*weight + 99) / 100
+	if n < 1 {
+		n = 1
+	}
+	return n
+}

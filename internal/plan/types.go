@@ -1,0 +1,152 @@
+// Package plan holds ramp's rollout state machine: a pure function from (spec, status,
+// observation) to (new status, desired world, events, requeue time). It does no I/O and reads
+// no clock, so every phase × observation is tested without a cluster.
+package plan
+
+import (
+	"time"
+
+	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+)
+
+// Stages of a step or of promotion (status.stage).
+const (
+	// StageScalingCanary: the canary is scaled for the step's weight; traffic stays where it was.
+	StageScalingCanary = "ScalingCanary"
+	// StageHolding: the step's weight is routed; pause and analysis run.
+	StageHolding = "Holding"
+	// StageRoutingToCanary: promotion: the canary is at full size; all traffic goes to it.
+	StageRoutingToCanary = "RoutingToCanary"
+	// StageUpdatingStable: promotion: the target is un-paused and rolls to the new template.
+	StageUpdatingStable = "UpdatingStable"
+	// StageSwitchingStableSubset: promotion: the stable subset selects the target's new pods.
+	StageSwitchingStableSubset = "SwitchingStableSubset"
+	// StageRoutingToStable: promotion: all traffic returns to the (updated) target.
+	StageRoutingToStable = "RoutingToStable"
+)
+
+// Config holds the controller-wide knobs of the state machine.
+type Config struct {
+	// SubsetSettle is how long ramp waits after changing the DestinationRule's stable subset
+	// before moving traffic onto it, so proxies hold the new subset before they need it.
+	SubsetSettle time.Duration
+}
+
+// DefaultConfig is what the manager runs with unless flags say otherwise.
+func DefaultConfig() Config { return Config{SubsetSettle: 2 * time.Second} }
+
+// Observation is what the reconciler read this pass.
+type Observation struct {
+	Now time.Time
+
+	Target Target
+	Canary Canary
+	// Routing is the traffic split the live VirtualService holds; nil when there is none or it
+	// is not in ramp's shape.
+	Routing *ObservedRouting
+
+	// Analysis is the result of the analysis round run this pass; nil when none was due.
+	Analysis *AnalysisResult
+
+	Requests Requests
+
+	// WindowOpen reports whether a promotion window is open now (true without windows);
+	// WindowOpensAt is when the next one opens, when closed.
+	WindowOpen    bool
+	WindowOpensAt time.Time
+
+	// SpecError is a spec problem admission could not catch (e.g. a cron schedule); the
+	// rollout stalls with it until the spec is fixed.
+	SpecError string
+}
+
+// Target is the Git-owned Deployment.
+type Target struct {
+	Exists bool
+	// Revision is ramp's hash of the Deployment's pod template.
+	Revision string
+	// Replicas is spec.replicas (defaulted to 1).
+	Replicas int32
+	Paused   bool
+	// RolledOut: the Deployment controller has fully rolled the template out: every replica
+	// updated, ready and available, and no old replicas left.
+	RolledOut bool
+	// PodTemplateHash is the pod-template-hash of the ReplicaSet that runs Revision, if any.
+	PodTemplateHash string
+}
+
+// Canary is the <target>-canary Deployment ramp manages.
+type Canary struct {
+	Exists bool
+	// Revision the canary Deployment was rendered from (its ramp.dev/revision annotation).
+	Revision string
+	// ReadyReplicas counts ready pods of the canary's current template only (0 while the
+	// Deployment controller has not yet observed the latest spec).
+	ReadyReplicas int32
+}
+
+// ObservedRouting is the live VirtualService's split.
+type ObservedRouting struct {
+	CanaryWeight int32
+}
+
+// AnalysisResult is one round's outcome.
+type AnalysisResult struct {
+	// Verdict: rampv1.VerdictPassed, VerdictFailed or VerdictInconclusive.
+	Verdict string
+	// Reason summarises a failed or inconclusive verdict, e.g. "error-rate 8.2 > 1".
+	Reason  string
+	Metrics []rampv1.MetricResult
+}
+
+// Requests are the plugin's annotation tokens and the pause flag.
+type Requests struct {
+	Promote, PromoteFull, Abort, Retry string
+	Paused                             bool
+}
+
+// Decision is the outcome of one pass.
+type Decision struct {
+	// Status is the new status, without conditions (see Summary).
+	Status rampv1.RolloutStatus
+	// Desired is the world to converge to; nil means touch nothing (stalled or not adopted).
+	Desired *Desired
+	Summary Summary
+	Events  []Event
+	// RequeueAfter is when the next pass is due on a timer (pause end, analysis, deadline,
+	// window); 0 means only when something changes.
+	RequeueAfter time.Duration
+}
+
+// Desired is the state of the objects ramp manages, derived from the new status alone, so
+// applying it again is harmless and a fresh controller after a crash applies the same.
+type Desired struct {
+	// TargetPaused is the target Deployment's spec.paused.
+	TargetPaused bool
+	// CanaryRevision is the revision the canary Deployment must be rendered from ("" keeps
+	// whatever template it has; used when it is scaled to zero).
+	CanaryRevision string
+	CanaryReplicas int32
+	// StablePodTemplateHash is the DestinationRule's stable subset.
+	StablePodTemplateHash string
+	CanaryWeight          int32
+	HeaderRoute           bool
+	Fault                 *rampv1.FaultInjection
+}
+
+// Summary drives the kstatus conditions.
+type Summary struct {
+	// Ready is true when the desired revision is fully promoted (or nothing is pending).
+	Ready       bool
+	Reconciling bool
+	Stalled     bool
+	Reason      string
+	Message     string
+}
+
+// Event is a Kubernetes event to record (and notify).
+type Event struct {
+	Warning bool
+	Reason  string
+	Message string
+}
