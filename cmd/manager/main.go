@@ -1,0 +1,116 @@
+// Command manager runs ramp's Rollout controller.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/fluxcd/pkg/runtime/events"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/controllers"
+	"github.com/ramp-dev/ramp/internal/plan"
+)
+
+func main() {
+	var (
+		metricsAddr    = flag.String("metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint (\"0\" disables it).")
+		probeAddr      = flag.String("health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+		leaderElect    = flag.Bool("leader-elect", true, "Elect a leader so only one replica acts (keep on when running more than one).")
+		leaderNS       = flag.String("leader-election-namespace", "", "Namespace of the leader election Lease (defaults to the manager's namespace).")
+		concurrency    = flag.Int("concurrent", 4, "Rollouts reconciled in parallel.")
+		subsetSettle   = flag.Duration("subset-settle", plan.DefaultConfig().SubsetSettle, "Wait after pointing the stable subset at new pods before routing traffic to them, so proxies have the subset first.")
+		watchNamespace = flag.String("watch-namespace", "", "Only manage Rollouts in this namespace (default: all).")
+	)
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "Usage: %s [flags]\n\nramp's controller: progressive delivery of Git-owned Deployments through Istio.\n\nFlags:\n", os.Args[0])
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("setup")
+
+	if err := run(log, options{
+		metricsAddr: *metricsAddr, probeAddr: *probeAddr, leaderElect: *leaderElect, leaderNS: *leaderNS,
+		concurrency: *concurrency, cfg: plan.Config{SubsetSettle: *subsetSettle}, namespace: *watchNamespace,
+	}); err != nil {
+		log.Error(err, "manager stopped")
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	metricsAddr, probeAddr, leaderNS, namespace string
+	leaderElect                                 bool
+	concurrency                                 int
+	cfg                                         plan.Config
+}
+
+func run(log interface {
+	Info(string, ...any)
+}, o options) error {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := rampv1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	restCfg, err := ctrl.GetConfig()
+	if err != nil {
+		return err
+	}
+	mgrOpts := ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:  o.probeAddr,
+		LeaderElection:          o.leaderElect,
+		LeaderElectionID:        "ramp-controller.ramp.dev",
+		LeaderElectionNamespace: o.leaderNS,
+		// Release the lease on a clean stop so the next replica takes over at once.
+		LeaderElectionReleaseOnCancel: true,
+	}
+	if o.namespace != "" {
+		mgrOpts.Cache.DefaultNamespaces = map[string]cache.Config{o.namespace: {}}
+	}
+	mgr, err := ctrl.NewManager(restCfg, mgrOpts)
+	if err != nil {
+		return err
+	}
+	recorder, err := events.NewRecorder(ctrl.Log.WithName("events"), "", "ramp-controller", events.WithManager(mgr))
+	if err != nil {
+		return err
+	}
+	ctx := ctrl.SetupSignalHandler()
+	r := &controllers.RolloutReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Scheme:    scheme,
+		Events:    recorder,
+		Config:    o.cfg,
+		Now:       time.Now,
+	}
+	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: o.concurrency}); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	log.Info("starting manager", "leaderElection", o.leaderElect)
+	return mgr.Start(ctx)
+}

@@ -1,0 +1,189 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/mesh/istio"
+	"github.com/ramp-dev/ramp/internal/plan"
+	"github.com/ramp-dev/ramp/internal/revision"
+)
+
+// apply makes the cluster match the desired state, in an order that never routes traffic to
+// pods that are not there: pause the target, size the canary, subsets before routes, and
+// un-pause the target last. Objects already as desired are not written.
+func (r *RolloutReconciler) apply(ctx context.Context, ro *rampv1.Rollout, w *world, d *plan.Desired) error {
+	if d.TargetPaused {
+		if err := r.setTargetPaused(ctx, w.target, true); err != nil {
+			return err
+		}
+	}
+	if err := r.applyCanary(ctx, ro, w, d); err != nil {
+		return err
+	}
+	dr, err := istio.DestinationRule(ro, d.StablePodTemplateHash)
+	if err != nil {
+		return err
+	}
+	if err := r.applyUnstructured(ctx, w.dr, dr); err != nil {
+		return fmt.Errorf("applying DestinationRule: %w", err)
+	}
+	vs := istio.VirtualService(ro, istio.Routing{CanaryWeight: d.CanaryWeight, HeaderRoute: d.HeaderRoute, Fault: d.Fault})
+	if err := r.applyUnstructured(ctx, w.vs, vs); err != nil {
+		return fmt.Errorf("applying VirtualService: %w", err)
+	}
+	if !d.TargetPaused {
+		return r.setTargetPaused(ctx, w.target, false)
+	}
+	return nil
+}
+
+// setTargetPaused owns spec.paused of the target with server-side apply: Git manifests leave
+// the field unset, so Flux and Argo CD never fight over it.
+func (r *RolloutReconciler) setTargetPaused(ctx context.Context, target *appsv1.Deployment, paused bool) error {
+	if target == nil || target.Spec.Paused == paused {
+		return nil
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "apps/v1", "kind": "Deployment",
+		"metadata": map[string]any{"name": target.Name, "namespace": target.Namespace},
+		"spec":     map[string]any{"paused": paused},
+	}}
+	if err := r.Patch(ctx, u, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		return fmt.Errorf("setting paused=%t on Deployment %q: %w", paused, target.Name, err)
+	}
+	target.Spec.Paused = paused
+	return nil
+}
+
+// applyCanary renders the canary Deployment from the target's template when the canary
+// must run the target's revision, and otherwise only scales it.
+func (r *RolloutReconciler) applyCanary(ctx context.Context, ro *rampv1.Rollout, w *world, d *plan.Desired) error {
+	if w.target != nil && d.CanaryRevision != "" && d.CanaryRevision == w.obs.Target.Revision {
+		want, err := renderCanary(ro, w.target, d.CanaryReplicas)
+		if err != nil {
+			return err
+		}
+		if w.canary != nil && canaryUpToDate(w.canary, want) {
+			return nil
+		}
+		if err := r.Patch(ctx, want, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+			return fmt.Errorf("applying canary Deployment: %w", err)
+		}
+		return nil
+	}
+	if w.canary == nil || ptr.Deref(w.canary.Spec.Replicas, 1) == d.CanaryReplicas {
+		return nil
+	}
+	p := client.RawPatch(types.MergePatchType, []byte(fmt.Sprintf(`{"spec":{"replicas":%d}}`, d.CanaryReplicas)))
+	if err := r.Patch(ctx, w.canary, p, client.FieldOwner(FieldManager)); err != nil {
+		return fmt.Errorf("scaling canary Deployment: %w", err)
+	}
+	return nil
+}
+
+// renderCanary builds <target>-canary: the target's pod template plus the track label, so
+// the DestinationRule's canary subset selects exactly its pods.
+func renderCanary(ro *rampv1.Rollout, target *appsv1.Deployment, replicas int32) (*unstructured.Unstructured, error) {
+	tmpl := target.Spec.Template.DeepCopy()
+	if tmpl.Labels == nil {
+		tmpl.Labels = map[string]string{}
+	}
+	tmpl.Labels[istio.TrackLabel] = istio.TrackCanary
+	sel := map[string]string{istio.TrackLabel: istio.TrackCanary}
+	if target.Spec.Selector != nil {
+		for k, v := range target.Spec.Selector.MatchLabels {
+			sel[k] = v
+		}
+	}
+	dep := &appsv1.Deployment{
+		TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      ro.CanaryName(),
+			Namespace: ro.Namespace,
+			Labels: map[string]string{
+				istio.ManagedByLabel: istio.ManagedByValue,
+				istio.RolloutLabel:   ro.Name,
+				istio.TrackLabel:     istio.TrackCanary,
+			},
+			Annotations: map[string]string{revision.Annotation: revision.Of(&target.Spec.Template)},
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: rampv1.GroupVersion.String(), Kind: "Rollout", Name: ro.Name, UID: ro.UID,
+				Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true),
+			}},
+		},
+		Spec: appsv1.DeploymentSpec{
+			Replicas:        ptr.To(replicas),
+			Selector:        &metav1.LabelSelector{MatchLabels: sel},
+			Template:        *tmpl,
+			MinReadySeconds: target.Spec.MinReadySeconds,
+		},
+	}
+	// Through JSON so only set fields are applied (no zero-valued status or strategy).
+	b, err := json.Marshal(dep)
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(b); err != nil {
+		return nil, err
+	}
+	unstructured.RemoveNestedField(u.Object, "status")
+	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+	unstructured.RemoveNestedField(u.Object, "spec", "template", "metadata", "creationTimestamp")
+	unstructured.RemoveNestedField(u.Object, "spec", "strategy")
+	return u, nil
+}
+
+// canaryUpToDate compares what ramp decides (revision, replicas) rather than whole objects,
+// which the API server defaults.
+func canaryUpToDate(live *appsv1.Deployment, want *unstructured.Unstructured) bool {
+	rev, _, _ := unstructured.NestedString(want.Object, "metadata", "annotations", revision.Annotation)
+	replicas, _, _ := unstructured.NestedInt64(want.Object, "spec", "replicas")
+	return live.Annotations[revision.Annotation] == rev && int64(ptr.Deref(live.Spec.Replicas, 1)) == replicas &&
+		live.Spec.Template.Labels[istio.TrackLabel] == istio.TrackCanary
+}
+
+// applyUnstructured server-side applies an Istio object unless the live one already has the
+// rendered spec, labels and owner.
+func (r *RolloutReconciler) applyUnstructured(ctx context.Context, live, want *unstructured.Unstructured) error {
+	if live != nil && equality.Semantic.DeepEqual(live.Object["spec"], want.Object["spec"]) &&
+		sameOwners(live, want) && labelsContain(live.GetLabels(), want.GetLabels()) {
+		return nil
+	}
+	return r.Patch(ctx, want, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership)
+}
+
+func sameOwners(a, b *unstructured.Unstructured) bool {
+	for _, want := range b.GetOwnerReferences() {
+		found := false
+		for _, have := range a.GetOwnerReferences() {
+			if have.UID == want.UID {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+func labelsContain(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,80 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/mesh/istio"
+)
+
+// finalize hands the app back as it was before ramp: the VirtualService goes first (the
+// Service then spreads traffic over its pods as without ramp), then the canary and the
+// DestinationRule, and last ramp releases spec.paused so the target follows Git again.
+func (r *RolloutReconciler) finalize(ctx context.Context, ro *rampv1.Rollout) error {
+	if !controllerutil.ContainsFinalizer(ro, Finalizer) {
+		return nil
+	}
+	for _, kind := range []string{istio.KindVirtualService} {
+		if err := r.deleteOwned(ctx, ro, istio.APIVersion, kind, ro.Name); err != nil {
+			return err
+		}
+	}
+	if err := r.deleteOwned(ctx, ro, "apps/v1", "Deployment", ro.CanaryName()); err != nil {
+		return err
+	}
+	if err := r.deleteOwned(ctx, ro, istio.APIVersion, istio.KindDestinationRule, ro.Name); err != nil {
+		return err
+	}
+	if err := r.releaseTarget(ctx, ro); err != nil {
+		return err
+	}
+	controllerutil.RemoveFinalizer(ro, Finalizer)
+	r.written.Delete(client.ObjectKeyFromObject(ro))
+	return r.Update(ctx, ro)
+}
+
+func (r *RolloutReconciler) deleteOwned(ctx context.Context, ro *rampv1.Rollout, apiVersion, kind, name string) error {
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion(apiVersion)
+	u.SetKind(kind)
+	if err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: name}, u); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	owned := false
+	for _, o := range u.GetOwnerReferences() {
+		owned = owned || o.UID == ro.UID
+	}
+	if !owned {
+		return nil
+	}
+	if err := r.Delete(ctx, u); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting %s %q: %w", kind, name, err)
+	}
+	return nil
+}
+
+// releaseTarget applies an empty configuration as ramp's field manager: ramp gives up
+// spec.paused, which nobody else owns, so it is removed and the Deployment resumes.
+func (r *RolloutReconciler) releaseTarget(ctx context.Context, ro *rampv1.Rollout) error {
+	d := &appsv1.Deployment{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ro.Spec.TargetRef.Name}, d); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "apps/v1", "kind": "Deployment",
+		"metadata": map[string]any{"name": d.Name, "namespace": d.Namespace},
+	}}
+	if err := r.Patch(ctx, u, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		return fmt.Errorf("releasing Deployment %q: %w", d.Name, err)
+	}
+	// Someone else may hold spec.paused (kubectl rollout pause): leave it to them.
+	return nil
+}

@@ -1,0 +1,160 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/mesh/istio"
+	"github.com/ramp-dev/ramp/internal/plan"
+	"github.com/ramp-dev/ramp/internal/revision"
+	"github.com/ramp-dev/ramp/internal/schedule"
+)
+
+// world is what one pass read: the observation for the state machine plus the objects the
+// act phase renders from.
+type world struct {
+	obs    plan.Observation
+	target *appsv1.Deployment
+	canary *appsv1.Deployment
+	vs, dr *unstructured.Unstructured
+}
+
+func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*world, error) {
+	w := &world{}
+	w.obs.Now = r.Now()
+	ns := ro.Namespace
+
+	w.obs.Requests = plan.Requests{
+		Promote:     ro.Annotations[rampv1.AnnotationPromote],
+		PromoteFull: ro.Annotations[rampv1.AnnotationPromoteFull],
+		Abort:       ro.Annotations[rampv1.AnnotationAbort],
+		Retry:       ro.Annotations[rampv1.AnnotationRetry],
+		Paused:      ro.Annotations[rampv1.AnnotationPaused] == "true",
+	}
+
+	windows, err := schedule.Parse(ro.Spec.PromotionWindows)
+	if err != nil {
+		w.obs.SpecError = err.Error()
+	} else {
+		s := windows.At(w.obs.Now)
+		w.obs.WindowOpen, w.obs.WindowOpensAt = s.Open, s.OpensAt
+	}
+
+	target := &appsv1.Deployment{}
+	switch err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: ro.Spec.TargetRef.Name}, target); {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return nil, err
+	default:
+		w.target = target
+		t, err := r.observeTarget(ctx, target)
+		if err != nil {
+			return nil, err
+		}
+		w.obs.Target = t
+	}
+
+	canary := &appsv1.Deployment{}
+	switch err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: ro.CanaryName()}, canary); {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return nil, err
+	default:
+		if !metav1.IsControlledBy(canary, ro) {
+			w.obs.SpecError = fmt.Sprintf("Deployment %q exists and is not managed by this Rollout: ramp needs that name for the canary; rename or delete it", canary.Name)
+			break
+		}
+		w.canary = canary
+		w.obs.Canary = observeCanary(canary)
+	}
+
+	if w.vs, err = r.getIstio(ctx, ns, ro.Name, istio.KindVirtualService); err != nil {
+		return nil, err
+	}
+	if w.vs != nil {
+		if rt, err := istio.ObservedRouting(w.vs); err == nil {
+			w.obs.Routing = &plan.ObservedRouting{CanaryWeight: rt.CanaryWeight}
+		}
+	}
+	if w.dr, err = r.getIstio(ctx, ns, ro.Name, istio.KindDestinationRule); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func (r *RolloutReconciler) observeTarget(ctx context.Context, d *appsv1.Deployment) (plan.Target, error) {
+	replicas := int32(1)
+	if d.Spec.Replicas != nil {
+		replicas = *d.Spec.Replicas
+	}
+	t := plan.Target{
+		Exists:   true,
+		Revision: revision.Of(&d.Spec.Template),
+		Replicas: replicas,
+		Paused:   d.Spec.Paused,
+	}
+	st := d.Status
+	t.RolledOut = st.ObservedGeneration >= d.Generation && st.UpdatedReplicas == replicas &&
+		st.ReadyReplicas == replicas && st.AvailableReplicas == replicas && st.Replicas == replicas
+
+	// The ReplicaSet running the current template gives the pod-template-hash the stable
+	// subset selects.
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		return t, fmt.Errorf("target selector: %w", err)
+	}
+	var rsList appsv1.ReplicaSetList
+	if err := r.List(ctx, &rsList, client.InNamespace(d.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		return t, err
+	}
+	for i := range rsList.Items {
+		rs := &rsList.Items[i]
+		if !metav1.IsControlledBy(rs, d) || rs.DeletionTimestamp != nil {
+			continue
+		}
+		if revision.Of(&rs.Spec.Template) == t.Revision {
+			t.PodTemplateHash = rs.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
+			break
+		}
+	}
+	return t, nil
+}
+
+// observeCanary counts only ready pods of the canary's latest template: while old pods are
+// still around it assumes they are the ready ones (a lower bound).
+func observeCanary(d *appsv1.Deployment) plan.Canary {
+	c := plan.Canary{Exists: true, Revision: d.Annotations[revision.Annotation]}
+	st := d.Status
+	if st.ObservedGeneration < d.Generation {
+		return c
+	}
+	ready := st.ReadyReplicas - (st.Replicas - st.UpdatedReplicas)
+	if ready > st.UpdatedReplicas {
+		ready = st.UpdatedReplicas
+	}
+	if ready > 0 {
+		c.ReadyReplicas = ready
+	}
+	return c
+}
+
+func (r *RolloutReconciler) getIstio(ctx context.Context, ns, name, kind string) (*unstructured.Unstructured, error) {
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion(istio.APIVersion)
+	u.SetKind(kind)
+	if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, u); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return u, nil
+}

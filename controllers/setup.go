@@ -1,0 +1,70 @@
+package controllers
+
+import (
+	"context"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/mesh/istio"
+)
+
+// targetIndex indexes Rollouts by the Deployment they target, so a change of that
+// Deployment wakes its Rollout at once (no polling interval).
+const targetIndex = "spec.targetRef.name"
+
+// SetupWithManager registers the reconciler and its watches.
+func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts controller.Options) error {
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &rampv1.Rollout{}, targetIndex, func(o client.Object) []string {
+		return []string{o.(*rampv1.Rollout).Spec.TargetRef.Name}
+	}); err != nil {
+		return err
+	}
+	vs := &unstructured.Unstructured{}
+	vs.SetAPIVersion(istio.APIVersion)
+	vs.SetKind(istio.KindVirtualService)
+	dr := &unstructured.Unstructured{}
+	dr.SetAPIVersion(istio.APIVersion)
+	dr.SetKind(istio.KindDestinationRule)
+
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("rollout").
+		WithOptions(opts).
+		// Status writes are ramp's own: only spec and annotation (request) changes wake it.
+		For(&rampv1.Rollout{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsForDeployment)).
+		Owns(vs).
+		Owns(dr).
+		Complete(r)
+}
+
+// rolloutsForDeployment maps a Deployment to the Rollouts it concerns: its owner when it is
+// a canary, the Rollouts targeting it otherwise.
+func (r *RolloutReconciler) rolloutsForDeployment(ctx context.Context, o client.Object) []reconcile.Request {
+	if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == "Rollout" && ref.APIVersion == rampv1.GroupVersion.String() {
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: ref.Name}}}
+	}
+	var list rampv1.RolloutList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{targetIndex: o.GetName()}); err != nil {
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return reqs
+}

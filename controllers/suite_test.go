@@ -1,0 +1,120 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fluxcd/pkg/runtime/events"
+	"go.uber.org/zap/zapcore"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/plan"
+	"github.com/ramp-dev/ramp/internal/testenv"
+)
+
+var (
+	env      *testenv.Env
+	verdicts = &fakeAnalyzer{byRollout: map[string]string{}}
+)
+
+// fakeAnalyzer answers analysis rounds with a verdict the test sets per Rollout: this issue's
+// tests exercise the engine; the Prometheus provider has its own tests.
+type fakeAnalyzer struct {
+	mu        sync.Mutex
+	byRollout map[string]string
+	rounds    map[string]int
+}
+
+func (f *fakeAnalyzer) set(ro *rampv1.Rollout, verdict string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.byRollout[ro.Namespace+"/"+ro.Name] = verdict
+}
+
+func (f *fakeAnalyzer) Analyze(_ context.Context, ro *rampv1.Rollout) *plan.AnalysisResult {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.rounds == nil {
+		f.rounds = map[string]int{}
+	}
+	f.rounds[ro.Namespace+"/"+ro.Name]++
+	v := f.byRollout[ro.Namespace+"/"+ro.Name]
+	if v == "" {
+		v = rampv1.VerdictPassed
+	}
+	res := rampv1.MetricResult{Name: "error-rate", Verdict: v, Value: "0.1", Threshold: "<= 1", Time: metav1.Now()}
+	r := &plan.AnalysisResult{Verdict: v, Metrics: []rampv1.MetricResult{res}}
+	if v == rampv1.VerdictFailed {
+		res.Value = "8.3"
+		r.Metrics[0] = res
+		r.Reason = "error-rate 8.3 > 1"
+	}
+	return r
+}
+
+func TestMain(m *testing.M) {
+	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.Level(zapLevel())))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	var err error
+	env, err = testenv.Start(ctx, testenv.Options{LocalCluster: true})
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting the local cluster:", err)
+		os.Exit(1)
+	}
+	mctx, stop := context.WithCancel(context.Background())
+	if err := startManager(mctx); err != nil {
+		fmt.Fprintln(os.Stderr, "starting the manager:", err)
+		_ = env.Stop()
+		os.Exit(1)
+	}
+	code := m.Run()
+	stop()
+	_ = env.Stop()
+	os.Exit(code)
+}
+
+func startManager(ctx context.Context) error {
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:  env.Scheme,
+		Metrics: metricsserver.Options{BindAddress: "0"},
+	})
+	if err != nil {
+		return err
+	}
+	rec, err := events.NewRecorder(ctrl.Log.WithName("events"), "", "ramp-controller", events.WithManager(mgr))
+	if err != nil {
+		return err
+	}
+	r := &RolloutReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: env.Scheme,
+		Events: rec, Analyzer: verdicts,
+		Config: plan.Config{SubsetSettle: 200 * time.Millisecond},
+		Now:    time.Now,
+	}
+	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: 4}); err != nil {
+		return err
+	}
+	go func() {
+		if err := mgr.Start(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "manager:", err)
+		}
+	}()
+	return nil
+}
+
+func zapLevel() zapcore.Level {
+	if os.Getenv("RAMP_TEST_VERBOSE") != "" {
+		return -1
+	}
+	return 1 // warnings and errors only: the tests print what they check
+}
