@@ -26,8 +26,13 @@ vet:
 	go vet ./...
 
 .PHONY: build
-build: ## Build the manager and the kubectl plugin into bin/.
+build: ## Build the manager and the demo into bin/.
 	go build -o bin/manager ./cmd/manager
+	go build -o bin/ramp-demo ./cmd/ramp-demo
+
+.PHONY: demo
+demo: cluster-bins ## Run the local demo: a local cluster, ramp in-process, a canary promoted and one rolled back.
+	KUBEBUILDER_ASSETS="$$(hack/cluster-bins.sh local)" go run ./cmd/ramp-demo
 
 ##@ Tests
 

@@ -308,7 +308,8 @@ type RolloutStatus struct {
 	// StageStartedAt is when the current stage began; pauses, analysis intervals and the
 	// progress deadline count from it.
 	// +optional
-	StageStartedAt *metav1.Time `json:"stageStartedAt,omitempty"`
+	// Microsecond precision: second-precision timestamps would cut short sub-minute pauses.
+	StageStartedAt *metav1.MicroTime `json:"stageStartedAt,omitempty"`
 
 	// FailedChecks counts failed analysis rounds of the current rollout.
 	// +optional
@@ -324,7 +325,7 @@ type RolloutStatus struct {
 
 	// LastAnalysisTime is when the last analysis round ran.
 	// +optional
-	LastAnalysisTime *metav1.Time `json:"lastAnalysisTime,omitempty"`
+	LastAnalysisTime *metav1.MicroTime `json:"lastAnalysisTime,omitempty"`
 
 	// LastAnalysis holds the results of the last analysis round, one per metric.
 	// +optional

@@ -5,20 +5,14 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"time"
 
-	"github.com/fluxcd/pkg/runtime/events"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
-	"github.com/ramp-dev/ramp/controllers"
+	"github.com/ramp-dev/ramp/internal/manager"
 	"github.com/ramp-dev/ramp/internal/plan"
 )
 
@@ -61,11 +55,8 @@ type options struct {
 func run(log interface {
 	Info(string, ...any)
 }, o options) error {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return err
-	}
-	if err := rampv1.AddToScheme(scheme); err != nil {
+	scheme, err := manager.Scheme()
+	if err != nil {
 		return err
 	}
 	restCfg, err := ctrl.GetConfig()
@@ -89,20 +80,8 @@ func run(log interface {
 	if err != nil {
 		return err
 	}
-	recorder, err := events.NewRecorder(ctrl.Log.WithName("events"), "", "ramp-controller", events.WithManager(mgr))
-	if err != nil {
-		return err
-	}
 	ctx := ctrl.SetupSignalHandler()
-	r := &controllers.RolloutReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Scheme:    scheme,
-		Events:    recorder,
-		Config:    o.cfg,
-		Now:       time.Now,
-	}
-	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: o.concurrency}); err != nil {
+	if _, err := manager.Setup(ctx, mgr, manager.Options{Concurrency: o.concurrency, Plan: o.cfg}); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

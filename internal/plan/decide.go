@@ -505,7 +505,7 @@ func (d *decider) setStage(stage string) {
 	d.st.StageStartedAt = d.nowTime()
 }
 
-func (d *decider) nowTime() *metav1.Time { t := metav1.NewTime(d.now); return &t }
+func (d *decider) nowTime() *metav1.MicroTime { t := metav1.NewMicroTime(d.now); return &t }
 
 func (d *decider) stageStart() time.Time {
 	if d.st.StageStartedAt == nil {

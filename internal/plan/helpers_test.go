@@ -29,7 +29,7 @@ var t0 = time.Date(2025, time.March, 14, 9, 0, 0, 0, time.UTC)
 
 func ago(d time.Duration) time.Time { return t0.Add(-d) }
 
-func mtime(t time.Time) *metav1.Time { m := metav1.NewTime(t); return &m }
+func mtime(t time.Time) *metav1.MicroTime { m := metav1.NewMicroTime(t); return &m }
 
 func mdur(d time.Duration) *metav1.Duration { return &metav1.Duration{Duration: d} }
 

@@ -1,0 +1,68 @@
+// Package manager wires ramp's reconciler into a controller-runtime manager; the manager
+// binary and the in-process demo share it.
+package manager
+
+import (
+	"context"
+	"time"
+
+	"github.com/fluxcd/pkg/runtime/events"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+
+	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/controllers"
+	"github.com/ramp-dev/ramp/internal/plan"
+)
+
+// Options configure the reconciler.
+type Options struct {
+	// Concurrency is how many Rollouts are reconciled in parallel.
+	Concurrency int
+	Plan        plan.Config
+	// Analyzer runs analysis rounds; nil when no provider is configured.
+	Analyzer controllers.Analyzer
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Scheme has the types ramp reads and writes.
+func Scheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	if err := rampv1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Setup registers the Rollout reconciler with mgr.
+func Setup(ctx context.Context, mgr ctrl.Manager, o Options) (*controllers.RolloutReconciler, error) {
+	rec, err := events.NewRecorder(ctrl.Log.WithName("events"), "", "ramp-controller", events.WithManager(mgr))
+	if err != nil {
+		return nil, err
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Concurrency < 1 {
+		o.Concurrency = 1
+	}
+	r := &controllers.RolloutReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Scheme:    mgr.GetScheme(),
+		Events:    rec,
+		Analyzer:  o.Analyzer,
+		Config:    o.Plan,
+		Now:       o.Now,
+	}
+	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: o.Concurrency}); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
