@@ -204,7 +204,11 @@ func (d *decider) active() {
 		if !d.spec.Paused {
 			by = "kubectl ramp pause"
 		}
-		d.setPhase(rampv1.PhasePaused, fmt.Sprintf("paused by %s at step %d/%d, %d%% to canary", by, d.st.CurrentStep, d.st.Steps, d.st.CanaryWeight))
+		msg := fmt.Sprintf("paused by %s at step %d/%d, %d%% to canary", by, d.st.CurrentStep, d.st.Steps, d.st.CanaryWeight)
+		if d.prevPhase != rampv1.PhasePaused && d.st.Phase != rampv1.PhasePaused {
+			d.event(false, "Paused", msg)
+		}
+		d.setPhase(rampv1.PhasePaused, msg)
 		return
 	}
 

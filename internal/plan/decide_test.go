@@ -249,7 +249,7 @@ func TestDecideIdle(t *testing.T) {
 			name: "idle: new revision while paused: the rollout starts paused",
 			ro:   newRollout(paused()),
 			obs:  observe(t0, canaryAbsent()),
-			want: want{phase: pausedPhase, stage: scaling, step: 1, events: []string{"RolloutStarted"},
+			want: want{phase: pausedPhase, stage: scaling, step: 1, events: []string{"RolloutStarted", "Paused"},
 				desired: dRun(1, 0, false), check: messageHas("paused by spec.paused at step 1/3, 0% to canary")},
 		},
 		{
@@ -789,14 +789,14 @@ func TestDecidePaused(t *testing.T) {
 			name: "paused: holds the weight; no fault, analysis results ignored, promote deferred",
 			ro:   ro(paused(), inRollout(progressing, holding, 1, 5, ago(10*time.Minute))),
 			obs:  observe(t0, canaryReady(1), routing(5), verdict(rampv1.VerdictFailed), requests(Requests{Promote: "p1", PromoteFull: "f1"})),
-			want: want{phase: pausedPhase, stage: holding, step: 1, weight: 5, desired: dRun(1, 5, true),
+			want: want{phase: pausedPhase, stage: holding, step: 1, weight: 5, desired: dRun(1, 5, true), events: []string{"Paused"},
 				check: checks(counters(0, 0), handled(rampv1.HandledRequests{}), messageHas("paused by spec.paused at step 1/3, 5% to canary"))},
 		},
 		{
 			name: "paused by kubectl ramp pause",
 			ro:   ro(inRollout(progressing, holding, 2, 25, ago(10*time.Minute))),
 			obs:  observe(t0, canaryReady(3), routing(25), requests(Requests{Paused: true})),
-			want: want{phase: pausedPhase, stage: holding, step: 2, weight: 25, desired: dRun(3, 25, true), check: messageHas("kubectl ramp pause")},
+			want: want{phase: pausedPhase, stage: holding, step: 2, weight: 25, desired: dRun(3, 25, true), events: []string{"Paused"}, check: messageHas("kubectl ramp pause")},
 		},
 		{
 			name: "paused: abort still rolls back",
@@ -848,7 +848,7 @@ func TestDecidePaused(t *testing.T) {
 			name: "paused while waiting for a window: the canary is sized for the step",
 			ro:   ro(paused(), inRollout(waiting, scaling, 3, 25, ago(time.Hour))),
 			obs:  observe(t0, canaryReady(3), routing(25), windowClosed(t0.Add(time.Hour))),
-			want: want{phase: pausedPhase, stage: scaling, step: 3, weight: 25, desired: dRun(10, 25, true)},
+			want: want{phase: pausedPhase, stage: scaling, step: 3, weight: 25, desired: dRun(10, 25, true), events: []string{"Paused"}},
 		},
 	})
 }
