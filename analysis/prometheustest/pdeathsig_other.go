@@ -1,0 +1,7 @@
+//go:build !linux
+
+package prometheustest
+
+import "syscall"
+
+func setPdeathsig(*syscall.SysProcAttr) {}
