@@ -40,9 +40,14 @@ demo: cluster-bins ## Run the local demo: a local cluster, ramp in-process, a ca
 cluster-bins: ## Build (once, cached in ~/.cache/ramp) kube-apiserver, etcd, controller-manager, scheduler, kwok.
 	hack/cluster-bins.sh local >/dev/null
 
+.PHONY: prometheus
+prometheus: ## Install (once) Debian's prometheus for the analysis integration tests.
+	hack/prometheus.sh >/dev/null
+
 .PHONY: test
-test: cluster-bins ## Unit tests and integration tests against a real API server (envtest).
-	KUBEBUILDER_ASSETS="$$(hack/cluster-bins.sh local)" go test ./... -count=1 -timeout 30m
+test: cluster-bins prometheus ## Unit tests, integration tests against a real API server, local cluster and Prometheus.
+	KUBEBUILDER_ASSETS="$$(hack/cluster-bins.sh local)" PROMETHEUS="$$(hack/prometheus.sh)" RAMP_REQUIRE_PROMETHEUS=1 \
+		go test ./... -count=1 -timeout 30m
 
 .PHONY: help
 help:

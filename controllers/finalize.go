@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -36,9 +37,11 @@ func (r *RolloutReconciler) finalize(ctx context.Context, ro *rampv1.Rollout) er
 	if err := r.releaseTarget(ctx, ro); err != nil {
 		return err
 	}
+	forget(ro)
 	controllerutil.RemoveFinalizer(ro, Finalizer)
 	r.written.Delete(client.ObjectKeyFromObject(ro))
-	return r.Update(ctx, ro)
+	// NotFound: a pass on a stale cached copy finds the Rollout already gone; nothing to do.
+	return client.IgnoreNotFound(r.Update(ctx, ro))
 }
 
 func (r *RolloutReconciler) deleteOwned(ctx context.Context, ro *rampv1.Rollout, apiVersion, kind, name string) error {
@@ -68,11 +71,19 @@ func (r *RolloutReconciler) releaseTarget(ctx context.Context, ro *rampv1.Rollou
 	if err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ro.Spec.TargetRef.Name}, d); err != nil {
 		return client.IgnoreNotFound(err)
 	}
+	if d.DeletionTimestamp != nil {
+		return nil // going away: nothing to hand back
+	}
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "apps/v1", "kind": "Deployment",
 		"metadata": map[string]any{"name": d.Name, "namespace": d.Namespace},
 	}}
 	if err := r.Patch(ctx, u, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		if apierrors.IsNotFound(err) || apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+			// The namespace is being deleted (which rejects apply requests) and the target
+			// with it: retrying would only hold the Rollout, and the namespace, until it is gone.
+			return nil
+		}
 		return fmt.Errorf("releasing Deployment %q: %w", d.Name, err)
 	}
 	// Someone else may hold spec.paused (kubectl rollout pause): leave it to them.

@@ -50,7 +50,11 @@ type RolloutReconciler struct {
 	Scheme    *runtime.Scheme
 	Events    EventRecorder
 	Analyzer  Analyzer
-	Config    plan.Config
+	// Notifier sends Slack notifications; nil disables them.
+	Notifier Notifier
+	// DefaultSlackURL is used for Rollouts without spec.notifications.slack ("" for none).
+	DefaultSlackURL string
+	Config          plan.Config
 	// Now is the clock (tests inject one).
 	Now func() time.Time
 
@@ -115,12 +119,18 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		}
 		r.Events.Eventf(ro, nil, typ, e.Reason, "Reconcile", "%s", e.Message)
 	}
+	r.notify(ctx, ro, w, dec.Events)
+	record(ro, dec.Events, w.obs.Analysis)
 	if before != ro.Status.Phase {
 		logger.Info("phase changed", "from", before, "to", ro.Status.Phase, "step", ro.Status.CurrentStep, "weight", ro.Status.CanaryWeight, "message", ro.Status.Message)
 	}
 
 	if dec.Desired != nil {
 		if err := r.apply(ctx, ro, w, dec.Desired); err != nil {
+			if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+				// The namespace is going away and the Rollout with it: its finalizer runs next.
+				return ctrl.Result{}, nil
+			}
 			r.Events.Eventf(ro, nil, corev1.EventTypeWarning, "ApplyFailed", "Reconcile", "%s", err.Error())
 			return ctrl.Result{}, err
 		}

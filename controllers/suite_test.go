@@ -17,6 +17,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/notify"
 	"github.com/ramp-dev/ramp/internal/plan"
 	"github.com/ramp-dev/ramp/internal/testenv"
 )
@@ -24,6 +25,8 @@ import (
 var (
 	env      *testenv.Env
 	verdicts = &fakeAnalyzer{byRollout: map[string]string{}}
+	// slack delivers to whatever webhook a Rollout's Secret names (a local receiver in tests).
+	slack = notify.NewSender(100, ctrl.Log.WithName("slack"))
 )
 
 // fakeAnalyzer answers analysis rounds with a verdict the test sets per Rollout: this issue's
@@ -97,11 +100,15 @@ func startManager(ctx context.Context) error {
 	}
 	r := &RolloutReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: env.Scheme,
-		Events: rec, Analyzer: verdicts,
+		Events: rec, Analyzer: verdicts, Notifier: slack,
 		Config: plan.Config{SubsetSettle: 200 * time.Millisecond},
 		Now:    time.Now,
 	}
 	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: 4}); err != nil {
+		return err
+	}
+	slack.Backoff = 50 * time.Millisecond
+	if err := mgr.Add(slack); err != nil {
 		return err
 	}
 	go func() {

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -13,6 +14,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/ramp-dev/ramp/internal/manager"
+	"github.com/ramp-dev/ramp/internal/notify"
 	"github.com/ramp-dev/ramp/internal/plan"
 )
 
@@ -25,6 +27,7 @@ func main() {
 		concurrency    = flag.Int("concurrent", 4, "Rollouts reconciled in parallel.")
 		subsetSettle   = flag.Duration("subset-settle", plan.DefaultConfig().SubsetSettle, "Wait after pointing the stable subset at new pods before routing traffic to them, so proxies have the subset first.")
 		watchNamespace = flag.String("watch-namespace", "", "Only manage Rollouts in this namespace (default: all).")
+		slackFile      = flag.String("slack-webhook-file", "", "File holding a default Slack incoming-webhook URL for Rollouts without spec.notifications.slack (mount it from a Secret; the URL is a credential and never logged).")
 	)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -39,6 +42,7 @@ func main() {
 	if err := run(log, options{
 		metricsAddr: *metricsAddr, probeAddr: *probeAddr, leaderElect: *leaderElect, leaderNS: *leaderNS,
 		concurrency: *concurrency, cfg: plan.Config{SubsetSettle: *subsetSettle}, namespace: *watchNamespace,
+		slackFile: *slackFile,
 	}); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
@@ -46,10 +50,10 @@ func main() {
 }
 
 type options struct {
-	metricsAddr, probeAddr, leaderNS, namespace string
-	leaderElect                                 bool
-	concurrency                                 int
-	cfg                                         plan.Config
+	metricsAddr, probeAddr, leaderNS, namespace, slackFile string
+	leaderElect                                            bool
+	concurrency                                            int
+	cfg                                                    plan.Config
 }
 
 func run(log interface {
@@ -80,8 +84,22 @@ func run(log interface {
 	if err != nil {
 		return err
 	}
+	defaultSlack := ""
+	if o.slackFile != "" {
+		b, err := os.ReadFile(o.slackFile)
+		if err != nil {
+			return fmt.Errorf("--slack-webhook-file: %w", err)
+		}
+		defaultSlack = strings.TrimSpace(string(b))
+	}
+	sender := notify.NewSender(1000, ctrl.Log.WithName("slack"))
+	if err := mgr.Add(sender); err != nil {
+		return err
+	}
 	ctx := ctrl.SetupSignalHandler()
-	if _, err := manager.Setup(ctx, mgr, manager.Options{Concurrency: o.concurrency, Plan: o.cfg}); err != nil {
+	if _, err := manager.Setup(ctx, mgr, manager.Options{
+		Concurrency: o.concurrency, Plan: o.cfg, Notifier: sender, DefaultSlackURL: defaultSlack,
+	}); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -7,11 +7,14 @@ import (
 	"time"
 
 	"github.com/fluxcd/pkg/runtime/events"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 
+	"github.com/ramp-dev/ramp/analysis"
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/controllers"
 	"github.com/ramp-dev/ramp/internal/plan"
@@ -22,8 +25,13 @@ type Options struct {
 	// Concurrency is how many Rollouts are reconciled in parallel.
 	Concurrency int
 	Plan        plan.Config
-	// Analyzer runs analysis rounds; nil when no provider is configured.
+	// Analyzer runs analysis rounds; nil means the Prometheus analyzer of package analysis,
+	// reading credential Secrets through the API reader (get only, when referenced).
 	Analyzer controllers.Analyzer
+	// Notifier sends Slack notifications; nil disables them.
+	Notifier controllers.Notifier
+	// DefaultSlackURL is the webhook for Rollouts that name none.
+	DefaultSlackURL string
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -52,14 +60,30 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) (*controllers.Rollo
 	if o.Concurrency < 1 {
 		o.Concurrency = 1
 	}
+	if o.Analyzer == nil {
+		reader := mgr.GetAPIReader()
+		o.Analyzer = analysis.NewAnalyzer(
+			analysis.WithClock(o.Now),
+			analysis.WithSecretGetter(func(ctx context.Context, namespace, name string) (map[string][]byte, error) {
+				s := &corev1.Secret{}
+				if err := reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s); err != nil {
+					return nil, err
+				}
+				return s.Data, nil
+			}),
+		)
+	}
 	r := &controllers.RolloutReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Scheme:    mgr.GetScheme(),
 		Events:    rec,
 		Analyzer:  o.Analyzer,
-		Config:    o.Plan,
-		Now:       o.Now,
+		Notifier:  o.Notifier,
+		// Left nil, an interface holding a nil pointer would not compare equal to nil.
+		DefaultSlackURL: o.DefaultSlackURL,
+		Config:          o.Plan,
+		Now:             o.Now,
 	}
 	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: o.Concurrency}); err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
@@ -192,5 +193,13 @@ func TestNotifiedTransitions(t *testing.T) {
 		if Notifies(r) {
 			t.Errorf("%s must not be notified", r)
 		}
+	}
+}
+
+func TestTruncateKeepsCharactersWhole(t *testing.T) {
+	s := strings.Repeat("é", 10) // 20 bytes
+	got := truncate(s, 8)
+	if len(got) > 8 || !utf8.ValidString(got) || !strings.HasSuffix(got, "…") {
+		t.Fatalf("truncate(%q, 8) = %q (%d bytes)", s, got, len(got))
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 )
@@ -87,7 +88,9 @@ func SlackPayload(n Notification) map[string]any {
 	return map[string]any{"text": truncate(title+": "+n.Message, 3000), "blocks": blocks}
 }
 
-func mrkdwn(s string) map[string]any { return map[string]any{"type": "mrkdwn", "text": truncate(s, 2000)} }
+func mrkdwn(s string) map[string]any {
+	return map[string]any{"type": "mrkdwn", "text": truncate(s, 2000)}
+}
 
 func orDash(s string) string {
 	if s == "" {
@@ -101,11 +104,16 @@ func escape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
 }
 
+// truncate keeps s within n bytes (Slack's field limits) without splitting a character.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n-1] + "…"
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 func verdictIcon(v string) string {

@@ -1,0 +1,363 @@
+package controllers
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/mesh/istio"
+	"github.com/ramp-dev/ramp/internal/plan"
+	"github.com/ramp-dev/ramp/internal/testenv"
+)
+
+// Helpers of engine_scenarios_test.go. They read what the API server holds, never ramp's
+// intent.
+
+func untilPromoted() *rampv1.Pause { return &rampv1.Pause{} }
+
+func pauseFor(d time.Duration) *rampv1.Pause {
+	return &rampv1.Pause{Duration: &metav1.Duration{Duration: d}}
+}
+
+// withSteps sets the canary steps of ro and returns it.
+func withSteps(ro *rampv1.Rollout, steps ...rampv1.CanaryStep) *rampv1.Rollout {
+	ro.Spec.Strategy.Canary.Steps = steps
+	return ro
+}
+
+// annotate sets (value != nil) or removes (nil) an annotation of the Rollout with a JSON
+// merge patch, as kubectl annotate does.
+func annotate(t *testing.T, ro *rampv1.Rollout, key string, value *string) {
+	t.Helper()
+	b, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{key: value}}})
+	must(t, err)
+	p := &rampv1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: ro.Name}}
+	must(t, env.Client.Patch(context.Background(), p, client.RawPatch(types.MergePatchType, b), client.FieldOwner("kubectl-ramp")))
+}
+
+// waitRollout polls the Rollout until cond holds; ro is left as last read.
+func waitRollout(t *testing.T, ro *rampv1.Rollout, what string, cond func(*rampv1.Rollout) bool) {
+	t.Helper()
+	waitFor(t, what, func(ctx context.Context) (bool, error) {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(ro), ro); err != nil {
+			return false, err
+		}
+		return cond(ro), nil
+	})
+}
+
+// holdsFor checks cond at every poll for d: the deliberate "still holding" checks.
+func holdsFor(t *testing.T, d time.Duration, what string, cond func(context.Context) (bool, string, error)) {
+	t.Helper()
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ok, detail, err := cond(ctx)
+		cancel()
+		must(t, err)
+		if !ok {
+			t.Fatalf("%s stopped holding: %s", what, detail)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// istioObject reads a VirtualService or DestinationRule; nil when there is none.
+func istioObject(ctx context.Context, ns, kind, name string) (*unstructured.Unstructured, error) {
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion(istio.APIVersion)
+	u.SetKind(kind)
+	if err := env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, u); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return u, nil
+}
+
+// mustIstioObject waits for a VirtualService or DestinationRule and returns it: ramp records
+// its decision in the status before it applies it, so a phase seen in the status may precede
+// the objects by a moment.
+func mustIstioObject(t *testing.T, ns, kind, name string) *unstructured.Unstructured {
+	t.Helper()
+	var u *unstructured.Unstructured
+	waitFor(t, kind+" "+name, func(ctx context.Context) (bool, error) {
+		var err error
+		u, err = istioObject(ctx, ns, kind, name)
+		return u != nil, err
+	})
+	return u
+}
+
+// liveRouting is the routing the live VirtualService holds.
+func liveRouting(ctx context.Context, ns, name string) (istio.Routing, error) {
+	vs, err := istioObject(ctx, ns, istio.KindVirtualService, name)
+	if err != nil || vs == nil {
+		return istio.Routing{}, fmt.Errorf("VirtualService %s/%s: %v (found=%t)", ns, name, err, vs != nil)
+	}
+	return istio.ObservedRouting(vs)
+}
+
+// waitRouting waits until the live VirtualService routes weight% to the canary, with or
+// without the header route.
+func waitRouting(t *testing.T, ns, name string, weight int32, headerRoute bool) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("VirtualService at %d%% canary, header route %t", weight, headerRoute), func(ctx context.Context) (bool, error) {
+		r, err := liveRouting(ctx, ns, name)
+		if err != nil {
+			return false, nil
+		}
+		return r.CanaryWeight == weight && r.HeaderRoute == headerRoute, nil
+	})
+}
+
+func canaryDeployment(t *testing.T, ns string) *appsv1.Deployment {
+	t.Helper()
+	c := &appsv1.Deployment{}
+	must(t, env.Client.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "web-canary"}, c))
+	return c
+}
+
+// waitEvent waits for a core/v1 Event about the Rollout with the given reason.
+func waitEvent(t *testing.T, ro *rampv1.Rollout, reason string) corev1.Event {
+	t.Helper()
+	var found corev1.Event
+	waitFor(t, "event "+reason, func(ctx context.Context) (bool, error) {
+		var list corev1.EventList
+		if err := env.Client.List(ctx, &list, client.InNamespace(ro.Namespace)); err != nil {
+			return false, err
+		}
+		for _, e := range list.Items {
+			if e.InvolvedObject.Kind == "Rollout" && e.InvolvedObject.Name == ro.Name && e.Reason == reason {
+				found = e
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	return found
+}
+
+// eventReasons lists the reasons of the core/v1 Events about the Rollout.
+func eventReasons(t *testing.T, ro *rampv1.Rollout) []string {
+	t.Helper()
+	var list corev1.EventList
+	must(t, env.Client.List(context.Background(), &list, client.InNamespace(ro.Namespace)))
+	var out []string
+	for _, e := range list.Items {
+		if e.InvolvedObject.Kind == "Rollout" && e.InvolvedObject.Name == ro.Name {
+			out = append(out, e.Reason)
+		}
+	}
+	return out
+}
+
+func cond(ro *rampv1.Rollout, typ string) *metav1.Condition {
+	return apimeta.FindStatusCondition(ro.Status.Conditions, typ)
+}
+
+// canaryPodImages returns the images of the canary's pods that are not being deleted, and how
+// many of them are ready.
+func canaryPodImages(ctx context.Context, ns string) (images []string, ready int, err error) {
+	var pods corev1.PodList
+	if err := env.Client.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{istio.TrackLabel: istio.TrackCanary}); err != nil {
+		return nil, 0, err
+	}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		images = append(images, p.Spec.Containers[0].Image)
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				ready++
+			}
+		}
+	}
+	return images, ready, nil
+}
+
+// --- a timeline of the namespace --------------------------------------------------------------
+
+// timeline records every version of the Rollouts, Deployments and VirtualServices of a
+// namespace, so a test can replay them in the API server's order (resourceVersions of one
+// etcd are increasing) and check invariants that no single object shows.
+type timeline struct {
+	mu      sync.Mutex
+	entries []timelineEntry
+}
+
+type timelineEntry struct {
+	rv      int64
+	kind    string
+	deleted bool
+	obj     *unstructured.Unstructured
+}
+
+func recordTimeline(t *testing.T, ns string) *timeline {
+	t.Helper()
+	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	must(t, err)
+	tl := &timeline{}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var watches []watch.Interface
+	for _, gvk := range []struct{ apiVersion, kind string }{
+		{rampv1.GroupVersion.String(), "Rollout"},
+		{"apps/v1", "Deployment"},
+		{istio.APIVersion, istio.KindVirtualService},
+	} {
+		list := &unstructured.UnstructuredList{}
+		list.SetAPIVersion(gvk.apiVersion)
+		list.SetKind(gvk.kind + "List")
+		w, err := wc.Watch(ctx, list, client.InNamespace(ns))
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		watches = append(watches, w)
+		wg.Add(1)
+		go func(kind string) {
+			defer wg.Done()
+			for ev := range w.ResultChan() {
+				u, ok := ev.Object.(*unstructured.Unstructured)
+				if !ok {
+					continue
+				}
+				rv, err := strconv.ParseInt(u.GetResourceVersion(), 10, 64)
+				if err != nil {
+					continue
+				}
+				tl.mu.Lock()
+				tl.entries = append(tl.entries, timelineEntry{rv: rv, kind: kind, deleted: ev.Type == watch.Deleted, obj: u})
+				tl.mu.Unlock()
+			}
+		}(gvk.kind)
+	}
+	t.Cleanup(func() {
+		cancel()
+		for _, w := range watches {
+			w.Stop()
+		}
+		wg.Wait()
+	})
+	return tl
+}
+
+func (tl *timeline) sorted() []timelineEntry {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	out := slices.Clone(tl.entries)
+	slices.SortStableFunc(out, func(a, b timelineEntry) int { return cmp.Compare(a.rv, b.rv) })
+	return out
+}
+
+// phases is the sequence of distinct consecutive phases of the Rollout.
+func (tl *timeline) phases(name string) []string {
+	var out []string
+	for _, e := range tl.sorted() {
+		if e.kind != "Rollout" || e.obj.GetName() != name {
+			continue
+		}
+		p, _, _ := unstructured.NestedString(e.obj.Object, "status", "phase")
+		if p != "" && (len(out) == 0 || out[len(out)-1] != p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// checkCanaryServesItsTraffic replays the namespace in the API server's order and reports
+// every moment the VirtualService sent traffic to a canary Deployment that could not take it:
+// fewer replicas than the weight needs (ramp sizes the canary before it routes to it, and
+// routes away before it shrinks it), or a template replaced while it took traffic (the new
+// revision's pods would serve that traffic unannounced).
+func (tl *timeline) checkCanaryServesItsTraffic(t *testing.T, rollout string, targetReplicas int32) {
+	t.Helper()
+	var (
+		weight      int32
+		headerRoute bool
+		exists      bool
+		replicas    int32
+		rev         string
+		problems    []string
+	)
+	check := func(rv int64, what string) {
+		if weight > 0 && (!exists || replicas < plan.CanaryReplicas(targetReplicas, weight)) {
+			problems = append(problems, fmt.Sprintf("rv %d (%s): VirtualService routes %d%% to the canary, which has %d replicas (exists=%t)", rv, what, weight, replicas, exists))
+		}
+		if headerRoute && (!exists || replicas < 1) {
+			problems = append(problems, fmt.Sprintf("rv %d (%s): header route to a canary with %d replicas", rv, what, replicas))
+		}
+	}
+	for _, e := range tl.sorted() {
+		switch {
+		case e.kind == istio.KindVirtualService && e.obj.GetName() == rollout:
+			if e.deleted {
+				weight, headerRoute = 0, false
+				continue
+			}
+			r, err := istio.ObservedRouting(e.obj)
+			if err != nil {
+				continue // a hand edit: not ramp's routing
+			}
+			weight, headerRoute = r.CanaryWeight, r.HeaderRoute
+			check(e.rv, "VirtualService changed")
+		case e.kind == "Deployment" && e.obj.GetName() == "web-canary":
+			newRev := e.obj.GetAnnotations()["ramp.dev/revision"]
+			n, found, _ := unstructured.NestedInt64(e.obj.Object, "spec", "replicas")
+			if !found {
+				n = 1
+			}
+			if e.deleted {
+				exists, replicas = false, 0
+			} else {
+				if exists && rev != newRev && (weight > 0 || headerRoute) {
+					problems = append(problems, fmt.Sprintf("rv %d: canary template replaced (revision %s → %s) while the VirtualService routed %d%% (header route %t) to it", e.rv, rev, newRev, weight, headerRoute))
+				}
+				exists, replicas, rev = true, int32(n), newRev
+			}
+			check(e.rv, "canary Deployment changed")
+		}
+	}
+	if len(problems) > 0 {
+		t.Errorf("traffic sent to a canary that could not serve it:\n  %s", strings.Join(problems, "\n  "))
+	}
+}
+
+// assertOnlyReplicaSet checks that the target's only active ReplicaSet is hash, with n ready
+// replicas.
+func assertOnlyReplicaSet(t *testing.T, ns, hash string, n int32) {
+	t.Helper()
+	if got := onlyReplicaSetHash(t, ns); got != hash {
+		t.Fatalf("target ReplicaSet is %s, want %s (unchanged)", got, hash)
+	}
+	assertReplicaSetReady(t, ns, hash, n)
+}
+
+// shortWait is waitFor with a short timeout, for what must happen within a few seconds.
+func shortWait(t *testing.T, d time.Duration, what string, c func(context.Context) (bool, error)) {
+	t.Helper()
+	if err := testenv.WaitFor(context.Background(), d, c); err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
+	}
+}
