@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,6 +65,20 @@ func (f *fakeAnalyzer) Analyze(_ context.Context, ro *rampv1.Rollout) *plan.Anal
 	return r
 }
 
+// clock is the reconciler's clock: real time shifted by an offset a test may set (promotion
+// windows are tested by placing "now" just before a window opens).
+var clock = &shiftedClock{}
+
+type shiftedClock struct{ offset atomic.Int64 }
+
+func (c *shiftedClock) Now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
+
+// shift makes the reconciler's clock read real time + d until the test ends.
+func (c *shiftedClock) shift(t *testing.T, d time.Duration) {
+	c.offset.Store(int64(d))
+	t.Cleanup(func() { c.offset.Store(0) })
+}
+
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.Level(zapLevel())))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
@@ -102,7 +117,7 @@ func startManager(ctx context.Context) error {
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: env.Scheme,
 		Events: rec, Analyzer: verdicts, Notifier: slack,
 		Config: plan.Config{SubsetSettle: 200 * time.Millisecond},
-		Now:    time.Now,
+		Now:    clock.Now,
 	}
 	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: 4}); err != nil {
 		return err
