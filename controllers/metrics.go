@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -33,6 +34,11 @@ var (
 		Name: "ramp_analysis_results_total",
 		Help: "Analysis checks by metric and verdict (Passed, Failed, Inconclusive).",
 	}, []string{"namespace", "name", "metric", "verdict"})
+	durations = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "ramp_rollout_duration_seconds",
+		Help:    "Time from a rollout's start to its promotion or rollback, by outcome.",
+		Buckets: []float64{10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200, 86400},
+	}, []string{"outcome"})
 	analysisValue = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "ramp_analysis_metric_value",
 		Help: "Last value measured for each analysis metric on the canary.",
@@ -46,11 +52,11 @@ var phases = []string{
 }
 
 func init() {
-	metrics.Registry.MustRegister(phaseGauge, weightGauge, stepGauge, transitions, analysisResults, analysisValue)
+	metrics.Registry.MustRegister(phaseGauge, weightGauge, stepGauge, transitions, durations, analysisResults, analysisValue)
 }
 
 // record publishes one pass: the state gauges, its transitions and the analysis round it ran.
-func record(ro *rampv1.Rollout, events []plan.Event, round *plan.AnalysisResult) {
+func record(ro *rampv1.Rollout, events []plan.Event, round *plan.AnalysisResult, now time.Time) {
 	ns, name := ro.Namespace, ro.Name
 	for _, p := range phases {
 		v := 0.0
@@ -63,6 +69,10 @@ func record(ro *rampv1.Rollout, events []plan.Event, round *plan.AnalysisResult)
 	stepGauge.WithLabelValues(ns, name).Set(float64(ro.Status.CurrentStep))
 	for _, e := range events {
 		transitions.WithLabelValues(ns, name, e.Reason).Inc()
+		outcome := map[string]string{"Promoted": "promoted", "RolledBack": "rolled_back"}[e.Reason]
+		if outcome != "" && ro.Status.RolloutStartedAt != nil {
+			durations.WithLabelValues(outcome).Observe(now.Sub(ro.Status.RolloutStartedAt.Time).Seconds())
+		}
 	}
 	if round == nil {
 		return

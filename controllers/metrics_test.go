@@ -38,6 +38,9 @@ func TestMetricsFollowTheRollout(t *testing.T) {
 	if got := testutil.ToFloat64(analysisResults.WithLabelValues(ns, "web", "error-rate", rampv1.VerdictPassed)); got < 3 {
 		t.Errorf("passed analysis checks = %v, want at least one per step", got)
 	}
+	if n := testutil.CollectAndCount(durations); n == 0 {
+		t.Error("no rollout duration observed")
+	}
 	if got := testutil.ToFloat64(weightGauge.WithLabelValues(ns, "web")); got != 0 {
 		t.Errorf("weight after promotion = %v", got)
 	}

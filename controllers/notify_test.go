@@ -22,6 +22,7 @@ import (
 type slackReceiver struct {
 	mu      sync.Mutex
 	headers []string
+	bodies  []string
 	failed  bool
 }
 
@@ -47,6 +48,19 @@ func (s *slackReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.headers = append(s.headers, m.Blocks[0].Text.Text)
+	s.bodies = append(s.bodies, string(b))
+}
+
+// body returns the first message whose header contains header.
+func (s *slackReceiver) body(header string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, h := range s.headers {
+		if strings.Contains(h, header) {
+			return s.bodies[i]
+		}
+	}
+	return ""
 }
 
 func (s *slackReceiver) seen() string {
@@ -88,6 +102,27 @@ func TestSlackNotificationsFollowTheRollout(t *testing.T) {
 	}
 	if i, j := strings.Index(rcv.seen(), "Rollout started"), strings.Index(rcv.seen(), "Promoted"); i > j {
 		t.Errorf("messages out of order:\n%s", rcv.seen())
+	}
+
+	// A bad revision: failed analysis and rollback reach Slack with the failing metric.
+	verdicts.set(ro, rampv1.VerdictFailed)
+	setImage(t, target, "podinfo:3")
+	waitPhase(t, ro, rampv1.PhaseFailed)
+	waitFor(t, "rollback messages", func(context.Context) (bool, error) {
+		return strings.Contains(rcv.seen(), ns+"/web: Rolled back"), nil
+	})
+	for _, h := range []string{"Analysis failed", "Rolled back"} {
+		var m struct {
+			Blocks []struct{ Text struct{ Text string } }
+		}
+		_ = json.Unmarshal([]byte(rcv.body(h)), &m)
+		var text strings.Builder
+		for _, bl := range m.Blocks {
+			text.WriteString(bl.Text.Text + "\n")
+		}
+		if b := text.String() + rcv.body(h); !strings.Contains(b, "*error-rate* 8.3 (threshold &lt;= 1)") || !strings.Contains(b, "podinfo:3") {
+			t.Errorf("%q message lacks the failing metric vs threshold or the image: %s", h, b)
+		}
 	}
 
 	// The webhook URL is a credential: never in status or events.

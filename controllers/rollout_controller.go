@@ -75,11 +75,14 @@ type RolloutReconciler struct {
 // derives the same desired state from the status and applies it, so traffic never goes
 // back to an earlier step.
 func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	logger := log.FromContext(ctx)
 	ro, err := r.getRollout(ctx, req.NamespacedName)
 	if err != nil || ro == nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	// Every line of this pass names the revisions at stake (controller-runtime adds the
+	// rollout's name and namespace).
+	logger := log.FromContext(ctx).WithValues("stableRevision", ro.Status.StableRevision, "canaryRevision", ro.Status.CanaryRevision)
+	ctx = log.IntoContext(ctx, logger)
 	if !ro.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.finalize(ctx, ro)
 	}
@@ -120,7 +123,7 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		r.Events.Eventf(ro, nil, typ, e.Reason, "Reconcile", "%s", e.Message)
 	}
 	r.notify(ctx, ro, w, dec.Events)
-	record(ro, dec.Events, w.obs.Analysis)
+	record(ro, dec.Events, w.obs.Analysis, w.obs.Now)
 	if before != ro.Status.Phase {
 		logger.Info("phase changed", "from", before, "to", ro.Status.Phase, "step", ro.Status.CurrentStep, "weight", ro.Status.CanaryWeight, "message", ro.Status.Message)
 	}

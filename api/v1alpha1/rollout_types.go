@@ -300,6 +300,10 @@ type RolloutStatus struct {
 	// +optional
 	CanaryRevision string `json:"canaryRevision,omitempty"`
 
+	// RolloutStartedAt is when the current (or last) rollout began.
+	// +optional
+	RolloutStartedAt *metav1.Time `json:"rolloutStartedAt,omitempty"`
+
 	// Stage is the part of the current step or of promotion in progress (e.g. ScalingCanary,
 	// Holding, RoutingToCanary, UpdatingStable, SwitchingStableSubset, RoutingToStable).
 	// +optional

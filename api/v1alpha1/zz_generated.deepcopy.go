@@ -640,6 +640,10 @@ func (in *RolloutStatus) DeepCopyInto(out *RolloutStatus) {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
 	}
+	if in.RolloutStartedAt != nil {
+		in, out := &in.RolloutStartedAt, &out.RolloutStartedAt
+		*out = (*in).DeepCopy()
+	}
 	if in.StageStartedAt != nil {
 		in, out := &in.StageStartedAt, &out.StageStartedAt
 		*out = (*in).DeepCopy()

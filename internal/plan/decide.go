@@ -128,6 +128,7 @@ func (d *decider) steady() {
 
 func (d *decider) start(reason string) {
 	d.st.CanaryRevision = d.obs.Target.Revision
+	d.st.RolloutStartedAt = &metav1.Time{Time: d.now}
 	d.st.FailedChecks, d.st.InconclusiveChecks = 0, 0
 	d.st.LastAnalysis, d.st.LastAnalysisTime = nil, nil
 	d.st.CanaryWeight = 0
@@ -189,6 +190,7 @@ func (d *decider) active() {
 	case t.Revision != d.st.CanaryRevision && !lateStage:
 		from := d.st.CanaryRevision
 		d.st.CanaryRevision = t.Revision
+		d.st.RolloutStartedAt = &metav1.Time{Time: d.now}
 		d.st.CanaryWeight = 0
 		d.st.FailedChecks, d.st.InconclusiveChecks = 0, 0
 		d.st.LastAnalysis, d.st.LastAnalysisTime = nil, nil
