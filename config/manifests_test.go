@@ -2,10 +2,7 @@
 package config
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,7 +12,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -47,23 +43,11 @@ func objects(t *testing.T, dir string) []*unstructured.Unstructured {
 			out = append(out, objects(t, p)...)
 			continue
 		}
-		data, err := os.ReadFile(p)
+		objs, err := testenv.ReadObjects(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-		for {
-			u := &unstructured.Unstructured{}
-			if err := dec.Decode(&u.Object); err != nil {
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				t.Fatalf("%s: %v", p, err)
-			}
-			if len(u.Object) > 0 {
-				out = append(out, u)
-			}
-		}
+		out = append(out, objs...)
 	}
 	return out
 }

@@ -2,19 +2,13 @@
 package examples
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"io"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/ramp-dev/ramp/internal/testenv"
 )
@@ -45,22 +39,11 @@ func TestExamplesApply(t *testing.T) {
 				if filepath.Base(f) == "kustomization.yaml" {
 					continue
 				}
-				data, err := os.ReadFile(f)
+				objs, err := testenv.ReadObjects(f)
 				if err != nil {
 					t.Fatal(err)
 				}
-				dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-				for {
-					u := &unstructured.Unstructured{}
-					if err := dec.Decode(&u.Object); err != nil {
-						if errors.Is(err, io.EOF) {
-							break
-						}
-						t.Fatalf("%s: %v", f, err)
-					}
-					if len(u.Object) == 0 {
-						continue
-					}
+				for _, u := range objs {
 					u.SetNamespace(ns.Name)
 					if err := env.Client.Create(ctx, u); err != nil {
 						t.Errorf("%s: %s %s rejected: %v", f, u.GetKind(), u.GetName(), err)

@@ -1,11 +1,8 @@
 package v1alpha1_test
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,7 +14,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
 	"github.com/ramp-dev/ramp/internal/testenv"
@@ -79,18 +75,11 @@ func TestSamplesAreValid(t *testing.T) {
 		if !slices.Contains(kust.Resources, base) {
 			t.Errorf("%s is not listed in kustomization.yaml", base)
 		}
-		data, err := os.ReadFile(f)
+		objs, err := testenv.ReadObjects(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-		for {
-			obj := &unstructured.Unstructured{}
-			if err := dec.Decode(&obj.Object); errors.Is(err, io.EOF) {
-				break
-			} else if err != nil {
-				t.Fatalf("%s: %v", base, err)
-			}
+		for _, obj := range objs {
 			if obj.GetKind() != "Rollout" {
 				continue
 			}
