@@ -18,12 +18,15 @@ import (
 	"time"
 )
 
+// Install says how to get a Prometheus server binary.
+const Install = "run hack/prometheus.sh (apt-get install -y --no-install-recommends prometheus) or set $PROMETHEUS"
+
 // Binary returns the path of a Prometheus server: $PROMETHEUS, `prometheus` on PATH, or
 // /usr/bin/prometheus. The error says how to install one.
 func Binary() (string, error) {
 	if p := os.Getenv("PROMETHEUS"); p != "" {
 		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("$PROMETHEUS=%s: %w", p, err)
+			return "", fmt.Errorf("$PROMETHEUS=%s: %w: %s", p, err, Install)
 		}
 		return p, nil
 	}
@@ -33,7 +36,7 @@ func Binary() (string, error) {
 	if _, err := os.Stat("/usr/bin/prometheus"); err == nil {
 		return "/usr/bin/prometheus", nil
 	}
-	return "", errors.New("no prometheus binary: run hack/prometheus.sh (apt-get install -y --no-install-recommends prometheus) or set $PROMETHEUS")
+	return "", errors.New("no prometheus binary: " + Install)
 }
 
 // Options of a test Prometheus.

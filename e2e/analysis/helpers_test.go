@@ -1,0 +1,463 @@
+package analysis_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/ramp-dev/ramp/analysis"
+	"github.com/ramp-dev/ramp/analysis/prometheustest"
+	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/mesh/istio"
+	"github.com/ramp-dev/ramp/internal/testenv"
+)
+
+const (
+	// target is the Git-owned Deployment of every test; its canary is target-canary.
+	target = "web"
+	canary = target + "-canary"
+	// replicas of the target: the canary has 1 at 10%, 2 at 50%, 3 at 100%.
+	replicas = 3
+	// rps is each simulated workload's traffic: 500 requests in a 10 s window.
+	rps = 50
+	// window of every metric's rate(): ten 1 s scrapes.
+	window = 10 * time.Second
+	// minRequests a workload must have served in the window.
+	minRequests = 20
+	// timeout bounds each rollout.
+	timeout = 2 * time.Minute
+)
+
+// traffic is what a workload's telemetry says: its 5xx share and its P99 latency.
+type traffic struct {
+	errorRatio float64
+	p99        float64 // ms
+}
+
+// healthy: 0.5% errors, P99 100 ms.
+var healthy = traffic{errorRatio: 0.005, p99: 100}
+
+// p99Buckets are latency buckets whose histogram_quantile(0.99) is p99: 50% of requests
+// within 0.3×, 95% within 0.6×, all within 1.1×, so the 99th percentile lies 4/5 into the
+// last bucket. The wide last bucket keeps the floors of the exporter's counters from moving
+// the quantile by more than a few percent.
+func p99Buckets(p99 float64) []prometheustest.Bucket {
+	return []prometheustest.Bucket{{LE: 0.3 * p99, Fraction: 0.5}, {LE: 0.6 * p99, Fraction: 0.95}, {LE: 1.1 * p99, Fraction: 1}}
+}
+
+func promWindow(d time.Duration) string {
+	s, err := analysis.PromDuration(d)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// setTraffic gives the namespace's workload the traffic from now on.
+func setTraffic(ns, workload string, tr traffic) {
+	exporter.Set(prometheustest.Workload{Namespace: ns, Name: workload, RPS: rps, ErrorRatio: tr.errorRatio, Latency: p99Buckets(tr.p99)})
+}
+
+func errorRate(max float64) rampv1.Metric {
+	return rampv1.Metric{Name: "error-rate", Builtin: rampv1.BuiltinErrorRate, Window: &metav1.Duration{Duration: window},
+		MinRequests: ptr.To[int32](minRequests), ThresholdRange: &rampv1.ThresholdRange{Max: ptr.To(max)}}
+}
+
+func latencyP99(max float64) rampv1.Metric {
+	return rampv1.Metric{Name: "latency-p99", Builtin: rampv1.BuiltinLatencyP99, Window: &metav1.Duration{Duration: window},
+		MinRequests: ptr.To[int32](minRequests), ThresholdRange: &rampv1.ThresholdRange{Max: ptr.To(max)}}
+}
+
+// scenario is one test's release of "web" in its own namespace.
+type scenario struct {
+	// canary and stable are the workloads' traffic from the start.
+	canary, stable traffic
+	// interval between analysis rounds; 2s when 0.
+	interval time.Duration
+	// failureLimit and inconclusiveLimit; the API's defaults when 0.
+	failureLimit, inconclusiveLimit int32
+	// address of Prometheus; the shared server when "".
+	address string
+	// metrics; error-rate <= 1 and latency-p99 <= 500 when nil.
+	metrics []rampv1.Metric
+	// onStatus sees every version of the Rollout, from the watch goroutine.
+	onStatus func(*rampv1.Rollout)
+}
+
+// run is a started scenario.
+type run struct {
+	t   *testing.T
+	ns  string
+	ro  *rampv1.Rollout
+	rec *recorder
+}
+
+// start creates the namespace, its workloads' telemetry, the target Deployment (v1) and the
+// Rollout; once ramp has adopted the target and Prometheus has rate() data for both
+// workloads, it "commits" v2, which starts the rollout.
+func (sc scenario) start(t *testing.T) *run {
+	t.Helper()
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	setTraffic(ns, canary, sc.canary)
+	setTraffic(ns, target, sc.stable)
+
+	if sc.interval == 0 {
+		sc.interval = 2 * time.Second
+	}
+	if sc.address == "" {
+		sc.address = prom.URL
+	}
+	if sc.metrics == nil {
+		sc.metrics = []rampv1.Metric{errorRate(1), latencyP99(500)}
+	}
+	a := &rampv1.AnalysisSpec{
+		Interval:   &metav1.Duration{Duration: sc.interval},
+		Prometheus: rampv1.PrometheusSpec{Address: sc.address, Timeout: &metav1.Duration{Duration: 5 * time.Second}},
+		Metrics:    sc.metrics,
+	}
+	if sc.failureLimit > 0 {
+		a.FailureLimit = ptr.To(sc.failureLimit)
+	}
+	if sc.inconclusiveLimit > 0 {
+		a.InconclusiveLimit = ptr.To(sc.inconclusiveLimit)
+	}
+	ro := &rampv1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Name: target, Namespace: ns},
+		Spec: rampv1.RolloutSpec{
+			TargetRef: rampv1.TargetReference{Name: target},
+			Service:   rampv1.ServiceSpec{Port: 80},
+			Strategy: rampv1.Strategy{Canary: &rampv1.CanaryStrategy{
+				Steps: []rampv1.CanaryStep{{SetWeight: 10}, {SetWeight: 50}, {SetWeight: 100}},
+			}},
+			Analysis:         a,
+			ProgressDeadline: &metav1.Duration{Duration: timeout},
+		},
+	}
+	r := &run{t: t, ns: ns, ro: ro}
+	r.rec = record(t, ns, sc.onStatus)
+
+	lbl := map[string]string{"app": target}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: target, Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: lbl},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: lbl},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: target, Image: "podinfo:v1"}}},
+			},
+		},
+	}
+	must(t, env.Client.Create(ctx, d))
+	must(t, env.Client.Create(ctx, ro))
+	r.waitPhase(rampv1.PhaseIdle)
+
+	for _, w := range []string{canary, target} {
+		q, err := analysis.RequestCountQuery(ns, w, promWindow(window))
+		must(t, err)
+		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err = prom.WaitForData(qctx, q)
+		cancel()
+		must(t, err)
+	}
+
+	patch := client.RawPatch(types.StrategicMergePatchType,
+		[]byte(fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":%q,"image":"podinfo:v2"}]}}}}`, target)))
+	must(t, env.Client.Patch(ctx, d, patch))
+	t.Logf("%s: v2 committed", ns)
+	return r
+}
+
+// waitPhase waits for the Rollout to reach phase and returns it as read then.
+func (r *run) waitPhase(phase string) *rampv1.Rollout {
+	r.t.Helper()
+	ro := &rampv1.Rollout{}
+	err := testenv.WaitFor(context.Background(), timeout, func(ctx context.Context) (bool, error) {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(r.ro), ro); err != nil {
+			return false, nil
+		}
+		return ro.Status.Phase == phase, nil
+	})
+	if err != nil {
+		r.t.Fatalf("%s: waiting for phase %s: %v (phase %s, step %d, message %q)", r.ns, phase, err, ro.Status.Phase, ro.Status.CurrentStep, ro.Status.Message)
+	}
+	return ro
+}
+
+// finish waits for the rollout to end in phase, with the live VirtualService routing
+// nothing to the canary, and returns the Rollout.
+func (r *run) finish(phase string) *rampv1.Rollout {
+	r.t.Helper()
+	ro := r.waitPhase(phase)
+	// ramp decides Failed/Succeeded only once it has seen the VirtualService at 0%; the watch
+	// may deliver that version a moment later.
+	err := testenv.WaitFor(context.Background(), 10*time.Second, func(context.Context) (bool, error) {
+		w := r.rec.weights()
+		return len(w) > 0 && w[len(w)-1] == 0, nil
+	})
+	if err != nil {
+		r.t.Errorf("%s: VirtualService weights %v do not end at 0", r.ns, r.rec.weights())
+	}
+	return ro
+}
+
+// expectWeights checks the distinct consecutive canary weights the live VirtualService had.
+func (r *run) expectWeights(want ...int32) {
+	r.t.Helper()
+	if got := r.rec.weights(); !slices.Equal(got, want) {
+		r.t.Errorf("%s: VirtualService canary weights %v, want %v", r.ns, got, want)
+	} else {
+		r.t.Logf("%s: VirtualService canary weights %v", r.ns, got)
+	}
+}
+
+// expectEvent waits for a core/v1 Event about the Rollout with reason and returns its message.
+func (r *run) expectEvent(reason string) string {
+	r.t.Helper()
+	var msg string
+	err := testenv.WaitFor(context.Background(), 10*time.Second, func(ctx context.Context) (bool, error) {
+		var list corev1.EventList
+		if err := env.Client.List(ctx, &list, client.InNamespace(r.ns)); err != nil {
+			return false, nil
+		}
+		for _, e := range list.Items {
+			if e.InvolvedObject.Kind == "Rollout" && e.InvolvedObject.Name == r.ro.Name && e.Reason == reason {
+				msg = e.Message
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		r.t.Errorf("%s: no %s event: %v", r.ns, reason, err)
+	}
+	return msg
+}
+
+// metric returns the named result of status.lastAnalysis.
+func metric(t *testing.T, ro *rampv1.Rollout, name string) rampv1.MetricResult {
+	t.Helper()
+	for _, m := range ro.Status.LastAnalysis {
+		if m.Name == name {
+			return m
+		}
+	}
+	t.Fatalf("status.lastAnalysis has no %s: %+v", name, ro.Status.LastAnalysis)
+	return rampv1.MetricResult{}
+}
+
+// expectMetric checks a metric result: its verdict, its value within [lo, hi] and its
+// threshold text.
+func expectMetric(t *testing.T, m rampv1.MetricResult, verdict string, lo, hi float64, threshold string) {
+	t.Helper()
+	if m.Verdict != verdict {
+		t.Errorf("%s: verdict %s, want %s (%+v)", m.Name, m.Verdict, verdict, m)
+	}
+	within(t, m.Name+" value", m.Value, lo, hi)
+	if m.Threshold != threshold {
+		t.Errorf("%s: threshold %q, want %q", m.Name, m.Threshold, threshold)
+	}
+}
+
+func within(t *testing.T, what, got string, lo, hi float64) {
+	t.Helper()
+	v, err := strconv.ParseFloat(got, 64)
+	if err != nil || v < lo || v > hi {
+		t.Errorf("%s = %q, want within [%v, %v]", what, got, lo, hi)
+	}
+}
+
+// closedPort is a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	addr := l.Addr().String()
+	must(t, l.Close())
+	return addr
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// --- what the API server held -------------------------------------------------------------
+
+// recorder watches the namespace's Rollout and VirtualService and keeps every version.
+type recorder struct {
+	start time.Time
+
+	mu      sync.Mutex
+	vs      []int32 // canary weight of each VirtualService version
+	status  []snapshot
+	lastRV  string
+	history []string // human-readable timeline
+}
+
+// snapshot is one version of the Rollout's status.
+type snapshot struct {
+	phase, stage, message string
+	step, weight          int32
+	failed, inconclusive  int32
+	passed                bool
+	analysisTime          time.Time
+	analysis              []rampv1.MetricResult
+}
+
+// round is one analysis round as recorded in status, with the step and weight the rollout
+// held when it ran (those of the status version before the one recording it).
+type round struct {
+	step, weight int32
+	metrics      []rampv1.MetricResult
+}
+
+func (r round) verdicts() string {
+	var parts []string
+	for _, m := range r.metrics {
+		s := m.Name + "=" + m.Verdict
+		if m.Value != "" {
+			s += "(" + m.Value + ")"
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, " ")
+}
+
+func record(t *testing.T, ns string, onStatus func(*rampv1.Rollout)) *recorder {
+	t.Helper()
+	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	vsList := &unstructured.UnstructuredList{}
+	vsList.SetAPIVersion(istio.APIVersion)
+	vsList.SetKind(istio.KindVirtualService + "List")
+	vw, err := wc.Watch(ctx, vsList, client.InNamespace(ns))
+	must(t, err)
+	rw, err := wc.Watch(ctx, &rampv1.RolloutList{}, client.InNamespace(ns))
+	must(t, err)
+	rec := &recorder{start: time.Now()}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for ev := range vw.ResultChan() {
+			u, ok := ev.Object.(*unstructured.Unstructured)
+			if !ok || u.GetName() != target {
+				continue
+			}
+			rt, err := istio.ObservedRouting(u)
+			if err != nil {
+				t.Errorf("VirtualService not in ramp's shape: %v", err)
+				continue
+			}
+			rec.mu.Lock()
+			if n := len(rec.vs); n == 0 || rec.vs[n-1] != rt.CanaryWeight {
+				rec.note("VirtualService: stable %d%% / canary %d%%", 100-rt.CanaryWeight, rt.CanaryWeight)
+			}
+			rec.vs = append(rec.vs, rt.CanaryWeight)
+			rec.mu.Unlock()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for ev := range rw.ResultChan() {
+			ro, ok := ev.Object.(*rampv1.Rollout)
+			if !ok || ro.Name != target {
+				continue
+			}
+			st := ro.Status
+			s := snapshot{phase: st.Phase, stage: st.Stage, message: st.Message, step: st.CurrentStep, weight: st.CanaryWeight,
+				failed: st.FailedChecks, inconclusive: st.InconclusiveChecks, passed: st.StepAnalysisPassed, analysis: st.LastAnalysis}
+			if st.LastAnalysisTime != nil {
+				s.analysisTime = st.LastAnalysisTime.Time
+			}
+			rec.mu.Lock()
+			if ro.ResourceVersion != rec.lastRV {
+				rec.lastRV = ro.ResourceVersion
+				var prev snapshot
+				if n := len(rec.status); n > 0 {
+					prev = rec.status[n-1]
+				}
+				if !s.analysisTime.IsZero() && !s.analysisTime.Equal(prev.analysisTime) {
+					rec.note("analysis round at step %d (%d%%): %s", prev.step, prev.weight, round{metrics: s.analysis}.verdicts())
+				}
+				if s.phase != prev.phase || s.step != prev.step || s.weight != prev.weight || s.stage != prev.stage || s.message != prev.message {
+					rec.note("Rollout: %-12s step %d/%d %-15s weight %3d%%  %s", s.phase, s.step, st.Steps, s.stage, s.weight, s.message)
+				}
+				rec.status = append(rec.status, s)
+			}
+			rec.mu.Unlock()
+			if onStatus != nil {
+				onStatus(ro)
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		vw.Stop()
+		rw.Stop()
+		wg.Wait()
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		t.Logf("%s timeline:\n  %s", ns, strings.Join(rec.history, "\n  "))
+	})
+	return rec
+}
+
+// note adds to the timeline; mu is held.
+func (rec *recorder) note(format string, args ...any) {
+	rec.history = append(rec.history, fmt.Sprintf("[%5.1fs] ", time.Since(rec.start).Seconds())+fmt.Sprintf(format, args...))
+}
+
+// weights returns the distinct consecutive canary weights of the VirtualService.
+func (rec *recorder) weights() []int32 {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var out []int32
+	for _, w := range rec.vs {
+		if len(out) == 0 || out[len(out)-1] != w {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// rounds returns the analysis rounds recorded in status, in order.
+func (rec *recorder) rounds() []round {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var out []round
+	var prev snapshot
+	for _, s := range rec.status {
+		if !s.analysisTime.IsZero() && !s.analysisTime.Equal(prev.analysisTime) {
+			out = append(out, round{step: prev.step, weight: prev.weight, metrics: s.analysis})
+		}
+		prev = s
+	}
+	return out
+}
+
+// snapshots returns every status version seen.
+func (rec *recorder) snapshots() []snapshot {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return slices.Clone(rec.status)
+}
