@@ -1,0 +1,190 @@
+package meshsim
+
+import (
+	"context"
+	"math"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/ramp-dev/ramp/analysis"
+	"github.com/ramp-dev/ramp/analysis/prometheustest"
+	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/mesh/istio"
+	"github.com/ramp-dev/ramp/internal/testenv"
+)
+
+// The whole loop against a real API server and a real Prometheus: ramp's VirtualService and
+// DestinationRule (50% canary) and hand-made Ready pods in the API server, a Sim sending
+// 2000 req/s, Prometheus scraping its /metrics every second, and ramp's built-in error-rate
+// query reading the canary's configured 8% (and stable's 0.5%) back. Then the Sim follows a
+// change of the VirtualService.
+func TestIntegrationPrometheusReadsErrorRate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test with an API server and Prometheus (-short)")
+	}
+	bin, err := prometheustest.Binary()
+	if err != nil {
+		if os.Getenv("RAMP_REQUIRE_PROMETHEUS") == "" {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+
+	// Prometheus needs ~5 s before its first scrape: start it, on the Sim's future metrics
+	// address, while the API server starts.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type promResult struct {
+		srv *prometheustest.Server
+		err error
+	}
+	promCh := make(chan promResult, 1)
+	go func() {
+		srv, err := prometheustest.Start(prometheustest.Options{Binary: bin, Targets: []string{ln.Addr().String()}})
+		promCh <- promResult{srv, err}
+	}()
+	env, err := testenv.Start(ctx, testenv.Options{})
+	pr := <-promCh
+	if pr.srv != nil {
+		defer pr.srv.Stop()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Stop()
+	if pr.err != nil {
+		t.Fatal(pr.err)
+	}
+	t.Logf("API server and Prometheus up in %s", time.Since(start).Round(time.Millisecond))
+
+	nsName := env.Namespace(t)
+	svc := service()
+	svc.Namespace = nsName
+	mustCreate(ctx, t, env.Client, svc)
+	for _, p := range rampPods() {
+		p.Namespace = nsName
+		status := p.Status
+		p.Status = corev1.PodStatus{}
+		mustCreate(ctx, t, env.Client, &p)
+		p.Status = status
+		p.Status.Conditions[0].LastTransitionTime = metav1.Now()
+		if err := env.Client.Status().Update(ctx, &p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ro := rollout(nil, func(ro *rampv1.Rollout) { ro.Namespace = nsName })
+	dr, err := istio.DestinationRule(ro, stableHash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(ctx, t, env.Client, dr)
+	vs := istio.VirtualService(ro, istio.Routing{CanaryWeight: 50})
+	mustCreate(ctx, t, env.Client, vs)
+
+	model := MustModel(DefaultBehaviour, map[string]Behaviour{
+		stableImage: {ErrorRate: 0.005, LatencyP50: 20 * time.Millisecond, LatencyP99: 80 * time.Millisecond},
+		canaryImage: {ErrorRate: 0.08, LatencyP50: 40 * time.Millisecond, LatencyP99: 400 * time.Millisecond},
+	})
+	sim, err := New(Options{Client: env.Client, Namespace: nsName, Service: app, Seed: 1, Model: model,
+		Traffic: Traffic{RPS: 2000}, MetricsListener: ln, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Stop()
+	if got := sim.Router().VirtualService(); got != nsName+"/web" || len(sim.Router().Endpoints()) != 5 {
+		t.Fatalf("sim routes with %q over %d endpoints", got, len(sim.Router().Endpoints()))
+	}
+
+	const window = "10s"
+	pc, err := analysis.NewClient(pr.srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	countQ, _ := analysis.RequestCountQuery(nsName, "web-canary", window)
+	// Wait until the window is (nearly) full: 1000 canary req/s, plus retried 503s.
+	simStart := time.Now()
+	for {
+		n, err := pc.Query(ctx, countQ, 5*time.Second)
+		if err == nil && n >= 8500 {
+			t.Logf("canary: %.0f requests in Prometheus over %s, %s after the Sim started", n, window, time.Since(simStart).Round(time.Millisecond))
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("canary requests over %s: %v (%v); prometheus: %s", window, n, err, pr.srv.Logs())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	st := sim.Stats(10 * time.Second)
+	for _, c := range []struct {
+		workload string
+		want     float64
+	}{{"web-canary", 0.08}, {"web", 0.005}} {
+		q, err := analysis.BuiltinQuery(rampv1.BuiltinErrorRate, nsName, c.workload, window)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := pc.Query(ctx, q, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cq, _ := analysis.RequestCountQuery(nsName, c.workload, window)
+		n, err := pc.Query(ctx, cq, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bound := 100 * 5 * math.Sqrt(c.want*(1-c.want)/n)
+		if math.Abs(got-100*c.want) > bound {
+			t.Errorf("%s error-rate = %.3f%%, want %.1f%% ± %.2f (5σ)", c.workload, got, 100*c.want, bound)
+		}
+		t.Logf("%s: ramp's error-rate reads %.3f%% over %.0f requests (configured %.1f%%, 5σ %.2f); the Sim's own stats %.3f%% over %s",
+			c.workload, got, n, 100*c.want, bound, 100*st.ErrorRate(ReporterDestination, c.workload), st.Window.Round(time.Millisecond))
+	}
+	p99Q, _ := analysis.BuiltinQuery(rampv1.BuiltinLatencyP99, nsName, "web-canary", window)
+	if p99, err := pc.Query(ctx, p99Q, 5*time.Second); err != nil || p99 <= 250 || p99 > 500 {
+		t.Errorf("canary latency-p99 = %v (%v), want within the (250, 500] bucket of 400 ms", p99, err)
+	} else {
+		t.Logf("web-canary: ramp's latency-p99 reads %.1f ms (configured 400 ms)", p99)
+	}
+
+	// All traffic back to stable: the Sim follows within a refresh.
+	cur := &unstructured.Unstructured{}
+	cur.SetGroupVersionKind(vs.GroupVersionKind())
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(vs), cur); err != nil {
+		t.Fatal(err)
+	}
+	cur.Object["spec"] = istio.VirtualService(ro, istio.Routing{CanaryWeight: 0}).Object["spec"]
+	if err := env.Client.Update(ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+	changed := time.Now()
+	err = testenv.WaitFor(ctx, 10*time.Second, func(context.Context) (bool, error) {
+		st := sim.Stats(100 * time.Millisecond)
+		return st.Total(ReporterSource) > 0 && st.Share(ReporterSource, istio.CanarySubset) == 0, nil
+	})
+	if err != nil {
+		t.Fatalf("canary still gets traffic: %v", err)
+	}
+	t.Logf("weight 0 effective within %s; whole test %s", time.Since(changed).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+}
+
+func mustCreate(ctx context.Context, t *testing.T, c client.Client, obj client.Object) {
+	t.Helper()
+	if err := c.Create(ctx, obj); err != nil {
+		t.Fatalf("creating %T %s: %v", obj, obj.GetName(), err)
+	}
+}

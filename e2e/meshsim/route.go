@@ -1,0 +1,309 @@
+package meshsim
+
+import (
+	"math/rand/v2"
+	"strings"
+	"time"
+)
+
+// Request is a synthetic HTTP request. Zero fields take defaults: GET, http, the Service's
+// name as authority, path "/".
+type Request struct {
+	Method, Scheme string
+	// Authority is the Host the client calls: the Service's name, or any of its DNS forms
+	// (name.namespace, name.namespace.svc, the FQDN), with or without a port, or another host
+	// bound by a VirtualService.
+	Authority string
+	// Path, possibly with a query string (matched by queryParams).
+	Path string
+	// Headers, names in lower case.
+	Headers map[string]string
+}
+
+// Response flags, as Envoy logs them (%RESPONSE_FLAGS%) and Istio reports them
+// (response_flags).
+const (
+	flagUH    = 1 << iota // no healthy upstream
+	flagUT                // upstream request timeout (route timeout or per-try timeout)
+	flagNR                // no route
+	flagDI                // delay injected
+	flagFI                // fault (abort) injected
+	flagDC                // downstream connection termination (the client reset the request)
+	flagURX               // retries exhausted
+	flagNC                // no cluster
+	flagCount = iota
+)
+
+var flagNames = [...]string{"UH", "UT", "NR", "DI", "FI", "DC", "URX", "NC"}
+
+// flagStrings[f] renders a flag set, "-" for none, in Envoy's order.
+var flagStrings = func() (s [1 << flagCount]string) {
+	for f := range s {
+		var parts []string
+		for i, n := range flagNames {
+			if f&(1<<i) != 0 {
+				parts = append(parts, n)
+			}
+		}
+		s[f] = "-"
+		if len(parts) > 0 {
+			s[f] = strings.Join(parts, ",")
+		}
+	}
+	return s
+}()
+
+// Unknown is what Istio reports for a peer it does not know, e.g. destination_workload of a
+// request that never reached a pod.
+const Unknown = "unknown"
+
+// Result is what happened to one request.
+type Result struct {
+	// VirtualService that routed it (namespace/name); "" when none did.
+	VirtualService string
+	// Route is the name of the HTTP route that matched ("default": the Service's default
+	// route, used when no VirtualService binds the host; "": no route, or an unnamed one).
+	Route string
+	// Service is the destination host (destination_service): the chosen destination's, or for
+	// an abort the route's destinations' when they share one; Unknown otherwise.
+	Service string
+	// Subset of the destination chosen ("" for the whole Service or none).
+	Subset string
+	// Code is the status the client got, Flags Envoy's response flags ("-": none), and
+	// Latency what the client waited, fault delay, retries and back-off included.
+	Code    int
+	Flags   string
+	Latency time.Duration
+	// Endpoint answered the last attempt; nil when the request reached no pod.
+	Endpoint *Endpoint
+	// Attempts reached a pod, in order (retries add attempts).
+	Attempts []Attempt
+}
+
+// Attempt is one try of a request at a pod, as the pod's own proxy saw it.
+type Attempt struct {
+	Endpoint *Endpoint
+	// Code is the application's status, 0 when the client reset the request first (a route or
+	// per-try timeout), as Envoy reports a request without response.
+	Code int
+	// Flags: "-", or "DC" for a reset.
+	Flags string
+	// Latency until the response (or the reset).
+	Latency time.Duration
+}
+
+// Route routes one request with the behaviours of model (nil: DefaultBehaviour everywhere),
+// drawing every random choice from rng. It never sleeps: latencies are computed, not waited.
+//
+// The steps, in Envoy's order: virtual host by authority; the first HTTP route with a
+// matching match (a route without matches matches everything); its fault filter (delay, then
+// abort); one weighted destination (its cluster, i.e. subset, kept for all retries); then
+// attempts at random ready pods of that cluster, with the route's retry policy and timeout.
+func (r *Router) Route(rng *rand.Rand, model *Model, req *Request) Result {
+	res := Result{Service: Unknown}
+	auth := req.Authority
+	if auth == "" {
+		auth = r.name
+	}
+	var flags int
+	done := func(code, f int) Result {
+		res.Code = code
+		res.Flags = flagStrings[flags|f]
+		return res
+	}
+	vh := r.vhostFor(r.normalizeAuthority(auth))
+	if vh == nil {
+		return done(404, flagNR)
+	}
+	res.VirtualService = vh.vs
+	var rt *httpRoute
+	for _, c := range vh.routes {
+		if c.accepts(req, auth) {
+			rt = c
+			break
+		}
+	}
+	if rt == nil {
+		return done(404, flagNR)
+	}
+	res.Route = rt.name
+	switch rt.kind {
+	case actionNone:
+		return done(404, flagNR)
+	case actionRedirect, actionDirect:
+		return done(rt.status, 0)
+	}
+
+	// The fault filter runs before the router: a delayed request is then forwarded (or
+	// aborted) like any other; an abort never reaches a pod.
+	if f := &rt.fault; f.delayPPM > 0 && rng.Uint32N(1_000_000) < f.delayPPM {
+		res.Latency += f.delay
+		flags |= flagDI
+	}
+	if f := &rt.fault; f.abortPPM > 0 && rng.Uint32N(1_000_000) < f.abortPPM {
+		if rt.service != "" {
+			res.Service = rt.service
+		}
+		return done(f.abortStatus, flagFI)
+	}
+
+	c := rt.pick(rng)
+	if c == nil {
+		return done(503, flagNC)
+	}
+	res.Service, res.Subset = c.host, c.subset
+	if c.missing {
+		return done(503, flagNC)
+	}
+	if len(c.endpoints) == 0 {
+		return done(503, flagUH) // "no healthy upstream"; Envoy does not retry it
+	}
+
+	policy := &rt.retry
+	var elapsed time.Duration // since the router forwarded the request
+	res.Attempts = make([]Attempt, 0, 1)
+	for try := 0; ; try++ {
+		ep := pickEndpoint(rng, c.endpoints, res.Attempts, policy.previousHosts)
+		code, lat := model.samplerFor(ep.Images).sample(rng)
+		att := Attempt{Endpoint: ep, Code: code, Flags: "-", Latency: lat}
+		perTryTimeout := policy.perTry > 0 && lat > policy.perTry
+		if perTryTimeout {
+			att.Code, att.Flags, att.Latency = 0, "DC", policy.perTry
+		}
+		res.Endpoint = ep
+		if rt.timeout > 0 && elapsed+att.Latency > rt.timeout {
+			att.Code, att.Flags, att.Latency = 0, "DC", rt.timeout-elapsed
+			res.Attempts = append(res.Attempts, att)
+			res.Latency += rt.timeout
+			return done(504, flagUT)
+		}
+		elapsed += att.Latency
+		res.Attempts = append(res.Attempts, att)
+
+		status, f := code, 0
+		retriable := policy.retriableStatus(code)
+		if perTryTimeout {
+			status, f, retriable = 504, flagUT, policy.retriableTimeout()
+		}
+		if !retriable || try >= policy.retries {
+			if retriable && policy.retries > 0 {
+				f |= flagURX
+			}
+			res.Latency += elapsed
+			return done(status, f)
+		}
+		b := backoff(rng, policy.backoff, try+1)
+		if rt.timeout > 0 && elapsed+b >= rt.timeout {
+			res.Latency += rt.timeout
+			return done(504, flagUT)
+		}
+		elapsed += b
+	}
+}
+
+func (rt *httpRoute) accepts(req *Request, authority string) bool {
+	if len(rt.matches) == 0 {
+		return true
+	}
+	for _, m := range rt.matches {
+		if m.matches(req, authority) {
+			return true
+		}
+	}
+	return false
+}
+
+// pick chooses a weighted destination: weight/total odds; nil when no weight is left.
+func (rt *httpRoute) pick(rng *rand.Rand) *cluster {
+	if rt.total == 0 {
+		return nil
+	}
+	if len(rt.dests) == 1 {
+		return rt.dests[0].c
+	}
+	n := rng.Uint64N(rt.total)
+	for _, d := range rt.dests {
+		if n < d.weight {
+			return d.c
+		}
+		n -= d.weight
+	}
+	return rt.dests[len(rt.dests)-1].c
+}
+
+// hostSelectionAttempts is Istio's HostSelectionRetryMaxAttempts: how many times Envoy picks
+// again when the previous_hosts predicate rejects a host.
+const hostSelectionAttempts = 5
+
+// pickEndpoint picks a pod at random (Envoy balances load; a uniform pick has the same
+// shares). With previousHosts, retries avoid pods already tried, as far as
+// hostSelectionAttempts re-picks allow.
+func pickEndpoint(rng *rand.Rand, eps []*Endpoint, tried []Attempt, previousHosts bool) *Endpoint {
+	ep := eps[rng.IntN(len(eps))]
+	if !previousHosts || len(tried) == 0 || len(eps) == 1 {
+		return ep
+	}
+	for i := 0; i < hostSelectionAttempts && wasTried(ep, tried); i++ {
+		ep = eps[rng.IntN(len(eps))]
+	}
+	return ep
+}
+
+func wasTried(ep *Endpoint, tried []Attempt) bool {
+	for _, a := range tried {
+		if a.Endpoint == ep {
+			return true
+		}
+	}
+	return false
+}
+
+// backoff is Envoy's jittered exponential back-off before retry n (1-based): uniform in
+// [0, (2^n - 1) * base), at most 10 * base.
+func backoff(rng *rand.Rand, base time.Duration, n int) time.Duration {
+	limit := 10 * base
+	ceil := base * time.Duration((1<<min(n, 16))-1)
+	if ceil <= 0 {
+		return 0
+	}
+	return min(time.Duration(rng.Int64N(int64(ceil))), limit)
+}
+
+// Reporters, the values of Istio's reporter label.
+const (
+	ReporterSource      = "source"
+	ReporterDestination = "destination"
+)
+
+// Report is what one proxy records about one request: the client's sidecar (source) once per
+// request, the pod's sidecar (destination) once per attempt that reached it.
+type Report struct {
+	Reporter string
+	Route    string
+	Service  string
+	Subset   string
+	// Workload and Namespace of the destination pod, Unknown when the request reached none.
+	Workload, Namespace string
+	Pod                 string
+	Code                int
+	Flags               string
+	Latency             time.Duration
+}
+
+// Reports appends the reports of res to dst: the source's, then one destination report per
+// attempt. Requests that reached no pod (fault aborts, no healthy upstream, no route) have
+// only a source report.
+func (res *Result) Reports(dst []Report) []Report {
+	src := Report{Reporter: ReporterSource, Route: res.Route, Service: res.Service, Subset: res.Subset,
+		Workload: Unknown, Namespace: Unknown, Code: res.Code, Flags: res.Flags, Latency: res.Latency}
+	if ep := res.Endpoint; ep != nil {
+		src.Workload, src.Namespace, src.Pod = ep.Workload, ep.Namespace, ep.Pod
+	}
+	dst = append(dst, src)
+	for _, a := range res.Attempts {
+		dst = append(dst, Report{Reporter: ReporterDestination, Route: res.Route, Service: res.Service, Subset: res.Subset,
+			Workload: a.Endpoint.Workload, Namespace: a.Endpoint.Namespace, Pod: a.Endpoint.Pod,
+			Code: a.Code, Flags: a.Flags, Latency: a.Latency})
+	}
+	return dst
+}

@@ -1,0 +1,430 @@
+package meshsim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Traffic is the synthetic load.
+type Traffic struct {
+	// RPS is requests per second.
+	RPS float64
+	// Classes are kinds of requests and their shares (0..1, summing to at most 1); the rest
+	// of the requests are plain (Request{}: GET / to the Service's name, no headers).
+	Classes []Class
+}
+
+// Class is a kind of request: e.g. Share 0.1 of requests with header x-canary: true.
+type Class struct {
+	Share   float64
+	Request Request
+}
+
+// compiled returns the traffic with cumulative shares and lower-case header names.
+func (t Traffic) compiled() (*traffic, error) {
+	if math.IsNaN(t.RPS) || t.RPS < 0 || math.IsInf(t.RPS, 0) {
+		return nil, fmt.Errorf("meshsim: invalid rate %v", t.RPS)
+	}
+	out := &traffic{rps: t.RPS}
+	sum := 0.0
+	for i, c := range t.Classes {
+		if math.IsNaN(c.Share) || c.Share < 0 {
+			return nil, fmt.Errorf("meshsim: class %d: invalid share %v", i, c.Share)
+		}
+		sum += c.Share
+		req := c.Request
+		if len(req.Headers) > 0 {
+			req.Headers = make(map[string]string, len(c.Request.Headers))
+			for k, v := range c.Request.Headers {
+				req.Headers[strings.ToLower(k)] = v
+			}
+		}
+		out.cum = append(out.cum, sum)
+		out.reqs = append(out.reqs, req)
+	}
+	if sum > 1+1e-9 {
+		return nil, fmt.Errorf("meshsim: class shares sum to %v > 1", sum)
+	}
+	return out, nil
+}
+
+type traffic struct {
+	rps   float64
+	cum   []float64
+	reqs  []Request
+	plain Request
+}
+
+func (t *traffic) pick(rng *rand.Rand) *Request {
+	if len(t.cum) == 0 {
+		return &t.plain
+	}
+	x := rng.Float64()
+	for i, c := range t.cum {
+		if x < c {
+			return &t.reqs[i]
+		}
+	}
+	return &t.plain
+}
+
+// Options configure a Sim.
+type Options struct {
+	// Client reads the Service, its Pods, VirtualServices and DestinationRules. A cached
+	// client (a manager's) makes refreshes free; a direct one costs four requests per refresh.
+	Client client.Reader
+	// Namespace and Service name the destination Service.
+	Namespace, Service string
+	// Source is the simulated client (defaults: workload "meshsim", the Service's namespace,
+	// gateway "mesh").
+	Source Source
+	// ClusterDomain defaults to cluster.local.
+	ClusterDomain string
+	// Traffic to send; change it with SetTraffic.
+	Traffic Traffic
+	// Model of the application's behaviour per image; nil: DefaultBehaviour for all.
+	Model *Model
+	// Seed of the random choices.
+	Seed uint64
+	// Refresh is how often the objects are re-read. Defaults to 200ms.
+	Refresh time.Duration
+	// Tick is how often requests are generated (RPS * elapsed time per tick). Defaults to
+	// 50ms.
+	Tick time.Duration
+	// StatsRetention is how far back Stats can look. Defaults to 5m.
+	StatsRetention time.Duration
+	// MetricsAddr is where /metrics is served. Defaults to 127.0.0.1:0 (a free loopback port);
+	// "-" serves nothing (use Handler). Ignored when MetricsListener is set.
+	MetricsAddr string
+	// MetricsListener, when set, serves /metrics (the Sim closes it on Stop).
+	MetricsListener net.Listener
+	// Logf, when set, receives refresh errors and the Router's warnings when they change.
+	Logf func(format string, args ...any)
+}
+
+// Sim sends synthetic traffic to one Service through a simulated Istio data plane, refreshing
+// its routing from the API server, and exports Istio's telemetry.
+type Sim struct {
+	opts    Options
+	router  atomic.Pointer[Router]
+	model   atomic.Pointer[Model]
+	traffic atomic.Pointer[traffic]
+	tel     *Telemetry
+	ring    *statsRing
+
+	mu      sync.Mutex // guards rng and reports
+	rng     *rand.Rand
+	reports []Report
+
+	errMu    sync.Mutex // guards err and warnings
+	err      error
+	warnings string
+
+	ln     net.Listener
+	srv    *http.Server
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	stop   sync.Once
+}
+
+// New validates the options and binds the metrics listener; Start starts the Sim.
+func New(o Options) (*Sim, error) {
+	if o.Client == nil || o.Namespace == "" || o.Service == "" {
+		return nil, errors.New("meshsim: Client, Namespace and Service are required")
+	}
+	if o.Refresh <= 0 {
+		o.Refresh = 200 * time.Millisecond
+	}
+	if o.Tick <= 0 {
+		o.Tick = 50 * time.Millisecond
+	}
+	if o.StatsRetention <= 0 {
+		o.StatsRetention = 5 * time.Minute
+	}
+	if o.Source.Workload == "" {
+		o.Source.Workload = "meshsim"
+	}
+	if o.Source.Namespace == "" {
+		o.Source.Namespace = o.Namespace
+	}
+	s := &Sim{
+		opts: o,
+		tel:  NewTelemetry(o.Source.Workload, o.Source.Namespace),
+		ring: &statsRing{retention: o.StatsRetention},
+		rng:  rand.New(rand.NewPCG(o.Seed, 0x6d65736873696d)), // "meshsim"
+	}
+	if err := s.SetTraffic(o.Traffic); err != nil {
+		return nil, err
+	}
+	m := o.Model
+	if m == nil {
+		m = MustModel(DefaultBehaviour, nil)
+	}
+	s.model.Store(m)
+	s.router.Store(NewRouter(Topology{Source: o.Source, ClusterDomain: o.ClusterDomain}))
+
+	switch {
+	case o.MetricsListener != nil:
+		s.ln = o.MetricsListener
+	case o.MetricsAddr == "-":
+	default:
+		addr := o.MetricsAddr
+		if addr == "" {
+			addr = "127.0.0.1:0"
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("meshsim: metrics listener: %w", err)
+		}
+		s.ln = ln
+	}
+	return s, nil
+}
+
+// Start reads the objects once (returning the error if that fails: the Sim is not started;
+// Stop still releases its listener), then serves /metrics and runs the refresh and traffic
+// loops until Stop or ctx ends (the metrics server runs until Stop).
+func (s *Sim) Start(ctx context.Context) error {
+	if err := s.Refresh(ctx); err != nil {
+		return err
+	}
+	ctx, s.cancel = context.WithCancel(ctx)
+	if s.ln != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", s.tel.Handler())
+		s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		s.wg.Go(func() { _ = s.srv.Serve(s.ln) })
+	}
+	s.wg.Go(func() { s.refreshLoop(ctx) })
+	s.wg.Go(func() { s.trafficLoop(ctx) })
+	return nil
+}
+
+// Stop stops the loops and the metrics server and waits for them. It is safe to call more
+// than once, and on a Sim never started.
+func (s *Sim) Stop() {
+	s.stop.Do(func() {
+		if s.cancel != nil {
+			s.cancel()
+		}
+		if s.srv != nil {
+			_ = s.srv.Close()
+		} else if s.ln != nil {
+			_ = s.ln.Close()
+		}
+		s.wg.Wait()
+	})
+}
+
+// MetricsAddr is the host:port serving /metrics ("" when none is served).
+func (s *Sim) MetricsAddr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Handler serves the metrics, for callers with their own server.
+func (s *Sim) Handler() http.Handler { return s.tel.Handler() }
+
+// Registry holds the Sim's metrics.
+func (s *Sim) Registry() *prometheus.Registry { return s.tel.Registry() }
+
+// Router is the routing in use.
+func (s *Sim) Router() *Router { return s.router.Load() }
+
+// Model is the behaviour model in use.
+func (s *Sim) Model() *Model { return s.model.Load() }
+
+// SetModel replaces the behaviour model.
+func (s *Sim) SetModel(m *Model) { s.model.Store(m) }
+
+// SetBehaviour makes pods running image behave as b from now on.
+func (s *Sim) SetBehaviour(image string, b Behaviour) error {
+	for {
+		old := s.model.Load()
+		m, err := old.With(image, b)
+		if err != nil {
+			return err
+		}
+		if s.model.CompareAndSwap(old, m) {
+			return nil
+		}
+	}
+}
+
+// SetTraffic replaces the load from the next tick on.
+func (s *Sim) SetTraffic(t Traffic) error {
+	c, err := t.compiled()
+	if err != nil {
+		return err
+	}
+	s.traffic.Store(c)
+	return nil
+}
+
+// Err is the error of the last refresh (nil when it succeeded).
+func (s *Sim) Err() error {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.err
+}
+
+// Stats counts what the proxies reported in the last window (at the granularity of ticks),
+// at most StatsRetention back.
+func (s *Sim) Stats(window time.Duration) Stats {
+	return s.ring.stats(time.Now(), window)
+}
+
+// Send routes n requests now, in addition to the steady traffic (whose classes they follow).
+func (s *Sim) Send(n int) {
+	now := time.Now()
+	s.send(n, now, now)
+}
+
+func (s *Sim) send(n int, from, to time.Time) {
+	if n <= 0 {
+		return
+	}
+	r, m, tr := s.router.Load(), s.model.Load(), s.traffic.Load()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	reps := s.reports[:0]
+	for range n {
+		res := r.Route(s.rng, m, tr.pick(s.rng))
+		reps = res.Reports(reps)
+	}
+	s.reports = reps
+	s.tel.Record(reps)
+	s.ring.add(from, to, reps)
+}
+
+func (s *Sim) trafficLoop(ctx context.Context) {
+	t := time.NewTicker(s.opts.Tick)
+	defer t.Stop()
+	last, carry := time.Now(), 0.0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			tr := s.traffic.Load()
+			// After a stall (a busy machine) catch up at most two seconds' worth.
+			dt := min(now.Sub(last), 2*time.Second)
+			x := tr.rps*dt.Seconds() + carry
+			n := math.Floor(x)
+			carry = x - n
+			s.send(int(n), last, now)
+			last = now
+		}
+	}
+}
+
+func (s *Sim) refreshLoop(ctx context.Context) {
+	t := time.NewTicker(s.opts.Refresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_ = s.Refresh(rctx)
+			cancel()
+		}
+	}
+}
+
+// Istio kinds, read as unstructured objects.
+var (
+	vsListGVK = schema.GroupVersionKind{Group: "networking.istio.io", Version: "v1", Kind: "VirtualServiceList"}
+	drListGVK = schema.GroupVersionKind{Group: "networking.istio.io", Version: "v1", Kind: "DestinationRuleList"}
+)
+
+// Refresh re-reads the objects and rebuilds the routing now. On error the previous routing
+// stays in use.
+func (s *Sim) Refresh(ctx context.Context) error {
+	t, err := s.read(ctx)
+	var warnings string
+	if err == nil {
+		r := NewRouter(t)
+		s.router.Store(r)
+		warnings = strings.Join(r.Warnings(), "; ")
+	}
+	s.errMu.Lock()
+	logErr := err != nil && (s.err == nil || s.err.Error() != err.Error())
+	logWarnings := err == nil && warnings != s.warnings && warnings != ""
+	s.err = err
+	if err == nil {
+		s.warnings = warnings
+	}
+	s.errMu.Unlock()
+	if s.opts.Logf != nil {
+		if logErr {
+			s.opts.Logf("meshsim: refresh: %v", err)
+		}
+		if logWarnings {
+			s.opts.Logf("meshsim: %s", warnings)
+		}
+	}
+	return err
+}
+
+func (s *Sim) read(ctx context.Context) (Topology, error) {
+	o := &s.opts
+	t := Topology{Source: o.Source, ClusterDomain: o.ClusterDomain}
+	svc := &corev1.Service{}
+	switch err := o.Client.Get(ctx, client.ObjectKey{Namespace: o.Namespace, Name: o.Service}, svc); {
+	case apierrors.IsNotFound(err):
+		return t, nil // no Service: 404 NR
+	case err != nil:
+		return t, fmt.Errorf("meshsim: reading service %s/%s: %w", o.Namespace, o.Service, err)
+	}
+	t.Service = svc
+	if len(svc.Spec.Selector) > 0 {
+		var pods corev1.PodList
+		if err := o.Client.List(ctx, &pods, client.InNamespace(o.Namespace), client.MatchingLabels(svc.Spec.Selector)); err != nil {
+			return t, fmt.Errorf("meshsim: listing pods: %w", err)
+		}
+		t.Pods = pods.Items
+	}
+	var err error
+	if t.VirtualServices, err = s.list(ctx, vsListGVK); err != nil {
+		return t, err
+	}
+	if t.DestinationRules, err = s.list(ctx, drListGVK); err != nil {
+		return t, err
+	}
+	return t, nil
+}
+
+// list reads Istio objects of the namespace; without Istio's CRDs there are none.
+func (s *Sim) list(ctx context.Context, gvk schema.GroupVersionKind) ([]unstructured.Unstructured, error) {
+	l := &unstructured.UnstructuredList{}
+	l.SetGroupVersionKind(gvk)
+	if err := s.opts.Client.List(ctx, l, client.InNamespace(s.opts.Namespace)); err != nil {
+		if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("meshsim: listing %s: %w", strings.TrimSuffix(gvk.Kind, "List"), err)
+	}
+	return slices.Clip(l.Items), nil
+}
