@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sync"
 	"time"
 
@@ -95,7 +96,7 @@ func (a *Analyzer) Analyze(ctx context.Context, ro *rampv1.Rollout) *plan.Analys
 		return r
 	}
 	spec := ro.Spec.Analysis
-	plans := planRound(ro)
+	plans := planRound(ro, a.now())
 
 	// Distinct queries, in a stable order.
 	samples := map[string]*Sample{}
@@ -216,9 +217,28 @@ func (a *Analyzer) client(ctx context.Context, ro *rampv1.Rollout) (*Client, err
 	return c, nil
 }
 
+// clampWindow keeps a query's range from reaching back before the current rollout began: the
+// canary workload keeps its name from one rollout to the next, so a longer range would mix
+// the previous revision's traffic into the first rounds of this one (a bad revision could
+// pass on its predecessor's numbers). The range is rounded down to whole seconds (at least
+// one); one too short for two scrapes yields no data, which is inconclusive, never a pass.
+func clampWindow(d time.Duration, startedAt *metav1.Time, now time.Time) time.Duration {
+	if startedAt == nil || now.IsZero() {
+		return d
+	}
+	age := now.Sub(startedAt.Time)
+	if age >= d {
+		return d
+	}
+	if age = age.Truncate(time.Second); age < time.Second {
+		age = time.Second
+	}
+	return age
+}
+
 // planRound builds every metric's queries; a metric whose queries cannot be built carries
 // the error and is judged Inconclusive.
-func planRound(ro *rampv1.Rollout) []metricPlan {
+func planRound(ro *rampv1.Rollout, now time.Time) []metricPlan {
 	spec := ro.Spec.Analysis
 	ns, canaryW, stableW := ro.Namespace, ro.CanaryName(), ro.Spec.TargetRef.Name
 	plans := make([]metricPlan, len(spec.Metrics))
@@ -230,6 +250,7 @@ func planRound(ro *rampv1.Rollout) []metricPlan {
 		if m.Window != nil {
 			d = m.Window.Duration
 		}
+		d = clampWindow(d, ro.Status.RolloutStartedAt, now)
 		if p.window, p.err = PromDuration(d); p.err != nil {
 			p.err = fmt.Errorf("metric %q: window: %w", m.Name, p.err)
 			continue
