@@ -31,8 +31,8 @@ build: ## Build the manager and the demo into bin/.
 	go build -o bin/ramp-demo ./cmd/ramp-demo
 
 .PHONY: demo
-demo: cluster-bins ## Run the local demo: a local cluster, ramp in-process, a canary promoted and one rolled back.
-	KUBEBUILDER_ASSETS="$$(hack/cluster-bins.sh local)" go run ./cmd/ramp-demo
+demo: cluster-bins prometheus ## Run the local demo: local cluster, Prometheus, mesh simulator, ramp; v2 promoted, v3 rolled back.
+	KUBEBUILDER_ASSETS="$$(hack/cluster-bins.sh local)" PROMETHEUS="$$(hack/prometheus.sh)" go run ./cmd/ramp-demo
 
 ##@ Tests
 
@@ -52,3 +52,11 @@ test: cluster-bins prometheus ## Unit tests, integration tests against a real AP
 .PHONY: help
 help:
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-18s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+##@ Performance
+
+BENCH_FLAGS ?=
+.PHONY: bench
+bench: ## Benchmark ramp on a real API server: reaction, rollback, 100/300/1000 rollouts (BENCH_FLAGS=--quick: ~2 min). See docs/performance.md.
+	@mkdir -p bin
+	KUBEBUILDER_ASSETS="$$(hack/cluster-bins.sh envtest)" go run ./cmd/ramp-bench --json bin/bench.json $(BENCH_FLAGS)

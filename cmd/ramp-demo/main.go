@@ -20,16 +20,21 @@ import (
 
 func main() {
 	var o demo.Options
-	flag.DurationVar(&o.StepPause, "step-pause", 3*time.Second, "How long each canary step holds.")
+	flag.DurationVar(&o.Interval, "interval", 5*time.Second, "Analysis interval: each canary step holds at least this long.")
+	flag.Float64Var(&o.RPS, "rps", 200, "Simulated requests per second.")
 	replicas := flag.Int("replicas", 4, "Replicas of the demo app.")
 	verbose := flag.Bool("v", false, "Show the controller's logs.")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), `Usage: %s [flags]
 
 Runs ramp on a local cluster (kube-apiserver, etcd, kube-controller-manager, kube-scheduler and
-KWOK fake nodes, built once from the Go module proxy into ~/.cache/ramp) and plays a story:
-v1 is deployed and adopted, v2 is rolled out 5%% → 25%% → 100%% and promoted, v3 is aborted at
-5%% and rolled back. Ctrl-C stops everything.
+KWOK fake nodes, built once from the Go module proxy into ~/.cache/ramp) with a real Prometheus
+(Debian package prometheus; make demo installs it when run as root) and a mesh simulator
+that routes synthetic traffic by the live VirtualService and exports Istio's metrics. The
+story: v1 is deployed and adopted; v2 is rolled out 5%% → 25%% → 100%%, passes its error-rate
+and P99 checks and is promoted; v3 answers 8%% errors and is rolled back at the first step.
+A summary table lists each state, its weight, the metric values and verdicts, and the time
+taken. Ctrl-C stops everything.
 
 Flags:
 `, os.Args[0])

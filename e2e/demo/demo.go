@@ -1,6 +1,8 @@
 // Package demo is ramp's scripted local story: a local cluster (real API server, controller
-// manager, scheduler and KWOK fake nodes, so Deployments really roll out), ramp's controller
-// in-process, and an app whose releases are "committed" by changing its image. The ramp-demo
+// manager, scheduler and KWOK fake nodes, so Deployments really roll out), a real Prometheus,
+// the mesh simulator (e2e/meshsim: synthetic traffic routed by the live VirtualService and
+// DestinationRule, with Istio's telemetry) and ramp's controller in-process with its real
+// Prometheus analysis. An app's releases are "committed" by changing its image. The ramp-demo
 // command runs it for people to watch; the package test runs it to prove it works.
 package demo
 
@@ -8,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"time"
 
@@ -22,7 +25,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/ramp-dev/ramp/analysis/prometheustest"
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/e2e/meshsim"
 	"github.com/ramp-dev/ramp/internal/manager"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
 	"github.com/ramp-dev/ramp/internal/plan"
@@ -31,8 +36,10 @@ import (
 
 // Options tune the story.
 type Options struct {
-	// StepPause is how long each canary step holds. Defaults to 3s.
-	StepPause time.Duration
+	// Interval between analysis rounds (each step holds at least one). Defaults to 5s.
+	Interval time.Duration
+	// RPS is the simulated request rate. Defaults to 200.
+	RPS float64
 	// Replicas of the app. Defaults to 4.
 	Replicas int32
 	// Timeout bounds each release. Defaults to 2m.
@@ -41,11 +48,13 @@ type Options struct {
 
 // Row is one line of the summary: a state the rollout was in and for how long.
 type Row struct {
-	Release  string
-	Phase    string
-	Step     string
-	Weight   int32
-	Message  string
+	Release string
+	Phase   string
+	Step    string
+	Weight  int32
+	Message string
+	// Metrics are the analysis results in status while in this state ("error-rate 0.3 <= 1 Passed").
+	Metrics  string
 	At, Took time.Duration
 }
 
@@ -61,11 +70,21 @@ const (
 	appName = "podinfo"
 )
 
+// Behaviour of each release in the simulated mesh: v2 is healthy, v3 answers 8% errors.
+var releases = map[string]meshsim.Behaviour{
+	"v1": {ErrorRate: 0.002, LatencyP50: 20 * time.Millisecond, LatencyP99: 120 * time.Millisecond, ErrorCode: 500},
+	"v2": {ErrorRate: 0.003, LatencyP50: 25 * time.Millisecond, LatencyP99: 150 * time.Millisecond, ErrorCode: 500},
+	"v3": {ErrorRate: 0.08, LatencyP50: 25 * time.Millisecond, LatencyP99: 160 * time.Millisecond, ErrorCode: 500},
+}
+
 // Run plays the story, printing progress to out. Cancelling ctx (Ctrl-C) stops everything and
 // leaves no process behind.
 func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
-	if o.StepPause == 0 {
-		o.StepPause = 3 * time.Second
+	if o.Interval == 0 {
+		o.Interval = 5 * time.Second
+	}
+	if o.RPS == 0 {
+		o.RPS = 200
 	}
 	if o.Replicas == 0 {
 		o.Replicas = 4
@@ -75,6 +94,10 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 	}
 	p := &printer{out: out, start: time.Now()}
 
+	promBin, err := prometheustest.Binary()
+	if err != nil {
+		return nil, fmt.Errorf("the demo needs Prometheus: %w", err)
+	}
 	p.say("starting a local cluster: kube-apiserver, etcd, kube-controller-manager, kube-scheduler, KWOK fake nodes")
 	p.say("(the first run builds them from the Go module proxy and caches them in ~/.cache/ramp: 15-25 minutes)")
 	env, err := testenv.Start(ctx, testenv.Options{LocalCluster: true, Nodes: 2})
@@ -84,26 +107,63 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 	defer func() { _ = env.Stop() }()
 	p.say("cluster ready; kubeconfig: %s", env.Kubeconfig)
 
+	// The mesh simulator's /metrics listener exists before Prometheus so it scrapes from the start.
+	metricsLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	prom, err := prometheustest.Start(prometheustest.Options{Binary: promBin, Targets: []string{metricsLn.Addr().String()}})
+	if err != nil {
+		metricsLn.Close()
+		return nil, err
+	}
+	defer func() { _ = prom.Stop() }()
+	p.say("Prometheus %s scraping the mesh simulator every second", prom.URL)
+
 	mctx, stopManager := context.WithCancel(ctx)
 	defer stopManager()
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
 	if err != nil {
+		metricsLn.Close()
 		return nil, err
 	}
+	// Analyzer left nil: the real Prometheus analysis.
 	if _, err := manager.Setup(mctx, mgr, manager.Options{Concurrency: 2, Plan: plan.Config{SubsetSettle: time.Second}}); err != nil {
+		metricsLn.Close()
 		return nil, err
 	}
 	mgrErr := make(chan error, 1)
 	go func() { mgrErr <- mgr.Start(mctx) }()
-	p.say("ramp controller running in-process")
+	p.say("ramp controller running in-process, analysing with Prometheus")
 
 	c := env.Client
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		metricsLn.Close()
 		return nil, err
 	}
-	s := &story{c: c, p: p, o: o, res: &Result{Outcome: map[string]string{}}}
-	steps := []func(context.Context) error{s.deployV1, s.releaseV2, s.releaseV3}
-	for _, step := range steps {
+	model := meshsim.MustModel(meshsim.DefaultBehaviour, map[string]meshsim.Behaviour{
+		image("v1"): releases["v1"], image("v2"): releases["v2"], image("v3"): releases["v3"],
+	})
+	sim, err := meshsim.New(meshsim.Options{
+		Client: c, Namespace: ns, Service: appName, Model: model, Seed: 1,
+		Traffic: meshsim.Traffic{RPS: o.RPS, Classes: []meshsim.Class{
+			// Testers' requests carry the canary header and always reach the canary.
+			{Share: 0.02, Request: meshsim.Request{Headers: map[string]string{"x-canary": "true"}}},
+		}},
+		MetricsListener: metricsLn,
+	})
+	if err != nil {
+		metricsLn.Close()
+		return nil, err
+	}
+	if err := sim.Start(mctx); err != nil {
+		return nil, err
+	}
+	defer sim.Stop()
+	p.say("mesh simulator sending %.0f requests/s to %s through the live VirtualService", o.RPS, appName)
+
+	s := &story{c: c, p: p, o: o, sim: sim, prom: prom, res: &Result{Outcome: map[string]string{}}}
+	for _, step := range []func(context.Context) error{s.deployV1, s.releaseV2, s.releaseV3} {
 		if err := step(ctx); err != nil {
 			return s.res, err
 		}
@@ -118,15 +178,18 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 }
 
 type story struct {
-	c   client.Client
-	p   *printer
-	o   Options
-	res *Result
+	c    client.Client
+	p    *printer
+	o    Options
+	sim  *meshsim.Sim
+	prom *prometheustest.Server
+	res  *Result
 }
 
 func (s *story) deployV1(ctx context.Context) error {
 	s.p.say("")
-	s.p.say("== 1. Git: deploy %s v1 (%d replicas) with a Rollout: canary 5%% → 25%% → 100%%, %s per step", appName, s.o.Replicas, s.o.StepPause)
+	s.p.say("== 1. Git: deploy %s v1 (%d replicas) with a Rollout: canary 5%% → 25%% → 100%%, error rate <= 1%%, P99 <= 300 ms, checked every %s",
+		appName, s.o.Replicas, s.o.Interval)
 	lbl := map[string]string{"app": appName}
 	d := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: appName, Namespace: ns},
@@ -143,16 +206,27 @@ func (s *story) deployV1(ctx context.Context) error {
 		ObjectMeta: metav1.ObjectMeta{Name: appName, Namespace: ns},
 		Spec:       corev1.ServiceSpec{Selector: lbl, Ports: []corev1.ServicePort{{Name: "http", Port: 9898, TargetPort: intstr.FromInt32(9898)}}},
 	}
-	pause := &rampv1.Pause{Duration: &metav1.Duration{Duration: s.o.StepPause}}
+	window := metav1.Duration{Duration: 2 * s.o.Interval}
 	ro := &rampv1.Rollout{
 		ObjectMeta: metav1.ObjectMeta{Name: appName, Namespace: ns},
 		Spec: rampv1.RolloutSpec{
 			TargetRef: rampv1.TargetReference{Name: appName},
 			Service:   rampv1.ServiceSpec{Port: 9898},
 			Strategy: rampv1.Strategy{Canary: &rampv1.CanaryStrategy{
-				Steps:       []rampv1.CanaryStep{{SetWeight: 5, Pause: pause}, {SetWeight: 25, Pause: pause}, {SetWeight: 100, Pause: pause}},
+				Steps:       []rampv1.CanaryStep{{SetWeight: 5}, {SetWeight: 25}, {SetWeight: 100}},
 				HeaderMatch: &rampv1.HeaderMatch{Name: "x-canary", Exact: ptr.To("true")},
 			}},
+			Analysis: &rampv1.AnalysisSpec{
+				Interval:     &metav1.Duration{Duration: s.o.Interval},
+				FailureLimit: ptr.To[int32](1),
+				Prometheus:   rampv1.PrometheusSpec{Address: s.prom.URL},
+				Metrics: []rampv1.Metric{
+					{Name: "error-rate", Builtin: rampv1.BuiltinErrorRate, Window: &window, MinRequests: ptr.To[int32](20),
+						ThresholdRange: &rampv1.ThresholdRange{Max: ptr.To(1.0)}},
+					{Name: "latency-p99", Builtin: rampv1.BuiltinLatencyP99, Window: &window, MinRequests: ptr.To[int32](20),
+						ThresholdRange: &rampv1.ThresholdRange{Max: ptr.To(300.0)}},
+				},
+			},
 		},
 	}
 	for _, o := range []client.Object{d, svc, ro} {
@@ -160,52 +234,62 @@ func (s *story) deployV1(ctx context.Context) error {
 			return err
 		}
 	}
-	_, err := s.watch(ctx, "v1", func(r *rampv1.Rollout) bool { return r.Status.Phase == rampv1.PhaseIdle })
-	if err == nil {
-		s.p.say("ramp adopted %s: Deployment paused, all traffic on its own pods (stable subset)", appName)
+	if _, err := s.watch(ctx, "v1", func(r *rampv1.Rollout) bool { return r.Status.Phase == rampv1.PhaseIdle }); err != nil {
+		return err
 	}
-	return err
+	s.p.say("ramp adopted %s: Deployment paused, all traffic on its own pods (stable subset)", appName)
+	// Analysis compares against real telemetry: wait until Prometheus has rates for v1.
+	q := fmt.Sprintf(`sum(rate(istio_requests_total{reporter="destination",destination_workload_namespace=%q,destination_workload=%q}[10s]))`, ns, appName)
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	took, err := s.prom.WaitForData(wctx, q)
+	if err != nil {
+		return fmt.Errorf("waiting for Prometheus data: %w", err)
+	}
+	s.p.say("Prometheus has traffic data for v1 (after %s)", took.Round(100*time.Millisecond))
+	return nil
 }
 
 func (s *story) releaseV2(ctx context.Context) error {
 	s.p.say("")
-	s.p.say("== 2. Git: commit v2 (image %s)", image("v2"))
+	s.p.say("== 2. Git: commit v2 (image %s): healthy, %.1f%% errors, P99 %s", image("v2"), 100*releases["v2"].ErrorRate, releases["v2"].LatencyP99)
 	if err := s.setImage(ctx, "v2"); err != nil {
 		return err
 	}
-	r, err := s.watch(ctx, "v2", func(r *rampv1.Rollout) bool { return r.Status.Phase == rampv1.PhaseSucceeded })
-	if err != nil {
-		return err
-	}
-	s.p.say("v2 promoted: Deployment %q (same name) runs it; canary scaled to zero", appName)
-	s.res.Outcome["v2"] = r.Status.Phase
-	return nil
-}
-
-// releaseV3 plays a bad release caught by a person: at the first step they run
-// `kubectl ramp abort`, which the plugin sends as the ramp.dev/abort annotation.
-func (s *story) releaseV3(ctx context.Context) error {
-	s.p.say("")
-	s.p.say("== 3. Git: commit v3 (image %s); at 5%% an operator aborts (what `kubectl ramp abort` sends)", image("v3"))
-	if err := s.setImage(ctx, "v3"); err != nil {
-		return err
-	}
-	aborted := false
-	r, err := s.watch(ctx, "v3", func(r *rampv1.Rollout) bool {
-		if !aborted && r.Status.CanaryWeight == 5 && r.Status.Stage == plan.StageHolding {
-			aborted = true
-			patch := client.RawPatch(types.MergePatchType, []byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, rampv1.AnnotationAbort, time.Now().UTC().Format(time.RFC3339Nano))))
-			if err := s.c.Patch(ctx, r.DeepCopy(), patch); err != nil {
-				s.p.say("abort failed: %v", err)
-			}
-		}
-		return r.Status.Phase == rampv1.PhaseFailed
+	r, err := s.watch(ctx, "v2", func(r *rampv1.Rollout) bool {
+		return r.Status.Phase == rampv1.PhaseSucceeded || r.Status.Phase == rampv1.PhaseFailed
 	})
 	if err != nil {
 		return err
 	}
-	s.p.say("v3 rolled back: all traffic on v2, canary scaled to zero; the next commit starts a fresh rollout")
+	s.res.Outcome["v2"] = r.Status.Phase
+	if r.Status.Phase != rampv1.PhaseSucceeded {
+		return fmt.Errorf("v2 was not promoted: %s", r.Status.Message)
+	}
+	s.p.say("v2 promoted: Deployment %q (same name) runs it; canary scaled to zero", appName)
+	return nil
+}
+
+func (s *story) releaseV3(ctx context.Context) error {
+	s.p.say("")
+	s.p.say("== 3. Git: commit v3 (image %s): it answers %.0f%% errors", image("v3"), 100*releases["v3"].ErrorRate)
+	if err := s.setImage(ctx, "v3"); err != nil {
+		return err
+	}
+	// Done once v3's rollout has started and ended (the phase still says Succeeded for v2 at first).
+	started := false
+	r, err := s.watch(ctx, "v3", func(r *rampv1.Rollout) bool {
+		started = started || r.Status.CanaryRevision != ""
+		return started && (r.Status.Phase == rampv1.PhaseFailed || r.Status.Phase == rampv1.PhaseSucceeded)
+	})
+	if err != nil {
+		return err
+	}
 	s.res.Outcome["v3"] = r.Status.Phase
+	if r.Status.Phase != rampv1.PhaseFailed {
+		return fmt.Errorf("v3 was promoted despite its errors")
+	}
+	s.p.say("v3 rolled back automatically: all traffic on v2, canary scaled to zero (%s)", r.Status.Message)
 	return nil
 }
 
@@ -220,7 +304,7 @@ func (s *story) setImage(ctx context.Context, v string) error {
 func (s *story) watch(ctx context.Context, release string, done func(*rampv1.Rollout) bool) (*rampv1.Rollout, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.o.Timeout)
 	defer cancel()
-	var last string
+	var last, lastMetrics string
 	var lastRow *Row
 	for {
 		ro := &rampv1.Rollout{}
@@ -239,20 +323,24 @@ func (s *story) watch(ctx context.Context, release string, done func(*rampv1.Rol
 		if st.CurrentStep > 0 {
 			step = fmt.Sprintf("%d/%d", st.CurrentStep, st.Steps)
 		}
-		key := fmt.Sprint(st.Phase, step, st.CanaryWeight, stable, canary, st.Stage)
+		key := fmt.Sprint(st.Phase, step, st.CanaryWeight, stable, canary, st.Stage, metricsText(st.LastAnalysis))
 		if key != last {
 			last = key
 			now := time.Since(s.p.start)
 			if lastRow != nil {
 				lastRow.Took = now - lastRow.At
 			}
-			s.res.Rows = append(s.res.Rows, Row{Release: release, Phase: st.Phase, Step: step, Weight: st.CanaryWeight, Message: st.Message, At: now})
+			s.res.Rows = append(s.res.Rows, Row{Release: release, Phase: st.Phase, Step: step, Weight: st.CanaryWeight, Message: st.Message, Metrics: metricsText(st.LastAnalysis), At: now})
 			lastRow = &s.res.Rows[len(s.res.Rows)-1]
 			vs := "no VirtualService yet"
 			if stable >= 0 {
 				vs = fmt.Sprintf("VirtualService stable %3d%% / canary %3d%%", stable, canary)
 			}
 			s.p.say("%-4s %-16s step %-4s %s  %s", release, st.Phase, step, vs, st.Message)
+			if m := metricsText(st.LastAnalysis); m != "" && m != lastMetrics {
+				s.p.say("     analysis: %s", m)
+				lastMetrics = m
+			}
 		}
 		if done(ro) {
 			if lastRow != nil {
@@ -282,6 +370,19 @@ func (s *story) liveWeights(ctx context.Context) (stable, canary int32) {
 	return 100 - r.CanaryWeight, r.CanaryWeight
 }
 
+// metricsText renders analysis results as "error-rate 0.31 (<= 1) Passed, ...".
+func metricsText(rs []rampv1.MetricResult) string {
+	var parts []string
+	for _, r := range rs {
+		v := r.Value
+		if v == "" {
+			v = "no data"
+		}
+		parts = append(parts, fmt.Sprintf("%s %s (%s) %s", r.Name, v, r.Threshold, r.Verdict))
+	}
+	return strings.Join(parts, ", ")
+}
+
 func image(v string) string {
 	return "ghcr.io/stefanprodan/podinfo:" + map[string]string{"v1": "6.7.0", "v2": "6.7.1", "v3": "6.8.0"}[v]
 }
@@ -302,13 +403,12 @@ func (p *printer) say(format string, args ...any) {
 func (p *printer) summary(r *Result) {
 	fmt.Fprintln(p.out)
 	fmt.Fprintln(p.out, "Summary")
-	fmt.Fprintf(p.out, "%-8s %-17s %-5s %7s %8s  %s\n", "release", "phase", "step", "weight", "took", "message")
-	fmt.Fprintln(p.out, strings.Repeat("-", 100))
+	fmt.Fprintf(p.out, "%-8s %-17s %-5s %7s %8s  %s\n", "release", "phase", "step", "weight", "took", "analysis (value, threshold, verdict)")
+	fmt.Fprintln(p.out, strings.Repeat("-", 110))
 	for _, row := range r.Rows {
-		msg := row.Message
-		if len(msg) > 60 {
-			msg = msg[:57] + "..."
+		if row.Phase == "(not seen yet)" {
+			continue
 		}
-		fmt.Fprintf(p.out, "%-8s %-17s %-5s %6d%% %7.1fs  %s\n", row.Release, row.Phase, row.Step, row.Weight, row.Took.Seconds(), msg)
+		fmt.Fprintf(p.out, "%-8s %-17s %-5s %6d%% %7.1fs  %s\n", row.Release, row.Phase, row.Step, row.Weight, row.Took.Seconds(), row.Metrics)
 	}
 }
