@@ -547,6 +547,7 @@ func TestConditionsFollowKstatus(t *testing.T) {
 		readyReason       string
 		reconciling       bool
 		reconcilingReason string
+		stalled           bool // with the Ready reason
 	}
 	check := func(phase string, w want) {
 		t.Helper()
@@ -563,8 +564,8 @@ func TestConditionsFollowKstatus(t *testing.T) {
 		if (rec != nil) != w.reconciling || (rec != nil && (rec.Status != metav1.ConditionTrue || rec.Reason != w.reconcilingReason)) {
 			t.Errorf("%s: Reconciling %+v, want present=%t reason %s", phase, rec, w.reconciling, w.reconcilingReason)
 		}
-		if stalled != nil {
-			t.Errorf("%s: Stalled %+v", phase, stalled)
+		if (stalled != nil) != w.stalled || (stalled != nil && (stalled.Status != metav1.ConditionTrue || stalled.Reason != w.readyReason)) {
+			t.Errorf("%s: Stalled %+v, want present=%t reason %s", phase, stalled, w.stalled, w.readyReason)
 		}
 	}
 	check(rampv1.PhaseIdle, want{ready: metav1.ConditionTrue, readyReason: rampv1.PhaseIdle})
@@ -592,7 +593,8 @@ func TestConditionsFollowKstatus(t *testing.T) {
 
 	verdicts.set(ro, rampv1.VerdictFailed)
 	waitPhase(t, ro, rampv1.PhaseFailed)
-	check(rampv1.PhaseFailed, want{ready: metav1.ConditionFalse, readyReason: "RolloutFailed"})
+	// Failed waits for a new commit: Stalled, so kstatus (Flux) reports it failed.
+	check(rampv1.PhaseFailed, want{ready: metav1.ConditionFalse, readyReason: "RolloutFailed", stalled: true})
 
 	// A revert brings it back to Ready.
 	verdicts.set(ro, rampv1.VerdictPassed)

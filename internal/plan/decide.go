@@ -322,6 +322,12 @@ func (d *decider) holding() {
 			waiting = append(waiting, "a passing analysis round")
 		}
 	}
+	if len(waiting) == 0 && !forced && (s.pause != nil || s.analysis) && !d.routed(d.st.CanaryWeight) {
+		// A step that holds (a pause, analysis) ends only once the live VirtualService has its
+		// weight: a controller stopped between recording the step and routing it, for longer
+		// than the pause, must not skip the step.
+		waiting = append(waiting, fmt.Sprintf("the VirtualService to route %d%% to the canary", d.st.CanaryWeight))
+	}
 	if len(waiting) > 0 {
 		wakeForAnalysis()
 		d.setPhase(rampv1.PhaseProgressing, fmt.Sprintf("%s; waiting for %s", d.stepText(s), joinAnd(waiting)))
@@ -518,6 +524,11 @@ func (d *decider) stageStart() time.Time {
 		return d.now
 	}
 	return d.st.StageStartedAt.Time
+}
+
+// routed reports whether the live VirtualService routes weight% to the canary.
+func (d *decider) routed(weight int32) bool {
+	return d.obs.Routing != nil && d.obs.Routing.CanaryWeight == weight
 }
 
 func (d *decider) deadlinePassed() bool {

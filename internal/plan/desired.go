@@ -53,6 +53,11 @@ func (d *decider) desired() *Desired {
 	default:
 		out.CanaryReplicas = d.stepReplicas(s)
 	}
+	if w := out.CanaryWeight; w > 0 {
+		// Never fewer pods than the routed weight needs: the steps may have been edited since
+		// it was routed (a step of 50% that now says 20% still takes 50% until it ends).
+		out.CanaryReplicas = max(out.CanaryReplicas, CanaryReplicas(d.obs.Target.Replicas, w))
+	}
 	if st.Phase == rampv1.PhaseRollingBack {
 		return out // weight 0, no header route, no fault; the canary keeps its size until routed away
 	}
@@ -81,7 +86,12 @@ func (d *decider) summarize() Summary {
 			s.Message = "revision " + st.StableRevision + " serves all traffic"
 		}
 	case rampv1.PhaseFailed:
+		// Stalled, not merely not Ready: the rollout of Git's revision is over and nothing
+		// moves until a new commit (or kubectl ramp retry). With Ready=False alone kstatus says
+		// InProgress, and Flux's `wait: true` would hold the Kustomization (and any newer
+		// commit) until its timeout; Stalled is kstatus Failed, which Flux reports at once.
 		s.Reason = "RolloutFailed"
+		s.Stalled = true
 	default:
 		s.Reconciling = true
 	}

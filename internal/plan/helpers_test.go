@@ -294,7 +294,8 @@ func phaseSummary(phase string) *Summary {
 	case rampv1.PhaseIdle, rampv1.PhaseSucceeded:
 		return &Summary{Ready: true, Reason: phase}
 	case rampv1.PhaseFailed:
-		return &Summary{Reason: "RolloutFailed"}
+		// Stalled: kstatus Failed, so Flux's health checks report it instead of waiting.
+		return &Summary{Stalled: true, Reason: "RolloutFailed"}
 	}
 	return &Summary{Reconciling: true, Reason: phase}
 }

@@ -499,7 +499,7 @@ func TestSimulateFailedAnalysis(t *testing.T) {
 				t.Errorf("events %v", evs)
 			}
 			last := dr.passes[len(dr.passes)-1].d
-			if last.Summary.Ready || last.Summary.Reconciling || last.Summary.Reason != "RolloutFailed" {
+			if last.Summary.Ready || last.Summary.Reconciling || !last.Summary.Stalled || last.Summary.Reason != "RolloutFailed" {
 				t.Errorf("summary %+v", last.Summary)
 			}
 

@@ -43,7 +43,7 @@ var testHookBeforeApply func()
 const maxApplyAttempts = 8
 
 // applyAnnotations sets the annotations in set and releases those in release (removing them),
-// as field manager kubectl-ramp, keeping the other annotations kubectl-ramp owns.
+// as field manager ramp-plugin, keeping the other annotations ramp-plugin owns.
 func (cl *clients) applyAnnotations(ctx context.Context, name string, set map[string]string, release []string) (*applyResult, error) {
 	for attempt := 1; ; attempt++ {
 		u, before, err := cl.get(ctx, name)

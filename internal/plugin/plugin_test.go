@@ -286,7 +286,7 @@ func TestRootHelpListsEveryVerb(t *testing.T) {
 			t.Errorf("--help does not list %q:\n%s", verb, help)
 		}
 	}
-	for _, s := range []string{"kubectl ramp [command]", "kubectl-ramp", "--kubeconfig", "--context", "-n, --namespace", "Flux", "Argo CD"} {
+	for _, s := range []string{"kubectl ramp [command]", FieldManager, "--kubeconfig", "--context", "-n, --namespace", "Flux", "Argo CD"} {
 		if !strings.Contains(help, s) {
 			t.Errorf("--help lacks %q", s)
 		}
@@ -306,7 +306,7 @@ func TestRootHelpListsEveryVerb(t *testing.T) {
 	}
 }
 
-// Every verb writes only its annotation, as field manager kubectl-ramp, without bumping the
+// Every verb writes only its annotation, as field manager ramp-plugin, without bumping the
 // generation; a second verb keeps the annotations of the first (server-side apply would
 // otherwise release them); and Git sync, Flux- or Argo-CD-style, leaves them all alone.
 func TestRequestsSurviveGitSync(t *testing.T) {
@@ -340,7 +340,7 @@ func TestRequestsSurviveGitSync(t *testing.T) {
 	owned := ownedBy(u, FieldManager, metav1.ManagedFieldsOperationApply)
 	for _, k := range append(requests, rampv1.AnnotationPaused) {
 		if !contains(owned, k) {
-			t.Errorf("kubectl-ramp's apply does not own %s; it owns %v", k, owned)
+			t.Errorf("ramp-plugin's apply does not own %s; it owns %v", k, owned)
 		}
 	}
 	if contains(owned, "team") {
@@ -451,7 +451,7 @@ func TestRequestsSurviveArgoCDClientSideApply(t *testing.T) {
 	wantAnnotations(t, live, requests)
 }
 
-// resume releases kubectl-ramp's ownership of ramp.dev/paused: the API server removes it, and
+// resume releases ramp-plugin's ownership of ramp.dev/paused: the API server removes it, and
 // the other annotations kubectl-ramp owns stay.
 func TestResumeRemovesOnlyThePausedAnnotation(t *testing.T) {
 	apiServer(t)
@@ -502,7 +502,7 @@ func TestResumeRemovesOnlyThePausedAnnotation(t *testing.T) {
 	}
 }
 
-// When another manager also set ramp.dev/paused (kubectl annotate), releasing kubectl-ramp's
+// When another manager also set ramp.dev/paused (kubectl annotate), releasing ramp-plugin's
 // ownership leaves it in place: resume falls back to a merge patch and names that manager.
 func TestResumeRemovesAnAnnotationOthersAlsoSet(t *testing.T) {
 	apiServer(t)

@@ -19,7 +19,7 @@ const DefaultTimeout = 5 * time.Second
 // looks for the controller's RequestIgnored event (events are recorded after the status).
 const ignoredEventGrace = 2 * time.Second
 
-const gitopsNote = `The request is an annotation written with server-side apply as field manager "kubectl-ramp",
+const gitopsNote = `The request is an annotation written with server-side apply as field manager "ramp-plugin",
 and nothing else: Flux and Argo CD re-applying the Rollout from Git leave it alone, because
 Git never sets it (Flux only manages fields it applied; Argo CD's three-way merge only removes
 what it applied before), and it does not bump metadata.generation.`

@@ -17,7 +17,9 @@ import (
 )
 
 // FieldManager is the server-side apply field manager of every request the plugin writes.
-const FieldManager = "kubectl-ramp"
+// FieldManager owns the request annotations. Its name must not start with "kubectl": Flux
+// takes over and then removes fields of managers named kubectl* to revert hand edits.
+const FieldManager = "ramp-plugin"
 
 // Exit codes, beyond 0 (done) and 1 (error: nothing was written, or the API failed).
 const (
@@ -86,7 +88,7 @@ func isTerminal(w io.Writer) bool {
 const rootLong = `kubectl ramp drives ramp Rollouts (ramp.dev/v1alpha1) from the command line.
 
 Requests (promote, abort, pause, resume, retry) are annotations on the Rollout, written with
-server-side apply as field manager "kubectl-ramp" and containing nothing else. Git manifests
+server-side apply as field manager "ramp-plugin" and containing nothing else. Git manifests
 never set these annotations, so Flux (server-side apply: it only manages fields it applied)
 and Argo CD (three-way merge against its last-applied state) leave them alone when they
 re-apply the Rollout, and annotations do not change metadata.generation. Each request carries

@@ -1,0 +1,13 @@
+// Package gitops tests ramp under GitOps tools, on a local cluster (a real API server,
+// controller manager, scheduler and fake nodes) with ramp's manager running in-process and a
+// fake analyzer:
+//
+//   - Flux: every phase's kstatus (sigs.k8s.io/cli-utils/pkg/kstatus, what Flux's health
+//     checks compute), and a rollout while the Git manifests are server-side applied every
+//     200 ms as Flux's kustomize-controller does (including its takeover of kubectl-managed
+//     fields), with no restart, conflict or lost field;
+//   - Argo CD: config/argocd's Lua health checks, run with gopher-lua the way Argo CD runs
+//     them, against the objects of every phase, and the argocd-cm snippets embedding them.
+//
+// Run with KUBEBUILDER_ASSETS=$(hack/cluster-bins.sh local) go test ./e2e/gitops/ -count=1 -v.
+package gitops
