@@ -1,6 +1,7 @@
 package plan
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"reflect"
 	"testing"
 	"time"
@@ -1417,5 +1418,24 @@ func TestJoinAnd(t *testing.T) {
 		if got := joinAnd(c.in); got != c.want {
 			t.Errorf("joinAnd(%q) = %q, want %q", c.in, got, c.want)
 		}
+	}
+}
+
+// The first round of a rollout waits until a whole metric window of its own traffic exists.
+func TestNextAnalysisAtWaitsForAFullWindowOfTheRollout(t *testing.T) {
+	window := metav1.Duration{Duration: 5 * time.Minute}
+	spec := &rampv1.RolloutSpec{Analysis: &rampv1.AnalysisSpec{
+		Interval: &metav1.Duration{Duration: time.Minute},
+		Metrics:  []rampv1.Metric{{Name: "a"}, {Name: "b", Window: &window}},
+	}}
+	started := metav1.NewTime(t0)
+	st := &rampv1.RolloutStatus{StageStartedAt: mtime(t0.Add(30 * time.Second)), RolloutStartedAt: &started}
+	if got, want := NextAnalysisAt(spec, st), t0.Add(5*time.Minute); !got.Equal(want) {
+		t.Errorf("first round at %s, want %s (a full 5m window after the rollout started)", got, want)
+	}
+	// Later steps of an old enough rollout keep the plain interval.
+	st.StageStartedAt = mtime(t0.Add(10 * time.Minute))
+	if got, want := NextAnalysisAt(spec, st), t0.Add(11*time.Minute); !got.Equal(want) {
+		t.Errorf("round at %s, want %s", got, want)
 	}
 }

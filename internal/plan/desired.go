@@ -99,7 +99,10 @@ func (d *decider) summarize() Summary {
 }
 
 // NextAnalysisAt is when the next analysis round of the current step is due: one interval
-// after the step began or after the last round, whichever is later.
+// after the step began or after the last round, whichever is later, and never before the
+// rollout has run for its longest metric window. The canary workload keeps its name from one
+// rollout to the next, so an earlier round would judge the new revision partly on its
+// predecessor's traffic (or, with a shortened range, on too few samples).
 func NextAnalysisAt(spec *rampv1.RolloutSpec, st *rampv1.RolloutStatus) time.Time {
 	if spec.Analysis == nil || st.StageStartedAt == nil {
 		return time.Time{}
@@ -108,7 +111,24 @@ func NextAnalysisAt(spec *rampv1.RolloutSpec, st *rampv1.RolloutStatus) time.Tim
 	if st.LastAnalysisTime != nil && st.LastAnalysisTime.After(from) {
 		from = st.LastAnalysisTime.Time
 	}
-	return from.Add(spec.Analysis.IntervalOrDefault())
+	due := from.Add(spec.Analysis.IntervalOrDefault())
+	if st.RolloutStartedAt != nil {
+		if full := st.RolloutStartedAt.Add(longestWindow(spec.Analysis)); full.After(due) {
+			due = full
+		}
+	}
+	return due
+}
+
+// longestWindow is the longest range any metric queries (its window, else the interval).
+func longestWindow(a *rampv1.AnalysisSpec) time.Duration {
+	longest := a.IntervalOrDefault()
+	for _, m := range a.Metrics {
+		if m.Window != nil && m.Window.Duration > longest {
+			longest = m.Window.Duration
+		}
+	}
+	return longest
 }
 
 // AnalysisDue reports whether the reconciler should run an analysis round now and hand its
