@@ -1,9 +1,11 @@
 package analysis
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"text/template"
+	"text/template/parse"
 )
 
 // TemplateVars are the variables of a custom metric's query template.
@@ -36,6 +38,9 @@ func RenderQuery(metric, text string, v TemplateVars) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("metric %q: parsing query template: %w", metric, err)
 	}
+	if err := onlyVariables(t); err != nil {
+		return "", fmt.Errorf("metric %q: query template: %w", metric, err)
+	}
 	data := map[string]string{
 		"Namespace":      escapePromQLString(v.Namespace),
 		"Name":           escapePromQLString(v.Name),
@@ -54,6 +59,40 @@ func RenderQuery(metric, text string, v TemplateVars) (string, error) {
 		return "", fmt.Errorf("metric %q: query template renders to an empty query", metric)
 	}
 	return q, nil
+}
+
+// onlyVariables accepts the template language the API documents: text and variables such as
+// {{ .Workload }} (and constants). Control structures, functions and sub-templates are
+// refused: `{{ range 1000000000 }}` would hold a reconcile worker for hours (nested, for
+// ever) and `{{ printf "%0999999d" 0 }}` take a megabyte per action, so one Rollout could
+// stall the controller every namespace shares.
+func onlyVariables(t *template.Template) error {
+	if len(t.Templates()) > 1 {
+		return errors.New("{{ define }} and {{ block }} are not supported: only variables such as {{ .Workload }}")
+	}
+	if t.Tree == nil || t.Tree.Root == nil {
+		return nil
+	}
+	for _, n := range t.Tree.Root.Nodes {
+		if a, ok := n.(*parse.ActionNode); ok && len(a.Pipe.Decl) == 0 && len(a.Pipe.Cmds) == 1 && len(a.Pipe.Cmds[0].Args) == 1 {
+			switch arg := a.Pipe.Cmds[0].Args[0].(type) {
+			case *parse.FieldNode:
+				if len(arg.Ident) == 1 {
+					continue
+				}
+			case *parse.StringNode, *parse.NumberNode, *parse.BoolNode:
+				continue
+			}
+		} else if n.Type() == parse.NodeText {
+			continue
+		}
+		s := n.String()
+		if len(s) > 60 {
+			s = s[:60] + "…"
+		}
+		return fmt.Errorf("%s is not supported: only variables such as {{ .Workload }}", s)
+	}
+	return nil
 }
 
 func (v *TemplateVars) validate() error {

@@ -34,8 +34,15 @@ func (r *RolloutReconciler) finalize(ctx context.Context, ro *rampv1.Rollout) er
 	if err := r.deleteOwned(ctx, ro, istio.APIVersion, istio.KindDestinationRule, ro.Name); err != nil {
 		return err
 	}
-	if err := r.releaseTarget(ctx, ro); err != nil {
+	// A Rollout that never managed its target (another one did, first) leaves it alone.
+	first, err := r.earlierRollout(ctx, ro)
+	if err != nil {
 		return err
+	}
+	if first == nil {
+		if err := r.releaseTarget(ctx, ro); err != nil {
+			return err
+		}
 	}
 	forget(ro)
 	controllerutil.RemoveFinalizer(ro, Finalizer)

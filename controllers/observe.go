@@ -40,6 +40,15 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 		Paused:      ro.Annotations[rampv1.AnnotationPaused] == "true",
 	}
 
+	// Only the first Rollout of a Deployment acts: the others stall and touch nothing.
+	if first, err := r.earlierRollout(ctx, ro); err != nil {
+		return nil, err
+	} else if first != nil {
+		w.obs.SpecError = fmt.Sprintf("Deployment %q is already managed by Rollout %q, created first: this Rollout touches nothing; delete it or point spec.targetRef at another Deployment",
+			ro.Spec.TargetRef.Name, first.Name)
+		return w, nil
+	}
+
 	windows, err := schedule.Parse(ro.Spec.PromotionWindows)
 	if err != nil {
 		w.obs.SpecError = err.Error()
@@ -112,7 +121,7 @@ func (r *RolloutReconciler) observeTarget(ctx context.Context, d *appsv1.Deploym
 		return t, fmt.Errorf("target selector: %w", err)
 	}
 	var rsList appsv1.ReplicaSetList
-	if err := r.List(ctx, &rsList, client.InNamespace(d.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+	if err := r.listReplicaSets(ctx, &rsList, d, sel); err != nil {
 		return t, err
 	}
 	for i := range rsList.Items {
@@ -157,4 +166,30 @@ func (r *RolloutReconciler) getIstio(ctx context.Context, ns, name, kind string)
 		return nil, err
 	}
 	return u, nil
+}
+
+// earlierRollout returns the Rollout that manages ro's target ahead of ro, if any: the first
+// other Rollout of the namespace targeting the same Deployment, by creationTimestamp, then
+// by name. A Rollout being deleted still counts until it is gone: its finalizer hands the
+// target back.
+func (r *RolloutReconciler) earlierRollout(ctx context.Context, ro *rampv1.Rollout) (*rampv1.Rollout, error) {
+	var list rampv1.RolloutList
+	if err := r.List(ctx, &list, client.InNamespace(ro.Namespace), client.MatchingFields{targetIndex: ro.Spec.TargetRef.Name}); err != nil {
+		return nil, fmt.Errorf("listing the Rollouts of Deployment %q: %w", ro.Spec.TargetRef.Name, err)
+	}
+	var first *rampv1.Rollout
+	for i := range list.Items {
+		o := &list.Items[i]
+		if o.UID != ro.UID && o.Spec.TargetRef.Name == ro.Spec.TargetRef.Name && createdBefore(o, ro) && (first == nil || createdBefore(o, first)) {
+			first = o
+		}
+	}
+	return first, nil
+}
+
+func createdBefore(a, b *rampv1.Rollout) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	return a.Name < b.Name
 }

@@ -61,14 +61,15 @@ type RolloutReconciler struct {
 	written sync.Map // NamespacedName → resourceVersion of ramp's last status write
 }
 
-// +kubebuilder:rbac:groups=ramp.dev,resources=rollouts,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=ramp.dev,resources=rollouts/status,verbs=get;update;patch
+// Least privilege (docs/rbac.md says why each verb is needed): ramp writes with server-side
+// apply and merge patches, never update, except the finalizer on its own Rollouts.
+// +kubebuilder:rbac:groups=ramp.dev,resources=rollouts,verbs=get;list;watch;update
+// +kubebuilder:rbac:groups=ramp.dev,resources=rollouts/status,verbs=patch
 // +kubebuilder:rbac:groups=ramp.dev,resources=rollouts/finalizers,verbs=update
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get;list;watch
-// +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices;destinationrules,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices;destinationrules,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile observes, decides, persists the decision, then acts on it. Persisting first
 // makes the status a write-ahead record: if ramp stops between the two, the next pass
@@ -102,7 +103,8 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	}
 	dec := plan.Decide(r.Config, ro, w.obs)
 
-	patcher := patch.NewSerialPatcher(ro, r.Client)
+	sw := &statusWriteRecorder{Client: r.Client}
+	patcher := patch.NewSerialPatcher(ro, sw)
 	before := ro.Status.Phase
 	conds := ro.Status.Conditions
 	ro.Status = *dec.Status.DeepCopy()
@@ -113,6 +115,9 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		patch.WithFieldOwner(FieldManager),
 	); err != nil {
 		return ctrl.Result{}, fmt.Errorf("recording status: %w", err)
+	}
+	if sw.resourceVersion != "" {
+		ro.ResourceVersion = sw.resourceVersion // the patcher does not copy it back
 	}
 	r.written.Store(req.NamespacedName, ro.ResourceVersion)
 	for _, e := range dec.Events {
@@ -158,6 +163,40 @@ func (r *RolloutReconciler) getRollout(ctx context.Context, key types.Namespaced
 		}
 	}
 	return ro, nil
+}
+
+// statusWriteRecorder remembers the resourceVersion of the last status write made through
+// it: fluxcd's patcher writes copies of the object, so the Rollout it is given keeps the
+// version it was read at, and getRollout would take a cache still at that version for one
+// that has seen the write.
+type statusWriteRecorder struct {
+	client.Client
+	resourceVersion string
+}
+
+func (c *statusWriteRecorder) Status() client.SubResourceWriter {
+	return statusWriter{SubResourceWriter: c.Client.Status(), c: c}
+}
+
+type statusWriter struct {
+	client.SubResourceWriter
+	c *statusWriteRecorder
+}
+
+func (w statusWriter) Patch(ctx context.Context, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
+	err := w.SubResourceWriter.Patch(ctx, obj, p, opts...)
+	if err == nil {
+		w.c.resourceVersion = obj.GetResourceVersion()
+	}
+	return err
+}
+
+func (w statusWriter) Update(ctx context.Context, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+	err := w.SubResourceWriter.Update(ctx, obj, opts...)
+	if err == nil {
+		w.c.resourceVersion = obj.GetResourceVersion()
+	}
+	return err
 }
 
 // setConditions maps the decision's summary onto kstatus conditions.

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -28,6 +29,12 @@ const targetIndex = "spec.targetRef.name"
 func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts controller.Options) error {
 	if r.Now == nil {
 		r.Now = time.Now
+	}
+	if _, wrapped := r.Client.(*cacheReads); !wrapped {
+		r.Client = &cacheReads{Client: r.Client, cache: mgr.GetCache()}
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &appsv1.ReplicaSet{}, replicaSetOwnerIndex, indexReplicaSetOwner); err != nil {
+		return err
 	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &rampv1.Rollout{}, targetIndex, func(o client.Object) []string {
 		return []string{o.(*rampv1.Rollout).Spec.TargetRef.Name}
@@ -47,6 +54,12 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 		// Status writes are ramp's own: only spec and annotation (request) changes wake it.
 		For(&rampv1.Rollout{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsForDeployment)).
+		// A Rollout gone wakes the others of its Deployment: the next one takes over.
+		Watches(&rampv1.Rollout{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsSharingTarget), builder.WithPredicates(predicate.Funcs{
+			CreateFunc:  func(event.CreateEvent) bool { return false },
+			UpdateFunc:  func(event.UpdateEvent) bool { return false },
+			GenericFunc: func(event.GenericEvent) bool { return false },
+		})).
 		Owns(vs).
 		Owns(dr).
 		Complete(r)
@@ -65,6 +78,25 @@ func (r *RolloutReconciler) rolloutsForDeployment(ctx context.Context, o client.
 	reqs := make([]reconcile.Request, 0, len(list.Items))
 	for i := range list.Items {
 		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return reqs
+}
+
+// rolloutsSharingTarget maps a Rollout to the other Rollouts of its Deployment.
+func (r *RolloutReconciler) rolloutsSharingTarget(ctx context.Context, o client.Object) []reconcile.Request {
+	ro, ok := o.(*rampv1.Rollout)
+	if !ok {
+		return nil
+	}
+	var list rampv1.RolloutList
+	if err := r.List(ctx, &list, client.InNamespace(ro.Namespace), client.MatchingFields{targetIndex: ro.Spec.TargetRef.Name}); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range list.Items {
+		if list.Items[i].UID != ro.UID {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		}
 	}
 	return reqs
 }

@@ -1,0 +1,123 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+)
+
+// Print writes the report as tables.
+func Print(w io.Writer, r *Report) {
+	m := r.Machine
+	fmt.Fprintf(w, "\nramp benchmark — %s, %d CPUs (%s), %d MiB, %s, kernel %s\n", r.Started.Format("2006-01-02 15:04 MST"),
+		m.CPUs, m.CPUModel, m.MemoryMiB, m.GoVersion, m.Kernel)
+	fmt.Fprintf(w, "load average at start: %s; run took %.0fs; quick=%t\n", m.Load, float64(r.Took), r.Options.Quick)
+	if len(r.Options.Experiments) > 0 {
+		fmt.Fprintf(w, "EXPERIMENTS (not cmd/manager's configuration): %s\n", strings.Join(r.Options.Experiments, ", "))
+	}
+
+	if r.Reaction != nil || r.Rollback != nil {
+		fmt.Fprintln(w, "\nLatency (quiet manager, fake analyzer)")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "measurement\tp50\tp90\tp99\tmax\tn\tfailures\tload (start → end)")
+		row := func(name string, d Dist, failures int, load [2]LoadAvg) {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%.2f → %.2f\n", name, ms(d.P50), ms(d.P90), ms(d.P99), ms(d.Max), d.N, failures, load[0][0], load[1][0])
+		}
+		for _, x := range []struct {
+			name string
+			l    *LatencyResult
+		}{{"reaction: release → first weight write", r.Reaction}, {"rollback: failed verdict → 100% stable", r.Rollback}} {
+			if x.l == nil {
+				continue
+			}
+			row(x.name, x.l.Total, x.l.Failures, x.l.Load)
+			for _, k := range sortedKeys(x.l.Parts) {
+				row("  "+k, x.l.Parts[k], 0, x.l.Load)
+			}
+		}
+		tw.Flush()
+		for _, x := range []struct {
+			name string
+			l    *LatencyResult
+		}{{"reaction", r.Reaction}, {"rollback", r.Rollback}} {
+			if x.l != nil {
+				f := x.l.Reconcile
+				fmt.Fprintf(w, "reconciles during the %s measurement: %d, p50 %s, p99 %s, %.1f%% ≤ 50ms; API requests p50 %s, p99 %s\n",
+					x.name, f.Count, ms(f.P50), ms(f.P99), 100*f.Within50ms, ms(f.API.P50), ms(f.API.P99))
+			}
+		}
+	}
+
+	if len(r.Scale) > 0 {
+		fmt.Fprintf(w, "\nScale (N rollouts released at once; 3 steps + promotion; analysis: 2 built-in metrics every %.0fs; manager --concurrent=%d)\n",
+			r.Scale[0].IntervalSeconds, r.Options.Concurrency)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "N\tpromoted\ttook\tfirst weight p50/p99\treconciles\treconcile p50\tp99\t≤50ms\tRSS idle\tpeak\theap peak\tCPU s\tCPU/rollout\tapiserver+etcd CPU s\treq/rollout\treq/step\t409s\tqueries/metric/round\tmin round gap\tload max\t")
+		for _, s := range r.Scale {
+			cl := 0.0
+			for _, v := range s.ClusterCPUSeconds {
+				cl += v
+			}
+			fmt.Fprintf(tw, "%d\t%d\t%.0fs\t%s / %s\t%d\t%s\t%s\t%.1f%%\t%.0f MiB\t%.0f MiB\t%.0f MiB\t%.1f\t%.0fms\t%.1f\t%.1f\t%.1f\t%d\t%.2f\t%s\t%.1f\t\n",
+				s.Rollouts, s.Completed, float64(s.Took), ms(s.FirstWeight.P50), ms(s.FirstWeight.P99), s.Reconcile.Count,
+				ms(s.Reconcile.P50), ms(s.Reconcile.P99), 100*s.Reconcile.Within50ms, s.RSSIdleMiB, s.RSSPeakMiB, s.HeapPeakMiB,
+				s.CPUSeconds, s.CPUPerRolloutMs, cl, s.RequestsPerRollout, s.RequestsPerStep, s.ResponseCodes[409],
+				s.QueriesPerMetricRnd, gap(s.MinRoundGapSeconds), s.MaxLoad1)
+		}
+		tw.Flush()
+		fmt.Fprintln(w, "\nWhat a reconcile waits for (manager's view): API request latency and analysis round duration")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "N\tAPI requests\tp50\tp99\tanalysis rounds\tp50\tp99\t")
+		for _, s := range r.Scale {
+			a, q := s.Reconcile.API, s.Reconcile.Analysis
+			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%d\t%s\t%s\t\n", s.Rollouts, a.Count, ms(a.P50), ms(a.P99), q.Count, ms(q.P50), ms(q.P99))
+		}
+		tw.Flush()
+		s := r.Scale[len(r.Scale)-1]
+		fmt.Fprintf(w, "\nAPI requests per rollout at N=%d by verb and resource:\n", s.Rollouts)
+		keys := sortedKeys(s.RequestsByKind)
+		sort.SliceStable(keys, func(i, j int) bool { return s.RequestsByKind[keys[i]] > s.RequestsByKind[keys[j]] })
+		var parts []string
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s %.2f", k, float64(s.RequestsByKind[k])/float64(s.Rollouts)))
+		}
+		fmt.Fprintln(w, "  "+strings.Join(parts, "; "))
+		var q []string
+		for _, k := range sortedKeys(s.QueriesByKind) {
+			q = append(q, fmt.Sprintf("%s %d", k, s.QueriesByKind[k]))
+		}
+		fmt.Fprintf(w, "Prometheus queries at N=%d: %d in %d rounds (%.2f per round): %s\n", s.Rollouts, s.Queries, s.Rounds, s.QueriesPerRound, strings.Join(q, ", "))
+	}
+
+	fmt.Fprintln(w, "\nGoals")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, g := range r.Goals {
+		mark := "MET"
+		if !g.Met {
+			mark = "MISSED"
+		}
+		fmt.Fprintf(tw, "%s\t%s\ttarget %s\tmeasured %s\n", mark, g.Name, g.Target, g.Measured)
+	}
+	tw.Flush()
+	for _, e := range r.Errors {
+		fmt.Fprintln(w, "error:", e)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func gap(s float64) string {
+	if s == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fs", s)
+}
