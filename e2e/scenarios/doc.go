@@ -1,0 +1,26 @@
+// Package scenarios holds ramp's end-to-end delivery scenarios, as tests: one local cluster
+// (real API server, controller manager, scheduler and KWOK fake nodes), one real Prometheus
+// scraping every second, and ramp's manager in-process with its real Prometheus analysis and
+// Slack sender. Each scenario runs in its own namespace with its own Deployment (3 replicas),
+// Service, Rollout and mesh simulator (e2e/meshsim: traffic routed by the live VirtualService
+// and DestinationRule, Istio's telemetry for Prometheus), and asserts on the live
+// VirtualService weights, the Rollout's status and the simulated clients' view:
+//
+//   - canary success, rollback on errors, rollback on P99 latency;
+//   - blue/green flip with the preview header route;
+//   - header-match A/B routing at a 10% step;
+//   - a fault-injection step (source-reported aborts; analysis unaffected);
+//   - a canary that never becomes ready (progress deadline);
+//   - a promotion window that opens during the rollout;
+//   - kubectl ramp promote and abort, run in-process;
+//   - Slack notifications (Block Kit) to a local receiver.
+//
+// Run:
+//
+//	KUBEBUILDER_ASSETS=$(hack/cluster-bins.sh local) PROMETHEUS=$(hack/prometheus.sh) \
+//	RAMP_REQUIRE_PROMETHEUS=1 go test ./e2e/scenarios/ -count=1 -v -timeout 20m
+//
+// Without Prometheus the scenarios skip, unless RAMP_REQUIRE_PROMETHEUS is set (then the
+// package fails); -short skips them. RAMP_E2E_VERBOSE=1 shows the controller's logs.
+// e2e/kind runs the podinfo canary story on a real cluster with real Istio (needs Docker).
+package scenarios
