@@ -224,15 +224,29 @@ type Quantiles struct {
 
 func quantiles(after, before Histogram) Quantiles {
 	h := after.Sub(before)
-	return Quantiles{Count: int64(h.Count), P50: 1000 * h.Quantile(0.5), P99: 1000 * h.Quantile(0.99), Mean: 1000 * h.Mean()}
+	if h.Count == 0 {
+		return Quantiles{}
+	}
+	return Quantiles{Count: int64(h.Count), P50: finite(1000 * h.Quantile(0.5)), P99: finite(1000 * h.Quantile(0.99)), Mean: finite(1000 * h.Mean())}
+}
+
+// finite keeps NaN and infinities (an empty or overflowing histogram) out of the JSON report.
+func finite(v float64) float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0
+	}
+	return v
 }
 
 func reconcileFigures(before, after ManagerStats) ReconcileFigures {
 	h := after.Reconcile.Sub(before.Reconcile)
-	f := ReconcileFigures{
-		Count: int64(h.Count), P50: 1000 * h.Quantile(0.5), P90: 1000 * h.Quantile(0.9), P99: 1000 * h.Quantile(0.99),
-		Mean: 1000 * h.Mean(), Within50ms: h.FractionAtMost(0.05), Results: map[string]int64{},
+	f := ReconcileFigures{Results: map[string]int64{},
 		API: quantiles(after.APILatency, before.APILatency), Analysis: quantiles(after.AnalysisTime, before.AnalysisTime),
+	}
+	if h.Count > 0 {
+		f.Count = int64(h.Count)
+		f.P50, f.P90, f.P99 = finite(1000*h.Quantile(0.5)), finite(1000*h.Quantile(0.9)), finite(1000*h.Quantile(0.99))
+		f.Mean, f.Within50ms = finite(1000*h.Mean()), finite(h.FractionAtMost(0.05))
 	}
 	for k, v := range after.ReconcileTotal {
 		if d := v - before.ReconcileTotal[k]; d != 0 {
