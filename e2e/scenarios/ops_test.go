@@ -104,8 +104,15 @@ func TestPluginPromoteAbort(t *testing.T) {
 	if ro.Status.Phase != rampv1.PhaseFailed {
 		t.Fatalf("after abort: phase %s: %s", ro.Status.Phase, ro.Status.Message)
 	}
-	if got := rec.Weights(); got != "0 10 0" {
-		t.Errorf("weights %q, want 0 10 0", got)
+	// waitWeight proved the 10% step was routed; the 100 ms recorder may miss it on a loaded
+	// machine, but must never see anything but 0 and 10, and must end at 0.
+	ws := strings.Fields(rec.Weights())
+	ok := len(ws) > 0 && ws[len(ws)-1] == "0"
+	for _, w := range ws {
+		ok = ok && (w == "0" || w == "10")
+	}
+	if !ok {
+		t.Errorf("weights %q, want only 0 and 10, ending at 0 (0 10 0)", rec.Weights())
 	}
 	t.Logf("aborted: %s", ro.Status.Message)
 }
