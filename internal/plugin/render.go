@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/duration"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/plan"
 )
 
 // This file is the pure part of the plugin: Rollout (and events) in, text out. It reads no
@@ -146,7 +147,7 @@ func InProgress(phase string) bool {
 // promotionStage reports whether the stage is part of promotion (after the last step).
 func promotionStage(stage string) bool {
 	switch stage {
-	case "RoutingToCanary", "UpdatingStable", "SwitchingStableSubset", "RoutingToStable":
+	case plan.StageRoutingToCanary, plan.StageUpdatingStable, plan.StageSwitchingStableSubset, plan.StageRoutingToStable:
 		return true
 	}
 	return false

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/plan"
 )
 
 // DefaultTimeout is how long a request waits for the controller's acknowledgement.
@@ -105,8 +106,8 @@ var (
 			return false, ""
 		},
 		ignoredBecause: func(before *rampv1.Rollout) string {
-			if before.Status.Phase == rampv1.PhasePromoting && (before.Status.Stage == "UpdatingStable" ||
-				before.Status.Stage == "SwitchingStableSubset" || before.Status.Stage == "RoutingToStable") {
+			if before.Status.Phase == rampv1.PhasePromoting && (before.Status.Stage == plan.StageUpdatingStable ||
+				before.Status.Stage == plan.StageSwitchingStableSubset || before.Status.Stage == plan.StageRoutingToStable) {
 				return "too late to abort: the target is already being updated to the new revision"
 			}
 			return notInProgress(before)
@@ -267,7 +268,7 @@ func (o *Options) runToken(ctx context.Context, name string, req tokenRequest, w
 		msg := fmt.Sprintf("%s, but the controller did not acknowledge it within %s: it acts on it when it next reconciles the rollout (is the ramp controller running?)", recorded, w.timeout)
 		if why := req.ignoredBecause(before); why != "" {
 			msg += "; it will most likely ignore it: " + why
-		} else if after != nil && after.Status.Stage == "ScalingCanary" && req.annotation == rampv1.AnnotationPromote {
+		} else if after != nil && after.Status.Stage == plan.StageScalingCanary && req.annotation == rampv1.AnnotationPromote {
 			msg += fmt.Sprintf("; the canary is still scaling for %s, and promote applies once the step's weight is routed", Position(after))
 		}
 		return &ExitError{Code: ExitNotAcknowledged, Err: errors.New(msg)}
