@@ -11,7 +11,8 @@
 // an unreachable or failing Prometheus all mean "ramp could not tell". A canary that serves
 // no traffic, whose telemetry is mislabelled, or whose Prometheus is down would otherwise
 // look perfect (no errors, no latency) and be promoted. Inconclusive rounds never promote;
-// enough of them in a row roll back (spec.analysis.inconclusiveLimit). Likewise provider
+// spec.analysis.inconclusiveLimit of them over the whole rollout, in a row or not, roll it
+// back (a Prometheus flaky throughout must not be promoted on lucky rounds). Likewise provider
 // failures are verdicts, not errors, so a flaky Prometheus can neither promote nor wedge a
 // rollout.
 //

@@ -551,8 +551,11 @@ func TestConditionsFollowKstatus(t *testing.T) {
 	}
 	check := func(phase string, w want) {
 		t.Helper()
+		// Ready follows the live objects, not only the phase: Idle is Ready once the
+		// VirtualService routes all traffic to stable, a pass after the phase says so.
 		waitRollout(t, ro, "conditions in phase "+phase, func(ro *rampv1.Rollout) bool {
-			return ro.Status.Phase == phase && ro.Status.ObservedGeneration == ro.Generation
+			c := cond(ro, meta.ReadyCondition)
+			return ro.Status.Phase == phase && ro.Status.ObservedGeneration == ro.Generation && c != nil && c.Status == w.ready
 		})
 		ready, rec, stalled := cond(ro, meta.ReadyCondition), cond(ro, meta.ReconcilingCondition), cond(ro, meta.StalledCondition)
 		if ready == nil || ready.Status != w.ready || (w.readyReason != "" && ready.Reason != w.readyReason) || ready.Message == "" {

@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/fluxcd/pkg/apis/meta"
+	"github.com/fluxcd/pkg/runtime/conditions"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
@@ -21,10 +25,14 @@ import (
 // world is what one pass read: the observation for the state machine plus the objects the
 // act phase renders from.
 type world struct {
-	obs    plan.Observation
-	target *appsv1.Deployment
-	canary *appsv1.Deployment
-	vs, dr *unstructured.Unstructured
+	obs plan.Observation
+	// applyFailure is the message of the last pass's failed apply, still on the Ready
+	// condition: it stays there until an apply succeeds.
+	applyFailure          string
+	applyFailurePermanent bool
+	target                *appsv1.Deployment
+	canary                *appsv1.Deployment
+	vs, dr                *unstructured.Unstructured
 }
 
 func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*world, error) {
@@ -47,6 +55,11 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 		w.obs.SpecError = fmt.Sprintf("Deployment %q is already managed by Rollout %q, created first: this Rollout touches nothing; delete it or point spec.targetRef at another Deployment",
 			ro.Spec.TargetRef.Name, first.Name)
 		return w, nil
+	}
+
+	if last := conditions.Get(ro, meta.ReadyCondition); last != nil && last.Reason == plan.ReasonApplyFailed {
+		w.applyFailure = last.Message
+		w.applyFailurePermanent = conditions.IsStalled(ro)
 	}
 
 	windows, err := schedule.Parse(ro.Spec.PromotionWindows)
@@ -85,6 +98,22 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 		w.obs.Canary = observeCanary(canary)
 	}
 
+	// A Service that does not exist gets no traffic from the mesh: routing it would only
+	// pretend to roll out.
+	svc := &corev1.Service{}
+	switch err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: ro.ServiceName()}, svc); {
+	case apierrors.IsNotFound(err):
+		field := "spec.service.name"
+		if ro.Spec.Service.Name == "" {
+			field = "spec.service.name (defaults to spec.targetRef.name)"
+		}
+		w.obs.Blocked = &plan.Blocker{Reason: "ServiceNotFound", Message: fmt.Sprintf(
+			"Service %q not found in namespace %q: ramp routes the traffic of that Service; create it, or set %s to the Service in front of Deployment %q",
+			ro.ServiceName(), ns, field, ro.Spec.TargetRef.Name)}
+	case err != nil:
+		return nil, err
+	}
+
 	if w.vs, err = r.getIstio(ctx, ns, ro.Name, istio.KindVirtualService); err != nil {
 		return nil, err
 	}
@@ -95,6 +124,9 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 	}
 	if w.dr, err = r.getIstio(ctx, ns, ro.Name, istio.KindDestinationRule); err != nil {
 		return nil, err
+	}
+	if w.dr != nil {
+		w.obs.StableSubset = istio.ObservedStableSubset(w.dr)
 	}
 	return w, nil
 }
@@ -140,9 +172,10 @@ func (r *RolloutReconciler) observeTarget(ctx context.Context, d *appsv1.Deploym
 // observeCanary counts only ready pods of the canary's latest template: while old pods are
 // still around it assumes they are the ready ones (a lower bound).
 func observeCanary(d *appsv1.Deployment) plan.Canary {
-	c := plan.Canary{Exists: true, Revision: d.Annotations[revision.Annotation]}
+	c := plan.Canary{Exists: true, Revision: d.Annotations[revision.Annotation], Replicas: ptr.Deref(d.Spec.Replicas, 1)}
 	st := d.Status
 	if st.ObservedGeneration < d.Generation {
+		c.Unobserved = true
 		return c
 	}
 	ready := st.ReadyReplicas - (st.Replicas - st.UpdatedReplicas)

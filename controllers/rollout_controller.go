@@ -11,8 +11,8 @@ import (
 
 	"github.com/fluxcd/pkg/apis/meta"
 	"github.com/fluxcd/pkg/runtime/conditions"
-	"github.com/fluxcd/pkg/runtime/patch"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -68,6 +68,7 @@ type RolloutReconciler struct {
 // +kubebuilder:rbac:groups=ramp.dev,resources=rollouts/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
 // +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices;destinationrules,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 
@@ -103,23 +104,16 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	}
 	dec := plan.Decide(r.Config, ro, w.obs)
 
-	sw := &statusWriteRecorder{Client: r.Client}
-	patcher := patch.NewSerialPatcher(ro, sw)
+	// A failed apply stays on the conditions until an apply succeeds: the pass that fixes it
+	// is the one that clears it.
+	summary := dec.Summary
+	if dec.Desired != nil {
+		summary = plan.WithApplyFailure(summary, w.applyFailure, w.applyFailurePermanent)
+	}
 	before := ro.Status.Phase
-	conds := ro.Status.Conditions
-	ro.Status = *dec.Status.DeepCopy()
-	ro.Status.Conditions = conds
-	setConditions(ro, dec.Summary)
-	if err := patcher.Patch(ctx, ro,
-		patch.WithOwnedConditions{Conditions: []string{meta.ReadyCondition, meta.ReconcilingCondition, meta.StalledCondition}},
-		patch.WithFieldOwner(FieldManager),
-	); err != nil {
+	if err := r.writeStatus(ctx, ro, dec.Status, summary); err != nil {
 		return ctrl.Result{}, fmt.Errorf("recording status: %w", err)
 	}
-	if sw.resourceVersion != "" {
-		ro.ResourceVersion = sw.resourceVersion // the patcher does not copy it back
-	}
-	r.written.Store(req.NamespacedName, ro.ResourceVersion)
 	for _, e := range dec.Events {
 		typ := corev1.EventTypeNormal
 		if e.Warning {
@@ -139,8 +133,21 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 				// The namespace is going away and the Rollout with it: its finalizer runs next.
 				return ctrl.Result{}, nil
 			}
-			r.Events.Eventf(ro, nil, corev1.EventTypeWarning, "ApplyFailed", "Reconcile", "%s", err.Error())
+			// The API server's own words, on the Rollout: every failed apply is visible there,
+			// and Ready is never True while ramp's objects are missing or stale.
+			failed := plan.WithApplyFailure(dec.Summary, err.Error(), rejected(err))
+			if failed != summary {
+				r.Events.Eventf(ro, nil, corev1.EventTypeWarning, plan.ReasonApplyFailed, "Reconcile", "%s", err.Error())
+				if werr := r.writeStatus(ctx, ro, ro.Status, failed); werr != nil {
+					logger.Error(werr, "recording the failed apply")
+				}
+			}
 			return ctrl.Result{}, err
+		}
+		if summary != dec.Summary {
+			if err := r.writeStatus(ctx, ro, ro.Status, dec.Summary); err != nil {
+				return ctrl.Result{}, fmt.Errorf("recording status: %w", err)
+			}
 		}
 	}
 	return ctrl.Result{RequeueAfter: dec.RequeueAfter}, nil
@@ -165,38 +172,31 @@ func (r *RolloutReconciler) getRollout(ctx context.Context, key types.Namespaced
 	return ro, nil
 }
 
-// statusWriteRecorder remembers the resourceVersion of the last status write made through
-// it: fluxcd's patcher writes copies of the object, so the Rollout it is given keeps the
-// version it was read at, and getRollout would take a cache still at that version for one
-// that has seen the write.
-type statusWriteRecorder struct {
-	client.Client
-	resourceVersion string
-}
-
-func (c *statusWriteRecorder) Status() client.SubResourceWriter {
-	return statusWriter{SubResourceWriter: c.Client.Status(), c: c}
-}
-
-type statusWriter struct {
-	client.SubResourceWriter
-	c *statusWriteRecorder
-}
-
-func (w statusWriter) Patch(ctx context.Context, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
-	err := w.SubResourceWriter.Patch(ctx, obj, p, opts...)
-	if err == nil {
-		w.c.resourceVersion = obj.GetResourceVersion()
+// writeStatus records st and the conditions of summary in one merge patch of the status,
+// locked to the version ramp read (a concurrent writer makes it fail and the pass start over);
+// ro takes the API server's answer, resourceVersion included. A pass that changes nothing
+// writes nothing.
+func (r *RolloutReconciler) writeStatus(ctx context.Context, ro *rampv1.Rollout, st rampv1.RolloutStatus, summary plan.Summary) error {
+	orig := ro.DeepCopy()
+	conds := ro.Status.Conditions
+	ro.Status = *st.DeepCopy()
+	ro.Status.Conditions = conds
+	setConditions(ro, summary)
+	if equality.Semantic.DeepEqual(orig.Status, ro.Status) {
+		return nil
 	}
-	return err
+	if err := r.Status().Patch(ctx, ro, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}), client.FieldOwner(FieldManager)); err != nil {
+		return err
+	}
+	r.written.Store(client.ObjectKeyFromObject(ro), ro.ResourceVersion)
+	return nil
 }
 
-func (w statusWriter) Update(ctx context.Context, obj client.Object, opts ...client.SubResourceUpdateOption) error {
-	err := w.SubResourceWriter.Update(ctx, obj, opts...)
-	if err == nil {
-		w.c.resourceVersion = obj.GetResourceVersion()
-	}
-	return err
+// rejected reports whether the API server refused an object as such (invalid, denied by an
+// admission webhook or by policy): trying again cannot help until the spec or the cluster
+// changes, so the Rollout is Stalled rather than merely not Ready.
+func rejected(err error) bool {
+	return apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || apierrors.IsForbidden(err)
 }
 
 // setConditions maps the decision's summary onto kstatus conditions.

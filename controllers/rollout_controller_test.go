@@ -39,6 +39,7 @@ func app(t *testing.T, ns, image string) *appsv1.Deployment {
 		},
 	}
 	must(t, env.Client.Create(context.Background(), d))
+	must(t, env.Client.Create(context.Background(), testenv.ServiceFor(d, 80)))
 	waitFor(t, "target rolled out", func(ctx context.Context) (bool, error) {
 		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
 			return false, err

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -14,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -24,6 +26,9 @@ import (
 // targetIndex indexes Rollouts by the Deployment they target, so a change of that
 // Deployment wakes its Rollout at once (no polling interval).
 const targetIndex = "spec.targetRef.name"
+
+// serviceIndex indexes Rollouts by the Service they route.
+const serviceIndex = "ramp.service"
 
 // SetupWithManager registers the reconciler and its watches.
 func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts controller.Options) error {
@@ -38,6 +43,11 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &rampv1.Rollout{}, targetIndex, func(o client.Object) []string {
 		return []string{o.(*rampv1.Rollout).Spec.TargetRef.Name}
+	}); err != nil {
+		return err
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &rampv1.Rollout{}, serviceIndex, func(o client.Object) []string {
+		return []string{o.(*rampv1.Rollout).ServiceName()}
 	}); err != nil {
 		return err
 	}
@@ -60,6 +70,11 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 			UpdateFunc:  func(event.UpdateEvent) bool { return false },
 			GenericFunc: func(event.GenericEvent) bool { return false },
 		})).
+		// A Service created or deleted unblocks or blocks the Rollouts routing it.
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsForService), builder.WithPredicates(predicate.Funcs{
+			UpdateFunc:  func(event.UpdateEvent) bool { return false },
+			GenericFunc: func(event.GenericEvent) bool { return false },
+		})).
 		Owns(vs).
 		Owns(dr).
 		Complete(r)
@@ -71,8 +86,21 @@ func (r *RolloutReconciler) rolloutsForDeployment(ctx context.Context, o client.
 	if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == "Rollout" && ref.APIVersion == rampv1.GroupVersion.String() {
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: ref.Name}}}
 	}
+	return r.rolloutsBy(ctx, o.GetNamespace(), targetIndex, o.GetName())
+}
+
+// rolloutsForService maps a Service to the Rollouts routing its traffic.
+func (r *RolloutReconciler) rolloutsForService(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.rolloutsBy(ctx, o.GetNamespace(), serviceIndex, o.GetName())
+}
+
+// rolloutsBy lists the Rollouts of namespace whose index field has value. The manager's
+// cache answers from memory, so an error here means the cache itself is broken: it is logged
+// loudly, as the wake-up it would have given is lost.
+func (r *RolloutReconciler) rolloutsBy(ctx context.Context, namespace, field, value string) []reconcile.Request {
 	var list rampv1.RolloutList
-	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{targetIndex: o.GetName()}); err != nil {
+	if err := r.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{field: value}); err != nil {
+		log.FromContext(ctx).Error(err, "listing Rollouts to wake: a change is missed until their next pass", "namespace", namespace, field, value)
 		return nil
 	}
 	reqs := make([]reconcile.Request, 0, len(list.Items))
@@ -88,14 +116,10 @@ func (r *RolloutReconciler) rolloutsSharingTarget(ctx context.Context, o client.
 	if !ok {
 		return nil
 	}
-	var list rampv1.RolloutList
-	if err := r.List(ctx, &list, client.InNamespace(ro.Namespace), client.MatchingFields{targetIndex: ro.Spec.TargetRef.Name}); err != nil {
-		return nil
-	}
 	var reqs []reconcile.Request
-	for i := range list.Items {
-		if list.Items[i].UID != ro.UID {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	for _, req := range r.rolloutsBy(ctx, ro.Namespace, targetIndex, ro.Spec.TargetRef.Name) {
+		if req.NamespacedName != client.ObjectKeyFromObject(ro) {
+			reqs = append(reqs, req)
 		}
 	}
 	return reqs

@@ -81,4 +81,7 @@ func (in *Rollout) ServiceName() string {
 }
 
 // CanaryName is the name of the Deployment ramp creates for the canary.
-func (in *Rollout) CanaryName() string { return in.Spec.TargetRef.Name + "-canary" }
+func (in *Rollout) CanaryName() string { return CanaryNameFor(in.Spec.TargetRef.Name) }
+
+// CanaryNameFor is the name of the canary Deployment of target.
+func CanaryNameFor(target string) string { return target + "-canary" }

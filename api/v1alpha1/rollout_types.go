@@ -253,6 +253,9 @@ const (
 	PhaseSucceeded        = "Succeeded"
 	PhaseRollingBack      = "RollingBack"
 	PhaseFailed           = "Failed"
+	// PhaseStalled: a problem stops ramp before it adopted the target (an invalid spec, a
+	// missing or paused target, a foreign object); the Stalled condition says which.
+	PhaseStalled = "Stalled"
 )
 
 // RolloutStatus is what ramp observed and decided.

@@ -164,6 +164,7 @@ func (sc scenario) start(t *testing.T) *run {
 		},
 	}
 	must(t, env.Client.Create(ctx, d))
+	must(t, env.Client.Create(ctx, testenv.ServiceFor(d, 80)))
 	must(t, env.Client.Create(ctx, ro))
 	r.waitPhase(rampv1.PhaseIdle)
 

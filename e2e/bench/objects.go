@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/testenv"
 )
 
 // ReleaseAnnotation is the pod-template annotation the bench bumps to "commit" a release.
@@ -83,8 +84,12 @@ func createApps(ctx context.Context, c client.Client, ns string, names []string,
 		return err
 	}
 	return parallel(len(names), workers, func(i int) error {
-		if err := c.Create(ctx, target(ns, names[i], replicas)); err != nil {
+		d := target(ns, names[i], replicas)
+		if err := c.Create(ctx, d); err != nil {
 			return fmt.Errorf("creating Deployment %s: %w", names[i], err)
+		}
+		if err := c.Create(ctx, testenv.ServiceFor(d, 9898)); err != nil {
+			return fmt.Errorf("creating Service %s: %w", names[i], err)
 		}
 		if err := c.Create(ctx, rollout(ns, names[i], s)); err != nil {
 			return fmt.Errorf("creating Rollout %s: %w", names[i], err)

@@ -198,6 +198,7 @@ func app(t testing.TB, ns, image string, n int32, opts ...func(*appsv1.Deploymen
 		o(d)
 	}
 	must(t, env.Client.Create(context.Background(), d))
+	must(t, env.Client.Create(context.Background(), testenv.ServiceFor(d, 80)))
 	waitRolledOut(t, d, n)
 	return d
 }

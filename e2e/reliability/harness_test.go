@@ -278,6 +278,7 @@ func app(t *testing.T, ns string, replicas int32, image string) *appsv1.Deployme
 		},
 	}
 	must(t, e.Client.Create(context.Background(), d))
+	must(t, e.Client.Create(context.Background(), testenv.ServiceFor(d, 80)))
 	waitFor(t, 60*time.Second, "Deployment web rolled out", func(ctx context.Context) (bool, error) {
 		if err := e.Client.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
 			return false, err

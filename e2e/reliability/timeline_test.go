@@ -181,7 +181,7 @@ func (tl *timeline) checkCanaryServes(t *testing.T, rollout, canary string, targ
 // stageRank orders the states a rollout goes through, so a status that went back to an
 // earlier one shows up.
 var stageRank = map[string]int{
-	plan.StageScalingCanary: 0, plan.StageHolding: 1,
+	plan.StageScalingCanary: 0, plan.StageWaitingForWindow: 0, plan.StageHolding: 1,
 	plan.StageRoutingToCanary: 2, plan.StageUpdatingStable: 3, plan.StageSwitchingStableSubset: 4, plan.StageRoutingToStable: 5,
 }
 

@@ -15,7 +15,7 @@ const maxTransitions = 8
 
 // Decide is the state machine. It is pure: everything it needs is in its arguments.
 func Decide(cfg Config, ro *rampv1.Rollout, obs Observation) Decision {
-	d := &decider{cfg: cfg, spec: &ro.Spec, obs: obs, now: obs.Now}
+	d := &decider{cfg: cfg, spec: &ro.Spec, obs: obs, now: obs.Now, name: ro.Name}
 	d.st = *ro.Status.DeepCopy()
 	d.st.Conditions = nil
 	d.st.ObservedGeneration = ro.Generation
@@ -28,6 +28,7 @@ func Decide(cfg Config, ro *rampv1.Rollout, obs Observation) Decision {
 type decider struct {
 	cfg   Config
 	spec  *rampv1.RolloutSpec
+	name  string // the Rollout's: its VirtualService and DestinationRule have it too
 	st    rampv1.RolloutStatus
 	obs   Observation
 	now   time.Time
@@ -38,6 +39,9 @@ type decider struct {
 	requeue   time.Time
 	summary   *Summary // set when a pass must report something other than the phase default
 	noDesired bool
+	// rescue replaces the desired state derived from the status when the world lost what the
+	// status routes to (the target deleted mid-rollout).
+	rescue *Desired
 }
 
 func (d *decider) run(target string) {
@@ -46,13 +50,17 @@ func (d *decider) run(target string) {
 		return
 	}
 	if !d.obs.Target.Exists {
-		d.stall("TargetNotFound", fmt.Sprintf("Deployment %q not found: create it (or fix spec.targetRef.name); ramp has touched nothing", target))
+		d.targetGone(target)
+		return
+	}
+	if b := d.obs.Blocked; b != nil {
+		d.stall(b.Reason, b.Message)
 		return
 	}
 	for i := 0; i < maxTransitions; i++ {
 		before := d.st.Phase + "/" + d.st.Stage + "/" + fmt.Sprint(d.st.CurrentStep, d.st.CanaryWeight)
 		switch d.st.Phase {
-		case "", rampv1.PhaseInitializing:
+		case "", rampv1.PhaseInitializing, rampv1.PhaseStalled:
 			d.adopt(target)
 		case rampv1.PhaseIdle, rampv1.PhaseSucceeded, rampv1.PhaseFailed:
 			d.steady()
@@ -78,6 +86,12 @@ func (d *decider) run(target string) {
 
 func (d *decider) adopt(target string) {
 	t := d.obs.Target
+	if t.Paused {
+		// ramp has not paused it yet, so Git (or a human) did: a Deployment created paused never
+		// rolls out, and one Git keeps paused would fight ramp's promotions.
+		d.stall("TargetPaused", fmt.Sprintf("Deployment %q has spec.paused: true, so ramp cannot adopt it: remove spec.paused from its manifest in Git (ramp pauses and resumes the Deployment itself)", target))
+		return
+	}
 	if !t.RolledOut || t.PodTemplateHash == "" {
 		d.st.Phase = rampv1.PhaseInitializing
 		d.st.Message = fmt.Sprintf("waiting for Deployment %q to finish rolling out before adopting it", target)
@@ -89,6 +103,39 @@ func (d *decider) adopt(target string) {
 	d.st.CanaryRevision = ""
 	d.setPhase(rampv1.PhaseIdle, fmt.Sprintf("managing Deployment %q at revision %s", target, t.Revision))
 	d.event(false, "Adopted", fmt.Sprintf("paused Deployment %q at revision %s; all traffic to stable", target, t.Revision))
+}
+
+// targetGone reports a missing target. Before adoption ramp has written nothing; after it,
+// the VirtualService, DestinationRule and canary stay (deleting them would send traffic to
+// whatever the Service selects), and traffic goes to the only pods left: the canary's, when a
+// rollout had them serving.
+func (d *decider) targetGone(target string) {
+	st := &d.st
+	if st.StablePodTemplateHash == "" {
+		d.stall("TargetNotFound", fmt.Sprintf("Deployment %q not found: create it (or fix spec.targetRef.name); ramp has touched nothing", target))
+		return
+	}
+	c := d.obs.Canary
+	kept := fmt.Sprintf("ramp keeps VirtualService %q and DestinationRule %q", d.name, d.name)
+	if c.Exists {
+		kept += fmt.Sprintf(" and canary Deployment %q", rampv1.CanaryNameFor(target))
+	}
+	next := "recreate the Deployment from Git to go on, or delete the Rollout to remove what ramp created"
+	if st.CanaryRevision != "" && st.Phase != rampv1.PhaseFailed && c.Exists && c.Revision == st.CanaryRevision && c.ReadyReplicas > 0 {
+		d.stall("TargetNotFound", fmt.Sprintf("Deployment %q was deleted during the rollout of revision %s (step %d/%d, %d%% to canary): its pods are gone, so all traffic goes to the canary, the only pods left (%d ready, revision %s, not fully analysed); %s; %s",
+			target, st.CanaryRevision, st.CurrentStep, st.Steps, st.CanaryWeight, c.ReadyReplicas, st.CanaryRevision, kept, next))
+		d.noDesired = false
+		d.rescue = &Desired{
+			TargetPaused:          true,
+			CanaryRevision:        st.CanaryRevision,
+			CanaryReplicas:        max(c.Replicas, c.ReadyReplicas),
+			StablePodTemplateHash: st.StablePodTemplateHash,
+			CanaryWeight:          100,
+		}
+		return
+	}
+	d.stall("TargetNotFound", fmt.Sprintf("Deployment %q was deleted: no pods serve the stable subset and no canary is ready to take its traffic; %s, as they are (%d%% to canary); %s",
+		target, kept, st.CanaryWeight, next))
 }
 
 // --- no rollout in progress --------------------------------------------------------------
@@ -201,6 +248,18 @@ func (d *decider) active() {
 		return
 	}
 
+	if !promoting && d.st.CanaryWeight > 0 && d.canaryLost() {
+		// Traffic must not wait for pods that are gone: back to stable, and the step starts
+		// over (its pause and analysis too) once the canary is ready again.
+		msg := fmt.Sprintf("step %d/%d: canary Deployment %q has no ready pods: all traffic back on stable until it is ready again",
+			d.st.CurrentStep, d.st.Steps, rampv1.CanaryNameFor(d.spec.TargetRef.Name))
+		d.st.CanaryWeight = 0
+		d.enterStep(d.st.CurrentStep)
+		d.setPhase(rampv1.PhaseProgressing, msg)
+		d.event(true, "CanaryLost", msg)
+		return
+	}
+
 	if d.spec.Paused || d.obs.Requests.Paused {
 		by := "spec.paused"
 		if !d.spec.Paused {
@@ -225,7 +284,7 @@ func (d *decider) active() {
 		return
 	}
 	switch d.st.Stage {
-	case StageScalingCanary:
+	case StageScalingCanary, StageWaitingForWindow:
 		d.scaling()
 	default:
 		d.holding()
@@ -252,15 +311,18 @@ func (d *decider) scaling() {
 		return
 	}
 	if s.weight == 100 && !d.windowAllows() {
+		if d.st.Stage != StageWaitingForWindow {
+			d.setStage(StageWaitingForWindow)
+		}
 		if d.take(&d.st.HandledRequests.Promote, d.obs.Requests.Promote) {
 			d.event(true, "RequestIgnored", "kubectl ramp promote does not override promotion windows: use kubectl ramp promote --full")
 		}
 		return
 	}
-	if d.st.Phase == rampv1.PhaseWaitingForWindow {
+	if d.st.Stage == StageWaitingForWindow || d.st.Phase == rampv1.PhaseWaitingForWindow { // the phase: statuses written before the stage existed
 		// The window just opened: the canary was held at its previous size until now, so the
 		// progress deadline counts from now, not from when the step was entered.
-		d.st.StageStartedAt = d.nowTime()
+		d.setStage(StageScalingCanary)
 	}
 	need := d.stepReplicas(s)
 	c := d.obs.Canary
@@ -278,8 +340,12 @@ func (d *decider) scaling() {
 			d.spec.ProgressDeadlineOrDefault(), d.readyOfRevision(), need))
 		return
 	}
-	d.setPhase(rampv1.PhaseProgressing, fmt.Sprintf("step %d/%d: waiting for the canary to have %d ready replicas (%d ready)",
-		d.st.CurrentStep, d.st.Steps, need, d.readyOfRevision()))
+	meanwhile := fmt.Sprintf("%d%% to canary meanwhile", d.st.CanaryWeight)
+	if d.st.CanaryWeight == 0 {
+		meanwhile = "all traffic on stable meanwhile"
+	}
+	d.setPhase(rampv1.PhaseProgressing, fmt.Sprintf("step %d/%d: waiting for the canary to have %d ready replicas (%d ready); %s",
+		d.st.CurrentStep, d.st.Steps, need, d.readyOfRevision(), meanwhile))
 	d.wakeAt(d.stageStart().Add(d.spec.ProgressDeadlineOrDefault()))
 }
 
@@ -290,6 +356,20 @@ func (d *decider) holding() {
 		if d.record(r) {
 			return
 		}
+	}
+	if !d.routed(d.st.CanaryWeight) {
+		// A step ends only once the live VirtualService has its weight: every step's weight
+		// reaches the proxies (none is skipped by chaining steps in one pass), and a controller
+		// stopped between recording a step and routing it does not skip the step. Requests wait
+		// too, so a promote is not spent on a step that has not begun.
+		d.setPhase(rampv1.PhaseProgressing, fmt.Sprintf("%s; waiting for the VirtualService to route %d%% to the canary", d.stepText(s), d.st.CanaryWeight))
+		if s.pause != nil && s.pause.Duration != nil {
+			d.wakeAt(d.stageStart().Add(s.pause.Duration.Duration))
+		}
+		if s.analysis {
+			d.wakeAt(NextAnalysisAt(d.spec, &d.st))
+		}
+		return
 	}
 	if d.take(&d.st.HandledRequests.PromoteFull, d.obs.Requests.PromoteFull) {
 		d.event(false, "PromoteRequested", "kubectl ramp promote --full: skipping remaining steps, analysis and promotion windows")
@@ -321,12 +401,6 @@ func (d *decider) holding() {
 		if s.analysis && !d.st.StepAnalysisPassed {
 			waiting = append(waiting, "a passing analysis round")
 		}
-	}
-	if len(waiting) == 0 && !forced && (s.pause != nil || s.analysis) && !d.routed(d.st.CanaryWeight) {
-		// A step that holds (a pause, analysis) ends only once the live VirtualService has its
-		// weight: a controller stopped between recording the step and routing it, for longer
-		// than the pause, must not skip the step.
-		waiting = append(waiting, fmt.Sprintf("the VirtualService to route %d%% to the canary", d.st.CanaryWeight))
 	}
 	if len(waiting) > 0 {
 		wakeForAnalysis()
@@ -505,6 +579,17 @@ func (d *decider) stall(reason, msg string) {
 	d.summary = &Summary{Stalled: true, Reason: reason, Message: msg}
 	d.st.Message = msg
 	d.noDesired = true
+	if d.st.Phase == "" || d.st.Phase == rampv1.PhaseInitializing {
+		// Nothing adopted yet, so no rollout state to keep: say so in the phase.
+		d.st.Phase = rampv1.PhaseStalled
+	}
+}
+
+// canaryLost reports whether the canary has no pod to serve the traffic routed to it: gone,
+// of another revision, or with no ready pod (once its controller has seen its spec).
+func (d *decider) canaryLost() bool {
+	c := d.obs.Canary
+	return !c.Exists || c.Revision != d.st.CanaryRevision || (!c.Unobserved && c.ReadyReplicas == 0)
 }
 
 func (d *decider) setPhase(phase, msg string) {
@@ -562,11 +647,17 @@ func (d *decider) readyOfRevision() int32 {
 	return d.obs.Canary.ReadyReplicas
 }
 
+// stepText describes the step the rollout holds by the traffic it routes, which is the
+// step's weight unless Git lowered it mid-rollout (traffic never moves back for that).
 func (d *decider) stepText(s step) string {
 	if isBlueGreen(d.spec) {
 		return "preview: new version at full size on the preview header route"
 	}
-	return fmt.Sprintf("step %d/%d: %d%% to canary", d.st.CurrentStep, d.st.Steps, s.weight)
+	txt := fmt.Sprintf("step %d/%d: %d%% to canary", d.st.CurrentStep, d.st.Steps, d.st.CanaryWeight)
+	if s.weight != d.st.CanaryWeight {
+		txt += fmt.Sprintf(" (the step now says %d%%; traffic does not move back mid-rollout)", s.weight)
+	}
+	return txt
 }
 
 func (d *decider) planText() string {

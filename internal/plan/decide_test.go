@@ -50,12 +50,13 @@ const (
 	idle        = rampv1.PhaseIdle
 	succeeded   = rampv1.PhaseSucceeded
 
-	scaling   = StageScalingCanary
-	holding   = StageHolding
-	toCanary  = StageRoutingToCanary
-	updating  = StageUpdatingStable
-	switching = StageSwitchingStableSubset
-	toStable  = StageRoutingToStable
+	scaling    = StageScalingCanary
+	windowWait = StageWaitingForWindow
+	holding    = StageHolding
+	toCanary   = StageRoutingToCanary
+	updating   = StageUpdatingStable
+	switching  = StageSwitchingStableSubset
+	toStable   = StageRoutingToStable
 )
 
 var (
@@ -88,34 +89,48 @@ func TestDecideInitializing(t *testing.T) {
 		{
 			name: "new Rollout: target still rolling out",
 			ro:   newRollout(fresh),
-			obs:  observe(t0, targetAt(stableRev)),
+			obs:  observe(t0, targetUnpaused(), targetAt(stableRev)),
 			want: want{phase: rampv1.PhaseInitializing, check: messageHas(`"web" to finish rolling out`)},
 		},
 		{
 			name: "initializing: rolled out but its ReplicaSet hash unknown",
 			ro:   newRollout(initializing),
-			obs:  observe(t0, targetRolledOut(stableRev, "")),
+			obs:  observe(t0, targetUnpaused(), targetRolledOut(stableRev, "")),
 			want: want{phase: rampv1.PhaseInitializing},
 		},
 		{
 			name: "new Rollout adopts a rolled-out target",
 			ro:   newRollout(fresh),
-			obs:  observe(t0, stableTarget()),
+			obs:  observe(t0, targetUnpaused(), stableTarget()),
 			want: want{phase: idle, events: []string{"Adopted"}, desired: dSteady(stableHash),
 				check: checks(revisions(stableRev, stableHash, ""), warnings(false))},
 		},
 		{
 			name: "initializing: adopts once rolled out, ignoring the canary left over",
 			ro:   newRollout(initializing),
-			obs:  observe(t0, stableTarget(), canaryAt("r0", 3)),
+			obs:  observe(t0, targetUnpaused(), stableTarget(), canaryAt("r0", 3)),
 			want: want{phase: idle, events: []string{"Adopted"}, desired: dSteady(stableHash),
 				check: revisions(stableRev, stableHash, "")},
 		},
 		{
 			name: "initializing: requests wait until adopted",
 			ro:   newRollout(fresh),
-			obs:  observe(t0, targetAt(stableRev), requests(Requests{Promote: "p1", Abort: "a1"})),
+			obs:  observe(t0, targetUnpaused(), targetAt(stableRev), requests(Requests{Promote: "p1", Abort: "a1"})),
 			want: want{phase: rampv1.PhaseInitializing, check: handled(rampv1.HandledRequests{})},
+		},
+		{
+			// Git created it paused: it never rolls out, and ramp must not take spec.paused over.
+			name: "new Rollout: target paused by Git stalls with the fix",
+			ro:   newRollout(fresh),
+			obs:  observe(t0, targetAt(stableRev)),
+			want: want{phase: rampv1.PhaseStalled, summary: stalled("TargetPaused"), check: messageHas("remove spec.paused from its manifest in Git")},
+		},
+		{
+			name: "stalled: adopts once the cause is gone",
+			ro:   newRollout(withStatus(func(st *rampv1.RolloutStatus) { *st = rampv1.RolloutStatus{Phase: rampv1.PhaseStalled} })),
+			obs:  observe(t0, targetUnpaused(), stableTarget()),
+			want: want{phase: idle, events: []string{"Adopted"}, desired: dSteady(stableHash),
+				check: revisions(stableRev, stableHash, "")},
 		},
 	})
 }
@@ -131,7 +146,7 @@ func TestDecideStalls(t *testing.T) {
 		{"idle", newRollout()},
 		{"scaling", newRollout(inRollout(progressing, scaling, 2, 5, ago(time.Hour)))},
 		{"holding", newRollout(inRollout(progressing, holding, 2, 25, ago(time.Hour)))},
-		{"waiting for window", newRollout(inRollout(waiting, scaling, 3, 25, ago(time.Hour)))},
+		{"waiting for window", newRollout(inRollout(waiting, windowWait, 3, 25, ago(time.Hour)))},
 		{"paused", newRollout(inRollout(pausedPhase, holding, 1, 5, ago(time.Hour)))},
 		{"routing to canary", newRollout(inRollout(promoting, toCanary, 3, 100, ago(time.Hour)))},
 		{"updating stable", newRollout(inRollout(promoting, updating, 3, 100, ago(time.Hour)))},
@@ -155,11 +170,20 @@ func TestDecideStalls(t *testing.T) {
 			obs := observe(t0, o.opt, canaryReady(10), routing(0), verdict(rampv1.VerdictFailed),
 				requests(Requests{Promote: "p1", PromoteFull: "f1", Abort: "a1", Retry: "t1"}))
 			reason := o.reason
+			phase := st.Phase
+			if phase == "" {
+				phase = rampv1.PhaseStalled // a blank PHASE column tells nothing
+			}
+			var desired *Desired
+			if o.reason == "TargetNotFound" && st.CanaryRevision != "" && st.Phase != failedPhase {
+				// The target's pods are gone and the canary's are ready: they take all traffic.
+				desired = &Desired{TargetPaused: true, CanaryRevision: st.CanaryRevision, CanaryReplicas: 10, StablePodTemplateHash: st.StablePodTemplateHash, CanaryWeight: 100}
+			}
 			cases = append(cases, tcase{
 				name: s.name + ": " + o.name,
 				ro:   s.ro,
 				obs:  obs,
-				want: want{phase: st.Phase, stage: st.Stage, step: st.CurrentStep, weight: st.CanaryWeight,
+				want: want{phase: phase, stage: st.Stage, step: st.CurrentStep, weight: st.CanaryWeight, desired: desired,
 					summary: stalled(reason),
 					check: checks(handled(rampv1.HandledRequests{}), counters(st.FailedChecks, 0),
 						revisions(st.StableRevision, st.StablePodTemplateHash, st.CanaryRevision),
@@ -198,12 +222,14 @@ func TestDecideIdle(t *testing.T) {
 					counters(0, 0), messageHas("waiting for the canary to have 1 ready replicas (0 ready)"))},
 		},
 		{
-			name: "idle: new revision, canary already ready: step 1 starts in the same pass",
+			// Step 1 begins in the same pass, but step 2 only once the VirtualService routes 5%:
+			// every step's weight reaches the proxies.
+			name: "idle: new revision, canary already ready: step 1 starts in the same pass and waits to be routed",
 			ro:   newRollout(),
 			obs:  observe(t0, canaryReady(1)),
-			want: want{phase: progressing, stage: scaling, step: 2, weight: 5,
+			want: want{phase: progressing, stage: holding, step: 1, weight: 5,
 				events:  []string{"RolloutStarted", "StepStarted"},
-				desired: dRun(3, 5, true), requeue: 10 * time.Minute},
+				desired: dRun(1, 5, true), check: messageHas("waiting for the VirtualService to route 5% to the canary")},
 		},
 		{
 			name: "succeeded: new revision starts a rollout",
@@ -319,52 +345,60 @@ func TestDecideScaling(t *testing.T) {
 		{
 			name: "scaling: spec.progressDeadline overrides the default",
 			ro:   newRollout(withSpec(func(s *rampv1.RolloutSpec) { s.ProgressDeadline = mdur(2 * time.Minute) }), inRollout(progressing, scaling, 2, 5, ago(90*time.Second))),
-			obs:  observe(t0, routing(5)),
+			obs:  observe(t0, canaryReady(1), routing(5)),
 			want: want{phase: progressing, stage: scaling, step: 2, weight: 5, desired: dRun(3, 5, true), requeue: 30 * time.Second},
 		},
 		{
 			name: "scaling: spec.progressDeadline passed",
 			ro:   newRollout(withSpec(func(s *rampv1.RolloutSpec) { s.ProgressDeadline = mdur(2 * time.Minute) }), inRollout(progressing, scaling, 2, 5, ago(2*time.Minute))),
-			obs:  observe(t0, routing(5)),
+			obs:  observe(t0, canaryReady(1), routing(5)),
 			want: want{phase: rollingBack, stage: scaling, step: 2, events: []string{"ProgressDeadlineExceeded"}, desired: dRun(1, 0, false)},
 		},
 		{
 			name: "scaling: 100% step outside promotion windows: hold at the current weight, canary not sized up",
 			ro:   newRollout(inRollout(progressing, scaling, 3, 25, ago(time.Minute))),
 			obs:  observe(t0, canaryReady(3), routing(25), windowClosed(t0.Add(2*time.Hour))),
-			want: want{phase: waiting, stage: scaling, step: 3, weight: 25, events: []string{"WaitingForWindow"},
+			want: want{phase: waiting, stage: windowWait, step: 3, weight: 25, events: []string{"WaitingForWindow"},
 				desired: dRun(3, 25, true), requeue: 2 * time.Hour,
 				check: messageHas("holding at 25% outside promotion windows; next window opens at 2025-03-14T11:00:00Z")},
 		},
 		{
 			name: "waiting for window: still closed: no new event",
-			ro:   newRollout(inRollout(waiting, scaling, 3, 25, ago(time.Hour))),
+			ro:   newRollout(inRollout(waiting, windowWait, 3, 25, ago(time.Hour))),
 			obs:  observe(t0, canaryReady(3), routing(25), windowClosed(t0.Add(time.Hour))),
-			want: want{phase: waiting, stage: scaling, step: 3, weight: 25, desired: dRun(3, 25, true), requeue: time.Hour},
+			want: want{phase: waiting, stage: windowWait, step: 3, weight: 25, desired: dRun(3, 25, true), requeue: time.Hour},
 		},
 		{
 			name: "waiting for window: closed, next opening unknown",
-			ro:   newRollout(inRollout(waiting, scaling, 3, 25, ago(time.Hour))),
+			ro:   newRollout(inRollout(waiting, windowWait, 3, 25, ago(time.Hour))),
 			obs:  observe(t0, canaryReady(3), routing(25), windowClosed(time.Time{})),
-			want: want{phase: waiting, stage: scaling, step: 3, weight: 25, desired: dRun(3, 25, true)},
+			want: want{phase: waiting, stage: windowWait, step: 3, weight: 25, desired: dRun(3, 25, true)},
 		},
 		{
 			name: "waiting for window: opens: the canary grows and the deadline counts from now",
+			ro:   newRollout(inRollout(waiting, windowWait, 3, 25, ago(3*time.Hour))),
+			obs:  observe(t0, canaryReady(3), routing(25)),
+			want: want{phase: progressing, stage: scaling, step: 3, weight: 25, desired: dRun(10, 25, true),
+				requeue: 10 * time.Minute, check: stageStarted(t0)},
+		},
+		{
+			name: "waiting for window: opens with the canary already at full size: the 100% step begins",
+			ro:   newRollout(inRollout(waiting, windowWait, 3, 25, ago(3*time.Hour))),
+			obs:  observe(t0, canaryReady(10), routing(25)),
+			want: want{phase: progressing, stage: holding, step: 3, weight: 100, events: []string{"StepStarted"},
+				desired: dRun(10, 100, true)},
+		},
+		{
+			// Statuses written before the WaitingForWindow stage existed say ScalingCanary.
+			name: "waiting for window (older status): opens: the deadline counts from now",
 			ro:   newRollout(inRollout(waiting, scaling, 3, 25, ago(3*time.Hour))),
 			obs:  observe(t0, canaryReady(3), routing(25)),
 			want: want{phase: progressing, stage: scaling, step: 3, weight: 25, desired: dRun(10, 25, true),
 				requeue: 10 * time.Minute, check: stageStarted(t0)},
 		},
 		{
-			name: "waiting for window: opens with the canary already at full size: promotion starts",
-			ro:   newRollout(inRollout(waiting, scaling, 3, 25, ago(3*time.Hour))),
-			obs:  observe(t0, canaryReady(10), routing(25)),
-			want: want{phase: promoting, stage: toCanary, step: 3, weight: 100, events: []string{"StepStarted", "PromotionStarted"},
-				desired: dRun(10, 100, true)},
-		},
-		{
 			name: "waiting for window: promote --full overrides the window",
-			ro:   newRollout(inRollout(waiting, scaling, 3, 25, ago(time.Hour))),
+			ro:   newRollout(inRollout(waiting, windowWait, 3, 25, ago(time.Hour))),
 			obs:  observe(t0, canaryReady(3), routing(25), windowClosed(t0.Add(time.Hour)), full),
 			want: want{phase: promoting, stage: toCanary, step: 3, weight: 25, events: []string{"PromoteRequested", "PromotionStarted"},
 				desired: dRun(10, 25, true), requeue: 10 * time.Minute,
@@ -372,9 +406,9 @@ func TestDecideScaling(t *testing.T) {
 		},
 		{
 			name: "waiting for window: plain promote does not override it",
-			ro:   newRollout(inRollout(waiting, scaling, 3, 25, ago(time.Hour))),
+			ro:   newRollout(inRollout(waiting, windowWait, 3, 25, ago(time.Hour))),
 			obs:  observe(t0, canaryReady(3), routing(25), windowClosed(t0.Add(time.Hour)), requests(Requests{Promote: "p1"})),
-			want: want{phase: waiting, stage: scaling, step: 3, weight: 25, events: []string{"RequestIgnored"},
+			want: want{phase: waiting, stage: windowWait, step: 3, weight: 25, events: []string{"RequestIgnored"},
 				desired: dRun(3, 25, true), requeue: time.Hour, check: handled(rampv1.HandledRequests{Promote: "p1"})},
 		},
 		{
@@ -400,9 +434,9 @@ func TestDecideScaling(t *testing.T) {
 		},
 		{
 			name: "waiting for window: abort: the canary does not grow to full size while traffic leaves it",
-			ro:   newRollout(inRollout(waiting, scaling, 3, 25, ago(time.Hour))),
+			ro:   newRollout(inRollout(waiting, windowWait, 3, 25, ago(time.Hour))),
 			obs:  observe(t0, canaryReady(3), routing(25), windowClosed(t0.Add(time.Hour)), requests(Requests{Abort: "a1"})),
-			want: want{phase: rollingBack, stage: scaling, step: 3, events: []string{"AbortRequested"}, desired: dRun(3, 0, false)},
+			want: want{phase: rollingBack, stage: windowWait, step: 3, events: []string{"AbortRequested"}, desired: dRun(3, 0, false)},
 		},
 		{
 			name: "scaling: abort at step 1: the canary keeps step 1's size",
@@ -436,7 +470,7 @@ func TestDecideScaling(t *testing.T) {
 			name: "scaling: Git reverted the target to stable: idle at once",
 			ro:   newRollout(inRollout(progressing, scaling, 2, 5, ago(time.Minute))),
 			obs:  observe(t0, stableTarget(), canaryReady(1), routing(5)),
-			want: want{phase: idle, events: []string{"RolloutCancelled"}, desired: dSteady(stableHash),
+			want: want{summary: notRoutedYet(idle), phase: idle, events: []string{"RolloutCancelled"}, desired: dSteady(stableHash),
 				check: checks(revisions(stableRev, stableHash, ""), totalSteps(0))},
 		},
 	})
@@ -593,7 +627,7 @@ func TestDecideHolding(t *testing.T) {
 			name: "holding: Git revert",
 			ro:   newRollout(pausedSteps, inRollout(progressing, holding, 2, 25, ago(time.Minute))),
 			obs:  observe(t0, stableTarget(), canaryReady(3), routing(25)),
-			want: want{phase: idle, events: []string{"RolloutCancelled"}, desired: dSteady(stableHash)},
+			want: want{summary: notRoutedYet(idle), phase: idle, events: []string{"RolloutCancelled"}, desired: dSteady(stableHash)},
 		},
 		{
 			name: "holding: the spec lost steps mid-rollout: finish with the last one",
@@ -716,6 +750,15 @@ func TestDecideAnalysis(t *testing.T) {
 			want: want{phase: rollingBack, stage: holding, step: 1, events: []string{"AnalysisInconclusive", "AnalysisInconclusive"}, desired: dRun(1, 0, false)},
 		},
 		{
+			// The limits count the whole rollout's rounds (docs/analysis.md): a pass in between
+			// does not reset them.
+			name: "analysis: a passing round keeps the counts of earlier rounds",
+			ro:   heldLong(statusOf(func(st *rampv1.RolloutStatus) { st.FailedChecks, st.InconclusiveChecks = 1, 4 })),
+			obs:  ready(verdict(rampv1.VerdictPassed)),
+			want: want{phase: progressing, stage: scaling, step: 2, weight: 5,
+				desired: dRun(3, 5, true), requeue: 10 * time.Minute, check: counters(1, 4)},
+		},
+		{
 			name: "analysis: inconclusive below the limit with failures below theirs",
 			ro:   heldLong(statusOf(func(st *rampv1.RolloutStatus) { st.FailedChecks, st.InconclusiveChecks = 1, 3 })),
 			obs:  ready(verdict(rampv1.VerdictInconclusive)),
@@ -835,7 +878,7 @@ func TestDecidePaused(t *testing.T) {
 			name: "paused: Git revert cancels the rollout",
 			ro:   ro(paused(), inRollout(pausedPhase, holding, 2, 25, ago(time.Minute))),
 			obs:  observe(t0, stableTarget(), canaryReady(3), routing(25)),
-			want: want{phase: idle, events: []string{"RolloutCancelled"}, desired: dSteady(stableHash)},
+			want: want{summary: notRoutedYet(idle), phase: idle, events: []string{"RolloutCancelled"}, desired: dSteady(stableHash)},
 		},
 		{
 			name: "paused while promoting: holds 100% on the canary",
@@ -846,10 +889,10 @@ func TestDecidePaused(t *testing.T) {
 		},
 		{
 			// The Paused phase hides that the window held the step: the canary is sized for it.
-			name: "paused while waiting for a window: the canary is sized for the step",
-			ro:   ro(paused(), inRollout(waiting, scaling, 3, 25, ago(time.Hour))),
+			name: "paused while waiting for a window: the canary keeps its size",
+			ro:   ro(paused(), inRollout(waiting, windowWait, 3, 25, ago(time.Hour))),
 			obs:  observe(t0, canaryReady(3), routing(25), windowClosed(t0.Add(time.Hour))),
-			want: want{phase: pausedPhase, stage: scaling, step: 3, weight: 25, desired: dRun(10, 25, true), events: []string{"Paused"}},
+			want: want{phase: pausedPhase, stage: windowWait, step: 3, weight: 25, desired: dRun(3, 25, true), events: []string{"Paused"}},
 		},
 	})
 }
@@ -921,7 +964,7 @@ func TestDecidePromotion(t *testing.T) {
 			name: "routing to canary: Git revert",
 			ro:   at(promoting, toCanary, 100, ago(time.Minute)),
 			obs:  observe(t0, stableTarget(), canaryReady(10), routing(100)),
-			want: want{phase: idle, events: []string{"RolloutCancelled"}, desired: dSteady(stableHash)},
+			want: want{summary: notRoutedYet(idle), phase: idle, events: []string{"RolloutCancelled"}, desired: dSteady(stableHash)},
 		},
 		{
 			name: "promoting: promote requests are acknowledged and ignored",
@@ -1034,7 +1077,7 @@ func TestDecidePromotion(t *testing.T) {
 		{
 			name: "routing to stable: done: succeeded",
 			ro:   at(promoting, toStable, 0, ago(time.Second), stableHashIs(newHash)),
-			obs:  observe(t0, targetRolledOut(newRev, newHash), canaryReady(10), routing(0)),
+			obs:  observe(t0, targetRolledOut(newRev, newHash), canaryReady(10), routing(0), stableSubset(newHash)),
 			want: want{phase: succeeded, events: []string{"Promoted"}, desired: dSteady(newHash),
 				check: checks(revisions(newRev, newHash, ""), totalSteps(0), messageHas("revision r2 promoted"))},
 		},
@@ -1272,17 +1315,18 @@ func TestDecideBlueGreen(t *testing.T) {
 // --- bounded chaining -------------------------------------------------------------------------
 
 func TestDecideBoundedChainingComesBackAtOnce(t *testing.T) {
+	// Steps of one weight already routed: each begins and ends in the same pass.
 	var steps []rampv1.CanaryStep
-	for w := int32(5); w <= 60; w += 5 {
-		steps = append(steps, cstep(w, nil))
+	for range 12 {
+		steps = append(steps, cstep(5, nil))
 	}
-	ro := newRollout(withSteps(steps...))
-	obs := observe(t0, canaryReady(1))
+	ro := newRollout(withSteps(steps...), inRollout(progressing, holding, 1, 5, ago(time.Minute)))
+	obs := observe(t0, canaryReady(1), routing(5))
 	obs.Target.Replicas = 1
 	d := Decide(DefaultConfig(), ro, obs)
-	expect(t, ro, d, want{phase: progressing, stage: holding, step: 4, weight: 20,
-		events:  []string{"RolloutStarted", "StepStarted", "StepStarted", "StepStarted", "StepStarted"},
-		desired: dRun(1, 20, true), requeue: time.Millisecond})
+	expect(t, ro, d, want{phase: progressing, stage: holding, step: 5, weight: 5,
+		events:  []string{"StepStarted", "StepStarted", "StepStarted", "StepStarted"},
+		desired: dRun(1, 5, true), requeue: time.Millisecond})
 }
 
 // --- helpers exported to the reconciler -------------------------------------------------------
@@ -1343,7 +1387,7 @@ func TestAnalysisDue(t *testing.T) {
 		{"paused by spec", base(paused()), false, t0, false},
 		{"phase paused", base(inRollout(pausedPhase, holding, 2, 25, ago(time.Minute))), false, t0, false},
 		{"waiting for a window while holding", base(inRollout(waiting, holding, 2, 25, ago(time.Minute))), false, t0, true},
-		{"waiting for a window while scaling", base(inRollout(waiting, scaling, 3, 25, ago(time.Minute))), false, t0, false},
+		{"waiting for a window while scaling", base(inRollout(waiting, windowWait, 3, 25, ago(time.Minute))), false, t0, false},
 		{"scaling", base(inRollout(progressing, scaling, 2, 5, ago(time.Minute))), false, t0, false},
 		{"promoting", base(inRollout(promoting, toCanary, 3, 100, ago(time.Minute))), false, t0, false},
 		{"rolling back", base(inRollout(rollingBack, holding, 2, 0, ago(time.Minute))), false, t0, false},

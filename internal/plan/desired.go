@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"fmt"
 	"time"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
@@ -8,7 +9,10 @@ import (
 
 func (d *decider) decision() Decision {
 	out := Decision{Status: d.st, Events: d.events, Summary: d.summarize()}
-	if !d.noDesired {
+	switch {
+	case d.rescue != nil:
+		out.Desired = d.rescue
+	case !d.noDesired:
 		out.Desired = d.desired()
 	}
 	if !d.requeue.IsZero() {
@@ -42,14 +46,14 @@ func (d *decider) desired() *Desired {
 	switch {
 	case d.isPromotionStage():
 		out.CanaryReplicas = full
-	case st.Phase == rampv1.PhaseWaitingForWindow && st.Stage == StageScalingCanary:
-		// Hold before a 100% step without sizing the canary for it yet.
-		out.CanaryReplicas = CanaryReplicas(d.obs.Target.Replicas, st.CanaryWeight)
-	case st.Phase == rampv1.PhaseRollingBack && st.Stage == StageScalingCanary && !isBlueGreen(d.spec) && st.CurrentStep > 1:
+	case st.Phase == rampv1.PhaseRollingBack && (st.Stage == StageScalingCanary || st.Stage == StageWaitingForWindow) && !isBlueGreen(d.spec) && st.CurrentStep > 1:
 		// The step never began and never will: keep the canary sized for the traffic it had
 		// (the previous step's), instead of growing it (up to full size, when the rollout was
 		// waiting for a window before a 100% step) only to scale it to zero.
 		out.CanaryReplicas = CanaryReplicas(d.obs.Target.Replicas, d.steps[st.CurrentStep-2].weight)
+	case st.Stage == StageWaitingForWindow:
+		// Hold before a 100% step without sizing the canary for it yet.
+		out.CanaryReplicas = CanaryReplicas(d.obs.Target.Replicas, st.CanaryWeight)
 	default:
 		out.CanaryReplicas = d.stepReplicas(s)
 	}
@@ -63,7 +67,7 @@ func (d *decider) desired() *Desired {
 	}
 	// The header route reaches the canary alone, so only offer it while the canary has pods
 	// that serve the current revision: not while the first step is still scaling.
-	out.HeaderRoute = st.Stage != StageRoutingToStable && !(st.Stage == StageScalingCanary && st.CurrentStep <= 1)
+	out.HeaderRoute = st.Stage != StageRoutingToStable && !((st.Stage == StageScalingCanary || st.Stage == StageWaitingForWindow) && st.CurrentStep <= 1)
 	if st.Stage == StageHolding && st.Phase != rampv1.PhasePaused {
 		out.Fault = s.fault
 	}
@@ -81,10 +85,17 @@ func (d *decider) summarize() Summary {
 	s := Summary{Reason: st.Phase, Message: st.Message}
 	switch st.Phase {
 	case rampv1.PhaseIdle, rampv1.PhaseSucceeded:
-		s.Ready = true
 		if s.Message == "" {
 			s.Message = "revision " + st.StableRevision + " serves all traffic"
 		}
+		// Ready only once the live objects say so, not when ramp has merely decided it: an
+		// apply that failed, or that has not happened yet, leaves ramp's objects missing.
+		if d.routed(0) && d.obs.StableSubset == st.StablePodTemplateHash {
+			s.Ready = true
+			break
+		}
+		s.Reconciling = true
+		s.Message = fmt.Sprintf("%s; waiting for the VirtualService and DestinationRule to route all traffic to the stable subset (pod-template-hash %s)", s.Message, st.StablePodTemplateHash)
 	case rampv1.PhaseFailed:
 		// Stalled, not merely not Ready: the rollout of Git's revision is over and nothing
 		// moves until a new commit (or kubectl ramp retry). With Ready=False alone kstatus says
@@ -97,6 +108,19 @@ func (d *decider) summarize() Summary {
 	}
 	return s
 }
+
+// WithApplyFailure is the summary of a pass whose desired state the API server did not take:
+// never Ready; Stalled when it rejected the object outright (it will not take it until the
+// spec changes), still reconciling when the failure may pass (a conflict, a timeout).
+func WithApplyFailure(s Summary, msg string, permanent bool) Summary {
+	if msg == "" || s.Stalled {
+		return s
+	}
+	return Summary{Reconciling: !permanent, Stalled: permanent, Reason: ReasonApplyFailed, Message: msg}
+}
+
+// ReasonApplyFailed is the condition reason of a pass whose desired state was not applied.
+const ReasonApplyFailed = "ApplyFailed"
 
 // NextAnalysisAt is when the next analysis round of the current step is due: one interval
 // after the step began or after the last round, whichever is later, and never before the

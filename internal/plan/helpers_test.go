@@ -155,11 +155,12 @@ type obsOpt func(*Observation)
 // windows are open.
 func observe(now time.Time, opts ...obsOpt) Observation {
 	o := Observation{
-		Now:        now,
-		Target:     Target{Exists: true, Revision: newRev, Replicas: replicas, Paused: true},
-		Canary:     Canary{Exists: true, Revision: newRev},
-		Routing:    &ObservedRouting{CanaryWeight: 0},
-		WindowOpen: true,
+		Now:          now,
+		Target:       Target{Exists: true, Revision: newRev, Replicas: replicas, Paused: true},
+		Canary:       Canary{Exists: true, Revision: newRev},
+		Routing:      &ObservedRouting{CanaryWeight: 0},
+		StableSubset: stableHash,
+		WindowOpen:   true,
 	}
 	for _, f := range opts {
 		f(&o)
@@ -183,6 +184,9 @@ func targetRolledOut(rev, hash string) obsOpt {
 
 // stableTarget: the target runs the stable revision (no rollout pending, or Git reverted).
 func stableTarget() obsOpt { return targetRolledOut(stableRev, stableHash) }
+
+// targetUnpaused: the target as Git wrote it, before ramp paused it.
+func targetUnpaused() obsOpt { return func(o *Observation) { o.Target.Paused = false } }
 
 func targetMissing() obsOpt { return func(o *Observation) { o.Target = Target{} } }
 
@@ -301,6 +305,11 @@ func phaseSummary(phase string) *Summary {
 }
 
 func stalled(reason string) *Summary { return &Summary{Stalled: true, Reason: reason} }
+
+// notRoutedYet: the phase is decided, but the live objects do not route it yet.
+func notRoutedYet(reason string) *Summary { return &Summary{Reconciling: true, Reason: reason} }
+
+func stableSubset(hash string) obsOpt { return func(o *Observation) { o.StableSubset = hash } }
 
 func reasons(evs []Event) []string {
 	var out []string

@@ -166,7 +166,7 @@ func TestDecideProperties(t *testing.T) {
 	// The random worlds must reach every part of the machine, or they prove little.
 	for _, s := range []string{
 		"Initializing/", "Idle/", "Progressing/ScalingCanary", "Progressing/Holding", "Paused/Holding",
-		"WaitingForWindow/ScalingCanary", "WaitingForWindow/Holding", "Promoting/RoutingToCanary", "Promoting/UpdatingStable",
+		"WaitingForWindow/WaitingForWindow", "WaitingForWindow/Holding", "Promoting/RoutingToCanary", "Promoting/UpdatingStable",
 		"Promoting/SwitchingStableSubset", "Promoting/RoutingToStable", "Succeeded/", "RollingBack/Holding", "Failed/Holding",
 	} {
 		if phases[s] == 0 {

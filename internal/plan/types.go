@@ -15,6 +15,9 @@ const (
 	StageScalingCanary = "ScalingCanary"
 	// StageHolding: the step's weight is routed; pause and analysis run.
 	StageHolding = "Holding"
+	// StageWaitingForWindow: a 100% step waits for a promotion window before the canary is
+	// sized for it; traffic stays where it was.
+	StageWaitingForWindow = "WaitingForWindow"
 	// StageRoutingToCanary: promotion: the canary is at full size; all traffic goes to it.
 	StageRoutingToCanary = "RoutingToCanary"
 	// StageUpdatingStable: promotion: the target is un-paused and rolls to the new template.
@@ -58,6 +61,18 @@ type Observation struct {
 	// SpecError is a spec problem admission could not catch (e.g. a cron schedule); the
 	// rollout stalls with it until the spec is fixed.
 	SpecError string
+	// Blocked is a problem in the cluster ramp must not work around (e.g. the Service is
+	// missing); the rollout stalls with it and touches nothing until it is gone.
+	Blocked *Blocker
+
+	// StableSubset is the pod-template-hash the live DestinationRule's stable subset selects
+	// ("" when there is no DestinationRule or it is not ramp's).
+	StableSubset string
+}
+
+// Blocker is a named reason to stall.
+type Blocker struct {
+	Reason, Message string
 }
 
 // Target is the Git-owned Deployment.
@@ -83,6 +98,11 @@ type Canary struct {
 	// ReadyReplicas counts ready pods of the canary's current template only (0 while the
 	// Deployment controller has not yet observed the latest spec).
 	ReadyReplicas int32
+	// Replicas is the canary Deployment's spec.replicas.
+	Replicas int32
+	// Unobserved: the Deployment controller has not yet observed the latest spec, so
+	// ReadyReplicas says nothing (a freshly scaled canary is not a canary without pods).
+	Unobserved bool
 }
 
 // ObservedRouting is the live VirtualService's split.

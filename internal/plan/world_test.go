@@ -41,6 +41,9 @@ type fakeWorld struct {
 
 	// windowOpensAt: promotion windows are closed before it (zero: always open).
 	windowOpensAt time.Time
+
+	// rescued: the last pass routed all traffic to the canary because the target was gone.
+	rescued bool
 }
 
 func hashOf(rev string) string { return "h" + rev[1:] }
@@ -246,7 +249,7 @@ func checkPass(t *testing.T, ro *rampv1.Rollout, obs Observation, d Decision, w 
 	}
 	switch st.Phase {
 	case "", rampv1.PhaseInitializing, rampv1.PhaseIdle, rampv1.PhaseProgressing, rampv1.PhasePaused, rampv1.PhaseWaitingForWindow,
-		rampv1.PhasePromoting, rampv1.PhaseSucceeded, rampv1.PhaseRollingBack, rampv1.PhaseFailed:
+		rampv1.PhasePromoting, rampv1.PhaseSucceeded, rampv1.PhaseRollingBack, rampv1.PhaseFailed, rampv1.PhaseStalled:
 	default:
 		t.Errorf("unknown phase %q", st.Phase)
 	}
@@ -268,9 +271,23 @@ func checkPass(t *testing.T, ro *rampv1.Rollout, obs Observation, d Decision, w 
 		}
 	}
 
+	rescuedBefore := w.rescued // until a desired state replaces the rescue's routing
 	dd := d.Desired
+	if dd != nil {
+		w.rescued = false
+	}
+	if dd != nil && !obs.Target.Exists {
+		// The target is gone mid-rollout: all traffic to the canary, the only pods left, and
+		// only when they are ready.
+		w.rescued = true
+		if d.Summary.Reason != "TargetNotFound" || !d.Summary.Stalled || dd.CanaryWeight != 100 ||
+			obs.Canary.Revision != st.CanaryRevision || obs.Canary.ReadyReplicas < 1 || dd.CanaryReplicas < obs.Canary.ReadyReplicas {
+			t.Errorf("target missing: desired %+v with canary %+v, summary %+v", *dd, obs.Canary, d.Summary)
+		}
+		return
+	}
 	if dd == nil {
-		if !d.Summary.Stalled && st.Phase != "" && st.Phase != rampv1.PhaseInitializing {
+		if !d.Summary.Stalled && st.Phase != "" && st.Phase != rampv1.PhaseInitializing && st.Phase != rampv1.PhaseStalled {
 			t.Errorf("no desired state in phase %s without a stall", st.Phase)
 		}
 		return
@@ -304,11 +321,12 @@ func checkPass(t *testing.T, ro *rampv1.Rollout, obs Observation, d Decision, w 
 	}
 	next := dd.CanaryWeight
 	switch {
-	case next == prev:
+	case next == prev, rescuedBefore:
 	case next == 0:
 		ok := slices.Contains([]string{rampv1.PhaseRollingBack, rampv1.PhaseFailed, rampv1.PhaseIdle, rampv1.PhaseSucceeded}, st.Phase) ||
 			st.Stage == StageRoutingToStable ||
-			slices.Contains(reasons(d.Events), "RolloutRestarted")
+			slices.Contains(reasons(d.Events), "RolloutRestarted") ||
+			(slices.Contains(reasons(d.Events), "CanaryLost") && (!obs.Canary.Exists || obs.Canary.ReadyReplicas == 0))
 		if !ok {
 			t.Errorf("weight %d → 0 in %s/%s", prev, st.Phase, st.Stage)
 		}
@@ -407,7 +425,7 @@ func TestSimulateCanary(t *testing.T) {
 				}
 			}
 			if !w.windowOpensAt.IsZero() {
-				if !slices.Contains(seen, "WaitingForWindow/ScalingCanary") || countOf(evs, "WaitingForWindow") != 1 {
+				if !slices.Contains(seen, "WaitingForWindow/WaitingForWindow") || countOf(evs, "WaitingForWindow") != 1 {
 					t.Errorf("never waited for the window: %v %v", seen, evs)
 				}
 				for _, p := range dr.passes {

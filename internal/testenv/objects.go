@@ -5,9 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
 
@@ -30,5 +35,22 @@ func ReadObjects(path string) ([]*unstructured.Unstructured, error) {
 		if len(u.Object) > 0 {
 			out = append(out, u)
 		}
+	}
+}
+
+// ServiceFor is the Service in front of d, as an application's manifests would have it: d's
+// name, selecting d's pods, one HTTP port. ramp routes a Service's traffic, so every Rollout
+// needs one.
+func ServiceFor(d *appsv1.Deployment, port int32) *corev1.Service {
+	sel := map[string]string{}
+	if d.Spec.Selector != nil {
+		maps.Copy(sel, d.Spec.Selector.MatchLabels)
+	}
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: d.Name, Namespace: d.Namespace},
+		Spec: corev1.ServiceSpec{
+			Selector: sel,
+			Ports:    []corev1.ServicePort{{Name: "http", Port: port, TargetPort: intstr.FromInt32(port)}},
+		},
 	}
 }

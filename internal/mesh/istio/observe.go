@@ -245,3 +245,21 @@ func extraKeys(m map[string]any, known ...string) string {
 	slices.Sort(extra)
 	return strings.Join(extra, ", ")
 }
+
+// ObservedStableSubset reads the pod-template-hash the stable subset of a live
+// DestinationRule selects; "" when it has no such subset.
+func ObservedStableSubset(dr *unstructured.Unstructured) string {
+	if dr == nil {
+		return ""
+	}
+	subsets, _, _ := unstructured.NestedSlice(dr.Object, "spec", "subsets")
+	for _, raw := range subsets {
+		s, ok := raw.(map[string]any)
+		if !ok || s["name"] != StableSubset {
+			continue
+		}
+		hash, _, _ := unstructured.NestedString(s, "labels", PodTemplateHashLabel)
+		return hash
+	}
+	return ""
+}

@@ -206,3 +206,23 @@ func TestObservedRoutingForeignShapes(t *testing.T) {
 		t.Error("ObservedRouting of an empty object did not fail")
 	}
 }
+
+func TestObservedStableSubset(t *testing.T) {
+	ro := &v1alpha1.Rollout{}
+	ro.Name, ro.Namespace, ro.Spec.TargetRef.Name = "web", "shop", "web"
+	dr, err := DestinationRule(ro, "abc123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ObservedStableSubset(viaJSON(t, dr)); got != "abc123" {
+		t.Errorf("rendered DestinationRule: stable subset %q, want abc123", got)
+	}
+	foreign := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{
+		"subsets": []any{map[string]any{"name": "v1", "labels": map[string]any{"version": "v1"}}},
+	}}}
+	for name, u := range map[string]*unstructured.Unstructured{"nil": nil, "no spec": {Object: map[string]any{}}, "other subsets": foreign} {
+		if got := ObservedStableSubset(u); got != "" {
+			t.Errorf("%s: stable subset %q, want none", name, got)
+		}
+	}
+}
