@@ -44,9 +44,14 @@ cluster-bins: ## Build (once, cached in ~/.cache/ramp) kube-apiserver, etcd, con
 prometheus: ## Install (once) Debian's prometheus for the analysis integration tests.
 	hack/prometheus.sh >/dev/null
 
+.PHONY: istio-bins
+istio-bins: ## Build (once, cached in ~/.cache/ramp/istio) istio-validate: Istio's own validation, from hack/istio.
+	hack/istio-bins.sh >/dev/null
+
 .PHONY: test
-test: cluster-bins prometheus ## Unit tests, integration tests against a real API server, local cluster and Prometheus.
+test: cluster-bins prometheus istio-bins ## Unit tests, integration tests against a real API server, local cluster, Prometheus and Istio's validation.
 	KUBEBUILDER_ASSETS="$$(hack/cluster-bins.sh local)" PROMETHEUS="$$(hack/prometheus.sh)" RAMP_REQUIRE_PROMETHEUS=1 \
+		ISTIO_BINS="$$(hack/istio-bins.sh)" RAMP_REQUIRE_ISTIO_BINS=1 \
 		go test ./... -count=1 -timeout 30m
 
 .PHONY: help

@@ -69,6 +69,10 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 		s := windows.At(w.obs.Now)
 		w.obs.WindowOpen, w.obs.WindowOpensAt = s.Open, s.OpensAt
 	}
+	// What Istio would reject that admission cannot check (a regex that is not RE2).
+	if errs := istio.Validate(&ro.Spec); len(errs) > 0 && w.obs.SpecError == "" {
+		w.obs.SpecError = errs.ToAggregate().Error()
+	}
 
 	target := &appsv1.Deployment{}
 	switch err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: ro.Spec.TargetRef.Name}, target); {

@@ -5,6 +5,7 @@ import (
 )
 
 // RolloutSpec says which Deployment ramp delivers progressively and how.
+// +kubebuilder:validation:XValidation:rule="has(self.service.name) || self.targetRef.name.matches('^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$')",messageExpression="'targetRef.name ' + self.targetRef.name + ' is also the Service name when service.name is unset, and a Service name must be a DNS-1035 label (at most 63 characters: lower case letters, digits and -, starting with a letter): set service.name'",fieldPath=".targetRef.name"
 // +kubebuilder:validation:XValidation:rule="!has(self.faultInjection) || !has(self.strategy.canary) || has(self.strategy.canary.headerMatch)",message="faultInjection needs strategy.canary.headerMatch: Istio applies a route's fault to all its destinations, so ramp injects faults only on the header route that reaches the canary alone"
 type RolloutSpec struct {
 	// TargetRef is the Deployment that Git owns. ramp never edits its pod template; it pauses
@@ -45,7 +46,8 @@ type RolloutSpec struct {
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="progressDeadline must be positive"
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(0*([0-9]{1,5}([.][0-9]*)?h|[0-9]{1,7}([.][0-9]*)?m|[0-9]{1,9}([.][0-9]*)?s|[0-9]{1,12}([.][0-9]*)?ms))+$') && duration(self) > duration('0s') && duration(self) <= duration('8760h')",message="progressDeadline must be greater than 0s and at most 8760h"
 	ProgressDeadline *metav1.Duration `json:"progressDeadline,omitempty"`
 
 	// Paused holds the rollout where it is: no step advances, no analysis runs.
@@ -128,7 +130,8 @@ type Pause struct {
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="pause.duration must be positive"
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(0*([0-9]{1,5}([.][0-9]*)?h|[0-9]{1,7}([.][0-9]*)?m|[0-9]{1,9}([.][0-9]*)?s|[0-9]{1,12}([.][0-9]*)?ms))+$') && duration(self) > duration('0s') && duration(self) <= duration('8760h')",message="pause.duration must be greater than 0s and at most 8760h"
 	Duration *metav1.Duration `json:"duration,omitempty"`
 }
 
@@ -157,10 +160,13 @@ type HeaderMatch struct {
 	// +kubebuilder:validation:MaxLength=1024
 	Exact *string `json:"exact,omitempty"`
 	// +optional
+	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024
 	Prefix *string `json:"prefix,omitempty"`
-	// Regex in RE2 syntax.
+	// Regex in RE2 syntax (ramp checks it compiles, as Istio does, and stalls the Rollout when
+	// it does not).
 	// +optional
+	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024
 	Regex *string `json:"regex,omitempty"`
 }
@@ -176,22 +182,26 @@ type FaultInjection struct {
 
 // FaultDelay delays a percentage of canary requests.
 type FaultDelay struct {
-	// Percentage of requests delayed, 0 to 100.
+	// Percentage of requests delayed: 0, or 0.0001 to 100.
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=100
+	// +kubebuilder:validation:XValidation:rule="self == 0.0 || self >= 0.0001",message="percentage must be 0 or between 0.0001 and 100: Istio rejects smaller shares"
 	Percentage float64 `json:"percentage"`
 	// FixedDelay before the request is forwarded.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1ms')",message="fixedDelay must be at least 1ms"
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(0*([0-9]{1,5}([.][0-9]*)?h|[0-9]{1,7}([.][0-9]*)?m|[0-9]{1,9}([.][0-9]*)?s|[0-9]{1,12}([.][0-9]*)?ms))+$') && duration(self) >= duration('1ms') && duration(self) <= duration('8760h')",message="fixedDelay must be between 1ms and 8760h"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^(0*([0-9]{1,5}([.][0-9]*)?h|[0-9]{1,7}([.][0-9]*)?m|[0-9]{1,9}([.][0-9]*)?s|[0-9]{1,12}([.][0-9]*)?ms))+$') || int(duration(self)) % 1000000 == 0",message="fixedDelay must be a whole number of milliseconds (Istio rejects finer durations)"
 	FixedDelay metav1.Duration `json:"fixedDelay"`
 }
 
 // FaultAbort answers a percentage of canary requests with an HTTP status.
 type FaultAbort struct {
-	// Percentage of requests aborted, 0 to 100.
+	// Percentage of requests aborted: 0, or 0.0001 to 100.
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=100
+	// +kubebuilder:validation:XValidation:rule="self == 0.0 || self >= 0.0001",message="percentage must be 0 or between 0.0001 and 100: Istio rejects smaller shares"
 	Percentage float64 `json:"percentage"`
 	// HTTPStatus returned to the caller.
 	// +kubebuilder:validation:Minimum=200
@@ -209,7 +219,8 @@ type PromotionWindow struct {
 	// Duration each window stays open.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="duration must be positive"
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(0*([0-9]{1,5}([.][0-9]*)?h|[0-9]{1,7}([.][0-9]*)?m|[0-9]{1,9}([.][0-9]*)?s|[0-9]{1,12}([.][0-9]*)?ms))+$') && duration(self) > duration('0s') && duration(self) <= duration('8760h')",message="duration must be greater than 0s and at most 8760h"
 	Duration metav1.Duration `json:"duration"`
 	// TimeZone (IANA name, e.g. Europe/Paris) of the schedule; defaults to UTC.
 	// +optional
@@ -369,6 +380,7 @@ type HandledRequests struct {
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 
 // Rollout delivers a Git-owned Deployment progressively through Istio.
+// +kubebuilder:validation:XValidation:rule="!has(self.metadata.name) || self.metadata.name.size() <= 63",message="metadata.name must be at most 63 characters: it is the value of the ramp.dev/rollout label on every object ramp writes",fieldPath=".metadata"
 type Rollout struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

@@ -5,6 +5,7 @@ import (
 )
 
 // ServiceSpec is the Service in front of the target and the routing ramp generates for it.
+// +kubebuilder:validation:XValidation:rule="!has(self.hosts) || !self.hosts.exists(h, h == '*') || (has(self.gateways) && !self.gateways.exists(g, g == 'mesh'))",message="hosts: * is allowed only on a VirtualService bound to gateways other than mesh (Istio rejects it for the mesh)"
 type ServiceSpec struct {
 	// Name of the Kubernetes Service selecting the target's pods. Defaults to the target's name.
 	// It is the DestinationRule's host and the route destination.
@@ -18,19 +19,24 @@ type ServiceSpec struct {
 	// +kubebuilder:validation:Maximum=65535
 	Port int32 `json:"port"`
 
-	// Hosts of the VirtualService. Defaults to the Service's name.
+	// Hosts of the VirtualService. Defaults to the Service's name. Each is a host name (its
+	// first label may be a wildcard such as *.example.com) or an IP address; no two may overlap.
 	// +optional
+	// +listType=set
 	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:XValidation:rule="self.all(a, self.all(b, a == b || !(a.startsWith('*') && b.endsWith(a.substring(1)))))",message="hosts must not overlap: Istio rejects a wildcard host (such as *.example.com) that covers another host of the same VirtualService"
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=255
+	// +kubebuilder:validation:items:XValidation:rule="self.matches('^([*]|([*]|[*]-)?[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?)([.][a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?)*[.]?$') && !self.matches('^[^.]+[.](.*[.])?[0-9]+$') || isIP(self)",message="hosts must be host names (a wildcard only as the first label, e.g. *.example.com; at most 63 characters a label; the last label not all digits) or IP addresses"
 	Hosts []string `json:"hosts,omitempty"`
 
 	// Gateways of the VirtualService (e.g. istio-system/public-gateway, or mesh). Empty means
-	// the mesh only.
+	// the mesh only. Each is <namespace>/<name> (both DNS-1123 labels) or a host name.
 	// +optional
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=255
+	// +kubebuilder:validation:items:XValidation:rule="self.matches('^[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?/[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?$') || (self.matches('^[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?([.][a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?)*[.]?$') && !self.matches('(^|[.])[0-9]+$'))",message="gateways must be <namespace>/<name>, both DNS-1123 labels (at most 63 characters: letters, digits and -), mesh, or a host name"
 	Gateways []string `json:"gateways,omitempty"`
 
 	// TrafficPolicy of the generated DestinationRule.
@@ -45,7 +51,9 @@ type ServiceSpec struct {
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1ms')",message="timeout must be at least 1ms"
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(0*([0-9]{1,5}([.][0-9]*)?h|[0-9]{1,7}([.][0-9]*)?m|[0-9]{1,9}([.][0-9]*)?s|[0-9]{1,12}([.][0-9]*)?ms))+$') && duration(self) >= duration('1ms') && duration(self) <= duration('8760h')",message="timeout must be between 1ms and 8760h"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^(0*([0-9]{1,5}([.][0-9]*)?h|[0-9]{1,7}([.][0-9]*)?m|[0-9]{1,9}([.][0-9]*)?s|[0-9]{1,12}([.][0-9]*)?ms))+$') || int(duration(self)) % 1000000 == 0",message="timeout must be a whole number of milliseconds (Istio rejects finer durations)"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 }
 
@@ -77,7 +85,9 @@ type TCPConnectionPool struct {
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1ms')",message="connectTimeout must be at least 1ms"
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(0*([0-9]{1,5}([.][0-9]*)?h|[0-9]{1,7}([.][0-9]*)?m|[0-9]{1,9}([.][0-9]*)?s|[0-9]{1,12}([.][0-9]*)?ms))+$') && duration(self) >= duration('1ms') && duration(self) <= duration('8760h')",message="connectTimeout must be between 1ms and 8760h"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^(0*([0-9]{1,5}([.][0-9]*)?h|[0-9]{1,7}([.][0-9]*)?m|[0-9]{1,9}([.][0-9]*)?s|[0-9]{1,12}([.][0-9]*)?ms))+$') || int(duration(self)) % 1000000 == 0",message="connectTimeout must be a whole number of milliseconds (Istio rejects finer durations)"
 	ConnectTimeout *metav1.Duration `json:"connectTimeout,omitempty"`
 }
 
@@ -98,7 +108,9 @@ type HTTPConnectionPool struct {
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1ms')",message="idleTimeout must be at least 1ms"
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(0*([0-9]{1,5}([.][0-9]*)?h|[0-9]{1,7}([.][0-9]*)?m|[0-9]{1,9}([.][0-9]*)?s|[0-9]{1,12}([.][0-9]*)?ms))+$') && duration(self) >= duration('1ms') && duration(self) <= duration('8760h')",message="idleTimeout must be between 1ms and 8760h"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^(0*([0-9]{1,5}([.][0-9]*)?h|[0-9]{1,7}([.][0-9]*)?m|[0-9]{1,9}([.][0-9]*)?s|[0-9]{1,12}([.][0-9]*)?ms))+$') || int(duration(self)) % 1000000 == 0",message="idleTimeout must be a whole number of milliseconds (Istio rejects finer durations)"
 	IdleTimeout *metav1.Duration `json:"idleTimeout,omitempty"`
 }
 
@@ -112,13 +124,17 @@ type OutlierDetection struct {
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1ms')",message="interval must be at least 1ms"
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(0*([0-9]{1,5}([.][0-9]*)?h|[0-9]{1,7}([.][0-9]*)?m|[0-9]{1,9}([.][0-9]*)?s|[0-9]{1,12}([.][0-9]*)?ms))+$') && duration(self) >= duration('1ms') && duration(self) <= duration('8760h')",message="interval must be between 1ms and 8760h"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^(0*([0-9]{1,5}([.][0-9]*)?h|[0-9]{1,7}([.][0-9]*)?m|[0-9]{1,9}([.][0-9]*)?s|[0-9]{1,12}([.][0-9]*)?ms))+$') || int(duration(self)) % 1000000 == 0",message="interval must be a whole number of milliseconds (Istio rejects finer durations)"
 	Interval *metav1.Duration `json:"interval,omitempty"`
 	// BaseEjectionTime of an ejected host.
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1ms')",message="baseEjectionTime must be at least 1ms"
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(0*([0-9]{1,5}([.][0-9]*)?h|[0-9]{1,7}([.][0-9]*)?m|[0-9]{1,9}([.][0-9]*)?s|[0-9]{1,12}([.][0-9]*)?ms))+$') && duration(self) >= duration('1ms') && duration(self) <= duration('8760h')",message="baseEjectionTime must be between 1ms and 8760h"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^(0*([0-9]{1,5}([.][0-9]*)?h|[0-9]{1,7}([.][0-9]*)?m|[0-9]{1,9}([.][0-9]*)?s|[0-9]{1,12}([.][0-9]*)?ms))+$') || int(duration(self)) % 1000000 == 0",message="baseEjectionTime must be a whole number of milliseconds (Istio rejects finer durations)"
 	BaseEjectionTime *metav1.Duration `json:"baseEjectionTime,omitempty"`
 	// MaxEjectionPercent of hosts that may be ejected, 0 to 100.
 	// +optional
@@ -128,6 +144,7 @@ type OutlierDetection struct {
 }
 
 // ClientTLS is the TLS mode of connections to the service.
+// +kubebuilder:validation:XValidation:rule="self.mode != 'MUTUAL' || (has(self.credentialName) && self.credentialName.size() > 0)",message="mode MUTUAL needs credentialName: ramp cannot set client certificate files, and Istio rejects MUTUAL without either"
 type ClientTLS struct {
 	// Mode: DISABLE, SIMPLE, MUTUAL or ISTIO_MUTUAL.
 	// +kubebuilder:validation:Enum=DISABLE;SIMPLE;MUTUAL;ISTIO_MUTUAL
@@ -143,6 +160,7 @@ type ClientTLS struct {
 }
 
 // HTTPRetry retries failed requests on the route.
+// +kubebuilder:validation:XValidation:rule="self.attempts > 0 || (!has(self.perTryTimeout) && !has(self.retryOn))",message="attempts 0 disables retries: Istio rejects perTryTimeout or retryOn with it; remove them or set attempts above 0"
 type HTTPRetry struct {
 	// Attempts, 0 disables retries.
 	// +kubebuilder:validation:Minimum=0
@@ -152,11 +170,18 @@ type HTTPRetry struct {
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1ms')",message="perTryTimeout must be at least 1ms"
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(0*([0-9]{1,5}([.][0-9]*)?h|[0-9]{1,7}([.][0-9]*)?m|[0-9]{1,9}([.][0-9]*)?s|[0-9]{1,12}([.][0-9]*)?ms))+$') && duration(self) >= duration('1ms') && duration(self) <= duration('8760h')",message="perTryTimeout must be between 1ms and 8760h"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^(0*([0-9]{1,5}([.][0-9]*)?h|[0-9]{1,7}([.][0-9]*)?m|[0-9]{1,9}([.][0-9]*)?s|[0-9]{1,12}([.][0-9]*)?ms))+$') || int(duration(self)) % 1000000 == 0",message="perTryTimeout must be a whole number of milliseconds (Istio rejects finer durations)"
 	PerTryTimeout *metav1.Duration `json:"perTryTimeout,omitempty"`
-	// RetryOn conditions, comma separated (Envoy's x-envoy-retry-on values, e.g. 5xx,reset).
+	// RetryOn conditions, comma separated: Envoy's x-envoy-retry-on and x-envoy-retry-grpc-on
+	// values Istio accepts (5xx, gateway-error, reset, reset-before-request, connect-failure,
+	// retriable-4xx, refused-stream, retriable-status-codes, retriable-headers,
+	// envoy-ratelimited, http3-post-connect-failure, cancelled, deadline-exceeded, internal,
+	// resource-exhausted, unavailable) or HTTP status codes.
 	// +optional
 	// +kubebuilder:validation:MaxLength=256
 	// +kubebuilder:validation:Pattern=`^[a-z0-9-]+(,[a-z0-9-]+)*$`
+	// +kubebuilder:validation:XValidation:rule="self.split(',').all(p, p in ['5xx','gateway-error','reset','reset-before-request','connect-failure','retriable-4xx','refused-stream','retriable-status-codes','retriable-headers','envoy-ratelimited','http3-post-connect-failure','cancelled','deadline-exceeded','internal','resource-exhausted','unavailable'] || p in ['100','101','102','103','200','201','202','203','204','205','206','207','208','226','300','301','302','303','304','305','307','308','400','401','402','403','404','405','406','407','408','409','410','411','412','413','414','415','416','417','418','421','422','423','424','425','426','428','429','431','451','500','501','502','503','504','505','506','507','508','510','511'])",message="retryOn holds a condition Istio does not know: use those listed in the field description, or HTTP status codes"
 	RetryOn string `json:"retryOn,omitempty"`
 }

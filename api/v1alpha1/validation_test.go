@@ -180,9 +180,9 @@ func TestInvalidRolloutsAreRejected(t *testing.T) {
 		{"pause abc", []mutation{set("spec.strategy.canary.steps[0].pause.duration", "abc")},
 			[]string{"spec.strategy.canary.steps[0].pause.duration", durPattern}},
 		{"pause 0s", []mutation{set("spec.strategy.canary.steps[0].pause.duration", "0s")},
-			[]string{"spec.strategy.canary.steps[0].pause.duration", "pause.duration must be positive"}},
+			[]string{"spec.strategy.canary.steps[0].pause.duration", `Invalid value: "0s": pause.duration must be greater than 0s and at most 8760h`}},
 		{"analysis interval 0s", []mutation{set("spec.analysis.interval", "0s")},
-			[]string{"spec.analysis.interval", "interval must be at least 1s"}},
+			[]string{"spec.analysis.interval", `Invalid value: "0s": interval must be between 1s and 8760h`}},
 		{"failureLimit 0", []mutation{set("spec.analysis.failureLimit", "0")},
 			[]string{"spec.analysis.failureLimit", "greater than or equal to 1"}},
 		{"fault percentage 101", []mutation{set("spec.faultInjection.abort.percentage", "101")},
@@ -230,11 +230,99 @@ func TestInvalidRolloutsAreRejected(t *testing.T) {
 		{"targetRef kind StatefulSet", []mutation{set("spec.targetRef.kind", "StatefulSet")},
 			[]string{"spec.targetRef.kind", `Unsupported value: "StatefulSet"`}},
 		{"promotion window duration 0s", []mutation{set("spec.promotionWindows[0].duration", "0s")},
-			[]string{"spec.promotionWindows[0].duration", "duration must be positive"}},
+			[]string{"spec.promotionWindows[0].duration", `Invalid value: "0s": duration must be greater than 0s and at most 8760h`}},
 		{"prometheus address ftp", []mutation{set("spec.analysis.prometheus.address", "ftp://x")},
 			[]string{"spec.analysis.prometheus.address", "address must be an http or https URL"}},
 		{"prometheus address not a URL", []mutation{set("spec.analysis.prometheus.address", "not a url")},
 			[]string{"spec.analysis.prometheus.address", "address must be an http or https URL"}},
+
+		// Names that flow into label values and derived names (issue #12 item 4).
+		{"rollout name of 64 characters", []mutation{set("metadata.name", strings.Repeat("a", 64))},
+			[]string{"metadata: Invalid value", "metadata.name must be at most 63 characters"}},
+		{"target name not a Service name without service.name", []mutation{set("spec.targetRef.name", "web.v2")},
+			[]string{"spec.targetRef.name: Invalid value", "targetRef.name web.v2 is also the Service name", "set service.name"}},
+		{"target name of 64 characters without service.name", []mutation{set("spec.targetRef.name", strings.Repeat("w", 64))},
+			[]string{"targetRef.name " + strings.Repeat("w", 64) + " is also the Service name"}},
+		{"service name of 64 characters", []mutation{set("spec.service.name", strings.Repeat("s", 64))},
+			[]string{"spec.service.name", "may not be more than 63 bytes"}},
+
+		// Durations: the value and the allowed range in the message, never a conversion error
+		// (item 11); millisecond precision where Istio needs it (item 10).
+		{"pause 99999999999h", []mutation{set("spec.strategy.canary.steps[0].pause.duration", "99999999999h")},
+			[]string{"spec.strategy.canary.steps[0].pause.duration", `Invalid value: "99999999999h": pause.duration must be greater than 0s and at most 8760h`}},
+		{"pause 8761h", []mutation{set("spec.strategy.canary.steps[0].pause.duration", "8761h")},
+			[]string{`Invalid value: "8761h": pause.duration must be greater than 0s and at most 8760h`}},
+		{"progressDeadline 9999999999999ms", []mutation{set("spec.progressDeadline", "9999999999999ms")},
+			[]string{"spec.progressDeadline", `Invalid value: "9999999999999ms": progressDeadline must be greater than 0s and at most 8760h`}},
+		{"progressDeadline 0s", []mutation{set("spec.progressDeadline", "0s")},
+			[]string{"spec.progressDeadline", `Invalid value: "0s": progressDeadline must be greater than 0s`}},
+		{"analysis interval 99999999999h", []mutation{set("spec.analysis.interval", "99999999999h")},
+			[]string{"spec.analysis.interval", `Invalid value: "99999999999h": interval must be between 1s and 8760h`}},
+		{"prometheus timeout 9999999999s", []mutation{set("spec.analysis.prometheus.timeout", "9999999999s")},
+			[]string{"spec.analysis.prometheus.timeout", `Invalid value: "9999999999s": timeout must be between 1ms and 8760h`}},
+		{"metric window 99999999999h", []mutation{set("spec.analysis.metrics[0].window", "99999999999h")},
+			[]string{"spec.analysis.metrics[0].window", `Invalid value: "99999999999h": window must be between 1s and 8760h`}},
+		{"promotion window 99999999999h", []mutation{set("spec.promotionWindows[0].duration", "99999999999h")},
+			[]string{"spec.promotionWindows[0].duration", `Invalid value: "99999999999h": duration must be greater than 0s and at most 8760h`}},
+		{"service timeout 99999999999h", []mutation{set("spec.service.timeout", "99999999999h")},
+			[]string{"spec.service.timeout", `Invalid value: "99999999999h": timeout must be between 1ms and 8760h`}},
+		{"service timeout 1500us", []mutation{set("spec.service.timeout", "1.5ms")},
+			[]string{"spec.service.timeout", `Invalid value: "1.5ms": timeout must be a whole number of milliseconds`}},
+		{"service timeout 0.5ms", []mutation{set("spec.service.timeout", "0.5ms")},
+			[]string{"spec.service.timeout", `Invalid value: "0.5ms": timeout must be between 1ms and 8760h`}},
+		{"perTryTimeout 1.0001s", []mutation{set("spec.service.retries", "{attempts: 2, perTryTimeout: 1.0001s}")},
+			[]string{"spec.service.retries.perTryTimeout", "perTryTimeout must be a whole number of milliseconds"}},
+		{"fixedDelay 99999999999h", []mutation{set("spec.faultInjection.delay", "{percentage: 1, fixedDelay: 99999999999h}")},
+			[]string{"spec.faultInjection.delay.fixedDelay", `Invalid value: "99999999999h": fixedDelay must be between 1ms and 8760h`}},
+		{"step fixedDelay 2.5ms", []mutation{set("spec.strategy.canary.steps[1].faultInjection", "{delay: {percentage: 1, fixedDelay: 2.5ms}}")},
+			[]string{"spec.strategy.canary.steps[1].faultInjection.delay.fixedDelay", "fixedDelay must be a whole number of milliseconds"}},
+		{"connectTimeout 99999999999h", []mutation{set("spec.service.trafficPolicy.connectionPool", "{tcp: {connectTimeout: 99999999999h}}")},
+			[]string{"spec.service.trafficPolicy.connectionPool.tcp.connectTimeout", `Invalid value: "99999999999h": connectTimeout must be between 1ms and 8760h`}},
+		{"idleTimeout 1.5ms", []mutation{set("spec.service.trafficPolicy.connectionPool", "{http: {idleTimeout: 1.5ms}}")},
+			[]string{"spec.service.trafficPolicy.connectionPool.http.idleTimeout", "idleTimeout must be a whole number of milliseconds"}},
+		{"outlier interval 99999999999h", []mutation{set("spec.service.trafficPolicy.outlierDetection", "{interval: 99999999999h}")},
+			[]string{"spec.service.trafficPolicy.outlierDetection.interval", `Invalid value: "99999999999h": interval must be between 1ms and 8760h`}},
+		{"baseEjectionTime 0.1ms", []mutation{set("spec.service.trafficPolicy.outlierDetection", "{baseEjectionTime: 0.1ms}")},
+			[]string{"spec.service.trafficPolicy.outlierDetection.baseEjectionTime", `Invalid value: "0.1ms": baseEjectionTime must be between 1ms and 8760h`}},
+
+		// Strings ramp copies into Istio objects, checked as Istio checks them (item 10).
+		{"gateway not a name", []mutation{set("spec.service.gateways", `["not a gateway!!"]`)},
+			[]string{`spec.service.gateways[0]: Invalid value: "not a gateway!!": gateways must be <namespace>/<name>`}},
+		{"gateway with an empty namespace", []mutation{set("spec.service.gateways", `["/public"]`)},
+			[]string{`spec.service.gateways[0]: Invalid value: "/public": gateways must be`}},
+		{"gateway with a numeric top-level domain", []mutation{set("spec.service.gateways", `["gw.123"]`)},
+			[]string{`spec.service.gateways[0]: Invalid value: "gw.123": gateways must be`}},
+		{"gateway name of 64 characters", []mutation{set("spec.service.gateways", `["istio-system/`+strings.Repeat("g", 64)+`"]`)},
+			[]string{`spec.service.gateways[0]: Invalid value: "istio-system/` + strings.Repeat("g", 64) + `": gateways must be`}},
+		{"host not a name", []mutation{set("spec.service.hosts", `["web", "not a host"]`)},
+			[]string{`spec.service.hosts[1]: Invalid value: "not a host": hosts must be host names`}},
+		{"host wildcard not first", []mutation{set("spec.service.hosts", `["a.*.example.com"]`)},
+			[]string{`spec.service.hosts[0]: Invalid value: "a.*.example.com": hosts must be host names`}},
+		{"host label of 64 characters", []mutation{set("spec.service.hosts", `["`+strings.Repeat("h", 64)+`.example.com"]`)},
+			[]string{`spec.service.hosts[0]: Invalid value: "` + strings.Repeat("h", 64) + `.example.com": hosts must be host names`}},
+		{"hosts duplicated", []mutation{set("spec.service.hosts", `["web", "web"]`)},
+			[]string{"spec.service.hosts[1]", "Duplicate value"}},
+		{"hosts overlapping", []mutation{set("spec.service.hosts", `["*.example.com", "web.example.com"]`)},
+			[]string{"spec.service.hosts", "hosts must not overlap"}},
+		{"host * on the mesh", []mutation{set("spec.service.hosts", `["*"]`)},
+			[]string{"spec.service", "hosts: * is allowed only on a VirtualService bound to gateways other than mesh"}},
+		{"retryOn unknown", []mutation{set("spec.service.retries", "{attempts: 2, retryOn: '5xx,totally-bogus,503'}")},
+			[]string{"spec.service.retries.retryOn", `Invalid value: "5xx,totally-bogus,503": retryOn holds a condition Istio does not know`}},
+		{"retryOn unknown status code", []mutation{set("spec.service.retries", "{attempts: 2, retryOn: '599'}")},
+			[]string{"spec.service.retries.retryOn", `Invalid value: "599": retryOn holds a condition Istio does not know`}},
+		{"retries 0 attempts with retryOn", []mutation{set("spec.service.retries", "{attempts: 0, retryOn: 5xx}")},
+			[]string{"spec.service.retries", "attempts 0 disables retries"}},
+		{"header prefix empty", []mutation{del("spec.strategy.canary.headerMatch.exact"), set("spec.strategy.canary.headerMatch.prefix", `""`)},
+			[]string{"spec.strategy.canary.headerMatch.prefix", "at least 1 chars long"}},
+		{"header regex empty", []mutation{del("spec.strategy.canary.headerMatch.exact"), set("spec.strategy.canary.headerMatch.regex", `""`)},
+			[]string{"spec.strategy.canary.headerMatch.regex", "at least 1 chars long"}},
+		{"preview header regex empty", []mutation{del("spec.strategy.canary"), del("spec.faultInjection"),
+			set("spec.strategy.blueGreen", `{previewHeader: {name: x-preview, regex: ""}}`)},
+			[]string{"spec.strategy.blueGreen.previewHeader.regex", "at least 1 chars long"}},
+		{"fault percentage below Istio's smallest share", []mutation{set("spec.faultInjection.abort.percentage", "0.00001")},
+			[]string{"spec.faultInjection.abort.percentage", "Invalid value: 1e-05: percentage must be 0 or between 0.0001 and 100"}},
+		{"TLS MUTUAL without credentialName", []mutation{set("spec.service.trafficPolicy.tls.mode", "MUTUAL")},
+			[]string{"spec.service.trafficPolicy.tls", "mode MUTUAL needs credentialName"}},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -245,6 +333,37 @@ func TestInvalidRolloutsAreRejected(t *testing.T) {
 			err := env.Client.Create(t.Context(), obj)
 			assertInvalid(t, err, c.want)
 		})
+	}
+}
+
+// The new rules must not reject what Istio and ramp accept: values at the limits.
+func TestBoundaryRolloutsAreAccepted(t *testing.T) {
+	ns := env.Namespace(t)
+	for i, muts := range [][]mutation{
+		{set("metadata.name", strings.Repeat("a", 63))},
+		{set("spec.targetRef.name", strings.Repeat("w", 246)), set("spec.service.name", "web")},
+		{set("spec.strategy.canary.steps[0].pause.duration", "8760h")},
+		{set("spec.strategy.canary.steps[0].pause.duration", "1h30m0.5s")},
+		{set("spec.progressDeadline", "525600m")},
+		{set("spec.service.timeout", "1ms")},
+		{set("spec.service.timeout", "1.5s")},
+		{set("spec.service.retries", "{attempts: 0}")},
+		{set("spec.service.retries", "{attempts: 3, perTryTimeout: 250ms, retryOn: '5xx,503,retriable-status-codes,unavailable'}")},
+		{set("spec.service.hosts", `["*.example.com", "web", "10.0.0.1", "web.shop.svc.cluster.local."]`), set("spec.service.gateways", `["istio-system/public"]`)},
+		{set("spec.service.hosts", `["*"]`), set("spec.service.gateways", `["istio-system/public", "gw.example.com"]`)},
+		{set("spec.service.gateways", `["mesh", "istio-system/public"]`)},
+		{set("spec.faultInjection.abort.percentage", "0.0001")},
+		{set("spec.faultInjection.abort.percentage", "0")},
+		{set("spec.service.trafficPolicy.tls", "{mode: MUTUAL, credentialName: web-client}")},
+		{set("spec.service.trafficPolicy.connectionPool", "{tcp: {connectTimeout: 8760h}, http: {idleTimeout: 0.001s}}")},
+	} {
+		obj := rollout(t, ns, "ok-"+strconv.Itoa(i))
+		for _, m := range muts {
+			apply(t, obj.Object, m)
+		}
+		if err := env.Client.Create(t.Context(), obj); err != nil {
+			t.Errorf("case %d: rejected: %v", i, err)
+		}
 	}
 }
 

@@ -1,6 +1,8 @@
 package istio
 
 import (
+	"encoding/json"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -154,5 +156,34 @@ func mustDR(t testing.TB, ro *v1alpha1.Rollout) *unstructured.Unstructured {
 	if err != nil {
 		t.Fatal(err)
 	}
+	record(t, dr)
 	return dr
+}
+
+// renderVS is VirtualService, recorded for TestIstioAcceptsRendered. Rendering tests call it
+// (and mustDR) so that every object they check is also checked by Istio's own validation.
+func renderVS(t testing.TB, ro *v1alpha1.Rollout, r Routing) *unstructured.Unstructured {
+	vs := VirtualService(ro, r)
+	record(t, vs)
+	return vs
+}
+
+// recorded collects, while TestIstioAcceptsRendered runs the rendering tests, each object
+// they render as JSON (taken at render time: some tests mutate objects afterwards).
+var recorded *[]renderedObject
+
+type renderedObject struct {
+	test string // the test that rendered it
+	json []byte
+}
+
+func record(t testing.TB, u *unstructured.Unstructured) {
+	if recorded == nil {
+		return
+	}
+	b, err := json.Marshal(u.Object)
+	if err != nil {
+		panic(fmt.Sprintf("rendered %s does not marshal: %v", u.GetKind(), err))
+	}
+	*recorded = append(*recorded, renderedObject{test: t.Name(), json: b})
 }

@@ -75,7 +75,7 @@ func TestDecodesIntoIstioTypes(t *testing.T) {
 	for _, tc := range renderCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			var vs networking.VirtualService
-			decodeSpec(t, VirtualService(tc.ro, tc.r), &vs)
+			decodeSpec(t, renderVS(t, tc.ro, tc.r), &vs)
 			var dr networking.DestinationRule
 			decodeSpec(t, mustDR(t, tc.ro), &dr)
 
@@ -303,7 +303,7 @@ func TestMatchesIstioCRDSchema(t *testing.T) {
 	schemas := crdSpecSchemas(t)
 	for _, tc := range renderCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			checkSchema(t, "VirtualService.spec", VirtualService(tc.ro, tc.r).Object["spec"], schemas[KindVirtualService])
+			checkSchema(t, "VirtualService.spec", renderVS(t, tc.ro, tc.r).Object["spec"], schemas[KindVirtualService])
 			checkSchema(t, "DestinationRule.spec", mustDR(t, tc.ro).Object["spec"], schemas[KindDestinationRule])
 		})
 	}

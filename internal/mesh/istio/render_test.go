@@ -56,7 +56,7 @@ func TestHeaderMatch(t *testing.T) {
 func TestVirtualServiceMetadata(t *testing.T) {
 	ro := rollout()
 	for name, u := range map[string]map[string]any{
-		"VirtualService":  VirtualService(ro, Routing{}).Object,
+		"VirtualService":  renderVS(t, ro, Routing{}).Object,
 		"DestinationRule": mustDR(t, ro).Object,
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -86,7 +86,7 @@ func TestVirtualServiceWeights(t *testing.T) {
 		{0, 100, 0}, {5, 95, 5}, {25, 75, 25}, {100, 0, 100},
 		{-3, 100, 0}, {150, 0, 100}, // clamped
 	} {
-		vs := VirtualService(rollout(), Routing{CanaryWeight: tc.weight})
+		vs := renderVS(t, rollout(), Routing{CanaryWeight: tc.weight})
 		equal(t, "routes", routeNames(t, vs), []string{RoutePrimary})
 		equal(t, "ramp-primary", get(t, vs.Object, "spec", "http", 0), map[string]any{
 			"name": "ramp-primary",
@@ -120,7 +120,7 @@ func TestVirtualServiceHostsAndGateways(t *testing.T) {
 		}), []any{"web.example.com", "web"}, []any{"istio-system/public", "mesh"}, "web"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			vs := VirtualService(tc.ro, Routing{CanaryWeight: 5, HeaderRoute: true})
+			vs := renderVS(t, tc.ro, Routing{CanaryWeight: 5, HeaderRoute: true})
 			equal(t, "hosts", get(t, vs.Object, "spec", "hosts"), tc.wantHosts)
 			if tc.wantGateways == nil {
 				if has(t, vs.Object, "gateways", "spec") {
@@ -139,7 +139,7 @@ func TestVirtualServiceHostsAndGateways(t *testing.T) {
 }
 
 func TestVirtualServiceNoPort(t *testing.T) {
-	vs := VirtualService(rollout(func(ro *v1alpha1.Rollout) { ro.Spec.Service.Port = 0 }), Routing{HeaderRoute: true})
+	vs := renderVS(t, rollout(func(ro *v1alpha1.Rollout) { ro.Spec.Service.Port = 0 }), Routing{HeaderRoute: true})
 	for i := range routes(t, vs) {
 		for _, d := range get(t, vs.Object, "spec", "http", i, "route").([]any) {
 			if has(t, d, "port", "destination") {
@@ -175,7 +175,7 @@ func TestVirtualServiceHeaderRoute(t *testing.T) {
 			map[string]any{"x-env": map[string]any{"exact": "green"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			vs := VirtualService(tc.ro, Routing{CanaryWeight: 25, HeaderRoute: tc.headerRoute})
+			vs := renderVS(t, tc.ro, Routing{CanaryWeight: 25, HeaderRoute: tc.headerRoute})
 			if tc.wantMatch == nil {
 				equal(t, "routes", routeNames(t, vs), []string{RoutePrimary})
 				return
@@ -225,7 +225,7 @@ func TestVirtualServiceFault(t *testing.T) {
 			nil, []string{RoutePrimary}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			vs := VirtualService(tc.ro, tc.r)
+			vs := renderVS(t, tc.ro, tc.r)
 			equal(t, "routes", routeNames(t, vs), tc.wantRoutes)
 			for i, name := range tc.wantRoutes {
 				hasFault := has(t, vs.Object, "fault", "spec", "http", i)
@@ -259,7 +259,7 @@ func TestVirtualServiceRetriesAndTimeout(t *testing.T) {
 			nil, "1.500s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			vs := VirtualService(tc.ro, Routing{CanaryWeight: 5, HeaderRoute: true})
+			vs := renderVS(t, tc.ro, Routing{CanaryWeight: 5, HeaderRoute: true})
 			equal(t, "routes", routeNames(t, vs), []string{RouteCanary, RoutePrimary})
 			for i := range 2 {
 				if tc.wantRetries == nil {
@@ -399,7 +399,7 @@ func TestDeterministic(t *testing.T) {
 	}
 	ro1, r1 := build()
 	ro2, r2 := build()
-	vs1, vs2 := VirtualService(ro1, r1), VirtualService(ro2, r2)
+	vs1, vs2 := renderVS(t, ro1, r1), renderVS(t, ro2, r2)
 	dr1, dr2 := mustDR(t, ro1), mustDR(t, ro2)
 	for _, p := range [][2]any{{vs1.Object, vs2.Object}, {dr1.Object, dr2.Object}} {
 		if !reflect.DeepEqual(p[0], p[1]) {
@@ -423,7 +423,7 @@ func TestUnstructuredSafe(t *testing.T) {
 		ro.Spec.Service.Hosts = []string{"web.example.com"}
 		ro.Spec.Service.Gateways = []string{"mesh"}
 	})
-	vs := VirtualService(ro, Routing{CanaryWeight: 5, HeaderRoute: true, Fault: faultBoth()})
+	vs := renderVS(t, ro, Routing{CanaryWeight: 5, HeaderRoute: true, Fault: faultBoth()})
 	dr := mustDR(t, ro)
 	for _, u := range []*unstructured.Unstructured{vs, dr} {
 		func() {
