@@ -58,7 +58,7 @@ func (d *decider) run(target string) {
 		return
 	}
 	for i := 0; i < maxTransitions; i++ {
-		before := d.st.Phase + "/" + d.st.Stage + "/" + fmt.Sprint(d.st.CurrentStep, d.st.CanaryWeight)
+		before := d.position()
 		switch d.st.Phase {
 		case "", rampv1.PhaseInitializing, rampv1.PhaseStalled:
 			d.adopt(target)
@@ -72,7 +72,7 @@ func (d *decider) run(target string) {
 		// The analysis round was run for the stage the status held when the pass began: it
 		// must not be counted again, nor for a step entered later in this pass.
 		d.obs.Analysis = nil
-		if d.noDesired || d.st.Phase+"/"+d.st.Stage+"/"+fmt.Sprint(d.st.CurrentStep, d.st.CanaryWeight) == before {
+		if d.noDesired || d.position() == before {
 			return
 		}
 	}
@@ -80,6 +80,17 @@ func (d *decider) run(target string) {
 	// pass (e.g. many steps without pauses whose canary is already big enough), so come back
 	// at once.
 	d.wakeAt(d.now)
+}
+
+// position is where the rollout stands: a pass that leaves it unchanged has nothing more
+// to chain.
+type position struct {
+	phase, stage string
+	step, weight int32
+}
+
+func (d *decider) position() position {
+	return position{d.st.Phase, d.st.Stage, d.st.CurrentStep, d.st.CanaryWeight}
 }
 
 // --- adoption --------------------------------------------------------------------------
