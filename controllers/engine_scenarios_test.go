@@ -247,6 +247,8 @@ func TestPluginRequestsByAnnotation(t *testing.T) {
 	// 1. Pause until promoted, then promote.
 	setImage(t, target, "podinfo:2")
 	waitRouting(t, ns, ro.Name, 10, true)
+	// The step holds once ramp has seen the VirtualService route it (a pass after the write).
+	waitRollout(t, ro, "holding for promote", func(ro *rampv1.Rollout) bool { return strings.Contains(ro.Status.Message, "promote") })
 	holdsFor(t, 2*time.Second, "10% until promoted", holdsAt(10, rampv1.PhaseProgressing, func(ro *rampv1.Rollout) string {
 		if !strings.Contains(ro.Status.Message, "promote") {
 			return fmt.Sprintf("message %q does not mention promote", ro.Status.Message)

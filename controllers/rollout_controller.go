@@ -25,6 +25,9 @@ import (
 	"github.com/ramp-dev/ramp/internal/plan"
 )
 
+// conflictRetry is how soon a pass whose status write lost a race runs again.
+const conflictRetry = 20 * time.Millisecond
+
 // FieldManager owns the fields ramp writes with server-side apply.
 const FieldManager = "ramp"
 
@@ -111,7 +114,12 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		summary = plan.WithApplyFailure(summary, w.applyFailure, w.applyFailurePermanent)
 	}
 	before := ro.Status.Phase
-	if err := r.writeStatus(ctx, ro, dec.Status, summary); err != nil {
+	if err := r.writeStatus(ctx, ro, dec.Status, summary); apierrors.IsConflict(err) {
+		// Someone changed the Rollout since this pass read it (a spec edit, a request): decide
+		// again on the new version.
+		logger.V(1).Info("Rollout changed while deciding; deciding again")
+		return ctrl.Result{RequeueAfter: conflictRetry}, nil
+	} else if err != nil {
 		return ctrl.Result{}, fmt.Errorf("recording status: %w", err)
 	}
 	for _, e := range dec.Events {
