@@ -166,6 +166,7 @@ func TestTargetDeletedMidRolloutRoutesToTheCanary(t *testing.T) {
 		r, ok, err := liveRouting(ctx, ns, "web")
 		return ok && r.CanaryWeight == 100, err
 	})
+	delete(before, istio.KindVirtualService+"/web")
 	holdsFor(t, 3*time.Second, "DestinationRule and canary untouched", unchanged(ns, before, world[1:]...))
 	for _, w := range m.writesSince(writes) {
 		if w.kind != "Rollout/status" && w.kind != istio.KindVirtualService {

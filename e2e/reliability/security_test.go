@@ -181,6 +181,7 @@ func TestRBACIsAllowListed(t *testing.T) {
 		allow("networking.istio.io", "virtualservices", rw...),
 		allow("networking.istio.io", "destinationrules", rw...),
 		allow("", "secrets", "get"),
+		allow("", "services", "get", "list", "watch"),
 		allow("", "events", "create", "patch"),
 	)
 	allowLeader := slices.Concat(
@@ -200,8 +201,8 @@ func TestRBACIsAllowListed(t *testing.T) {
 		switch {
 		case g.resource == "secrets" && g.verb != "get":
 			t.Errorf("role.yaml grants %s: ramp reads the Secrets it is pointed at, one get each", g)
-		case g.resource == "replicasets" && !slices.Contains([]string{"get", "list", "watch"}, g.verb):
-			t.Errorf("role.yaml grants %s: ramp only reads ReplicaSets", g)
+		case (g.resource == "replicasets" || g.resource == "services") && !slices.Contains([]string{"get", "list", "watch"}, g.verb):
+			t.Errorf("role.yaml grants %s: ramp only reads %s", g, g.resource)
 		}
 	}
 	for _, g := range leader {
