@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -106,11 +107,17 @@ func TestManagerRunsLocallyWithDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// The waits below end early if the manager exits.
+	running, exit := context.WithCancel(ctx)
+	defer exit()
+	dead := make(chan struct{})
+	go func() { exited <- cmd.Wait(); close(dead); exit() }()
 	defer func() {
-		if cmd.ProcessState == nil {
+		select {
+		case <-dead:
+		default:
 			_ = cmd.Process.Kill()
-			<-exited
+			<-dead
 		}
 		if t.Failed() {
 			t.Logf("manager output:\n%s", logs.String())
@@ -128,13 +135,13 @@ func TestManagerRunsLocallyWithDefaults(t *testing.T) {
 
 	// The kubeconfig's context names no namespace: the Lease is in "default".
 	lease := &coordinationv1.Lease{}
-	if err := testenv.WaitFor(ctx, time.Minute, func(ctx context.Context) (bool, error) {
+	if err := testenv.WaitFor(running, time.Minute, func(ctx context.Context) (bool, error) {
 		err := env.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: "ramp-controller.ramp.dev"}, lease)
 		return err == nil && lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity != "", client.IgnoreNotFound(err)
 	}); err != nil {
 		fail("no leader Lease: %v", err)
 	}
-	if err := testenv.WaitFor(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
+	if err := testenv.WaitFor(running, 30*time.Second, func(ctx context.Context) (bool, error) {
 		res, err := http.Get("http://" + probe + "/readyz")
 		if err != nil {
 			return false, nil
@@ -149,6 +156,21 @@ func TestManagerRunsLocallyWithDefaults(t *testing.T) {
 	if err := env.Client.Create(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
+	// A Deployment that never rolls out (envtest runs no controllers): ramp waits to adopt it.
+	labels := map[string]string{"app": "web"}
+	web := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "web"},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "web:1"}}},
+			},
+		},
+	}
+	if err := env.Client.Create(ctx, web); err != nil {
+		t.Fatal(err)
+	}
 	ro := &rampv1.Rollout{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "web"},
 		Spec: rampv1.RolloutSpec{
@@ -160,9 +182,9 @@ func TestManagerRunsLocallyWithDefaults(t *testing.T) {
 	if err := env.Client.Create(ctx, ro); err != nil {
 		t.Fatal(err)
 	}
-	if err := testenv.WaitFor(ctx, time.Minute, func(ctx context.Context) (bool, error) {
+	if err := testenv.WaitFor(running, time.Minute, func(ctx context.Context) (bool, error) {
 		err := env.Client.Get(ctx, client.ObjectKeyFromObject(ro), ro)
-		return err == nil && ro.Status.ObservedGeneration == ro.Generation && ro.Status.Phase != "", err
+		return err == nil && ro.Status.ObservedGeneration == ro.Generation && ro.Status.Phase == rampv1.PhaseInitializing, err
 	}); err != nil {
 		fail("the Rollout was not reconciled: %v", err)
 	}
