@@ -219,4 +219,3 @@ func freePort(t *testing.T) string {
 	defer func() { _ = l.Close() }()
 	return l.Addr().String()
 }
-
