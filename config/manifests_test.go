@@ -3,56 +3,19 @@ package config
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	"github.com/ramp-dev/ramp/internal/testenv"
 )
 
-// objects resolves a kustomization's resources (files and directories with their own
-// kustomization) into objects. Only what ramp's config uses is supported: plain resources.
-func objects(t *testing.T, dir string) []*unstructured.Unstructured {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var k struct {
-		Resources []string `json:"resources"`
-	}
-	if err := yaml.Unmarshal(b, &k); err != nil {
-		t.Fatal(err)
-	}
-	var out []*unstructured.Unstructured
-	for _, r := range k.Resources {
-		p := filepath.Join(dir, r)
-		st, err := os.Stat(p)
-		if err != nil {
-			t.Fatalf("%s: resource %s: %v", dir, r, err)
-		}
-		if st.IsDir() {
-			out = append(out, objects(t, p)...)
-			continue
-		}
-		objs, err := testenv.ReadObjects(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, objs...)
-	}
-	return out
-}
-
-func TestDefaultConfigAppliesToAPIServer(t *testing.T) {
+// `kubectl apply -k config/default`, then `kubectl apply -k config/samples`, work on an empty
+// cluster (envtest has ramp's CRD already; the samples need no more than it).
+func TestConfigAppliesToAPIServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	env, err := testenv.Start(ctx, testenv.Options{})
@@ -61,18 +24,41 @@ func TestDefaultConfigAppliesToAPIServer(t *testing.T) {
 	}
 	defer func() { _ = env.Stop() }()
 
-	objs := objects(t, "default")
-	// Namespaces first, so the namespaced objects have somewhere to go.
-	slices.SortStableFunc(objs, func(a, b *unstructured.Unstructured) int {
-		return boolRank(a.GetKind() != "Namespace") - boolRank(b.GetKind() != "Namespace")
+	t.Run("default", func(t *testing.T) { testDefault(ctx, t, env) })
+	t.Run("samples", func(t *testing.T) {
+		// The samples bring their namespace; kustomize orders it before the Rollouts.
+		objs, err := testenv.Kustomize("samples")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rollouts := 0
+		for _, u := range objs {
+			if u.GetKind() == "Rollout" {
+				rollouts++
+			}
+		}
+		if rollouts != 2 {
+			t.Errorf("config/samples builds %d Rollouts, want 2", rollouts)
+		}
+		if err := env.Apply(ctx, "kubectl", objs); err != nil {
+			t.Fatal(err)
+		}
 	})
+}
+
+func testDefault(ctx context.Context, t *testing.T, env *testenv.Env) {
+	// As `kubectl apply -k config/default`: kustomize orders Namespaces and CRDs first.
+	objs, err := testenv.Kustomize("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Apply(ctx, "kubectl", objs); err != nil {
+		t.Fatal(err)
+	}
 	var manager *appsv1.Deployment
 	kinds := map[string]int{}
 	for _, u := range objs {
 		kinds[u.GetKind()]++
-		if err := env.Client.Patch(ctx, u, client.Apply, client.FieldOwner("config-test"), client.ForceOwnership); err != nil {
-			t.Fatalf("applying %s %s: %v", u.GetKind(), u.GetName(), err)
-		}
 		if u.GetKind() == "Deployment" {
 			manager = &appsv1.Deployment{}
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, manager); err != nil {
@@ -107,11 +93,4 @@ func TestDefaultConfigAppliesToAPIServer(t *testing.T) {
 	if pod.ServiceAccountName != "ramp-controller" {
 		t.Errorf("service account %q", pod.ServiceAccountName)
 	}
-}
-
-func boolRank(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }

@@ -7,8 +7,10 @@ import (
 	"os"
 	"strings"
 
+	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -23,7 +25,7 @@ func main() {
 		metricsAddr    = flag.String("metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint (\"0\" disables it).")
 		probeAddr      = flag.String("health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 		leaderElect    = flag.Bool("leader-elect", true, "Elect a leader so only one replica acts (keep on when running more than one).")
-		leaderNS       = flag.String("leader-election-namespace", "", "Namespace of the leader election Lease (defaults to the manager's namespace).")
+		leaderNS       = flag.String("leader-election-namespace", "", "Namespace of the leader election Lease. Default: in a cluster, the manager's own namespace; run locally with a kubeconfig, the namespace of its current context (\"default\" when the context sets none).")
 		concurrency    = flag.Int("concurrent", 4, "Rollouts reconciled in parallel.")
 		subsetSettle   = flag.Duration("subset-settle", plan.DefaultConfig().SubsetSettle, "Wait after pointing the stable subset at new pods before routing traffic to them, so proxies have the subset first.")
 		watchNamespace = flag.String("watch-namespace", "", "Only manage Rollouts in this namespace (default: all).")
@@ -32,7 +34,20 @@ func main() {
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "Usage: %s [flags]\n\nramp's controller: progressive delivery of Git-owned Deployments through Istio.\n\nFlags:\n", os.Args[0])
+		fmt.Fprintf(flag.CommandLine.Output(), `Usage: %s [flags]
+
+ramp's controller: progressive delivery of Git-owned Deployments through Istio.
+
+In a cluster it uses its service account. Outside one it connects with --kubeconfig, else
+$KUBECONFIG, else ~/.kube/config, and keeps its leader election Lease in the namespace of the
+kubeconfig's current context, so it runs locally with its defaults (the cluster needs ramp's
+CRD, kubectl apply -k config/crd, and Istio's):
+
+	go run ./cmd/manager
+	go run ./cmd/manager --kubeconfig=PATH --metrics-bind-address=:9080 --health-probe-bind-address=:9081
+
+Flags:
+`, os.Args[0])
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -42,7 +57,7 @@ func main() {
 	if err := run(log, options{
 		metricsAddr: *metricsAddr, probeAddr: *probeAddr, leaderElect: *leaderElect, leaderNS: *leaderNS,
 		concurrency: *concurrency, cfg: plan.Config{SubsetSettle: *subsetSettle}, namespace: *watchNamespace,
-		slackFile: *slackFile,
+		slackFile: *slackFile, kubeconfig: flag.Lookup(config.KubeconfigFlagName).Value.String(),
 	}); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
@@ -51,6 +66,7 @@ func main() {
 
 type options struct {
 	metricsAddr, probeAddr, leaderNS, namespace, slackFile string
+	kubeconfig                                             string // --kubeconfig (controller-runtime's flag)
 	leaderElect                                            bool
 	concurrency                                            int
 	cfg                                                    plan.Config
@@ -65,7 +81,15 @@ func run(log interface {
 	}
 	restCfg, err := ctrl.GetConfig()
 	if err != nil {
-		return err
+		return fmt.Errorf("no API server to connect to (in a cluster: the service account; outside: --kubeconfig, $KUBECONFIG or ~/.kube/config): %w", err)
+	}
+	if o.leaderElect && o.leaderNS == "" {
+		ns, from, err := leaderElectionNamespace(o.kubeconfig)
+		if err != nil {
+			return fmt.Errorf("finding a namespace for the leader election Lease (set --leader-election-namespace): %w", err)
+		}
+		o.leaderNS = ns
+		log.Info("leader election Lease namespace", "namespace", ns, "from", from)
 	}
 	mgrOpts := ctrl.Options{
 		Scheme:                  scheme,
@@ -110,4 +134,26 @@ func run(log interface {
 	}
 	log.Info("starting manager", "leaderElection", o.leaderElect)
 	return mgr.Start(ctx)
+}
+
+// leaderElectionNamespace picks the Lease's namespace when --leader-election-namespace is not
+// given, from the same configuration as the API client: the kubeconfig (--kubeconfig, else
+// $KUBECONFIG, else ~/.kube/config) and its current context's namespace, "default" when the
+// context sets none; in a pod without a kubeconfig, the pod's namespace. from says which.
+func leaderElectionNamespace(kubeconfig string) (ns, from string, err error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = kubeconfig
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
+	ns, _, err = cc.Namespace()
+	if err != nil {
+		return "", "", err
+	}
+	raw, err := cc.RawConfig()
+	if err != nil {
+		return "", "", err
+	}
+	if raw.CurrentContext == "" {
+		return ns, "in-cluster service account", nil
+	}
+	return ns, fmt.Sprintf("kubeconfig context %q", raw.CurrentContext), nil
 }

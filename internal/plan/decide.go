@@ -160,8 +160,8 @@ func (d *decider) steady() {
 	promote := d.take(&d.st.HandledRequests.Promote, d.obs.Requests.Promote)
 	promoteFull := d.take(&d.st.HandledRequests.PromoteFull, d.obs.Requests.PromoteFull)
 	abort := d.take(&d.st.HandledRequests.Abort, d.obs.Requests.Abort)
-	if promote || promoteFull || abort {
-		d.event(true, "RequestIgnored", "no rollout in progress: nothing to promote or abort")
+	if reqs := taken(map[string]bool{rampv1.AnnotationPromote: promote, rampv1.AnnotationPromoteFull: promoteFull, rampv1.AnnotationAbort: abort}); len(reqs) > 0 {
+		d.ignored("no rollout in progress: nothing to promote or abort", reqs...)
 	}
 	switch {
 	case t.Revision == d.st.StableRevision:
@@ -171,7 +171,7 @@ func (d *decider) steady() {
 			d.setPhase(rampv1.PhaseIdle, "target reverted to the stable revision "+t.Revision)
 			d.event(false, "Reverted", "Git reverted the target to the stable revision "+t.Revision)
 		} else if retry {
-			d.event(true, "RequestIgnored", "nothing to retry: the target runs the stable revision")
+			d.ignored("nothing to retry: the target runs the stable revision", rampv1.AnnotationRetry)
 		}
 	case failed && t.Revision == d.st.CanaryRevision && !retry:
 		// Stay failed until a new revision or `kubectl ramp retry`.
@@ -217,11 +217,11 @@ func (d *decider) active() {
 
 	if d.take(&d.st.HandledRequests.Retry, d.obs.Requests.Retry) {
 		// Left pending, it would restart the rollout the moment it fails.
-		d.event(true, "RequestIgnored", "nothing to retry: a rollout is in progress")
+		d.ignored("nothing to retry: a rollout is in progress", rampv1.AnnotationRetry)
 	}
 	if d.take(&d.st.HandledRequests.Abort, d.obs.Requests.Abort) {
 		if lateStage {
-			d.event(true, "RequestIgnored", "too late to abort: the target is already being updated to the new revision")
+			d.ignored("too late to abort: the target is already being updated to the new revision", rampv1.AnnotationAbort)
 		} else {
 			d.rollback("AbortRequested", "aborted by kubectl ramp abort")
 			return
@@ -288,8 +288,8 @@ func (d *decider) active() {
 		// Left pending, a promote request would complete a step of the next rollout.
 		promote := d.take(&d.st.HandledRequests.Promote, d.obs.Requests.Promote)
 		promoteFull := d.take(&d.st.HandledRequests.PromoteFull, d.obs.Requests.PromoteFull)
-		if promote || promoteFull {
-			d.event(true, "RequestIgnored", "already promoting revision "+d.st.CanaryRevision)
+		if reqs := taken(map[string]bool{rampv1.AnnotationPromote: promote, rampv1.AnnotationPromoteFull: promoteFull}); len(reqs) > 0 {
+			d.ignored("already promoting revision "+d.st.CanaryRevision, reqs...)
 		}
 		d.promotion()
 		return
@@ -326,7 +326,7 @@ func (d *decider) scaling() {
 			d.setStage(StageWaitingForWindow)
 		}
 		if d.take(&d.st.HandledRequests.Promote, d.obs.Requests.Promote) {
-			d.event(true, "RequestIgnored", "kubectl ramp promote does not override promotion windows: use kubectl ramp promote --full")
+			d.ignored("kubectl ramp promote does not override promotion windows: use kubectl ramp promote --full", rampv1.AnnotationPromote)
 		}
 		return
 	}

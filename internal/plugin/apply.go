@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,8 +29,6 @@ import (
 // applyResult is the outcome of an annotation apply.
 type applyResult struct {
 	before, after *rampv1.Rollout
-	// appliedAt is when the API server recorded the apply (managedFields time, in seconds).
-	appliedAt time.Time
 	// notes are warnings for the user (e.g. another manager also owned a released annotation).
 	notes []string
 }
@@ -93,7 +90,7 @@ func (cl *clients) applyAnnotations(ctx context.Context, name string, set map[st
 			}
 			return nil, fmt.Errorf("applying annotations to rollout %s/%s: %w", cl.namespace, name, err)
 		}
-		res := &applyResult{before: before, appliedAt: managerTime(out.GetManagedFields(), FieldManager)}
+		res := &applyResult{before: before}
 
 		// A released annotation another manager also owns survives the apply: remove it with a
 		// JSON merge patch, and say who else set it (they may set it again).
@@ -188,14 +185,4 @@ func annotationOwners(mf []metav1.ManagedFieldsEntry, key string) []string {
 		}
 	}
 	return out
-}
-
-// managerTime is when the API server last recorded manager's apply.
-func managerTime(mf []metav1.ManagedFieldsEntry, manager string) time.Time {
-	for _, e := range mf {
-		if e.Manager == manager && e.Operation == metav1.ManagedFieldsOperationApply && e.Time != nil {
-			return e.Time.Time
-		}
-	}
-	return time.Time{}
 }

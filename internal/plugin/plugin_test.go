@@ -615,21 +615,27 @@ func TestPromoteWithoutARolloutIsIgnored(t *testing.T) {
 				return
 			}
 			ro := getRollout(ctx, t, ns, "web")
-			ev := &eventsv1.Event{
-				ObjectMeta:          metav1.ObjectMeta{GenerateName: "web-", Namespace: ns},
-				EventTime:           metav1.NowMicro(),
-				ReportingController: "ramp", ReportingInstance: "ramp-test", Action: "Reconcile",
-				Reason: "RequestIgnored", Type: corev1.EventTypeWarning,
-				Note:      "no rollout in progress: nothing to promote or abort",
-				Regarding: corev1.ObjectReference{Kind: "Rollout", APIVersion: rampv1.GroupVersion.String(), Namespace: ns, Name: "web", UID: ro.UID},
-			}
-			if _, err := env.Clientset.EventsV1().Events(ns).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
-				t.Error(err)
+			// This request's event, then a newer one about someone else's request.
+			for _, note := range []string{
+				"no rollout in progress: nothing to promote or abort [" + annotation + "=" + ro.Annotations[annotation] + "]",
+				"nothing to retry: the target runs the stable revision [" + rampv1.AnnotationRetry + "=someone-else]",
+			} {
+				ev := &eventsv1.Event{
+					ObjectMeta:          metav1.ObjectMeta{GenerateName: "web-", Namespace: ns},
+					EventTime:           metav1.NowMicro(),
+					ReportingController: "ramp", ReportingInstance: "ramp-test", Action: "Reconcile",
+					Reason: "RequestIgnored", Type: corev1.EventTypeWarning,
+					Note:      note,
+					Regarding: corev1.ObjectReference{Kind: "Rollout", APIVersion: rampv1.GroupVersion.String(), Namespace: ns, Name: "web", UID: ro.UID},
+				}
+				if _, err := env.Clientset.EventsV1().Events(ns).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+					t.Error(err)
+				}
 			}
 		}()
 		r := kubectlRamp(ctx, t, ns, verb, "web")
 		<-recorded
-		if r.code != ExitIgnored || !strings.Contains(r.err.Error(), verb+" ignored by the controller: no rollout in progress: nothing to promote or abort") {
+		if r.code != ExitIgnored || r.err.Error() != verb+" ignored by the controller: no rollout in progress: nothing to promote or abort" {
 			t.Errorf("%s: exit %d, %v", verb, r.code, r.err)
 		}
 	}
@@ -705,7 +711,7 @@ func TestPauseAndResumeWaitForThePhase(t *testing.T) {
 	if err := <-ack; err != nil {
 		t.Fatal(err)
 	}
-	if r.code != 0 || !strings.HasPrefix(r.out, "resumed at step 2/3: ") {
+	if r.code != 0 || strings.TrimSpace(r.out) != "resumed at step 2/3: 50% to canary; waiting for kubectl ramp promote" {
 		t.Errorf("resume: exit %d, %q", r.code, r.out)
 	}
 }

@@ -175,6 +175,17 @@ func Position(ro *rampv1.Rollout) string {
 	return fmt.Sprintf("step %d/%d", st.CurrentStep, st.Steps)
 }
 
+// atText is where a rollout is and its status message, without saying the position twice
+// ("step 3/3: 100% to canary", not "step 3/3: step 3/3: 100% to canary").
+func atText(ro *rampv1.Rollout) string {
+	pos := Position(ro)
+	msg := strings.TrimPrefix(ro.Status.Message, pos+": ")
+	if msg == "" || msg == pos {
+		return pos
+	}
+	return pos + ": " + msg
+}
+
 // StepShort is "k/n", or "-" when no rollout runs.
 func StepShort(st *rampv1.RolloutStatus) string {
 	if st.Steps == 0 {
@@ -287,7 +298,8 @@ func strategyText(spec *rampv1.RolloutSpec) string {
 	if bg := spec.Strategy.BlueGreen; bg != nil {
 		parts = append(parts, "blue/green (preview → flip)")
 	} else {
-		parts = append(parts, fmt.Sprintf("canary, %d steps", len(spec.CanarySteps())))
+		n := len(spec.CanarySteps())
+		parts = append(parts, fmt.Sprintf("canary, %d %s", n, plural(n, "step", "steps")))
 		if hm := spec.Strategy.Canary; hm != nil && hm.HeaderMatch != nil {
 			parts = append(parts, "header "+headerText(hm.HeaderMatch)+" always to canary")
 		}
@@ -296,7 +308,8 @@ func strategyText(spec *rampv1.RolloutSpec) string {
 		parts = append(parts, fmt.Sprintf("analysis every %s", shortDuration(a.IntervalOrDefault())))
 	}
 	if len(spec.PromotionWindows) > 0 {
-		parts = append(parts, fmt.Sprintf("%d promotion window(s)", len(spec.PromotionWindows)))
+		n := len(spec.PromotionWindows)
+		parts = append(parts, fmt.Sprintf("%d %s", n, plural(n, "promotion window", "promotion windows")))
 	}
 	return strings.Join(parts, ", ")
 }

@@ -282,39 +282,50 @@ func (o *Options) runToken(ctx context.Context, name string, req tokenRequest, w
 		return nil
 	}
 	// Acknowledged without visible effect: the controller ignored it (and says why in a
-	// RequestIgnored event), or acted in a way the status does not show yet.
-	if ev := o.ignoredEvent(ctx, cl, after, res.appliedAt); ev != nil {
-		return &ExitError{Code: ExitIgnored, Err: fmt.Errorf("%s ignored by the controller: %s", req.verb, ev.Message)}
+	// RequestIgnored event naming this request's token), or acted in a way the status does
+	// not show yet.
+	if why, ok := o.ignoredEvent(ctx, cl, after, req.annotation, token); ok {
+		return &ExitError{Code: ExitIgnored, Err: fmt.Errorf("%s ignored by the controller: %s", req.verb, why)}
 	}
 	if why := req.ignoredBecause(before); why != "" {
 		return &ExitError{Code: ExitIgnored, Err: fmt.Errorf("%s ignored by the controller: %s", req.verb, why)}
 	}
-	fmt.Fprintf(out, "%s acknowledged: %s is at %s (%s)\n", req.verb, name, Position(after), orDash(after.Status.Message))
+	fmt.Fprintf(out, "%s acknowledged: %s is at %s\n", req.verb, name, atText(after))
 	return nil
 }
 
-// ignoredEvent looks, for a short while, for a RequestIgnored event recorded at or after the
-// request.
-func (o *Options) ignoredEvent(ctx context.Context, cl *clients, ro *rampv1.Rollout, since time.Time) *Event {
+// ignoredEvent looks, for a short while, for the RequestIgnored event about the request
+// annotation=token, and returns why the controller ignored it. Events about other requests,
+// however close in time, are not this request's outcome.
+func (o *Options) ignoredEvent(ctx context.Context, cl *clients, ro *rampv1.Rollout, annotation, token string) (string, bool) {
 	ctx, cancel := context.WithTimeout(ctx, ignoredEventGrace)
 	defer cancel()
-	// managedFields times have second precision.
-	since = since.Truncate(time.Second)
 	for {
 		evs, err := cl.eventsFor(ctx, ro)
 		if err == nil {
-			for i := len(evs) - 1; i >= 0; i-- {
-				if evs[i].Reason == "RequestIgnored" && !evs[i].Time.Before(since) {
-					return &evs[i]
-				}
+			if why, ok := ignoredReason(evs, annotation, token); ok {
+				return why, true
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return "", false
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// ignoredReason finds, among a Rollout's events, why the request annotation=token was ignored.
+func ignoredReason(evs []Event, annotation, token string) (string, bool) {
+	for i := len(evs) - 1; i >= 0; i-- {
+		if evs[i].Reason != "RequestIgnored" {
+			continue
+		}
+		if why, ok := plan.IgnoredRequest(evs[i].Message, annotation, token); ok {
+			return why, true
+		}
+	}
+	return "", false
 }
 
 func newPauseCommand(o *Options) *cobra.Command {
@@ -433,7 +444,7 @@ func (o *Options) runResume(ctx context.Context, name string, w waitFlags) error
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(o.Out, "resumed at %s: %s\n", Position(ro), orDash(ro.Status.Message))
+	fmt.Fprintf(o.Out, "resumed at %s\n", atText(ro))
 	return nil
 }
 
