@@ -45,6 +45,10 @@ func (d *decider) run(target string) {
 		d.stall("InvalidSpec", d.obs.SpecError)
 		return
 	}
+	if d.obs.ForeignObject != "" {
+		d.stall("ForeignObject", d.obs.ForeignObject)
+		return
+	}
 	if !d.obs.Target.Exists {
 		d.stall("TargetNotFound", fmt.Sprintf("Deployment %q not found: create it (or fix spec.targetRef.name); ramp has touched nothing", target))
 		return

@@ -58,6 +58,11 @@ type Observation struct {
 	// SpecError is a spec problem admission could not catch (e.g. a cron schedule); the
 	// rollout stalls with it until the spec is fixed.
 	SpecError string
+
+	// ForeignObject describes objects ramp needs (the VirtualService, the DestinationRule, the
+	// canary Deployment) that exist and were not created by this Rollout; the rollout stalls
+	// with it, touching nothing, until they are gone. ramp never takes an object over.
+	ForeignObject string
 }
 
 // Target is the Git-owned Deployment.
