@@ -10,6 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/client-go/util/csaupgrade"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -101,9 +103,17 @@ func (r *RolloutReconciler) applyCanary(ctx context.Context, ro *rampv1.Rollout,
 		if err != nil {
 			return err
 		}
-		if w.canary != nil && canaryUpToDate(w.canary, want) {
+		if w.canary == nil {
+			if err := r.create(ctx, want); err != nil {
+				return fmt.Errorf("creating canary Deployment: %w", err)
+			}
 			return nil
 		}
+		if canaryUpToDate(w.canary, want) {
+			return nil
+		}
+		// w.canary is this Rollout's (observe leaves others out): forcing takes back only
+		// fields someone changed on ramp's own object.
 		if err := r.Patch(ctx, want, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
 			return fmt.Errorf("applying canary Deployment: %w", err)
 		}
@@ -181,14 +191,46 @@ func canaryUpToDate(live *appsv1.Deployment, want *unstructured.Unstructured) bo
 		live.Spec.Template.Labels[istio.TrackLabel] == istio.TrackCanary
 }
 
-// applyUnstructured server-side applies an Istio object unless the live one already has the
-// rendered spec, labels and owner.
+// applyUnstructured creates an Istio object that does not exist, and server-side applies one
+// this Rollout controls (observe leaves out any other: live is nil or ramp's) unless it already
+// has the rendered spec, labels and owner.
 func (r *RolloutReconciler) applyUnstructured(ctx context.Context, live, want *unstructured.Unstructured) error {
-	if live != nil && equality.Semantic.DeepEqual(live.Object["spec"], want.Object["spec"]) &&
+	if live == nil {
+		return r.create(ctx, want)
+	}
+	if err := r.ownCreatedFields(ctx, live); err != nil {
+		return err
+	}
+	if equality.Semantic.DeepEqual(live.Object["spec"], want.Object["spec"]) &&
 		sameOwners(live, want) && labelsContain(live.GetLabels(), want.GetLabels()) {
 		return nil
 	}
 	return r.Patch(ctx, want, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership)
+}
+
+// create makes an object ramp needs that did not exist when observed. A Create, never an
+// apply: if someone else created that name meanwhile it fails with AlreadyExists instead of
+// taking their object over, and the next pass reports the object as foreign.
+func (r *RolloutReconciler) create(ctx context.Context, obj *unstructured.Unstructured) error {
+	if err := r.Create(ctx, obj, client.FieldOwner(FieldManager)); err != nil {
+		return err
+	}
+	return r.ownCreatedFields(ctx, obj)
+}
+
+// ownCreatedFields hands the fields ramp's Create wrote (manager "ramp", operation Update) to
+// ramp's apply manager, so later applies own them alone and a field ramp stops writing (a
+// gateway, a traffic policy) is removed rather than kept by the creation's manager.
+func (r *RolloutReconciler) ownCreatedFields(ctx context.Context, obj *unstructured.Unstructured) error {
+	p, err := csaupgrade.UpgradeManagedFieldsPatch(obj, sets.New(FieldManager), FieldManager)
+	if err != nil || p == nil {
+		return err
+	}
+	// The patch carries obj's resourceVersion: it fails rather than overwrite newer managedFields.
+	if err := r.Patch(ctx, obj, client.RawPatch(types.JSONPatchType, p)); err != nil {
+		return fmt.Errorf("taking the fields of %s %q under ramp's apply manager: %w", obj.GetKind(), obj.GetName(), err)
+	}
+	return nil
 }
 
 func sameOwners(a, b *unstructured.Unstructured) bool {

@@ -7,8 +7,10 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -58,14 +60,12 @@ func (r *RolloutReconciler) deleteOwned(ctx context.Context, ro *rampv1.Rollout,
 	if err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: name}, u); err != nil {
 		return client.IgnoreNotFound(err)
 	}
-	owned := false
-	for _, o := range u.GetOwnerReferences() {
-		owned = owned || o.UID == ro.UID
-	}
-	if !owned {
+	// Only what this Rollout created (and controls): an object of that name someone else made
+	// is theirs and stays. The UID precondition keeps a replacement made since the read.
+	if !metav1.IsControlledBy(u, ro) {
 		return nil
 	}
-	if err := r.Delete(ctx, u); err != nil && !apierrors.IsNotFound(err) {
+	if err := r.Delete(ctx, u, client.Preconditions{UID: ptr.To(u.GetUID())}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("deleting %s %q: %w", kind, name, err)
 	}
 	return nil

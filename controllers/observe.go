@@ -3,6 +3,8 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/fluxcd/pkg/apis/meta"
 	"github.com/fluxcd/pkg/runtime/conditions"
@@ -31,8 +33,10 @@ type world struct {
 	applyFailure          string
 	applyFailurePermanent bool
 	target                *appsv1.Deployment
-	canary                *appsv1.Deployment
-	vs, dr                *unstructured.Unstructured
+	// canary, vs and dr are the live objects this Rollout controls (nil when absent or not
+	// ramp's: ramp acts only on objects it created).
+	canary *appsv1.Deployment
+	vs, dr *unstructured.Unstructured
 }
 
 func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*world, error) {
@@ -88,6 +92,8 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 		w.obs.Target = t
 	}
 
+	// Objects of the names ramp needs that this Rollout did not create (see foreignObject).
+	var foreign []string
 	canary := &appsv1.Deployment{}
 	switch err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: ro.CanaryName()}, canary); {
 	case apierrors.IsNotFound(err):
@@ -95,7 +101,7 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 		return nil, err
 	default:
 		if !metav1.IsControlledBy(canary, ro) {
-			w.obs.SpecError = fmt.Sprintf("Deployment %q exists and is not managed by this Rollout: ramp needs that name for the canary; rename or delete it", canary.Name)
+			foreign = append(foreign, foreignObject("Deployment", canary)+": ramp needs that name for the canary; delete or rename that Deployment")
 			break
 		}
 		w.canary = canary
@@ -118,21 +124,51 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 		return nil, err
 	}
 
-	if w.vs, err = r.getIstio(ctx, ns, ro.Name, istio.KindVirtualService); err != nil {
+	vs, err := r.getIstio(ctx, ns, ro.Name, istio.KindVirtualService)
+	if err != nil {
 		return nil, err
 	}
-	if w.vs != nil {
-		if rt, err := istio.ObservedRouting(w.vs); err == nil {
+	if vs != nil && !metav1.IsControlledBy(vs, ro) {
+		foreign = append(foreign, foreignObject(istio.KindVirtualService, vs)+": delete or rename that VirtualService, or give this Rollout another name")
+	} else if w.vs = vs; vs != nil {
+		if rt, err := istio.ObservedRouting(vs); err == nil {
 			w.obs.Routing = &plan.ObservedRouting{CanaryWeight: rt.CanaryWeight}
 		}
 	}
-	if w.dr, err = r.getIstio(ctx, ns, ro.Name, istio.KindDestinationRule); err != nil {
+	dr, err := r.getIstio(ctx, ns, ro.Name, istio.KindDestinationRule)
+	if err != nil {
 		return nil, err
 	}
-	if w.dr != nil {
-		w.obs.StableSubset = istio.ObservedStableSubset(w.dr)
+	if dr != nil && !metav1.IsControlledBy(dr, ro) {
+		foreign = append(foreign, foreignObject(istio.KindDestinationRule, dr)+": delete or rename that DestinationRule, or give this Rollout another name")
+	} else if w.dr = dr; dr != nil {
+		w.obs.StableSubset = istio.ObservedStableSubset(dr)
+	}
+	if len(foreign) > 0 {
+		w.obs.ForeignObject = strings.Join(foreign, "; ") + ". ramp takes over no object it did not create; this Rollout changes nothing until then"
 	}
 	return w, nil
+}
+
+// foreignObject names an object ramp did not create and who manages it: its controller, if
+// any, and the field managers that wrote it.
+func foreignObject(kind string, o metav1.Object) string {
+	var by []string
+	if ref := metav1.GetControllerOf(o); ref != nil {
+		by = append(by, fmt.Sprintf("controlled by %s %q", ref.Kind, ref.Name))
+	}
+	var managers []string
+	for _, m := range o.GetManagedFields() {
+		if m.Subresource == "" && !slices.Contains(managers, m.Manager) { // not status writers
+			managers = append(managers, m.Manager)
+		}
+	}
+	if len(managers) > 0 {
+		by = append(by, "field managers: "+strings.Join(managers, ", "))
+	} else {
+		by = append(by, "no field manager recorded")
+	}
+	return fmt.Sprintf("%s %q exists and was not created by this Rollout (%s)", kind, o.GetName(), strings.Join(by, "; "))
 }
 
 func (r *RolloutReconciler) observeTarget(ctx context.Context, d *appsv1.Deployment) (plan.Target, error) {

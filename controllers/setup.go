@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -75,18 +76,34 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 			UpdateFunc:  func(event.UpdateEvent) bool { return false },
 			GenericFunc: func(event.GenericEvent) bool { return false },
 		})).
-		Owns(vs).
-		Owns(dr).
+		// By name, not by owner: a VirtualService or DestinationRule of the Rollout's name that
+		// someone else made stalls the Rollout, and its deletion must wake it.
+		Watches(vs, handler.EnqueueRequestsFromMapFunc(rolloutOfSameName)).
+		Watches(dr, handler.EnqueueRequestsFromMapFunc(rolloutOfSameName)).
 		Complete(r)
 }
 
+// rolloutOfSameName maps a VirtualService or DestinationRule to the Rollout whose name it has.
+func rolloutOfSameName(_ context.Context, o client.Object) []reconcile.Request {
+	return []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(o)}}
+}
+
 // rolloutsForDeployment maps a Deployment to the Rollouts it concerns: its owner when it is
-// a canary, the Rollouts targeting it otherwise.
+// a canary, the Rollouts targeting it otherwise, and for a "<name>-canary" ramp did not create
+// also the Rollouts targeting <name> (it stalls them; its deletion must wake them).
 func (r *RolloutReconciler) rolloutsForDeployment(ctx context.Context, o client.Object) []reconcile.Request {
 	if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == "Rollout" && ref.APIVersion == rampv1.GroupVersion.String() {
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: ref.Name}}}
 	}
-	return r.rolloutsBy(ctx, o.GetNamespace(), targetIndex, o.GetName())
+	targets := []string{o.GetName()}
+	if t, ok := strings.CutSuffix(o.GetName(), "-canary"); ok {
+		targets = append(targets, t)
+	}
+	var reqs []reconcile.Request
+	for _, t := range targets {
+		reqs = append(reqs, r.rolloutsBy(ctx, o.GetNamespace(), targetIndex, t)...)
+	}
+	return reqs
 }
 
 // rolloutsForService maps a Service to the Rollouts routing its traffic.

@@ -49,6 +49,10 @@ func (d *decider) run(target string) {
 		d.stall("InvalidSpec", d.obs.SpecError)
 		return
 	}
+	if d.obs.ForeignObject != "" {
+		d.stall("ForeignObject", d.obs.ForeignObject)
+		return
+	}
 	if !d.obs.Target.Exists {
 		d.targetGone(target)
 		return

@@ -165,6 +165,9 @@ func TestDecideStalls(t *testing.T) {
 		}{
 			{"spec error", specError(`promotionWindows[0].schedule: expected 5 fields`), "InvalidSpec"},
 			{"target missing", targetMissing(), "TargetNotFound"},
+			{"foreign object", func(o *Observation) {
+				o.ForeignObject = `VirtualService "podinfo" exists and was not created by this Rollout`
+			}, "ForeignObject"},
 		} {
 			// Everything that would otherwise move the rollout: it must stay where it is.
 			obs := observe(t0, o.opt, canaryReady(10), routing(0), verdict(rampv1.VerdictFailed),

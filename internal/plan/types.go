@@ -65,6 +65,11 @@ type Observation struct {
 	// missing); the rollout stalls with it and touches nothing until it is gone.
 	Blocked *Blocker
 
+	// ForeignObject describes objects ramp needs (the VirtualService, the DestinationRule, the
+	// canary Deployment) that exist and were not created by this Rollout; the rollout stalls
+	// with it, touching nothing, until they are gone. ramp never takes an object over.
+	ForeignObject string
+
 	// StableSubset is the pod-template-hash the live DestinationRule's stable subset selects
 	// ("" when there is no DestinationRule or it is not ramp's).
 	StableSubset string
