@@ -51,8 +51,8 @@ func TestInvalidHeaderRegexStallsNamingTheField(t *testing.T) {
 		ro.Spec.Strategy.Canary.HeaderMatch.Regex = ptr.To("^(alice|bob)$")
 		return env.Client.Update(ctx, ro)
 	}))
-	waitPhase(t, ro, rampv1.PhaseIdle)
-	if conditions.Has(ro, meta.StalledCondition) || !conditions.IsTrue(ro, meta.ReadyCondition) {
-		t.Errorf("after the fix: %+v", ro.Status.Conditions)
-	}
+	// Ready once the VirtualService and DestinationRule it now writes route all to stable.
+	waitRollout(t, ro, "Ready after the fix", func(ro *rampv1.Rollout) bool {
+		return ro.Status.Phase == rampv1.PhaseIdle && !conditions.Has(ro, meta.StalledCondition) && conditions.IsTrue(ro, meta.ReadyCondition)
+	})
 }
