@@ -31,8 +31,8 @@ build: ## Build the manager and the demo into bin/.
 	go build -o bin/ramp-demo ./cmd/ramp-demo
 
 .PHONY: demo
-demo: cluster-bins prometheus ## Run the local demo: local cluster, Prometheus, mesh simulator, ramp; v2 promoted, v3 rolled back.
-	KUBEBUILDER_ASSETS="$$(hack/cluster-bins.sh local)" PROMETHEUS="$$(hack/prometheus.sh)" go run ./cmd/ramp-demo
+demo: cluster-bins prometheus istio-bins ## Run the local demo: local cluster with istiod, Prometheus, mesh simulator, ramp; v2 promoted, v3 rolled back.
+	KUBEBUILDER_ASSETS="$$(hack/cluster-bins.sh local)" PROMETHEUS="$$(hack/prometheus.sh)" ISTIO_BINS="$$(hack/istio-bins.sh)" go run ./cmd/ramp-demo
 
 ##@ Tests
 
@@ -45,11 +45,11 @@ prometheus: ## Install (once) Debian's prometheus for the analysis integration t
 	hack/prometheus.sh >/dev/null
 
 .PHONY: istio-bins
-istio-bins: ## Build (once, cached in ~/.cache/ramp/istio) istio-validate: Istio's own validation, from hack/istio.
+istio-bins: ## Build (once, cached in ~/.cache/ramp/istio) istiod (pilot-discovery) and istio-validate from hack/istio; copy Istio's CRDs.
 	hack/istio-bins.sh >/dev/null
 
 .PHONY: test
-test: cluster-bins prometheus istio-bins ## Unit tests, integration tests against a real API server, local cluster, Prometheus and Istio's validation.
+test: cluster-bins prometheus istio-bins ## Unit tests, integration tests against a real API server, local cluster with istiod, Prometheus and Istio's validation.
 	KUBEBUILDER_ASSETS="$$(hack/cluster-bins.sh local)" PROMETHEUS="$$(hack/prometheus.sh)" RAMP_REQUIRE_PROMETHEUS=1 \
 		ISTIO_BINS="$$(hack/istio-bins.sh)" RAMP_REQUIRE_ISTIO_BINS=1 \
 		go test ./... -count=1 -timeout 30m

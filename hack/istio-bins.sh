@@ -6,6 +6,11 @@
 #   hack/istio-bins.sh [BINARY...]   default: every binary below
 #
 #   istio-validate   Istio's own VirtualService/DestinationRule validation (hack/istio/cmd/istio-validate)
+#   pilot-discovery  istiod itself (istio.io/istio/pilot/cmd/pilot-discovery, a `tool` of hack/istio's
+#                    go.mod): internal/testenv's local cluster runs it with its validating webhook
+#
+# Next to the binaries it copies crd-all.gen.yaml, Istio's full CRD set from the same
+# istio.io/istio module, which the local cluster installs before starting istiod.
 #
 # Prints the cache directory on stdout; logs go to stderr. A binary is rebuilt when the
 # sources it is built from (hack/istio's go.mod, go.sum and Go files) change; otherwise the
@@ -15,10 +20,13 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 MOD="$HERE/istio"
-# name=package, built in $MOD. Add more (e.g. pilot-discovery=istio.io/istio/pilot/cmd/pilot-discovery) here.
+# name=package, built in $MOD (a package outside it must be a `tool` in its go.mod, so that
+# go.sum holds every module it needs).
 ALL=(
   "istio-validate=./cmd/istio-validate"
+  "pilot-discovery=istio.io/istio/pilot/cmd/pilot-discovery"
 )
+CRDS=crd-all.gen.yaml
 
 log() { printf '[istio-bins] %s\n' "$*" >&2; }
 VERSION="$(sed -n 's/^[[:space:]]*istio\.io\/istio \(v[^ ]*\).*/\1/p' "$MOD/go.mod" | head -n1)"
@@ -34,7 +42,10 @@ for b in "${wanted[@]}"; do pkg_of "$b" >/dev/null || { log "unknown binary $b (
 # What a binary is built from: a change to any of it invalidates the cached binary.
 stamp="$(cd "$MOD" && find . -name '*.go' -o -name go.mod -o -name go.sum | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)"
 ok() { [[ -x "$DEST/$1" ]] && [[ "$(cat "$DEST/$1.stamp" 2>/dev/null)" == "$stamp" ]]; }
-missing() { missing=(); local b; for b in "${wanted[@]}"; do ok "$b" || missing+=("$b"); done; }
+missing() {
+  missing=(); local b; for b in "${wanted[@]}"; do ok "$b" || missing+=("$b"); done
+  [[ -s "$DEST/$CRDS" ]] || missing+=("$CRDS")
+}
 
 missing
 if [[ ${#missing[@]} -eq 0 ]]; then echo "$DEST"; exit 0; fi
@@ -54,6 +65,11 @@ trap cleanup EXIT
 # small mains then rebuilds in seconds.
 export GOWORK=off GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0
 for b in "${missing[@]}"; do
+  if [[ "$b" == "$CRDS" ]]; then
+    dir="$(cd "$MOD" && go list -m -f '{{.Dir}}' istio.io/istio)"
+    install -m 0644 "$dir/manifests/charts/base/files/$CRDS" "$DEST/.$CRDS.tmp" && mv -f "$DEST/.$CRDS.tmp" "$DEST/$CRDS"
+    continue
+  fi
   log "building $b"; s=$SECONDS
   (cd "$MOD" && go build -trimpath -ldflags "-s -w" -o "$work/$b" "$(pkg_of "$b")")
   log "built $b in $((SECONDS - s))s"

@@ -4,8 +4,14 @@
 // kube-controller-manager, kube-scheduler and kwok (fake nodes whose pods become Ready), so
 // Deployments really roll out, without containers or a container runtime.
 //
+// With Options.Istiod (implied by LocalCluster) it runs istiod, Istio's control plane,
+// against the API server with Istio's full CRD set, and registers istiod's validating webhook
+// for networking.istio.io: every VirtualService and DestinationRule written to the Env is
+// validated by Istio's own code at admission, as in a cluster with Istio installed.
+//
 // The binaries come from KUBEBUILDER_ASSETS when it holds them, otherwise from
-// hack/cluster-bins.sh, which builds them once from the Go module proxy and caches them.
+// hack/cluster-bins.sh, which builds them once from the Go module proxy and caches them;
+// istiod (pilot-discovery) and Istio's CRDs likewise from ISTIO_BINS or hack/istio-bins.sh.
 package testenv
 
 import (
@@ -44,8 +50,8 @@ import (
 //go:embed kwok.yaml
 var kwokConfig string
 
-// istioCRDNames are the Istio CRDs ramp writes; they are installed from istio.io/api so tests
-// run against Istio's real schema and CEL rules.
+// istioCRDNames are the Istio CRDs ramp writes; without istiod they are installed from
+// istio.io/api so tests run against Istio's real schema and CEL rules.
 var istioCRDNames = []string{"virtualservices.networking.istio.io", "destinationrules.networking.istio.io"}
 
 // stopGrace is how long Stop lets a component exit on SIGTERM before killing it.
@@ -58,6 +64,9 @@ type Options struct {
 	LocalCluster bool
 	// Nodes is how many fake nodes a local cluster gets. Defaults to 1.
 	Nodes int
+	// Istiod runs istiod with its validating webhook (see Env.Istiod) and installs Istio's
+	// full CRD set from the istio.io/istio module it is built from. LocalCluster implies it.
+	Istiod bool
 	// LogDir receives a log file per process. Defaults to a temporary directory that Stop
 	// removes; set it to keep the logs.
 	LogDir string
@@ -80,11 +89,17 @@ type Env struct {
 	BinDir string
 	// LogDir holds the processes' logs.
 	LogDir string
+	// IstioBinDir holds pilot-discovery and Istio's CRDs when istiod runs.
+	IstioBinDir string
+	// Istiod is the running istiod, nil unless Options.Istiod or LocalCluster.
+	Istiod *Istiod
 
 	env   *envtest.Environment
 	tmp   string
 	logs  []*os.File
 	procs []*proc
+	// istiod is the istiod process among procs, when it runs.
+	istiod *proc
 }
 
 // proc is a component the harness started itself.
@@ -110,12 +125,22 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	istio, err := istioCRDs(ctx, root)
+	opts.Istiod = opts.Istiod || opts.LocalCluster
+	var istioBins string
+	var istio []*apiextensionsv1.CustomResourceDefinition
+	if opts.Istiod {
+		if istioBins, err = istioBinDir(ctx, root); err != nil {
+			return nil, err
+		}
+		istio, err = readCRDs(filepath.Join(istioBins, istioCRDFile), nil)
+	} else {
+		istio, err = istioCRDs(ctx, root)
+	}
 	if err != nil {
 		return nil, err
 	}
 
-	e := &Env{BinDir: bins, LogDir: opts.LogDir}
+	e := &Env{BinDir: bins, LogDir: opts.LogDir, IstioBinDir: istioBins}
 	defer func() {
 		if err != nil {
 			_ = e.Stop()
@@ -189,8 +214,19 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		return nil, err
 	}
 
+	// istiod starts first and is awaited last: its start overlaps the local cluster's.
+	if opts.Istiod {
+		if err := e.startIstiod(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if opts.LocalCluster {
 		if err := e.startLocalCluster(ctx, opts.Nodes); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Istiod {
+		if err := e.awaitIstiod(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -280,12 +316,16 @@ func (e *Env) startLocalCluster(ctx context.Context, n int) error {
 
 // run starts a component from BinDir with its output in LogDir/<name>.log.
 func (e *Env) run(name string, args ...string) error {
+	// Not CommandContext: the Start context ends long before the component should.
+	return e.launch(name, exec.Command(filepath.Join(e.BinDir, name), args...))
+}
+
+// launch starts cmd as the component name, with its output in LogDir/<name>.log; Stop ends it.
+func (e *Env) launch(name string, cmd *exec.Cmd) error {
 	log, err := e.logFile(name)
 	if err != nil {
 		return err
 	}
-	// Not CommandContext: the Start context ends long before the component should.
-	cmd := exec.Command(filepath.Join(e.BinDir, name), args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	// Die with the test binary even when it is killed before Stop runs.
 	cmd.SysProcAttr = sysProcAttr()
@@ -345,7 +385,7 @@ func (e *Env) Stop() error {
 			<-p.done
 		}
 	}
-	e.procs = nil
+	e.procs, e.istiod = nil, nil
 
 	var errs []error
 	if e.env != nil {
@@ -435,6 +475,11 @@ func istioCRDs(ctx context.Context, root string) ([]*apiextensionsv1.CustomResou
 		return nil, fmt.Errorf("locating istio.io/api: %w: %s", err, stderr.String())
 	}
 	path := filepath.Join(strings.TrimSpace(string(out)), "kubernetes", "customresourcedefinitions.gen.yaml")
+	return readCRDs(path, istioCRDNames)
+}
+
+// readCRDs decodes the CRDs named in names from a YAML file, or all of them when names is nil.
+func readCRDs(path string, names []string) ([]*apiextensionsv1.CustomResourceDefinition, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -442,19 +487,22 @@ func istioCRDs(ctx context.Context, root string) ([]*apiextensionsv1.CustomResou
 	defer f.Close()
 
 	want := map[string]bool{}
-	for _, n := range istioCRDNames {
+	for _, n := range names {
 		want[n] = true
 	}
 	var crds []*apiextensionsv1.CustomResourceDefinition
 	dec := utilyaml.NewYAMLOrJSONDecoder(bufio.NewReader(f), 64<<10)
-	for len(want) > 0 {
+	for names == nil || len(want) > 0 {
 		crd := &apiextensionsv1.CustomResourceDefinition{}
 		if err := dec.Decode(crd); errors.Is(err, io.EOF) {
 			break
 		} else if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
-		if want[crd.Name] {
+		if crd.Kind != "CustomResourceDefinition" {
+			continue // an empty document
+		}
+		if names == nil || want[crd.Name] {
 			crds = append(crds, crd)
 			delete(want, crd.Name)
 		}
