@@ -98,7 +98,7 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the demo needs Prometheus: %w", err)
 	}
-	p.say("starting a local cluster: kube-apiserver, etcd, kube-controller-manager, kube-scheduler, KWOK fake nodes")
+	p.say("starting a local cluster: kube-apiserver, etcd, kube-controller-manager, kube-scheduler, KWOK fake nodes, istiod")
 	p.say("(the first run builds them from the Go module proxy and caches them in ~/.cache/ramp: 15-25 minutes)")
 	env, err := testenv.Start(ctx, testenv.Options{LocalCluster: true, Nodes: 2})
 	if err != nil {
@@ -106,6 +106,7 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 	}
 	defer func() { _ = env.Stop() }()
 	p.say("cluster ready; kubeconfig: %s", env.Kubeconfig)
+	p.say("istiod ready (http %s): its webhook validates every VirtualService and DestinationRule written", env.Istiod.HTTPAddr)
 
 	// The mesh simulator's /metrics listener exists before Prometheus so it scrapes from the start.
 	metricsLn, err := net.Listen("tcp", "127.0.0.1:0")
@@ -173,8 +174,37 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 		default:
 		}
 	}
+	if err := istiodReport(ctx, p, env.Istiod); err != nil {
+		return s.res, err
+	}
 	p.summary(s.res)
 	return s.res, nil
+}
+
+// istiodReport says how many of the story's Istio writes istiod validated, and checks that
+// istiod holds the routes ramp wrote in the configuration it serves to proxies.
+func istiodReport(ctx context.Context, p *printer, d *testenv.Istiod) error {
+	v, err := d.Validations(ctx)
+	if err != nil {
+		return err
+	}
+	if v.ByResource["virtualservices"] == 0 || v.ByResource["destinationrules"] == 0 {
+		return fmt.Errorf("istiod validated no VirtualService or no DestinationRule write: %+v", v)
+	}
+	for _, kind := range []string{istio.KindVirtualService, istio.KindDestinationRule} {
+		held, err := d.Holds(ctx, kind, ns, appName)
+		if err != nil {
+			return err
+		}
+		if !held {
+			return fmt.Errorf("istiod does not hold %s %s/%s", kind, ns, appName)
+		}
+	}
+	p.say("")
+	p.say("istiod validated the routes: %d VirtualService and %d DestinationRule writes admitted by Istio's webhook, %d denied;",
+		v.ByResource["virtualservices"], v.ByResource["destinationrules"], v.Failed)
+	p.say("istiod holds both (%s/%s) in the configuration it pushes to sidecars (its /debug/configz)", ns, appName)
+	return nil
 }
 
 type story struct {
