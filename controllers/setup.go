@@ -51,6 +51,12 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 	}); err != nil {
 		return err
 	}
+	// Analysis rounds run on their own pool, stopped with the manager; a finished round wakes
+	// its Rollout.
+	runner := r.roundRunner()
+	if err := mgr.Add(runner); err != nil {
+		return err
+	}
 	vs := &unstructured.Unstructured{}
 	vs.SetAPIVersion(istio.APIVersion)
 	vs.SetKind(istio.KindVirtualService)
@@ -77,6 +83,7 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 		})).
 		Owns(vs).
 		Owns(dr).
+		WatchesRawSource(runner.Source()).
 		Complete(r)
 }
 

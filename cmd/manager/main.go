@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -16,6 +17,7 @@ import (
 	"github.com/ramp-dev/ramp/internal/manager"
 	"github.com/ramp-dev/ramp/internal/notify"
 	"github.com/ramp-dev/ramp/internal/plan"
+	"github.com/ramp-dev/ramp/internal/rounds"
 )
 
 func main() {
@@ -25,6 +27,8 @@ func main() {
 		leaderElect    = flag.Bool("leader-elect", true, "Elect a leader so only one replica acts (keep on when running more than one).")
 		leaderNS       = flag.String("leader-election-namespace", "", "Namespace of the leader election Lease (defaults to the manager's namespace).")
 		concurrency    = flag.Int("concurrent", 4, "Rollouts reconciled in parallel.")
+		analysisWork   = flag.Int("analysis-workers", rounds.DefaultWorkers, "Analysis rounds run at once, off the reconcile workers (more wait for a free worker).")
+		analysisTime   = flag.Duration("analysis-timeout", rounds.DefaultTimeout, "Longest an analysis round runs; one that takes longer is inconclusive.")
 		subsetSettle   = flag.Duration("subset-settle", plan.DefaultConfig().SubsetSettle, "Wait after pointing the stable subset at new pods before routing traffic to them, so proxies have the subset first.")
 		watchNamespace = flag.String("watch-namespace", "", "Only manage Rollouts in this namespace (default: all).")
 		slackFile      = flag.String("slack-webhook-file", "", "File holding a default Slack incoming-webhook URL for Rollouts without spec.notifications.slack (mount it from a Secret; the URL is a credential and never logged).")
@@ -41,7 +45,7 @@ func main() {
 
 	if err := run(log, options{
 		metricsAddr: *metricsAddr, probeAddr: *probeAddr, leaderElect: *leaderElect, leaderNS: *leaderNS,
-		concurrency: *concurrency, cfg: plan.Config{SubsetSettle: *subsetSettle}, namespace: *watchNamespace,
+		concurrency: *concurrency, analysisWorkers: *analysisWork, analysisTimeout: *analysisTime, cfg: plan.Config{SubsetSettle: *subsetSettle}, namespace: *watchNamespace,
 		slackFile: *slackFile,
 	}); err != nil {
 		log.Error(err, "manager stopped")
@@ -52,7 +56,8 @@ func main() {
 type options struct {
 	metricsAddr, probeAddr, leaderNS, namespace, slackFile string
 	leaderElect                                            bool
-	concurrency                                            int
+	concurrency, analysisWorkers                           int
+	analysisTimeout                                        time.Duration
 	cfg                                                    plan.Config
 }
 
@@ -98,7 +103,7 @@ func run(log interface {
 	}
 	ctx := ctrl.SetupSignalHandler()
 	if _, err := manager.Setup(ctx, mgr, manager.Options{
-		Concurrency: o.concurrency, Plan: o.cfg, Notifier: sender, DefaultSlackURL: defaultSlack,
+		Concurrency: o.concurrency, AnalysisWorkers: o.analysisWorkers, AnalysisTimeout: o.analysisTimeout, Plan: o.cfg, Notifier: sender, DefaultSlackURL: defaultSlack,
 	}); err != nil {
 		return err
 	}
