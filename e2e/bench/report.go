@@ -91,6 +91,8 @@ func Print(w io.Writer, r *Report) {
 		fmt.Fprintf(w, "Prometheus queries at N=%d: %d in %d rounds (%.2f per round): %s\n", s.Rollouts, s.Queries, s.Rounds, s.QueriesPerRound, strings.Join(q, ", "))
 	}
 
+	printIsolation(w, r)
+
 	fmt.Fprintln(w, "\nGoals")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, g := range r.Goals {
