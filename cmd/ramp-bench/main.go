@@ -24,7 +24,7 @@ func main() {
 	var (
 		o        bench.Options
 		jsonPath = flag.String("json", "", "write the report as JSON to this file")
-		phases   = flag.String("phases", "latency,scale", "phases to run: latency (reaction and rollback), scale, isolation (reaction beside rollouts whose Prometheus hangs)")
+		phases   = flag.String("phases", "latency,scale,isolation", "phases to run: latency (reaction and rollback), scale, isolation (reaction beside rollouts whose Prometheus hangs)")
 		scales   = flag.String("scales", "", "comma-separated rollout counts of the scale phase (default 100,300,1000; --quick: 100)")
 	)
 	flag.BoolVar(&o.Quick, "quick", false, "N=100 only and fewer samples (about two minutes)")

@@ -28,7 +28,7 @@ type Options struct {
 	// Quick runs N=100 only with fewer samples (under about two minutes).
 	Quick bool
 	// Phases to run: "latency" (reaction and rollback), "scale" and "isolation" (reaction
-	// beside rollouts whose Prometheus hangs). Default latency and scale.
+	// beside rollouts whose Prometheus hangs). Default all three.
 	Phases []string
 	// Scales are the rollout counts of the scale phase. Default 100, 300, 1000 (quick: 100).
 	Scales []int
@@ -69,7 +69,7 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if len(o.Phases) == 0 {
-		o.Phases = []string{"latency", "scale"}
+		o.Phases = []string{"latency", "scale", "isolation"}
 	}
 	def := func(v *int, full, quick int) {
 		if *v <= 0 {

@@ -168,7 +168,7 @@ type hangingProm struct {
 	stop chan struct{}
 
 	mu      sync.Mutex
-	hang    chan struct{} // closed when the server stops hanging; nil while answering
+	hang    chan struct{}  // closed when the server stops hanging; nil while answering
 	open    map[string]int // queries held open, by canary workload
 	n       int64
 	changed chan struct{}
