@@ -217,7 +217,7 @@ type ReconcileFigures struct {
 	Within50ms float64          `json:"within50ms"`
 	Results    map[string]int64 `json:"results,omitempty"`
 	// API is the latency of the manager's API requests in the same window (they make most
-	// of a reconcile's duration); Analysis that of the analysis rounds run in reconciles.
+	// of a reconcile's duration); Analysis that of the analysis rounds (run off them).
 	API      Quantiles `json:"apiRequests"`
 	Analysis Quantiles `json:"analysisRounds"`
 }
