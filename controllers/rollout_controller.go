@@ -73,6 +73,7 @@ type RolloutReconciler struct {
 // roundRunner runs the Analyzer's rounds; SetupWithManager also wires its wake-ups.
 func (r *RolloutReconciler) roundRunner() *rounds.Runner {
 	r.roundsOnce.Do(func() {
+		// Without an Analyzer no round is ever asked for; the runner only drops.
 		analyze := func(context.Context, *rampv1.Rollout) *plan.AnalysisResult { return nil }
 		if r.Analyzer != nil {
 			analyze = r.Analyzer.Analyze
