@@ -23,6 +23,7 @@ import (
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/plan"
+	"github.com/ramp-dev/ramp/internal/rounds"
 )
 
 // conflictRetry is how soon a pass whose status write lost a race runs again.
@@ -35,7 +36,8 @@ const FieldManager = "ramp"
 const Finalizer = "ramp.dev/finalizer"
 
 // Analyzer runs one analysis round for a rollout. Provider failures are verdicts
-// (Inconclusive), not errors: a flaky Prometheus must never promote nor wedge a rollout.
+// (Inconclusive), not errors: a flaky Prometheus must never promote nor wedge a rollout. It
+// must return soon after ctx ends. Rounds run off the reconcile workers (internal/rounds).
 type Analyzer interface {
 	Analyze(ctx context.Context, ro *rampv1.Rollout) *plan.AnalysisResult
 }
@@ -53,6 +55,10 @@ type RolloutReconciler struct {
 	Scheme    *runtime.Scheme
 	Events    EventRecorder
 	Analyzer  Analyzer
+	// AnalysisWorkers bounds how many analysis rounds run at once, AnalysisTimeout how long
+	// one runs (0: the defaults of internal/rounds).
+	AnalysisWorkers int
+	AnalysisTimeout time.Duration
 	// Notifier sends Slack notifications; nil disables them.
 	Notifier Notifier
 	// DefaultSlackURL is used for Rollouts without spec.notifications.slack ("" for none).
@@ -62,6 +68,22 @@ type RolloutReconciler struct {
 	Now func() time.Time
 
 	written sync.Map // NamespacedName → resourceVersion of ramp's last status write
+
+	roundsOnce sync.Once
+	rounds     *rounds.Runner
+}
+
+// roundRunner runs the Analyzer's rounds; SetupWithManager also wires its wake-ups.
+func (r *RolloutReconciler) roundRunner() *rounds.Runner {
+	r.roundsOnce.Do(func() {
+		// Without an Analyzer no round is ever asked for; the runner only drops.
+		analyze := func(context.Context, *rampv1.Rollout) *plan.AnalysisResult { return nil }
+		if r.Analyzer != nil {
+			analyze = r.Analyzer.Analyze
+		}
+		r.rounds = rounds.New(analyze, r.AnalysisWorkers, r.AnalysisTimeout)
+	})
+	return r.rounds
 }
 
 // Least privilege (docs/rbac.md says why each verb is needed): ramp writes with server-side
@@ -82,6 +104,9 @@ type RolloutReconciler struct {
 func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	ro, err := r.getRollout(ctx, req.NamespacedName)
 	if err != nil || ro == nil {
+		if err == nil {
+			r.roundRunner().Drop(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	// Every line of this pass names the revisions at stake (controller-runtime adds the
@@ -89,6 +114,7 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	logger := log.FromContext(ctx).WithValues("stableRevision", ro.Status.StableRevision, "canaryRevision", ro.Status.CanaryRevision)
 	ctx = log.IntoContext(ctx, logger)
 	if !ro.DeletionTimestamp.IsZero() {
+		r.roundRunner().Drop(req.NamespacedName)
 		return ctrl.Result{}, r.finalize(ctx, ro)
 	}
 	if !controllerutil.ContainsFinalizer(ro, Finalizer) {
@@ -102,8 +128,11 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	// A due round runs off this worker; its result wakes the Rollout and a later pass takes it.
 	if r.Analyzer != nil && plan.AnalysisDue(ro, w.obs.Requests.Paused, w.obs.Now) {
-		w.obs.Analysis = r.Analyzer.Analyze(ctx, ro)
+		w.obs.Analysis, w.obs.AnalysisRunning = r.roundRunner().Take(ro)
+	} else {
+		r.roundRunner().Drop(req.NamespacedName)
 	}
 	dec := plan.Decide(r.Config, ro, w.obs)
 

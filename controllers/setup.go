@@ -52,6 +52,12 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 	}); err != nil {
 		return err
 	}
+	// Analysis rounds run on their own pool, stopped with the manager; a finished round wakes
+	// its Rollout.
+	runner := r.roundRunner()
+	if err := mgr.Add(runner); err != nil {
+		return err
+	}
 	vs := &unstructured.Unstructured{}
 	vs.SetAPIVersion(istio.APIVersion)
 	vs.SetKind(istio.KindVirtualService)
@@ -80,6 +86,7 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 		// someone else made stalls the Rollout, and its deletion must wake it.
 		Watches(vs, handler.EnqueueRequestsFromMapFunc(rolloutOfSameName)).
 		Watches(dr, handler.EnqueueRequestsFromMapFunc(rolloutOfSameName)).
+		WatchesRawSource(runner.Source()).
 		Complete(r)
 }
 

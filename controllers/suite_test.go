@@ -36,6 +36,18 @@ type fakeAnalyzer struct {
 	mu        sync.Mutex
 	byRollout map[string]string
 	rounds    map[string]int
+	// hanging counts the rounds of verdictHang in progress, hangsEnded those that returned.
+	hanging, hangsEnded int
+}
+
+// verdictHang makes a Rollout's rounds answer nothing until they are cancelled, as a
+// Prometheus that accepts and never answers.
+const verdictHang = "hang"
+
+func (f *fakeAnalyzer) hangs() (now, ended int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.hanging, f.hangsEnded
 }
 
 func (f *fakeAnalyzer) set(ro *rampv1.Rollout, verdict string) {
@@ -44,7 +56,7 @@ func (f *fakeAnalyzer) set(ro *rampv1.Rollout, verdict string) {
 	f.byRollout[ro.Namespace+"/"+ro.Name] = verdict
 }
 
-func (f *fakeAnalyzer) Analyze(_ context.Context, ro *rampv1.Rollout) *plan.AnalysisResult {
+func (f *fakeAnalyzer) Analyze(ctx context.Context, ro *rampv1.Rollout) *plan.AnalysisResult {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.rounds == nil {
@@ -52,6 +64,15 @@ func (f *fakeAnalyzer) Analyze(_ context.Context, ro *rampv1.Rollout) *plan.Anal
 	}
 	f.rounds[ro.Namespace+"/"+ro.Name]++
 	v := f.byRollout[ro.Namespace+"/"+ro.Name]
+	if v == verdictHang {
+		f.hanging++
+		f.mu.Unlock()
+		<-ctx.Done()
+		f.mu.Lock()
+		f.hanging--
+		f.hangsEnded++
+		return &plan.AnalysisResult{Verdict: rampv1.VerdictInconclusive, Reason: "analysis canceled: " + ctx.Err().Error()}
+	}
 	if v == "" {
 		v = rampv1.VerdictPassed
 	}
@@ -78,6 +99,9 @@ func (c *shiftedClock) shift(t *testing.T, d time.Duration) {
 	c.offset.Store(int64(d))
 	t.Cleanup(func() { c.offset.Store(0) })
 }
+
+// reconcileWorkers is the suite's MaxConcurrentReconciles, the manager's default --concurrent.
+const reconcileWorkers = 4
 
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.Level(zapLevel())))
@@ -118,8 +142,10 @@ func startManager(ctx context.Context) error {
 		Events: rec, Analyzer: verdicts, Notifier: slack,
 		Config: plan.Config{SubsetSettle: 200 * time.Millisecond},
 		Now:    clock.Now,
+		// Hanging rounds must outlast the test that hangs them (deleting a Rollout ends them).
+		AnalysisTimeout: 10 * time.Minute,
 	}
-	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: 4}); err != nil {
+	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: reconcileWorkers}); err != nil {
 		return err
 	}
 	slack.Backoff = 50 * time.Millisecond

@@ -66,7 +66,7 @@ type ManagerStats struct {
 	ReconcileTotal map[string]int64 `json:"reconcileTotal"`
 	// APILatency is how long the manager's API requests (not watches) took to answer.
 	APILatency Histogram `json:"apiLatency"`
-	// AnalysisTime is how long analysis rounds took (inside reconciles).
+	// AnalysisTime is how long analysis rounds took (off the reconcile workers).
 	AnalysisTime Histogram     `json:"analysisTime"`
 	UserCPU      time.Duration `json:"userCPU"`
 	SysCPU       time.Duration `json:"sysCPU"`

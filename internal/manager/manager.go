@@ -28,6 +28,11 @@ type Options struct {
 	// Analyzer runs analysis rounds; nil means the Prometheus analyzer of package analysis,
 	// reading credential Secrets through the API reader (get only, when referenced).
 	Analyzer controllers.Analyzer
+	// AnalysisWorkers bounds the analysis rounds running at once and AnalysisTimeout one
+	// round's duration (0: the defaults of internal/rounds). Rounds run off the reconcile
+	// workers.
+	AnalysisWorkers int
+	AnalysisTimeout time.Duration
 	// Notifier sends Slack notifications; nil disables them.
 	Notifier controllers.Notifier
 	// DefaultSlackURL is the webhook for Rollouts that name none.
@@ -80,6 +85,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) (*controllers.Rollo
 		Events:    rec,
 		Analyzer:  o.Analyzer,
 		Notifier:  o.Notifier,
+
+		AnalysisWorkers: o.AnalysisWorkers,
+		AnalysisTimeout: o.AnalysisTimeout,
 		// Left nil, an interface holding a nil pointer would not compare equal to nil.
 		DefaultSlackURL: o.DefaultSlackURL,
 		Config:          o.Plan,

@@ -664,6 +664,20 @@ func TestDecideAnalysis(t *testing.T) {
 				requeue: 30 * time.Second, check: messageHas("waiting for a passing analysis round")},
 		},
 		{
+			name: "analysis: a round overdue and running: its result brings the next pass, no timer",
+			ro:   heldLong(lastAnalysis(ago(2 * time.Minute))),
+			obs:  ready(func(o *Observation) { o.AnalysisRunning = true }),
+			want: want{phase: progressing, stage: holding, step: 1, weight: 5, desired: dRun(1, 5, true),
+				check: messageHas("waiting for a passing analysis round")},
+		},
+		{
+			name: "analysis: a round running while the pause runs: wake at the pause's end only",
+			ro:   newRollout(pausedSteps, analysed, inRollout(progressing, holding, 1, 5, ago(3*time.Minute)), lastAnalysis(ago(2*time.Minute))),
+			obs:  ready(func(o *Observation) { o.AnalysisRunning = true }),
+			want: want{phase: progressing, stage: holding, step: 1, weight: 5, desired: dRun(1, 5, true),
+				requeue: 2 * time.Minute, check: messageHas("waiting for pause until 2025-03-14T09:02:00Z and a passing analysis round")},
+		},
+		{
 			name: "analysis: pause running and no round yet: wake at the earlier of both",
 			ro:   newRollout(pausedSteps, analysed, inRollout(progressing, holding, 1, 5, ago(30*time.Second))),
 			obs:  ready(),

@@ -56,6 +56,9 @@ type Observation struct {
 
 	// Analysis is the result of the analysis round run this pass; nil when none was due.
 	Analysis *AnalysisResult
+	// AnalysisRunning reports that a due round is still running: its result, not a timer,
+	// brings the next pass.
+	AnalysisRunning bool
 
 	Requests Requests
 
