@@ -7,9 +7,7 @@ import (
 	"time"
 
 	"github.com/fluxcd/pkg/runtime/events"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -17,6 +15,7 @@ import (
 	"github.com/ramp-dev/ramp/analysis"
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/controllers"
+	"github.com/ramp-dev/ramp/internal/credentials"
 	"github.com/ramp-dev/ramp/internal/plan"
 )
 
@@ -70,11 +69,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) (*controllers.Rollo
 		o.Analyzer = analysis.NewAnalyzer(
 			analysis.WithClock(o.Now),
 			analysis.WithSecretGetter(func(ctx context.Context, namespace, name string) (map[string][]byte, error) {
-				s := &corev1.Secret{}
-				if err := reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s); err != nil {
-					return nil, err
-				}
-				return s.Data, nil
+				return credentials.Read(ctx, reader, namespace, name)
 			}),
 		)
 	}
