@@ -19,8 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
-	"github.com/ramp-dev/ramp/e2e/meshsim"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
+	"github.com/ramp-dev/ramp/internal/meshsim"
 )
 
 const (

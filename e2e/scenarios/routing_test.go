@@ -11,8 +11,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
-	"github.com/ramp-dev/ramp/e2e/meshsim"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
+	"github.com/ramp-dev/ramp/internal/meshsim"
 )
 
 // Blue/green: v2 comes up beside v1, previewed on the header route (requests with the preview

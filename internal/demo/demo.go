@@ -1,9 +1,9 @@
 // Package demo is ramp's scripted local story: a local cluster (real API server, controller
 // manager, scheduler and KWOK fake nodes, so Deployments really roll out), a real Prometheus,
-// the mesh simulator (e2e/meshsim: synthetic traffic routed by the live VirtualService and
+// the mesh simulator (internal/meshsim: synthetic traffic routed by the live VirtualService and
 // DestinationRule, with Istio's telemetry) and ramp's controller in-process with its real
 // Prometheus analysis. An app's releases are "committed" by changing its image. The ramp-demo
-// command runs it for people to watch; the package test runs it to prove it works.
+// command runs it for people to watch; e2e/demo runs it to prove it works.
 package demo
 
 import (
@@ -27,9 +27,9 @@ import (
 
 	"github.com/ramp-dev/ramp/analysis/prometheustest"
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
-	"github.com/ramp-dev/ramp/e2e/meshsim"
 	"github.com/ramp-dev/ramp/internal/manager"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
+	"github.com/ramp-dev/ramp/internal/meshsim"
 	"github.com/ramp-dev/ramp/internal/plan"
 	"github.com/ramp-dev/ramp/internal/testenv"
 )
