@@ -18,16 +18,17 @@ import (
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
+	"github.com/ramp-dev/ramp/internal/testenv"
 )
 
 // startRollout creates "web" (2 replicas), a Rollout holding its first step (10%) until
 // promoted, and a manager; it returns once 10% is routed to the new revision's canary.
-func startRollout(t *testing.T, name string, steps ...rampv1.CanaryStep) (string, *rampv1.Rollout, *runningMgr, *timeline) {
+func startRollout(t *testing.T, name string, steps ...rampv1.CanaryStep) (string, *rampv1.Rollout, *runningMgr, *testenv.Timeline) {
 	t.Helper()
 	e := cluster(t)
 	ns := e.Namespace(t)
 	app(t, ns, 2, "podinfo:1")
-	tl := recordTimeline(t, ns)
+	tl := cluster(t).RecordTimeline(t, ns)
 	m := startManager(t, mgrOptions{name: name, ns: ns})
 	ro := canaryRollout(ns, "web", steps...)
 	must(t, e.Client.Create(context.Background(), ro))
@@ -125,9 +126,9 @@ func TestHandEditsAndStatusConflicts(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	t.Logf("the other writer made %d updates (%d conflicts); ramp's writes met %d conflicts", updates.Load(), conflicts.Load(), m.conflicts.Load())
-	tl.checkWeightsForward(t, "web", []int32{0, 10, 50, 10, 50, 100, 0}) // 50 once by hand
-	tl.checkCanaryServes(t, "web", "web-canary", 2)
-	tl.checkStatusForward(t, "web")
+	checkWeightsForward(t, tl, "web", []int32{0, 10, 50, 10, 50, 100, 0}) // 50 once by hand
+	tl.CheckCanaryServes(t, "web", "web-canary", 2)
+	checkStatusForward(t, tl, "web")
 }
 
 // Mid-rollout, the target Deployment is deleted: the rollout stalls with a message naming it,

@@ -237,7 +237,7 @@ func TestRampUnderItsOwnRBAC(t *testing.T) {
 	ctx := context.Background()
 	ns := e.Namespace(t)
 	app(t, ns, 2, "podinfo:1")
-	tl := recordTimeline(t, ns) // every version of the Rollout's status, and of ramp's objects
+	tl := cluster(t).RecordTimeline(t, ns) // every version of the Rollout's status, and of ramp's objects
 
 	// The shipped roles, bound to a user of this test.
 	user := "ramp-e2e-" + ns
@@ -351,8 +351,8 @@ func TestRampUnderItsOwnRBAC(t *testing.T) {
 		}
 	}
 	var versions []any
-	for _, e := range tl.sorted() {
-		versions = append(versions, e.obj)
+	for _, e := range tl.Versions() {
+		versions = append(versions, e.Object)
 	}
 	written, err := json.Marshal(versions)
 	must(t, err)
