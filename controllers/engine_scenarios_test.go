@@ -465,7 +465,7 @@ func TestHandEditsAreRestored(t *testing.T) {
 	dr := mustIstioObject(t, ns, istio.KindDestinationRule, ro.Name)
 	must(t, env.Client.Delete(ctx, dr))
 	shortWait(t, 10*time.Second, "DestinationRule recreated", func(ctx context.Context) (bool, error) {
-		u, err := istioObject(ctx, ns, istio.KindDestinationRule, ro.Name)
+		u, err := env.IstioObject(ctx, ns, istio.KindDestinationRule, ro.Name)
 		return err == nil && u != nil && u.GetUID() != dr.GetUID() && u.GetDeletionTimestamp() == nil, nil
 	})
 	assertStableSubset(t, ns, ro.Name, stableHash)
@@ -473,7 +473,7 @@ func TestHandEditsAreRestored(t *testing.T) {
 	// And the VirtualService.
 	must(t, env.Client.Delete(ctx, vs))
 	shortWait(t, 10*time.Second, "VirtualService recreated", func(ctx context.Context) (bool, error) {
-		u, err := istioObject(ctx, ns, istio.KindVirtualService, ro.Name)
+		u, err := env.IstioObject(ctx, ns, istio.KindVirtualService, ro.Name)
 		if err != nil || u == nil || u.GetUID() == vs.GetUID() {
 			return false, nil
 		}
@@ -508,7 +508,7 @@ func TestMissingTargetStallsThenAdopts(t *testing.T) {
 	}
 	// ramp has touched nothing.
 	for _, kind := range []string{istio.KindVirtualService, istio.KindDestinationRule} {
-		if u, err := istioObject(ctx, ns, kind, ro.Name); err != nil || u != nil {
+		if u, err := env.IstioObject(ctx, ns, kind, ro.Name); err != nil || u != nil {
 			t.Errorf("%s exists (err=%v) although the target does not", kind, err)
 		}
 	}

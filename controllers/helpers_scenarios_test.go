@@ -9,7 +9,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -73,20 +72,6 @@ func holdsFor(t *testing.T, d time.Duration, what string, cond func(context.Cont
 	}
 }
 
-// istioObject reads a VirtualService or DestinationRule; nil when there is none.
-func istioObject(ctx context.Context, ns, kind, name string) (*unstructured.Unstructured, error) {
-	u := &unstructured.Unstructured{}
-	u.SetAPIVersion(istio.APIVersion)
-	u.SetKind(kind)
-	if err := env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, u); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	return u, nil
-}
-
 // mustIstioObject waits for a VirtualService or DestinationRule and returns it: ramp records
 // its decision in the status before it applies it, so a phase seen in the status may precede
 // the objects by a moment.
@@ -95,7 +80,7 @@ func mustIstioObject(t *testing.T, ns, kind, name string) *unstructured.Unstruct
 	var u *unstructured.Unstructured
 	waitFor(t, kind+" "+name, func(ctx context.Context) (bool, error) {
 		var err error
-		u, err = istioObject(ctx, ns, kind, name)
+		u, err = env.IstioObject(ctx, ns, kind, name)
 		return u != nil, err
 	})
 	return u
@@ -103,7 +88,7 @@ func mustIstioObject(t *testing.T, ns, kind, name string) *unstructured.Unstruct
 
 // liveRouting is the routing the live VirtualService holds.
 func liveRouting(ctx context.Context, ns, name string) (istio.Routing, error) {
-	vs, err := istioObject(ctx, ns, istio.KindVirtualService, name)
+	vs, err := env.IstioObject(ctx, ns, istio.KindVirtualService, name)
 	if err != nil || vs == nil {
 		return istio.Routing{}, fmt.Errorf("VirtualService %s/%s: %v (found=%t)", ns, name, err, vs != nil)
 	}

@@ -273,7 +273,7 @@ func TestMissingServiceStallsUntilCreated(t *testing.T) {
 		t.Errorf("phase %q, want %s (a blank PHASE column says nothing)", ro.Status.Phase, rampv1.PhaseStalled)
 	}
 	for _, kind := range []string{istio.KindVirtualService, istio.KindDestinationRule} {
-		if u, err := istioObject(ctx, ns, kind, ro.Name); err != nil || u != nil {
+		if u, err := env.IstioObject(ctx, ns, kind, ro.Name); err != nil || u != nil {
 			t.Errorf("%s written for a Service that does not exist (err=%v)", kind, err)
 		}
 	}

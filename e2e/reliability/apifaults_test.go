@@ -60,7 +60,7 @@ func TestHandEditsAndStatusConflicts(t *testing.T) {
 		rampv1.CanaryStep{SetWeight: 100})
 
 	// Weights 50/50 and an annotation, by hand.
-	vs, err := istioObject(ctx, ns, istio.KindVirtualService, "web")
+	vs, err := env.IstioObject(ctx, ns, istio.KindVirtualService, "web")
 	must(t, err)
 	edit := []byte(`{"metadata":{"annotations":{"example.com/note":"kept"}},"spec":{"http":[{"name":"ramp-primary","route":[` +
 		`{"destination":{"host":"web","subset":"stable","port":{"number":80}},"weight":50},` +
@@ -72,19 +72,19 @@ func TestHandEditsAndStatusConflicts(t *testing.T) {
 		return ok && r.CanaryWeight == 10 && r.HeaderRoute, err
 	})
 	t.Logf("VirtualService restored %s after the hand edit", time.Since(edited).Round(time.Millisecond))
-	vs, err = istioObject(ctx, ns, istio.KindVirtualService, "web")
+	vs, err = env.IstioObject(ctx, ns, istio.KindVirtualService, "web")
 	must(t, err)
 	if vs.GetAnnotations()["example.com/note"] != "kept" {
 		t.Errorf("ramp removed a field it does not own: annotations %v", vs.GetAnnotations())
 	}
 
 	// The DestinationRule, deleted.
-	dr, err := istioObject(ctx, ns, istio.KindDestinationRule, "web")
+	dr, err := env.IstioObject(ctx, ns, istio.KindDestinationRule, "web")
 	must(t, err)
 	must(t, env.Client.Delete(ctx, dr))
 	deleted := time.Now()
 	waitFor(t, 10*time.Second, "DestinationRule recreated", func(ctx context.Context) (bool, error) {
-		u, err := istioObject(ctx, ns, istio.KindDestinationRule, "web")
+		u, err := env.IstioObject(ctx, ns, istio.KindDestinationRule, "web")
 		return err == nil && u != nil && u.GetUID() != dr.GetUID() && u.GetDeletionTimestamp() == nil &&
 			stableSubset(u) == ro.Status.StablePodTemplateHash && stableSubset(u) != "", err
 	})

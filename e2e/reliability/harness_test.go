@@ -377,24 +377,10 @@ func phaseIs(phase string) func(*rampv1.Rollout) bool {
 	return func(ro *rampv1.Rollout) bool { return ro.Status.Phase == phase }
 }
 
-// istioObject reads a VirtualService or DestinationRule; nil when there is none.
-func istioObject(ctx context.Context, ns, kind, name string) (*unstructured.Unstructured, error) {
-	u := &unstructured.Unstructured{}
-	u.SetAPIVersion(istio.APIVersion)
-	u.SetKind(kind)
-	if err := env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, u); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	return u, nil
-}
-
 // liveRouting is the live VirtualService's routing; ok is false when there is none or it is
 // not in ramp's shape.
 func liveRouting(ctx context.Context, ns, name string) (r istio.Routing, ok bool, err error) {
-	vs, err := istioObject(ctx, ns, istio.KindVirtualService, name)
+	vs, err := env.IstioObject(ctx, ns, istio.KindVirtualService, name)
 	if err != nil || vs == nil {
 		return r, false, err
 	}
@@ -453,7 +439,7 @@ func settled(phase string) func(ctx context.Context, ro *rampv1.Rollout) (bool, 
 		if err != nil || !ok || r.CanaryWeight != 0 || r.HeaderRoute {
 			return false, err
 		}
-		dr, err := istioObject(ctx, ro.Namespace, istio.KindDestinationRule, ro.Name)
+		dr, err := env.IstioObject(ctx, ro.Namespace, istio.KindDestinationRule, ro.Name)
 		if err != nil || dr == nil || stableSubset(dr) != ro.Status.StablePodTemplateHash {
 			return false, err
 		}
@@ -490,7 +476,7 @@ func finalState(t *testing.T, ro *rampv1.Rollout) string {
 	}
 	out := map[string]any{"status": st}
 	for _, kind := range []string{istio.KindVirtualService, istio.KindDestinationRule} {
-		u, err := istioObject(ctx, ro.Namespace, kind, ro.Name)
+		u, err := env.IstioObject(ctx, ro.Namespace, kind, ro.Name)
 		must(t, err)
 		if u != nil {
 			out[kind] = u.Object["spec"]

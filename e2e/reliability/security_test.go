@@ -333,7 +333,7 @@ func TestRampUnderItsOwnRBAC(t *testing.T) {
 		t.Errorf("the target is still paused after the Rollout's deletion")
 	}
 	for _, kind := range []string{istio.KindVirtualService, istio.KindDestinationRule} {
-		if u, err := istioObject(ctx, ns, kind, "web"); err != nil || u != nil {
+		if u, err := env.IstioObject(ctx, ns, kind, "web"); err != nil || u != nil {
 			t.Errorf("%s left behind (err %v)", kind, err)
 		}
 	}
