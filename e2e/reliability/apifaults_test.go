@@ -126,6 +126,7 @@ func TestHandEditsAndStatusConflicts(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	t.Logf("the other writer made %d updates (%d conflicts); ramp's writes met %d conflicts", updates.Load(), conflicts.Load(), m.conflicts.Load())
+	synced(t, tl)
 	checkWeightsForward(t, tl, "web", []int32{0, 10, 50, 10, 50, 100, 0}) // 50 once by hand
 	tl.CheckCanaryServes(t, "web", "web-canary", 2)
 	checkStatusForward(t, tl, "web")

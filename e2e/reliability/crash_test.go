@@ -143,6 +143,7 @@ func (sc crashScenario) play(t *testing.T, crash bool) (string, *testenv.Timelin
 	})
 	loop.stop()
 	t.Logf("%s in %s: %s", sc.phase, time.Since(start).Round(time.Millisecond), loop.summary())
+	synced(t, tl) // the timeline stops with this test; the checks replay it later
 	return finalState(t, ro), tl, loop
 }
 

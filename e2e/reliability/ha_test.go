@@ -74,6 +74,7 @@ func TestLeaderElectionFailover(t *testing.T) {
 	if b.writes.Load() == 0 {
 		t.Errorf("ha-b finished the rollout without writing")
 	}
+	synced(t, tl)
 	checkWeightsForward(t, tl, "web", []int32{0, 10, 50, 100, 0})
 	tl.CheckCanaryServes(t, "web", "web-canary", 2)
 	checkStatusForward(t, tl, "web")

@@ -149,5 +149,6 @@ func TestPrometheus500FailsTheRollout(t *testing.T) {
 			t.Errorf("rv %d: the rollout went to step %d", e.RV, step)
 		}
 	}
+	synced(t, tl)
 	checkWeightsForward(t, tl, "web", []int32{0, 10, 0})
 }

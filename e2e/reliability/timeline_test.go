@@ -16,16 +16,21 @@ import (
 	"github.com/ramp-dev/ramp/internal/testenv"
 )
 
-// checkWeightsForward checks the VirtualService's weights only moved forward along the plan
-// want (e.g. 0 10 50 100 0): once the timeline holds the API server's current state, the
-// sequence of distinct weights must be exactly want.
-func checkWeightsForward(t *testing.T, tl *testenv.Timeline, name string, want []int32) {
+// synced waits until tl holds the API server's current state of the namespace (the watches
+// of different kinds are not in step with one another).
+func synced(t *testing.T, tl *testenv.Timeline) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := tl.Sync(ctx); err != nil {
 		t.Fatalf("timeline: %v", err)
 	}
+}
+
+// checkWeightsForward checks the VirtualService's weights only moved forward along the plan
+// want (e.g. 0 10 50 100 0): the sequence of distinct weights must be exactly want.
+func checkWeightsForward(t *testing.T, tl *testenv.Timeline, name string, want []int32) {
+	t.Helper()
 	if got := tl.Weights(name); !slices.Equal(got, want) {
 		t.Errorf("VirtualService canary weights over time = %v, want %v", got, want)
 	}

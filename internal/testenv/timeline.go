@@ -3,6 +3,7 @@ package testenv
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -52,9 +53,10 @@ type Version struct {
 // canary could serve it, a step skipped between two polls), and a test waits on it instead of
 // polling: Wait re-checks its condition on every version recorded.
 type Timeline struct {
-	env   *Env
-	ns    string
-	kinds []Kind
+	env     *Env
+	ns      string
+	kinds   []Kind
+	stopped <-chan struct{} // closed when the test that started it ends
 
 	mu       sync.Mutex
 	versions []Version
@@ -69,9 +71,9 @@ func (e *Env) RecordTimeline(t TB, ns string, kinds ...Kind) *Timeline {
 	if len(kinds) == 0 {
 		kinds = []Kind{Rollouts, Deployments, VirtualServices, DestinationRules}
 	}
-	tl := &Timeline{env: e, ns: ns, kinds: kinds, changed: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
+	tl := &Timeline{env: e, ns: ns, kinds: kinds, stopped: ctx.Done(), changed: make(chan struct{})}
 	for _, k := range kinds {
 		ri, err := e.resource(ns, k)
 		if err == nil {
@@ -195,7 +197,7 @@ func (tl *Timeline) Weights(name string) []int32 {
 }
 
 // Wait returns once cond holds. It checks cond now and again after every version recorded,
-// until ctx ends.
+// until ctx ends or the timeline stops (its test has ended: nothing more will come).
 func (tl *Timeline) Wait(ctx context.Context, cond func() bool) error {
 	for {
 		tl.mu.Lock()
@@ -207,6 +209,11 @@ func (tl *Timeline) Wait(ctx context.Context, cond func() bool) error {
 		select {
 		case <-ctx.Done():
 			return context.Cause(ctx)
+		case <-tl.stopped:
+			if cond() {
+				return nil
+			}
+			return errors.New("the timeline has stopped: the test that recorded it has ended")
 		case <-changed:
 		}
 	}
