@@ -7,7 +7,6 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -25,27 +24,7 @@ const waitLong = 60 * time.Second
 // app creates a 3-replica Deployment "web" and waits until it has rolled out.
 func app(t *testing.T, ns, image string) *appsv1.Deployment {
 	t.Helper()
-	lbl := map[string]string{"app": "web"}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](3),
-			Selector: &metav1.LabelSelector{MatchLabels: lbl},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: lbl},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: image}}},
-			},
-		},
-	}
-	must(t, env.Client.Create(context.Background(), d))
-	must(t, env.Client.Create(context.Background(), testenv.ServiceFor(d, 80)))
-	waitFor(t, "target rolled out", func(ctx context.Context) (bool, error) {
-		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
-			return false, err
-		}
-		return d.Status.ObservedGeneration == d.Generation && d.Status.UpdatedReplicas == 3 && d.Status.ReadyReplicas == 3 && d.Status.Replicas == 3, nil
-	})
-	return d
+	return env.App(t, ns, "web", image, 3)
 }
 
 func canaryRollout(ns string) *rampv1.Rollout {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -264,30 +263,7 @@ func (v *verdicts) Analyze(_ context.Context, _ *rampv1.Rollout) *plan.AnalysisR
 // app creates the Deployment "web" and waits until it has rolled out.
 func app(t *testing.T, ns string, replicas int32, image string) *appsv1.Deployment {
 	t.Helper()
-	e := cluster(t)
-	lbl := map[string]string{"app": "web"}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(replicas),
-			Selector: &metav1.LabelSelector{MatchLabels: lbl},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: lbl},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: image}}},
-			},
-		},
-	}
-	must(t, e.Client.Create(context.Background(), d))
-	must(t, e.Client.Create(context.Background(), testenv.ServiceFor(d, 80)))
-	waitFor(t, 60*time.Second, "Deployment web rolled out", func(ctx context.Context) (bool, error) {
-		if err := e.Client.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
-			return false, err
-		}
-		st := d.Status
-		return st.ObservedGeneration == d.Generation && st.UpdatedReplicas == replicas && st.ReadyReplicas == replicas &&
-			st.AvailableReplicas == replicas && st.Replicas == replicas, nil
-	})
-	return d
+	return cluster(t).App(t, ns, "web", image, replicas)
 }
 
 func setImage(t *testing.T, ns, image string) {
