@@ -94,11 +94,11 @@ type metricPlan struct {
 }
 
 // Analyze runs one analysis round for ro: it builds every metric's queries, runs the
-// distinct ones concurrently (bounded), and judges each metric and the round (see Decide).
+// distinct ones concurrently (bounded), and judges each metric and the round (see Judge).
 func (a *Analyzer) Analyze(ctx context.Context, ro *rampv1.Rollout) *plan.AnalysisResult {
 	a.init()
 	if ro == nil || ro.Spec.Analysis == nil || len(ro.Spec.Analysis.Metrics) == 0 {
-		r := Decide(nil)
+		r := Judge(nil)
 		r.Reason = "spec.analysis has no metrics to judge"
 		return r
 	}
@@ -162,7 +162,7 @@ func (a *Analyzer) Analyze(ctx context.Context, ro *rampv1.Rollout) *plan.Analys
 		ev.Stable, ev.CanaryRequests, ev.StableRequests = pick(p.stable), pick(p.canaryReq), pick(p.stableReq)
 		results[i] = Evaluate(p.m, ev, at)
 	}
-	return Decide(results)
+	return Judge(results)
 }
 
 // run queries each distinct PromQL once, at most a.concurrency at a time. Once Prometheus

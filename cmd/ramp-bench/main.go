@@ -14,7 +14,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/ramp-dev/ramp/e2e/bench"
+	"github.com/ramp-dev/ramp/internal/bench"
 )
 
 func main() {

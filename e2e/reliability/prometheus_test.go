@@ -124,7 +124,7 @@ func TestPrometheus500FailsTheRollout(t *testing.T) {
 	prom := newBadPrometheus(t, answer(500, "internal error: tsdb unavailable"))
 	ns := e.Namespace(t)
 	app(t, ns, 2, "podinfo:1")
-	tl := recordTimeline(t, ns)
+	tl := cluster(t).RecordTimeline(t, ns)
 	startManager(t, mgrOptions{name: "prom500", ns: ns}) // analyzer nil: the real one
 	ro := withAnalysis(canaryRollout(ns, "web",
 		rampv1.CanaryStep{SetWeight: 10},
@@ -141,13 +141,14 @@ func TestPrometheus500FailsTheRollout(t *testing.T) {
 	if ro.Status.InconclusiveChecks != 2 || ro.Status.FailedChecks != 0 {
 		t.Errorf("inconclusive %d, failed %d; want 2, 0", ro.Status.InconclusiveChecks, ro.Status.FailedChecks)
 	}
-	for _, e := range tl.sorted() {
-		if e.kind != "Rollout" {
+	for _, e := range tl.Versions() {
+		if e.Kind != "Rollout" {
 			continue
 		}
-		if step, _, _ := unstructured.NestedInt64(e.obj.Object, "status", "currentStep"); step > 1 {
-			t.Errorf("rv %d: the rollout went to step %d", e.rv, step)
+		if step, _, _ := unstructured.NestedInt64(e.Object.Object, "status", "currentStep"); step > 1 {
+			t.Errorf("rv %d: the rollout went to step %d", e.RV, step)
 		}
 	}
-	tl.checkWeightsForward(t, "web", []int32{0, 10, 0})
+	synced(t, tl)
+	checkWeightsForward(t, tl, "web", []int32{0, 10, 0})
 }

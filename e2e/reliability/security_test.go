@@ -238,7 +238,7 @@ func TestRampUnderItsOwnRBAC(t *testing.T) {
 	ctx := context.Background()
 	ns := e.Namespace(t)
 	app(t, ns, 2, "podinfo:1")
-	tl := recordTimeline(t, ns) // every version of the Rollout's status, and of ramp's objects
+	tl := cluster(t).RecordTimeline(t, ns) // every version of the Rollout's status, and of ramp's objects
 
 	// The shipped roles, bound to a user of this test.
 	user := "ramp-e2e-" + ns
@@ -334,7 +334,7 @@ func TestRampUnderItsOwnRBAC(t *testing.T) {
 		t.Errorf("the target is still paused after the Rollout's deletion")
 	}
 	for _, kind := range []string{istio.KindVirtualService, istio.KindDestinationRule} {
-		if u, err := istioObject(ctx, ns, kind, "web"); err != nil || u != nil {
+		if u, err := env.IstioObject(ctx, ns, kind, "web"); err != nil || u != nil {
 			t.Errorf("%s left behind (err %v)", kind, err)
 		}
 	}
@@ -352,8 +352,8 @@ func TestRampUnderItsOwnRBAC(t *testing.T) {
 		}
 	}
 	var versions []any
-	for _, e := range tl.sorted() {
-		versions = append(versions, e.obj)
+	for _, e := range tl.Versions() {
+		versions = append(versions, e.Object)
 	}
 	written, err := json.Marshal(versions)
 	must(t, err)

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 
 	"github.com/ramp-dev/ramp/analysis"
@@ -52,6 +53,18 @@ func Scheme() (*runtime.Scheme, error) {
 	return s, nil
 }
 
+// PrometheusAnalyzer is the analyzer Setup uses when Options.Analyzer is nil: package
+// analysis's Prometheus analyzer on clock now, reading credential Secrets through reader
+// (get only, when a Rollout references one).
+func PrometheusAnalyzer(reader client.Reader, now func() time.Time) *analysis.Analyzer {
+	return analysis.NewAnalyzer(
+		analysis.WithClock(now),
+		analysis.WithSecretGetter(func(ctx context.Context, namespace, name string) (map[string][]byte, error) {
+			return credentials.Read(ctx, reader, namespace, name)
+		}),
+	)
+}
+
 // Setup registers the Rollout reconciler with mgr.
 func Setup(ctx context.Context, mgr ctrl.Manager, o Options) (*controllers.RolloutReconciler, error) {
 	rec, err := events.NewRecorder(ctrl.Log.WithName("events"), "", "ramp-controller", events.WithManager(mgr))
@@ -65,13 +78,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) (*controllers.Rollo
 		o.Concurrency = 1
 	}
 	if o.Analyzer == nil {
-		reader := mgr.GetAPIReader()
-		o.Analyzer = analysis.NewAnalyzer(
-			analysis.WithClock(o.Now),
-			analysis.WithSecretGetter(func(ctx context.Context, namespace, name string) (map[string][]byte, error) {
-				return credentials.Read(ctx, reader, namespace, name)
-			}),
-		)
+		o.Analyzer = PrometheusAnalyzer(mgr.GetAPIReader(), o.Now)
 	}
 	r := &controllers.RolloutReconciler{
 		Client:    mgr.GetClient(),
