@@ -2,9 +2,11 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/fluxcd/pkg/apis/meta"
 	"github.com/fluxcd/pkg/runtime/conditions"
@@ -18,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/credentials"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
 	"github.com/ramp-dev/ramp/internal/plan"
 	"github.com/ramp-dev/ramp/internal/revision"
@@ -102,6 +105,12 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 		}
 		w.canary = canary
 		w.obs.Canary = observeCanary(canary)
+	}
+
+	if b, err := r.confusedDeputy(ctx, ro); err != nil {
+		return nil, err
+	} else if b != nil && w.obs.Blocked == nil {
+		w.obs.Blocked = b
 	}
 
 	// A Service that does not exist gets no traffic from the mesh: routing it would only
@@ -253,4 +262,43 @@ func (r *RolloutReconciler) peers(ctx context.Context, ro *rampv1.Rollout) ([]pl
 		}
 	}
 	return out, nil
+}
+
+// confusedDeputy refuses what a Rollout may not make ramp do on its behalf: contact an
+// analysis endpoint the platform did not allow, or read a Secret not marked for ramp (whoever
+// may create a Rollout may not be allowed to read Secrets). Nothing is contacted or read
+// before these pass (docs/security.md).
+func (r *RolloutReconciler) confusedDeputy(ctx context.Context, ro *rampv1.Rollout) (*plan.Blocker, error) {
+	var secrets []struct{ field, name string }
+	if a := ro.Spec.Analysis; a != nil && len(a.Metrics) > 0 {
+		if r.AnalysisEndpoints != nil {
+			if err := r.AnalysisEndpoints.Allows(a.Prometheus.Address); err != nil {
+				return &plan.Blocker{Reason: "AnalysisEndpointNotAllowed", Message: fmt.Sprintf(
+					"spec.analysis.prometheus.address: %v; ramp contacts no other: use one of those, or ask the platform team to allow it (manager flag --analysis-allowed-endpoints)", err)}, nil
+			}
+		}
+		if ref := a.Prometheus.SecretRef; ref != nil {
+			secrets = append(secrets, struct{ field, name string }{"spec.analysis.prometheus.secretRef", ref.Name})
+		}
+	}
+	if n := ro.Spec.Notifications; n != nil && n.Slack != nil {
+		secrets = append(secrets, struct{ field, name string }{"spec.notifications.slack.secretRef", n.Slack.SecretRef.Name})
+	}
+	reader := r.APIReader
+	if reader == nil {
+		reader = r.Client
+	}
+	for _, s := range secrets {
+		err := credentials.Check(ctx, reader, ro.Namespace, s.name)
+		switch {
+		case errors.Is(err, credentials.ErrNotMarked):
+			return &plan.Blocker{Reason: "SecretNotMarked", Message: fmt.Sprintf("%s: %v; ramp did not read it", s.field, err),
+				RetryAfter: time.Minute}, nil
+		case apierrors.IsNotFound(err):
+			// Reported where it is used (a round is inconclusive, a message is not sent).
+		case err != nil:
+			return nil, fmt.Errorf("%s: checking Secret %q: %w", s.field, s.name, err)
+		}
+	}
+	return nil, nil
 }

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/endpoints"
 	"github.com/ramp-dev/ramp/internal/plan"
 	"github.com/ramp-dev/ramp/internal/rounds"
 )
@@ -61,6 +62,10 @@ type RolloutReconciler struct {
 	AnalysisTimeout time.Duration
 	// Notifier sends Slack notifications; nil disables them.
 	Notifier Notifier
+	// AnalysisEndpoints are the analysis endpoints Rollouts may name; a Rollout naming another
+	// is Stalled and no round runs. Nil checks nothing (tests that wire their own analyzer);
+	// the manager binary always sets it, from --analysis-allowed-endpoints.
+	AnalysisEndpoints *endpoints.List
 	// DefaultSlackURL is used for Rollouts without spec.notifications.slack ("" for none).
 	DefaultSlackURL string
 	Config          plan.Config
@@ -129,7 +134,7 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		return ctrl.Result{}, err
 	}
 	// A due round runs off this worker; its result wakes the Rollout and a later pass takes it.
-	if r.Analyzer != nil && plan.AnalysisDue(ro, w.obs.Requests.Paused, w.obs.Now) {
+	if r.Analyzer != nil && plan.RoundDue(ro, w.obs) {
 		w.obs.Analysis, w.obs.AnalysisRunning = r.roundRunner().Take(ro)
 	} else {
 		r.roundRunner().Drop(req.NamespacedName)

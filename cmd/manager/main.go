@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/ramp-dev/ramp/internal/endpoints"
 	"github.com/ramp-dev/ramp/internal/manager"
 	"github.com/ramp-dev/ramp/internal/notify"
 	"github.com/ramp-dev/ramp/internal/plan"
@@ -33,6 +34,7 @@ func main() {
 		analysisTime   = flag.Duration("analysis-timeout", rounds.DefaultTimeout, "Longest an analysis round runs; one that takes longer is inconclusive.")
 		subsetSettle   = flag.Duration("subset-settle", plan.DefaultConfig().SubsetSettle, "Wait after pointing the stable subset at new pods before routing traffic to them, so proxies have the subset first.")
 		watchNamespace = flag.String("watch-namespace", "", "Only manage Rollouts in this namespace (default: all).")
+		allowed        = flag.String("analysis-allowed-endpoints", "", "Comma-separated base URLs (scheme://host[:port][/path]) of the Prometheus endpoints Rollouts may name in spec.analysis.prometheus.address; a Rollout naming another is Stalled and ramp contacts it not. Empty allows none (docs/security.md).")
 		slackFile      = flag.String("slack-webhook-file", "", "File holding a default Slack incoming-webhook URL for Rollouts without spec.notifications.slack (mount it from a Secret; the URL is a credential and never logged).")
 	)
 	zapOpts := zap.Options{}
@@ -61,7 +63,7 @@ Flags:
 	if err := run(log, options{
 		metricsAddr: *metricsAddr, probeAddr: *probeAddr, leaderElect: *leaderElect, leaderNS: *leaderNS,
 		concurrency: *concurrency, analysisWorkers: *analysisWork, analysisTimeout: *analysisTime, cfg: plan.Config{SubsetSettle: *subsetSettle}, namespace: *watchNamespace,
-		slackFile: *slackFile, kubeconfig: flag.Lookup(config.KubeconfigFlagName).Value.String(),
+		slackFile: *slackFile, allowedEndpoints: *allowed, kubeconfig: flag.Lookup(config.KubeconfigFlagName).Value.String(),
 	}); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
@@ -70,6 +72,7 @@ Flags:
 
 type options struct {
 	metricsAddr, probeAddr, leaderNS, namespace, slackFile string
+	allowedEndpoints                                       string
 	kubeconfig                                             string // --kubeconfig (controller-runtime's flag)
 	leaderElect                                            bool
 	concurrency, analysisWorkers                           int
@@ -126,8 +129,14 @@ func run(log interface {
 		return err
 	}
 	ctx := ctrl.SetupSignalHandler()
+	allowed, err := endpoints.Parse(o.allowedEndpoints)
+	if err != nil {
+		return fmt.Errorf("--analysis-allowed-endpoints: %w", err)
+	}
+	log.Info("analysis endpoints Rollouts may name", "allowed", allowed.String())
 	if _, err := manager.Setup(ctx, mgr, manager.Options{
-		Concurrency: o.concurrency, AnalysisWorkers: o.analysisWorkers, AnalysisTimeout: o.analysisTimeout, Plan: o.cfg, Notifier: sender, DefaultSlackURL: defaultSlack,
+		AnalysisEndpoints: &allowed,
+		Concurrency:       o.concurrency, AnalysisWorkers: o.analysisWorkers, AnalysisTimeout: o.analysisTimeout, Plan: o.cfg, Notifier: sender, DefaultSlackURL: defaultSlack,
 	}); err != nil {
 		return err
 	}

@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/credentials"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
 	"github.com/ramp-dev/ramp/internal/notify"
 )
@@ -302,7 +303,7 @@ func TestRampUnderItsOwnRBAC(t *testing.T) {
 	t.Cleanup(slack.Close)
 	webhook := slack.URL + "/services/T000/B000/" + hook
 	for name, data := range map[string]map[string]string{"prom-creds": {"token": token}, "slack-webhook": {"address": webhook}} {
-		must(t, e.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, StringData: data}))
+		must(t, e.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{credentials.Label: "true"}}, StringData: data}))
 	}
 
 	sender := notify.NewSender(100, ctrl.Log.WithName("rbac-slack"))

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/credentials"
 	"github.com/ramp-dev/ramp/internal/plugin"
 )
 
@@ -142,7 +143,7 @@ func TestSlackMessages(t *testing.T) {
 		},
 		before: func(ns string) {
 			if err := env.Client.Create(context.Background(), &corev1.Secret{
-				ObjectMeta: metav1.ObjectMeta{Name: "slack", Namespace: ns},
+				ObjectMeta: metav1.ObjectMeta{Name: "slack", Namespace: ns, Labels: map[string]string{credentials.Label: "true"}},
 				StringData: map[string]string{"address": srv.URL + "/services/T0/B0/SECRET"},
 			}); err != nil {
 				t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/controllers"
 	"github.com/ramp-dev/ramp/internal/credentials"
+	"github.com/ramp-dev/ramp/internal/endpoints"
 	"github.com/ramp-dev/ramp/internal/plan"
 )
 
@@ -39,6 +40,10 @@ type Options struct {
 	DefaultSlackURL string
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// AnalysisEndpoints are the analysis endpoints Rollouts may name (the manager's
+	// --analysis-allowed-endpoints); nil checks none, for in-process wiring that trusts its
+	// Rollouts (tests, the demo).
+	AnalysisEndpoints *endpoints.List
 }
 
 // Scheme has the types ramp reads and writes.
@@ -56,13 +61,16 @@ func Scheme() (*runtime.Scheme, error) {
 // PrometheusAnalyzer is the analyzer Setup uses when Options.Analyzer is nil: package
 // analysis's Prometheus analyzer on clock now, reading credential Secrets through reader
 // (get only, when a Rollout references one).
-func PrometheusAnalyzer(reader client.Reader, now func() time.Time) *analysis.Analyzer {
-	return analysis.NewAnalyzer(
-		analysis.WithClock(now),
+func PrometheusAnalyzer(reader client.Reader, now func() time.Time, allowed *endpoints.List) *analysis.Analyzer {
+	opts := []analysis.Option{analysis.WithClock(now)}
+	if allowed != nil {
+		opts = append(opts, analysis.WithAllowedEndpoints(*allowed))
+	}
+	return analysis.NewAnalyzer(append(opts,
 		analysis.WithSecretGetter(func(ctx context.Context, namespace, name string) (map[string][]byte, error) {
 			return credentials.Read(ctx, reader, namespace, name)
 		}),
-	)
+	)...)
 }
 
 // Setup registers the Rollout reconciler with mgr.
@@ -78,7 +86,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) (*controllers.Rollo
 		o.Concurrency = 1
 	}
 	if o.Analyzer == nil {
-		o.Analyzer = PrometheusAnalyzer(mgr.GetAPIReader(), o.Now)
+		o.Analyzer = PrometheusAnalyzer(mgr.GetAPIReader(), o.Now, o.AnalysisEndpoints)
 	}
 	r := &controllers.RolloutReconciler{
 		Client:    mgr.GetClient(),
@@ -86,7 +94,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) (*controllers.Rollo
 		Scheme:    mgr.GetScheme(),
 		Events:    rec,
 		Analyzer:  o.Analyzer,
-		Notifier:  o.Notifier,
+
+		AnalysisEndpoints: o.AnalysisEndpoints,
+		Notifier:          o.Notifier,
 
 		AnalysisWorkers: o.AnalysisWorkers,
 		AnalysisTimeout: o.AnalysisTimeout,

@@ -66,6 +66,9 @@ func (d *decider) run(target string) {
 	}
 	if b := d.obs.Blocked; b != nil {
 		d.stall(b.Reason, b.Message)
+		if b.RetryAfter > 0 {
+			d.wakeAt(d.now.Add(b.RetryAfter))
+		}
 		return
 	}
 	for i := 0; i < maxTransitions; i++ {

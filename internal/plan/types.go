@@ -87,6 +87,9 @@ type Observation struct {
 // Blocker is a named reason to stall.
 type Blocker struct {
 	Reason, Message string
+	// RetryAfter, when set, brings the next pass back then: what blocks is not watched (a
+	// Secret's label).
+	RetryAfter time.Duration
 }
 
 // Target is the Git-owned Deployment.
