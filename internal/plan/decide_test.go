@@ -1490,11 +1490,13 @@ func TestNextAnalysisAtWaitsForAFullWindowOfTheRollout(t *testing.T) {
 		Metrics:  []rampv1.Metric{{Name: "a"}, {Name: "b", Window: &window}},
 	}}
 	started := metav1.NewTime(t0)
-	st := &rampv1.RolloutStatus{StageStartedAt: mtime(t0.Add(30 * time.Second)), RolloutStartedAt: &started}
-	if got, want := NextAnalysisAt(spec, st), t0.Add(5*time.Minute); !got.Equal(want) {
-		t.Errorf("first round at %s, want %s (a full 5m window after the rollout started)", got, want)
+	// The canary took 4 minutes to be ready: its traffic began when the step did.
+	st := &rampv1.RolloutStatus{StageStartedAt: mtime(t0.Add(4 * time.Minute)), RolloutStartedAt: &started}
+	if got, want := NextAnalysisAt(spec, st), t0.Add(9*time.Minute); !got.Equal(want) {
+		t.Errorf("first round at %s, want %s (a full 5m window of the canary's traffic)", got, want)
 	}
-	// Later steps of an old enough rollout keep the plain interval.
+	// Once a round ran, later steps keep the plain interval.
+	st.LastAnalysisTime = mtime(t0.Add(9 * time.Minute))
 	st.StageStartedAt = mtime(t0.Add(10 * time.Minute))
 	if got, want := NextAnalysisAt(spec, st), t0.Add(11*time.Minute); !got.Equal(want) {
 		t.Errorf("round at %s, want %s", got, want)
