@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/util/csaupgrade"
@@ -43,10 +44,17 @@ func (r *RolloutReconciler) apply(ctx context.Context, ro *rampv1.Rollout, w *wo
 	if err != nil {
 		return err
 	}
-	if err := r.applyUnstructured(ctx, w.dr, dr); err != nil {
+	udr, err := istioUnstructured(dr)
+	if err != nil {
+		return err
+	}
+	if err := r.applyUnstructured(ctx, w.dr, udr); err != nil {
 		return fmt.Errorf("applying DestinationRule: %w", err)
 	}
-	vs := istio.VirtualService(ro, istio.Routing{CanaryWeight: d.CanaryWeight, HeaderRoute: d.HeaderRoute, Fault: d.Fault})
+	vs, err := istioUnstructured(istio.VirtualService(ro, istio.Routing{CanaryWeight: d.CanaryWeight, HeaderRoute: d.HeaderRoute, Fault: d.Fault}))
+	if err != nil {
+		return err
+	}
 	if err := r.applyUnstructured(ctx, w.vs, vs); err != nil {
 		return fmt.Errorf("applying VirtualService: %w", err)
 	}
@@ -189,6 +197,16 @@ func canaryUpToDate(live *appsv1.Deployment, want *unstructured.Unstructured) bo
 	replicas, _, _ := unstructured.NestedInt64(want.Object, "spec", "replicas")
 	return live.Annotations[revision.Annotation] == rev && int64(ptr.Deref(live.Spec.Replicas, 1)) == replicas &&
 		live.Spec.Template.Labels[istio.TrackLabel] == istio.TrackCanary
+}
+
+// istioUnstructured is a rendered Istio object as ramp sends it.
+func istioUnstructured(obj runtime.Object) (*unstructured.Unstructured, error) {
+	b, err := istio.ApplyPatch(obj)
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{}
+	return u, u.UnmarshalJSON(b)
 }
 
 // applyUnstructured creates an Istio object that does not exist, and server-side applies one

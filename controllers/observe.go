@@ -2,12 +2,14 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/fluxcd/pkg/apis/meta"
 	"github.com/fluxcd/pkg/runtime/conditions"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -142,7 +144,10 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 	if dr != nil && !metav1.IsControlledBy(dr, ro) {
 		foreign = append(foreign, foreignObject(istio.KindDestinationRule, dr)+": delete or rename that DestinationRule, or give this Rollout another name")
 	} else if w.dr = dr; dr != nil {
-		w.obs.StableSubset = istio.ObservedStableSubset(dr)
+		typed := &networkingv1.DestinationRule{}
+		if b, err := dr.MarshalJSON(); err == nil && json.Unmarshal(b, typed) == nil {
+			w.obs.StableSubset = istio.ObservedStableSubset(typed)
+		}
 	}
 	if len(foreign) > 0 {
 		w.obs.ForeignObject = strings.Join(foreign, "; ") + ". ramp takes over no object it did not create; this Rollout changes nothing until then"

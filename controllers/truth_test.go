@@ -178,7 +178,8 @@ func TestRefusedApplyIsReportedNeverReady(t *testing.T) {
 		_ = env.Client.Delete(context.Background(), binding)
 		_ = env.Client.Delete(context.Background(), policy)
 	})
-	probe := istio.VirtualService(canaryRollout(ns), istio.Routing{})
+	probe, err := istioUnstructured(istio.VirtualService(canaryRollout(ns), istio.Routing{}))
+	must(t, err)
 	probe.SetName("probe")
 	probe.SetOwnerReferences(nil)
 	var lastErr error
