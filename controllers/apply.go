@@ -22,20 +22,17 @@ import (
 	"github.com/ramp-dev/ramp/internal/revision"
 )
 
-// apply makes the cluster match the desired state, in an order that never routes traffic to
-// pods that are not there: pause the target, size the canary, subsets before routes, and
-// un-pause the target last. When traffic leaves the canary (a revert, a new revision
-// mid-rollout) the routes go first instead, so the canary is neither shrunk nor re-rendered
-// for another revision while it still takes that traffic. Objects already as desired are not
-// written.
+// apply makes the cluster match the desired state in the order the state machine chose
+// (Desired.RouteFirst): pause the target, size the canary, subsets before routes, and
+// un-pause the target last; or, when traffic leaves the canary, the routes before the canary.
+// Objects already as desired are not written.
 func (r *RolloutReconciler) apply(ctx context.Context, ro *rampv1.Rollout, w *world, d *plan.Desired) error {
 	if d.TargetPaused {
 		if err := r.setTargetPaused(ctx, w.target, true); err != nil {
 			return err
 		}
 	}
-	routeFirst := trafficLeavesCanary(w, d)
-	if !routeFirst {
+	if !d.RouteFirst {
 		if err := r.applyCanary(ctx, ro, w, d); err != nil {
 			return err
 		}
@@ -58,7 +55,7 @@ func (r *RolloutReconciler) apply(ctx context.Context, ro *rampv1.Rollout, w *wo
 	if err := r.applyUnstructured(ctx, w.vs, vs); err != nil {
 		return fmt.Errorf("applying VirtualService: %w", err)
 	}
-	if routeFirst {
+	if d.RouteFirst {
 		if err := r.applyCanary(ctx, ro, w, d); err != nil {
 			return err
 		}
@@ -67,22 +64,6 @@ func (r *RolloutReconciler) apply(ctx context.Context, ro *rampv1.Rollout, w *wo
 		return r.setTargetPaused(ctx, w.target, false)
 	}
 	return nil
-}
-
-// trafficLeavesCanary reports whether the desired routing sends the canary less than the live
-// VirtualService does (a lower weight, or no more header route), or the live routing is not
-// ramp's: then the routes are applied before the canary is scaled or re-rendered. The state
-// machine raises the weight only once the canary is ready for it, so routing first never
-// sends traffic to pods that are not there.
-func trafficLeavesCanary(w *world, d *plan.Desired) bool {
-	if w.vs == nil {
-		return false
-	}
-	live, err := istio.ObservedRouting(w.vs)
-	if err != nil {
-		return true
-	}
-	return d.CanaryWeight < live.CanaryWeight || (live.HeaderRoute && !d.HeaderRoute)
 }
 
 // setTargetPaused owns spec.paused of the target with server-side apply: Git manifests leave
@@ -106,7 +87,7 @@ func (r *RolloutReconciler) setTargetPaused(ctx context.Context, target *appsv1.
 // applyCanary renders the canary Deployment from the target's template when the canary
 // must run the target's revision, and otherwise only scales it.
 func (r *RolloutReconciler) applyCanary(ctx context.Context, ro *rampv1.Rollout, w *world, d *plan.Desired) error {
-	if w.target != nil && d.CanaryRevision != "" && d.CanaryRevision == w.obs.Target.Revision {
+	if d.RenderCanary && w.target != nil {
 		want, err := renderCanary(ro, w.target, d.CanaryReplicas)
 		if err != nil {
 			return err

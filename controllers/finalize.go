@@ -16,6 +16,7 @@ import (
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
+	"github.com/ramp-dev/ramp/internal/plan"
 )
 
 // finalize hands the app back as it was before ramp: the VirtualService goes first (the
@@ -37,11 +38,11 @@ func (r *RolloutReconciler) finalize(ctx context.Context, ro *rampv1.Rollout) er
 		return err
 	}
 	// A Rollout that never managed its target (another one did, first) leaves it alone.
-	first, err := r.earlierRollout(ctx, ro)
+	peers, err := r.peers(ctx, ro)
 	if err != nil {
 		return err
 	}
-	if first == nil {
+	if plan.FirstPeer(ro.Name, ro.CreationTimestamp.Time, peers) == nil {
 		if err := r.releaseTarget(ctx, ro); err != nil {
 			return err
 		}

@@ -42,6 +42,7 @@ type world struct {
 }
 
 func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*world, error) {
+	var err error
 	w := &world{}
 	w.obs.Now = r.Now()
 	ns := ro.Namespace
@@ -54,13 +55,8 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 		Paused:      ro.Annotations[rampv1.AnnotationPaused] == "true",
 	}
 
-	// Only the first Rollout of a Deployment acts: the others stall and touch nothing.
-	if first, err := r.earlierRollout(ctx, ro); err != nil {
+	if w.obs.Peers, err = r.peers(ctx, ro); err != nil {
 		return nil, err
-	} else if first != nil {
-		w.obs.SpecError = fmt.Sprintf("Deployment %q is already managed by Rollout %q, created first: this Rollout touches nothing; delete it or point spec.targetRef at another Deployment",
-			ro.Spec.TargetRef.Name, first.Name)
-		return w, nil
 	}
 
 	if last := conditions.Get(ro, meta.ReadyCondition); last != nil && last.Reason == plan.ReasonApplyFailed {
@@ -134,7 +130,9 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 		foreign = append(foreign, foreignObject(istio.KindVirtualService, vs)+": delete or rename that VirtualService, or give this Rollout another name")
 	} else if w.vs = vs; vs != nil {
 		if rt, err := istio.ObservedRouting(vs); err == nil {
-			w.obs.Routing = &plan.ObservedRouting{CanaryWeight: rt.CanaryWeight}
+			w.obs.Routing = &plan.ObservedRouting{CanaryWeight: rt.CanaryWeight, HeaderRoute: rt.HeaderRoute}
+		} else {
+			w.obs.RoutingUnreadable = true
 		}
 	}
 	dr, err := r.getIstio(ctx, ns, ro.Name, istio.KindDestinationRule)
@@ -246,28 +244,18 @@ func (r *RolloutReconciler) getIstio(ctx context.Context, ns, name, kind string)
 	return u, nil
 }
 
-// earlierRollout returns the Rollout that manages ro's target ahead of ro, if any: the first
-// other Rollout of the namespace targeting the same Deployment, by creationTimestamp, then
-// by name. A Rollout being deleted still counts until it is gone: its finalizer hands the
-// target back.
-func (r *RolloutReconciler) earlierRollout(ctx context.Context, ro *rampv1.Rollout) (*rampv1.Rollout, error) {
+// peers lists the other Rollouts of the namespace targeting ro's Deployment: the state
+// machine lets the first created manage it.
+func (r *RolloutReconciler) peers(ctx context.Context, ro *rampv1.Rollout) ([]plan.Peer, error) {
 	var list rampv1.RolloutList
 	if err := r.List(ctx, &list, client.InNamespace(ro.Namespace), client.MatchingFields{targetIndex: ro.Spec.TargetRef.Name}); err != nil {
 		return nil, fmt.Errorf("listing the Rollouts of Deployment %q: %w", ro.Spec.TargetRef.Name, err)
 	}
-	var first *rampv1.Rollout
+	var out []plan.Peer
 	for i := range list.Items {
-		o := &list.Items[i]
-		if o.UID != ro.UID && o.Spec.TargetRef.Name == ro.Spec.TargetRef.Name && createdBefore(o, ro) && (first == nil || createdBefore(o, first)) {
-			first = o
+		if o := &list.Items[i]; o.UID != ro.UID && o.Spec.TargetRef.Name == ro.Spec.TargetRef.Name {
+			out = append(out, plan.Peer{Name: o.Name, Created: o.CreationTimestamp.Time})
 		}
 	}
-	return first, nil
-}
-
-func createdBefore(a, b *rampv1.Rollout) bool {
-	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-		return a.CreationTimestamp.Before(&b.CreationTimestamp)
-	}
-	return a.Name < b.Name
+	return out, nil
 }

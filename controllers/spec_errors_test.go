@@ -32,7 +32,6 @@ func TestInvalidPromotionWindowStallsNamingTheField(t *testing.T) {
 		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(ro), ro); err != nil {
 			return false, err
 		}
-		// The patch helper writes conditions and the rest of the status in two requests.
 		return conditions.IsTrue(ro, meta.StalledCondition) && ro.Status.ObservedGeneration == ro.Generation, nil
 	})
 	c := conditions.Get(ro, meta.StalledCondition)
@@ -41,6 +40,9 @@ func TestInvalidPromotionWindowStallsNamingTheField(t *testing.T) {
 	}
 	if conditions.IsTrue(ro, meta.ReadyCondition) || conditions.Has(ro, meta.ReconcilingCondition) {
 		t.Errorf("a stalled rollout is neither Ready nor Reconciling: %+v", ro.Status.Conditions)
+	}
+	if ro.Status.Phase != rampv1.PhaseStalled {
+		t.Errorf("phase %q, want %s (a blank PHASE column says nothing)", ro.Status.Phase, rampv1.PhaseStalled)
 	}
 
 	// Git fixes the schedule: ramp adopts the target and the stall clears.
@@ -51,8 +53,7 @@ func TestInvalidPromotionWindowStallsNamingTheField(t *testing.T) {
 		ro.Spec.PromotionWindows[1].Schedule = "0 22 * * *"
 		return env.Client.Update(ctx, ro)
 	}))
-	waitPhase(t, ro, rampv1.PhaseIdle)
-	if conditions.Has(ro, meta.StalledCondition) || !conditions.IsTrue(ro, meta.ReadyCondition) {
-		t.Errorf("after the fix: %+v", ro.Status.Conditions)
-	}
+	waitRollout(t, ro, "Ready after the fix", func(ro *rampv1.Rollout) bool {
+		return ro.Status.Phase == rampv1.PhaseIdle && !conditions.Has(ro, meta.StalledCondition) && conditions.IsTrue(ro, meta.ReadyCondition)
+	})
 }

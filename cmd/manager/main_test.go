@@ -171,6 +171,9 @@ func TestManagerRunsLocallyWithDefaults(t *testing.T) {
 	if err := env.Client.Create(ctx, web); err != nil {
 		t.Fatal(err)
 	}
+	if err := env.Client.Create(ctx, testenv.ServiceFor(web, 8080)); err != nil {
+		t.Fatal(err)
+	}
 	ro := &rampv1.Rollout{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "web"},
 		Spec: rampv1.RolloutSpec{

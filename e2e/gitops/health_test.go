@@ -195,7 +195,8 @@ func TestHealthInEveryPhase(t *testing.T) {
 			for _, v := range run {
 				ro := &rampv1.Rollout{}
 				must(t, runtimeFromUnstructured(v, ro))
-				if ro.Status.ObservedGeneration == ro.Generation && readyReason(ro) == phaseReason(phase) {
+				if ro.Status.ObservedGeneration == ro.Generation && readyReason(ro) == phaseReason(phase) &&
+					(!steadyPhase(phase) || readyStatus(ro) == metav1.ConditionTrue) {
 					judged = v
 					break
 				}

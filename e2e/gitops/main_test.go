@@ -153,8 +153,22 @@ func waitRollout(t testing.TB, ro *rampv1.Rollout, what string, cond func(*rampv
 func settledIn(t testing.TB, ro *rampv1.Rollout, phase string) {
 	t.Helper()
 	waitRollout(t, ro, "phase "+phase, func(ro *rampv1.Rollout) bool {
-		return ro.Status.Phase == phase && ro.Status.ObservedGeneration == ro.Generation && readyReason(ro) == phaseReason(phase)
+		return ro.Status.Phase == phase && ro.Status.ObservedGeneration == ro.Generation && readyReason(ro) == phaseReason(phase) &&
+			(!steadyPhase(phase) || readyStatus(ro) == metav1.ConditionTrue)
 	})
+}
+
+// steadyPhase: Idle and Succeeded are Ready once the live VirtualService and DestinationRule
+// route all traffic to stable, a pass after the phase is written.
+func steadyPhase(phase string) bool { return phase == rampv1.PhaseIdle || phase == rampv1.PhaseSucceeded }
+
+func readyStatus(ro *rampv1.Rollout) metav1.ConditionStatus {
+	for _, c := range ro.Status.Conditions {
+		if c.Type == "Ready" {
+			return c.Status
+		}
+	}
+	return ""
 }
 
 func readyReason(ro *rampv1.Rollout) string {

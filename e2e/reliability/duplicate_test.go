@@ -104,8 +104,8 @@ func TestDuplicateRolloutIsRefused(t *testing.T) {
 	}
 	t.Logf("web-a: Stalled %s: %s", stalledBy(second).Reason, msg)
 	holdsFor(t, 2*time.Second, "nothing touched by web-a", unchanged(ns, before, world...))
-	if p := second.Status.Phase; p != "" {
-		t.Errorf("the refused Rollout has phase %q", p)
+	if p := second.Status.Phase; p != rampv1.PhaseStalled {
+		t.Errorf("the refused Rollout has phase %q, want %s (a blank PHASE column says nothing)", p, rampv1.PhaseStalled)
 	}
 
 	// The first one goes: its finalizer hands web back, and web-a takes over.

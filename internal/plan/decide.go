@@ -15,7 +15,7 @@ const maxTransitions = 8
 
 // Decide is the state machine. It is pure: everything it needs is in its arguments.
 func Decide(cfg Config, ro *rampv1.Rollout, obs Observation) Decision {
-	d := &decider{cfg: cfg, spec: &ro.Spec, obs: obs, now: obs.Now, name: ro.Name}
+	d := &decider{cfg: cfg, spec: &ro.Spec, obs: obs, now: obs.Now, name: ro.Name, created: ro.CreationTimestamp.Time}
 	d.st = *ro.Status.DeepCopy()
 	d.st.Conditions = nil
 	d.st.ObservedGeneration = ro.Generation
@@ -26,13 +26,16 @@ func Decide(cfg Config, ro *rampv1.Rollout, obs Observation) Decision {
 }
 
 type decider struct {
-	cfg   Config
-	spec  *rampv1.RolloutSpec
-	name  string // the Rollout's: its VirtualService and DestinationRule have it too
-	st    rampv1.RolloutStatus
-	obs   Observation
-	now   time.Time
-	steps []step
+	cfg  Config
+	spec *rampv1.RolloutSpec
+	name string // the Rollout's: its VirtualService and DestinationRule have it too
+	// created is the Rollout's creationTimestamp, which arbitrates between Rollouts of one
+	// Deployment.
+	created time.Time
+	st      rampv1.RolloutStatus
+	obs     Observation
+	now     time.Time
+	steps   []step
 
 	prevPhase string
 	events    []Event
@@ -45,6 +48,10 @@ type decider struct {
 }
 
 func (d *decider) run(target string) {
+	if first := FirstPeer(d.name, d.created, d.obs.Peers); first != nil {
+		d.stall("InvalidSpec", duplicateMessage(target, first.Name))
+		return
+	}
 	if d.obs.SpecError != "" {
 		d.stall("InvalidSpec", d.obs.SpecError)
 		return

@@ -15,6 +15,9 @@ func (d *decider) decision() Decision {
 	case !d.noDesired:
 		out.Desired = d.desired()
 	}
+	if out.Desired != nil {
+		d.order(out.Desired)
+	}
 	if !d.requeue.IsZero() {
 		out.RequeueAfter = d.requeue.Sub(d.now)
 		if out.RequeueAfter < time.Millisecond {
@@ -75,6 +78,15 @@ func (d *decider) desired() *Desired {
 		out.TargetPaused = false
 	}
 	return out
+}
+
+// order decides how want is reached from the live objects (see Desired.RouteFirst).
+func (d *decider) order(want *Desired) {
+	t := d.obs.Target
+	want.RenderCanary = want.CanaryRevision != "" && t.Exists && want.CanaryRevision == t.Revision
+	live := d.obs.Routing
+	want.RouteFirst = d.obs.RoutingUnreadable ||
+		(live != nil && (want.CanaryWeight < live.CanaryWeight || (live.HeaderRoute && !want.HeaderRoute)))
 }
 
 func (d *decider) summarize() Summary {

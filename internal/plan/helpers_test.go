@@ -243,13 +243,17 @@ func with(d *Desired, f func(*Desired)) *Desired { f(d); return d }
 // --- assertions ----------------------------------------------------------------------------
 
 // want is what one pass must decide. Summary defaults to what the phase implies.
+// applyOrder is how a desired state is applied (Desired.RenderCanary, Desired.RouteFirst).
+type applyOrder struct{ render, routeFirst bool }
+
 type want struct {
 	phase   string
 	stage   string
 	step    int32
 	weight  int32
 	events  []string // reasons, in order
-	desired *Desired // nil: Desired must be nil
+	desired *Desired // nil: Desired must be nil; RenderCanary and RouteFirst compared only with order
+	order   *applyOrder
 	requeue time.Duration
 	summary *Summary // only Ready, Reconciling, Stalled and Reason are compared
 	check   func(t *testing.T, d Decision)
@@ -265,8 +269,17 @@ func expect(t *testing.T, ro *rampv1.Rollout, d Decision, w want) {
 	if got := reasons(d.Events); !reflect.DeepEqual(got, w.events) && !(len(got) == 0 && len(w.events) == 0) {
 		t.Errorf("events = %v, want %v (%v)", got, w.events, d.Events)
 	}
-	if !reflect.DeepEqual(d.Desired, w.desired) {
-		t.Errorf("desired =\n  %s\nwant\n  %s", fmtDesired(d.Desired), fmtDesired(w.desired))
+	got := d.Desired
+	if got != nil {
+		o := applyOrder{render: got.RenderCanary, routeFirst: got.RouteFirst}
+		if w.order != nil && o != *w.order {
+			t.Errorf("apply order = %+v, want %+v", o, *w.order)
+		}
+		got = ptrTo(*got)
+		got.RenderCanary, got.RouteFirst = false, false
+	}
+	if !reflect.DeepEqual(got, w.desired) {
+		t.Errorf("desired =\n  %s\nwant\n  %s", fmtDesired(got), fmtDesired(w.desired))
 	}
 	if d.RequeueAfter != w.requeue {
 		t.Errorf("requeueAfter = %v, want %v", d.RequeueAfter, w.requeue)

@@ -47,6 +47,12 @@ type Observation struct {
 	// Routing is the traffic split the live VirtualService holds; nil when there is none or it
 	// is not in ramp's shape.
 	Routing *ObservedRouting
+	// RoutingUnreadable: ramp's VirtualService exists but is not in the shape ramp renders (a
+	// hand edit), so how much traffic the canary takes is unknown.
+	RoutingUnreadable bool
+
+	// Peers are the other Rollouts targeting the same Deployment; the first created manages it.
+	Peers []Peer
 
 	// Analysis is the result of the analysis round run this pass; nil when none was due.
 	Analysis *AnalysisResult
@@ -113,6 +119,8 @@ type Canary struct {
 // ObservedRouting is the live VirtualService's split.
 type ObservedRouting struct {
 	CanaryWeight int32
+	// HeaderRoute: the header route to the canary is there.
+	HeaderRoute bool
 }
 
 // AnalysisResult is one round's outcome.
@@ -157,6 +165,15 @@ type Desired struct {
 	CanaryWeight          int32
 	HeaderRoute           bool
 	Fault                 *rampv1.FaultInjection
+
+	// RenderCanary: the canary Deployment is rendered from the target's template (it must run
+	// the target's revision); otherwise it is only scaled.
+	RenderCanary bool
+	// RouteFirst: the routes change before the canary does, because traffic leaves the
+	// canary (a lower weight, no more header route, or a live split ramp cannot read): the
+	// canary is neither shrunk nor re-rendered while it still takes that traffic. Otherwise the
+	// canary is sized first, so traffic never reaches pods that are not there.
+	RouteFirst bool
 }
 
 // Summary drives the kstatus conditions.

@@ -1,0 +1,88 @@
+package controllers
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/mesh/istio"
+	"github.com/ramp-dev/ramp/internal/plan"
+	"github.com/ramp-dev/ramp/internal/revision"
+)
+
+// The apply layer writes in the order the state machine chose, and writes nothing that is
+// already as desired. A fake client records the writes: no API server needed.
+func TestApplyFollowsTheDecidedOrder(t *testing.T) {
+	ro := &rampv1.Rollout{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", UID: "ro-uid"},
+		Spec: rampv1.RolloutSpec{TargetRef: rampv1.TargetReference{Name: "web"}, Service: rampv1.ServiceSpec{Port: 80},
+			Strategy: rampv1.Strategy{Canary: &rampv1.CanaryStrategy{HeaderMatch: &rampv1.HeaderMatch{Name: "x-canary", Exact: ptr.To("true")}}}}}
+	lbl := map[string]string{"app": "web"}
+	target := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
+		Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](10), Paused: true, Selector: &metav1.LabelSelector{MatchLabels: lbl},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: lbl},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "podinfo:2"}}}}}}
+	rev := revision.Of(&target.Spec.Template)
+	scheme := env.Scheme
+	live := func(weight, canaryReplicas int32) *world {
+		u, err := renderCanary(ro, target, canaryReplicas)
+		must(t, err)
+		canary := &appsv1.Deployment{}
+		must(t, runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, canary))
+		dr, err := istio.DestinationRule(ro, "h1")
+		must(t, err)
+		return &world{target: target.DeepCopy(), canary: canary, dr: dr,
+			vs: istio.VirtualService(ro, istio.Routing{CanaryWeight: weight, HeaderRoute: true})}
+	}
+	desired := func(weight, canaryReplicas int32, routeFirst bool) *plan.Desired {
+		return &plan.Desired{TargetPaused: true, CanaryRevision: rev, CanaryReplicas: canaryReplicas, StablePodTemplateHash: "h1",
+			CanaryWeight: weight, HeaderRoute: true, RenderCanary: true, RouteFirst: routeFirst}
+	}
+	for _, c := range []struct {
+		name  string
+		world *world
+		want  *plan.Desired
+		order []string
+	}{
+		{"traffic grows: the canary first", live(25, 3), desired(50, 5, false), []string{"Deployment/web-canary", "VirtualService/web"}},
+		{"traffic leaves: the routes first", live(25, 3), desired(0, 1, true), []string{"VirtualService/web", "Deployment/web-canary"}},
+		{"nothing to change: nothing written", live(25, 3), desired(25, 3, false), nil},
+		{"routes first, nothing to change: nothing written", live(25, 3), desired(25, 3, true), nil},
+		{"un-pausing the target comes last", live(100, 10), &plan.Desired{CanaryRevision: rev, CanaryReplicas: 10,
+			StablePodTemplateHash: "h2", CanaryWeight: 100, HeaderRoute: true, RenderCanary: true}, []string{"DestinationRule/web", "Deployment/web"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var writes []string
+			record := func(obj client.Object) {
+				gvk, err := apiutil.GVKForObject(obj, scheme)
+				must(t, err)
+				writes = append(writes, gvk.Kind+"/"+obj.GetName())
+			}
+			cl := fake.NewClientBuilder().WithScheme(scheme).WithInterceptorFuncs(interceptor.Funcs{
+				Patch: func(_ context.Context, _ client.WithWatch, obj client.Object, _ client.Patch, _ ...client.PatchOption) error {
+					record(obj)
+					return nil
+				},
+				Create: func(_ context.Context, _ client.WithWatch, obj client.Object, _ ...client.CreateOption) error {
+					record(obj)
+					return nil
+				},
+			}).Build()
+			r := &RolloutReconciler{Client: cl, Scheme: scheme}
+			must(t, r.apply(context.Background(), ro, c.world, c.want))
+			if !slices.Equal(writes, c.order) {
+				t.Errorf("writes %v, want %v", writes, c.order)
+			}
+		})
+	}
+}
