@@ -300,16 +300,12 @@ func TestCreateNeverTakesOverAnObjectMadeMeanwhile(t *testing.T) {
 		t.Fatalf("apply over objects made meanwhile: %v, want AlreadyExists", err)
 	}
 	// apply stops at the first failure: try each object.
-	wantVS, err := istioUnstructured(istio.VirtualService(ro, istio.Routing{}))
-	must(t, err)
-	if err := r.applyUnstructured(ctx, nil, wantVS); !apierrors.IsAlreadyExists(err) {
+	if err := r.applyVirtualService(ctx, nil, istio.VirtualService(ro, istio.Routing{})); !apierrors.IsAlreadyExists(err) {
 		t.Errorf("VirtualService: %v, want AlreadyExists", err)
 	}
-	rendered, err := istio.DestinationRule(ro, "abc")
+	want, err := istio.DestinationRule(ro, "abc")
 	must(t, err)
-	want, err := istioUnstructured(rendered)
-	must(t, err)
-	if err := r.applyUnstructured(ctx, nil, want); !apierrors.IsAlreadyExists(err) {
+	if err := r.applyDestinationRule(ctx, nil, want); !apierrors.IsAlreadyExists(err) {
 		t.Errorf("DestinationRule: %v, want AlreadyExists", err)
 	}
 	assertUnchanged(t, vs)

@@ -178,8 +178,7 @@ func TestRefusedApplyIsReportedNeverReady(t *testing.T) {
 		_ = env.Client.Delete(context.Background(), binding)
 		_ = env.Client.Delete(context.Background(), policy)
 	})
-	probe, err := istioUnstructured(istio.VirtualService(canaryRollout(ns), istio.Routing{}))
-	must(t, err)
+	probe := istio.VirtualService(canaryRollout(ns), istio.Routing{})
 	probe.SetName("probe")
 	probe.SetOwnerReferences(nil)
 	var lastErr error

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fluxcd/pkg/runtime/events"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -43,6 +44,10 @@ func Scheme() (*runtime.Scheme, error) {
 		return nil, err
 	}
 	if err := rampv1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	// Istio's VirtualService and DestinationRule, read from the manager's cache as typed objects.
+	if err := networkingv1.AddToScheme(s); err != nil {
 		return nil, err
 	}
 	return s, nil
