@@ -300,12 +300,12 @@ func TestCreateNeverTakesOverAnObjectMadeMeanwhile(t *testing.T) {
 		t.Fatalf("apply over objects made meanwhile: %v, want AlreadyExists", err)
 	}
 	// apply stops at the first failure: try each object.
-	if err := r.applyUnstructured(ctx, nil, istio.VirtualService(ro, istio.Routing{})); !apierrors.IsAlreadyExists(err) {
+	if err := r.applyVirtualService(ctx, nil, istio.VirtualService(ro, istio.Routing{})); !apierrors.IsAlreadyExists(err) {
 		t.Errorf("VirtualService: %v, want AlreadyExists", err)
 	}
 	want, err := istio.DestinationRule(ro, "abc")
 	must(t, err)
-	if err := r.applyUnstructured(ctx, nil, want); !apierrors.IsAlreadyExists(err) {
+	if err := r.applyDestinationRule(ctx, nil, want); !apierrors.IsAlreadyExists(err) {
 		t.Errorf("DestinationRule: %v, want AlreadyExists", err)
 	}
 	assertUnchanged(t, vs)

@@ -10,11 +10,11 @@ import (
 
 	"github.com/fluxcd/pkg/apis/meta"
 	"github.com/fluxcd/pkg/runtime/conditions"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -39,7 +39,8 @@ type world struct {
 	// canary, vs and dr are the live objects this Rollout controls (nil when absent or not
 	// ramp's: ramp acts only on objects it created).
 	canary *appsv1.Deployment
-	vs, dr *unstructured.Unstructured
+	vs     *networkingv1.VirtualService
+	dr     *networkingv1.DestinationRule
 }
 
 func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*world, error) {
@@ -129,9 +130,12 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 		return nil, err
 	}
 
-	vs, err := r.getIstio(ctx, ns, ro.Name, istio.KindVirtualService)
-	if err != nil {
+	key := client.ObjectKeyFromObject(ro)
+	vs := &networkingv1.VirtualService{}
+	if found, err := r.getIfExists(ctx, key, vs); err != nil {
 		return nil, err
+	} else if !found {
+		vs = nil
 	}
 	if vs != nil && !metav1.IsControlledBy(vs, ro) {
 		foreign = append(foreign, foreignObject(istio.KindVirtualService, vs)+": delete or rename that VirtualService, or give this Rollout another name")
@@ -142,9 +146,11 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 			w.obs.RoutingUnreadable = true
 		}
 	}
-	dr, err := r.getIstio(ctx, ns, ro.Name, istio.KindDestinationRule)
-	if err != nil {
+	dr := &networkingv1.DestinationRule{}
+	if found, err := r.getIfExists(ctx, key, dr); err != nil {
 		return nil, err
+	} else if !found {
+		dr = nil
 	}
 	if dr != nil && !metav1.IsControlledBy(dr, ro) {
 		foreign = append(foreign, foreignObject(istio.KindDestinationRule, dr)+": delete or rename that DestinationRule, or give this Rollout another name")
@@ -235,17 +241,12 @@ func observeCanary(d *appsv1.Deployment) plan.Canary {
 	return c
 }
 
-func (r *RolloutReconciler) getIstio(ctx context.Context, ns, name, kind string) (*unstructured.Unstructured, error) {
-	u := &unstructured.Unstructured{}
-	u.SetAPIVersion(istio.APIVersion)
-	u.SetKind(kind)
-	if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, u); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, nil
-		}
-		return nil, err
+// getIfExists reads obj; found is false when there is no such object.
+func (r *RolloutReconciler) getIfExists(ctx context.Context, key client.ObjectKey, obj client.Object) (found bool, err error) {
+	if err := r.Get(ctx, key, obj); err != nil {
+		return false, client.IgnoreNotFound(err)
 	}
-	return u, nil
+	return true, nil
 }
 
 // peers lists the other Rollouts of the namespace targeting ro's Deployment: the state

@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -51,7 +50,8 @@ type EventRecorder interface {
 // RolloutReconciler reconciles Rollouts.
 type RolloutReconciler struct {
 	client.Client
-	// APIReader reads around the cache when the cached Rollout is older than ramp's last write.
+	// APIReader reads from the API server: around the cache when it is older than ramp's own
+	// last write of an object (see freshReads), and the Secrets notifications name.
 	APIReader client.Reader
 	Scheme    *runtime.Scheme
 	Events    EventRecorder
@@ -72,10 +72,11 @@ type RolloutReconciler struct {
 	// Now is the clock (tests inject one).
 	Now func() time.Time
 
-	written sync.Map // NamespacedName → resourceVersion of ramp's last status write
-
 	roundsOnce sync.Once
 	rounds     *rounds.Runner
+	freshOnce  sync.Once
+	// indexed is set when the reconciler reads through the manager's cache and its indexes.
+	indexed bool
 }
 
 // roundRunner runs the Analyzer's rounds; SetupWithManager also wires its wake-ups.
@@ -89,6 +90,16 @@ func (r *RolloutReconciler) roundRunner() *rounds.Runner {
 		r.rounds = rounds.New(analyze, r.AnalysisWorkers, r.AnalysisTimeout)
 	})
 	return r.rounds
+}
+
+// useFreshReads makes the reconciler's reads see its own writes (freshReads), once: in
+// SetupWithManager, or on the first pass of a reconciler run without a manager.
+func (r *RolloutReconciler) useFreshReads() {
+	r.freshOnce.Do(func() {
+		if _, ok := r.Client.(*freshReads); !ok && r.APIReader != nil {
+			r.Client = newFreshReads(r.Client, r.APIReader)
+		}
+	})
 }
 
 // Least privilege (docs/rbac.md says why each verb is needed): ramp writes with server-side
@@ -107,9 +118,10 @@ func (r *RolloutReconciler) roundRunner() *rounds.Runner {
 // derives the same desired state from the status and applies it, so traffic never goes
 // back to an earlier step.
 func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	ro, err := r.getRollout(ctx, req.NamespacedName)
-	if err != nil || ro == nil {
-		if err == nil {
+	r.useFreshReads()
+	ro := &rampv1.Rollout{}
+	if err := r.Get(ctx, req.NamespacedName, ro); err != nil {
+		if apierrors.IsNotFound(err) {
 			r.roundRunner().Drop(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -195,25 +207,6 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	return ctrl.Result{RequeueAfter: dec.RequeueAfter}, nil
 }
 
-// getRollout reads the Rollout from the cache unless the cache has not yet caught up with
-// ramp's own last status write: deciding on a stale status could repeat a step.
-func (r *RolloutReconciler) getRollout(ctx context.Context, key types.NamespacedName) (*rampv1.Rollout, error) {
-	ro := &rampv1.Rollout{}
-	if err := r.Get(ctx, key, ro); err != nil {
-		if apierrors.IsNotFound(err) {
-			r.written.Delete(key)
-			return nil, nil
-		}
-		return nil, err
-	}
-	if rv, ok := r.written.Load(key); ok && rv.(string) != ro.ResourceVersion && r.APIReader != nil {
-		if err := r.APIReader.Get(ctx, key, ro); err != nil {
-			return nil, client.IgnoreNotFound(err)
-		}
-	}
-	return ro, nil
-}
-
 // writeStatus records st and the conditions of summary in one merge patch of the status,
 // locked to the version ramp read (a concurrent writer makes it fail and the pass start over);
 // ro takes the API server's answer, resourceVersion included. A pass that changes nothing
@@ -227,11 +220,7 @@ func (r *RolloutReconciler) writeStatus(ctx context.Context, ro *rampv1.Rollout,
 	if equality.Semantic.DeepEqual(orig.Status, ro.Status) {
 		return nil
 	}
-	if err := r.Status().Patch(ctx, ro, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}), client.FieldOwner(FieldManager)); err != nil {
-		return err
-	}
-	r.written.Store(client.ObjectKeyFromObject(ro), ro.ResourceVersion)
-	return nil
+	return r.Status().Patch(ctx, ro, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}), client.FieldOwner(FieldManager))
 }
 
 // rejected reports whether the API server refused an object as such (invalid, denied by an

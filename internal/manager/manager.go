@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fluxcd/pkg/runtime/events"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -53,6 +54,10 @@ func Scheme() (*runtime.Scheme, error) {
 		return nil, err
 	}
 	if err := rampv1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	// Istio's VirtualService and DestinationRule, read from the manager's cache as typed objects.
+	if err := networkingv1.AddToScheme(s); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -1,12 +1,15 @@
 package istio
 
 import (
-	"encoding/json"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+	networking "istio.io/api/networking/v1alpha3"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/ramp-dev/ramp/api/v1alpha1"
 )
@@ -16,44 +19,13 @@ import (
 // when it injects something.
 func wantObserved(ro *v1alpha1.Rollout, r Routing) Routing {
 	w := Routing{CanaryWeight: max(0, min(100, r.CanaryWeight))}
-	if hm := HeaderMatch(ro); r.HeaderRoute && hm != nil {
-		if _, ok := stringMatch(hm); ok {
-			w.HeaderRoute = true
-			if f := r.Fault; f != nil && (f.Delay != nil || f.Abort != nil) {
-				w.Fault = f
-			}
+	if hm := HeaderMatch(ro); r.HeaderRoute && stringMatch(hm) != nil {
+		w.HeaderRoute = true
+		if f := r.Fault; f != nil && (f.Delay != nil || f.Abort != nil) {
+			w.Fault = f
 		}
 	}
 	return w
-}
-
-// viaJSON round-trips u through JSON as the API server and client would: apimachinery's
-// decoder yields int64 for integral numbers (so a 100.0 percentage comes back as int64).
-func viaJSON(t testing.TB, u *unstructured.Unstructured) *unstructured.Unstructured {
-	t.Helper()
-	b, err := u.MarshalJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := &unstructured.Unstructured{}
-	if err := out.UnmarshalJSON(b); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// viaStdJSON round-trips u through encoding/json: every number becomes float64.
-func viaStdJSON(t testing.TB, u *unstructured.Unstructured) *unstructured.Unstructured {
-	t.Helper()
-	b, err := json.Marshal(u.Object)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := &unstructured.Unstructured{}
-	if err := json.Unmarshal(b, &out.Object); err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 func TestObservedRoutingRoundTrip(t *testing.T) {
@@ -63,6 +35,7 @@ func TestObservedRoutingRoundTrip(t *testing.T) {
 		faultBoth(),
 		{Delay: &v1alpha1.FaultDelay{Percentage: 0, FixedDelay: metav1.Duration{Duration: time.Nanosecond}}},
 		{Abort: &v1alpha1.FaultAbort{Percentage: 33.3, HTTPStatus: 599}},
+		{Abort: &v1alpha1.FaultAbort{Percentage: 0, HTTPStatus: 503}},
 	}
 	rollouts := map[string]*v1alpha1.Rollout{
 		"canary":                rollout(retriesAndTimeout),
@@ -78,12 +51,10 @@ func TestObservedRoutingRoundTrip(t *testing.T) {
 					r := Routing{CanaryWeight: w, HeaderRoute: hr, Fault: f}
 					want := wantObserved(ro, r)
 					vs := VirtualService(ro, r)
-					for how, u := range map[string]*unstructured.Unstructured{
-						"rendered":      vs,
-						"apimachinery":  viaJSON(t, vs),
-						"encoding/json": viaStdJSON(t, vs),
-					} {
-						got, err := ObservedRouting(u)
+					// As rendered, and as read back from the API server, where proto3 JSON
+					// has dropped zero weights and percentages.
+					for how, v := range map[string]runtime.Object{"rendered": vs, "read back": liveCopy(t, vs), "unstructured": unstructuredCopy(t, vs)} {
+						got, err := ObservedRouting(v)
 						if err != nil {
 							t.Errorf("%s %+v (%s): %v", name, r, how, err)
 							continue
@@ -96,114 +67,92 @@ func TestObservedRoutingRoundTrip(t *testing.T) {
 	}
 }
 
-// TestObservedRoutingProto3 accepts what a proto3 round trip leaves: zero weights and zero
-// percentages omitted.
-func TestObservedRoutingProto3(t *testing.T) {
-	vs := VirtualService(rollout(), Routing{CanaryWeight: 0, HeaderRoute: true, Fault: &v1alpha1.FaultInjection{
-		Abort: &v1alpha1.FaultAbort{Percentage: 0, HTTPStatus: 503},
-	}})
-	delete(get(t, vs.Object, "spec", "http", 1, "route", 1).(map[string]any), "weight")
-	delete(get(t, vs.Object, "spec", "http", 0, "fault", "abort", "percentage").(map[string]any), "value")
-	got, err := ObservedRouting(vs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	equal(t, "routing", got, Routing{HeaderRoute: true, Fault: &v1alpha1.FaultInjection{
-		Abort: &v1alpha1.FaultAbort{Percentage: 0, HTTPStatus: 503},
-	}})
-}
-
 func TestObservedRoutingForeignShapes(t *testing.T) {
-	type obj = map[string]any
-	route := func(u *unstructured.Unstructured, i int) obj { return u.Object["spec"].(obj)["http"].([]any)[i].(obj) }
-	dest := func(u *unstructured.Unstructured, i, j int) obj { return route(u, i)["route"].([]any)[j].(obj) }
+	type vs = networkingv1.VirtualService
+	dest := func(v *vs, i, j int) *networking.HTTPRouteDestination { return v.Spec.Http[i].Route[j] }
+	delay := func(v *vs) *networking.HTTPFaultInjection_Delay { return v.Spec.Http[0].Fault.Delay }
 	for _, tc := range []struct {
 		name string
-		edit func(u *unstructured.Unstructured)
+		edit func(v *vs)
 	}{
-		{"wrong kind", func(u *unstructured.Unstructured) { u.SetKind("DestinationRule") }},
-		{"wrong group", func(u *unstructured.Unstructured) { u.SetAPIVersion("gateway.networking.k8s.io/v1") }},
-		{"no spec", func(u *unstructured.Unstructured) { delete(u.Object, "spec") }},
-		{"no http", func(u *unstructured.Unstructured) { delete(u.Object["spec"].(obj), "http") }},
-		{"empty http", func(u *unstructured.Unstructured) { u.Object["spec"].(obj)["http"] = []any{} }},
-		{"three routes", func(u *unstructured.Unstructured) {
-			u.Object["spec"].(obj)["http"] = append(u.Object["spec"].(obj)["http"].([]any), route(u, 1))
-		}},
-		{"routes swapped", func(u *unstructured.Unstructured) {
-			h := u.Object["spec"].(obj)["http"].([]any)
-			h[0], h[1] = h[1], h[0]
-		}},
-		{"primary renamed", func(u *unstructured.Unstructured) { route(u, 1)["name"] = "default" }},
-		{"header route renamed", func(u *unstructured.Unstructured) { route(u, 0)["name"] = "testers" }},
-		{"primary only, but it is the header route", func(u *unstructured.Unstructured) {
-			u.Object["spec"].(obj)["http"] = []any{route(u, 0)}
-		}},
-		{"primary with a match", func(u *unstructured.Unstructured) { route(u, 1)["match"] = route(u, 0)["match"] }},
-		{"primary with a fault", func(u *unstructured.Unstructured) { route(u, 1)["fault"] = route(u, 0)["fault"] }},
-		{"primary single destination", func(u *unstructured.Unstructured) {
-			route(u, 1)["route"] = route(u, 1)["route"].([]any)[:1]
-		}},
-		{"primary subsets swapped", func(u *unstructured.Unstructured) {
-			r := route(u, 1)["route"].([]any)
+		{"no http", func(v *vs) { v.Spec.Http = nil }},
+		{"three routes", func(v *vs) { v.Spec.Http = append(v.Spec.Http, v.Spec.Http[1]) }},
+		{"routes swapped", func(v *vs) { v.Spec.Http[0], v.Spec.Http[1] = v.Spec.Http[1], v.Spec.Http[0] }},
+		{"primary renamed", func(v *vs) { v.Spec.Http[1].Name = "default" }},
+		{"header route renamed", func(v *vs) { v.Spec.Http[0].Name = "testers" }},
+		{"primary only, but it is the header route", func(v *vs) { v.Spec.Http = v.Spec.Http[:1] }},
+		{"primary with a match", func(v *vs) { v.Spec.Http[1].Match = v.Spec.Http[0].Match }},
+		{"primary with a fault", func(v *vs) { v.Spec.Http[1].Fault = v.Spec.Http[0].Fault }},
+		{"primary single destination", func(v *vs) { v.Spec.Http[1].Route = v.Spec.Http[1].Route[:1] }},
+		{"primary subsets swapped", func(v *vs) {
+			r := v.Spec.Http[1].Route
 			r[0], r[1] = r[1], r[0]
 		}},
-		{"primary foreign subset", func(u *unstructured.Unstructured) { dest(u, 1, 1)["destination"].(obj)["subset"] = "v2" }},
-		{"primary no destination", func(u *unstructured.Unstructured) { delete(dest(u, 1, 0), "destination") }},
-		{"weights sum to 90", func(u *unstructured.Unstructured) { dest(u, 1, 0)["weight"] = int64(65) }},
-		{"weight above 100", func(u *unstructured.Unstructured) {
-			dest(u, 1, 0)["weight"] = int64(-10)
-			dest(u, 1, 1)["weight"] = int64(110)
+		{"primary foreign subset", func(v *vs) { dest(v, 1, 1).Destination.Subset = "v2" }},
+		{"primary no destination", func(v *vs) { dest(v, 1, 0).Destination = nil }},
+		{"weights sum to 90", func(v *vs) { dest(v, 1, 0).Weight = 65 }},
+		{"weight above 100", func(v *vs) {
+			dest(v, 1, 0).Weight = -10
+			dest(v, 1, 1).Weight = 110
 		}},
-		{"fractional weight", func(u *unstructured.Unstructured) {
-			dest(u, 1, 0)["weight"] = 74.5
-			dest(u, 1, 1)["weight"] = 25.5
+		{"header route without match", func(v *vs) { v.Spec.Http[0].Match = nil }},
+		{"header route match without headers", func(v *vs) {
+			v.Spec.Http[0].Match = []*networking.HTTPMatchRequest{{Uri: &networking.StringMatch{MatchType: &networking.StringMatch_Prefix{Prefix: "/"}}}}
 		}},
-		{"weight not a number", func(u *unstructured.Unstructured) { dest(u, 1, 1)["weight"] = "25" }},
-		{"header route without match", func(u *unstructured.Unstructured) { delete(route(u, 0), "match") }},
-		{"header route match without headers", func(u *unstructured.Unstructured) {
-			route(u, 0)["match"] = []any{obj{"uri": obj{"prefix": "/"}}}
+		{"header route on two headers", func(v *vs) {
+			v.Spec.Http[0].Match[0].Headers["x-other"] = &networking.StringMatch{MatchType: &networking.StringMatch_Exact{Exact: "1"}}
 		}},
-		{"header route to stable", func(u *unstructured.Unstructured) { dest(u, 0, 0)["destination"].(obj)["subset"] = "stable" }},
-		{"header route with two destinations", func(u *unstructured.Unstructured) { route(u, 0)["route"] = route(u, 1)["route"] }},
-		{"fault not an object", func(u *unstructured.Unstructured) { route(u, 0)["fault"] = "yes" }},
-		{"fault with an unknown field", func(u *unstructured.Unstructured) { route(u, 0)["fault"].(obj)["reset"] = obj{} }},
-		{"exponential delay", func(u *unstructured.Unstructured) {
-			d := route(u, 0)["fault"].(obj)["delay"].(obj)
-			d["exponentialDelay"] = d["fixedDelay"]
-			delete(d, "fixedDelay")
+		{"header route to stable", func(v *vs) { dest(v, 0, 0).Destination.Subset = "stable" }},
+		{"header route with two destinations", func(v *vs) { v.Spec.Http[0].Route = v.Spec.Http[1].Route }},
+		{"exponential delay", func(v *vs) {
+			delay(v).HttpDelayType = &networking.HTTPFaultInjection_Delay_ExponentialDelay{ExponentialDelay: durationpb.New(time.Second)}
 		}},
-		{"bad fixedDelay", func(u *unstructured.Unstructured) { route(u, 0)["fault"].(obj)["delay"].(obj)["fixedDelay"] = "soon" }},
-		{"delay without percentage", func(u *unstructured.Unstructured) {
-			delete(route(u, 0)["fault"].(obj)["delay"].(obj), "percentage")
+		{"delay without fixedDelay", func(v *vs) { delay(v).HttpDelayType = nil }},
+		{"bad fixedDelay", func(v *vs) {
+			delay(v).HttpDelayType = &networking.HTTPFaultInjection_Delay_FixedDelay{FixedDelay: &durationpb.Duration{Seconds: 1, Nanos: -1}}
 		}},
-		{"grpc abort", func(u *unstructured.Unstructured) {
-			a := route(u, 0)["fault"].(obj)["abort"].(obj)
-			delete(a, "httpStatus")
-			a["grpcStatus"] = "UNAVAILABLE"
+		{"delay with the deprecated percent", func(v *vs) { delay(v).Percent = 50 }},
+		{"delay without percentage", func(v *vs) { delay(v).Percentage = nil }},
+		{"grpc abort", func(v *vs) {
+			v.Spec.Http[0].Fault.Abort.ErrorType = &networking.HTTPFaultInjection_Abort_GrpcStatus{GrpcStatus: "UNAVAILABLE"}
 		}},
-		{"abort status not an integer", func(u *unstructured.Unstructured) {
-			route(u, 0)["fault"].(obj)["abort"].(obj)["httpStatus"] = 503.5
-		}},
-		{"percentage not a number", func(u *unstructured.Unstructured) {
-			route(u, 0)["fault"].(obj)["abort"].(obj)["percentage"] = obj{"value": "all"}
-		}},
+		{"abort without percentage", func(v *vs) { v.Spec.Http[0].Fault.Abort.Percentage = nil }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			u := VirtualService(rollout(), Routing{CanaryWeight: 25, HeaderRoute: true, Fault: faultBoth()})
-			if _, err := ObservedRouting(u); err != nil {
+			v := VirtualService(rollout(), Routing{CanaryWeight: 25, HeaderRoute: true, Fault: faultBoth()})
+			if _, err := ObservedRouting(v); err != nil {
 				t.Fatalf("unedited VirtualService: %v", err)
 			}
-			tc.edit(u)
-			if got, err := ObservedRouting(u); err == nil {
+			tc.edit(v)
+			if got, err := ObservedRouting(v); err == nil {
 				t.Errorf("ObservedRouting accepted a foreign shape: %+v", got)
 			}
 		})
 	}
+	u := unstructuredCopy(t, VirtualService(rollout(), Routing{}))
+	if _, err := ObservedRouting(u); err != nil {
+		t.Fatalf("unedited unstructured VirtualService: %v", err)
+	}
+	for name, edit := range map[string]func(u *unstructured.Unstructured){
+		"wrong kind":  func(u *unstructured.Unstructured) { u.SetKind("DestinationRule") },
+		"wrong group": func(u *unstructured.Unstructured) { u.SetAPIVersion("gateway.networking.k8s.io/v1") },
+		"bad weight": func(u *unstructured.Unstructured) {
+			u.Object["spec"] = map[string]any{"http": []any{map[string]any{"route": "x"}}}
+		},
+	} {
+		v := u.DeepCopy()
+		edit(v)
+		if got, err := ObservedRouting(v); err == nil {
+			t.Errorf("%s: ObservedRouting accepted %+v", name, got)
+		}
+	}
 	if _, err := ObservedRouting(nil); err == nil {
 		t.Error("ObservedRouting(nil) did not fail")
 	}
-	if _, err := ObservedRouting(&unstructured.Unstructured{}); err == nil {
-		t.Error("ObservedRouting of an empty object did not fail")
+	for _, o := range []runtime.Object{&networkingv1.VirtualService{}, (*networkingv1.VirtualService)(nil), &unstructured.Unstructured{}, (*unstructured.Unstructured)(nil)} {
+		if _, err := ObservedRouting(o); err == nil {
+			t.Errorf("ObservedRouting of an empty %T did not fail", o)
+		}
 	}
 }
 
@@ -214,14 +163,14 @@ func TestObservedStableSubset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := ObservedStableSubset(viaJSON(t, dr)); got != "abc123" {
+	if got := ObservedStableSubset(liveCopy(t, dr)); got != "abc123" {
 		t.Errorf("rendered DestinationRule: stable subset %q, want abc123", got)
 	}
-	foreign := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{
-		"subsets": []any{map[string]any{"name": "v1", "labels": map[string]any{"version": "v1"}}},
-	}}}
-	for name, u := range map[string]*unstructured.Unstructured{"nil": nil, "no spec": {Object: map[string]any{}}, "other subsets": foreign} {
-		if got := ObservedStableSubset(u); got != "" {
+	foreign := &networkingv1.DestinationRule{Spec: networking.DestinationRule{
+		Subsets: []*networking.Subset{{Name: "v1", Labels: map[string]string{"version": "v1"}}},
+	}}
+	for name, d := range map[string]*networkingv1.DestinationRule{"nil": nil, "no spec": {}, "other subsets": foreign} {
+		if got := ObservedStableSubset(d); got != "" {
 			t.Errorf("%s: stable subset %q, want none", name, got)
 		}
 	}
