@@ -2,37 +2,21 @@ package analysis
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/endpoints"
+	"github.com/ramp-dev/ramp/internal/testenv"
 )
 
 // A Rollout naming an address the platform did not allow gets no connection at all.
 func TestAnalyzeContactsOnlyAllowedEndpoints(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var accepted atomic.Int32
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			_ = c.Close()
-		}
-	}()
-	t.Cleanup(func() { _ = ln.Close() })
+	addr, accepted := testenv.CountConnections(t)
 
 	a := NewAnalyzer(WithAllowedEndpoints(endpoints.MustParse("http://prometheus.istio-system:9090")))
-	ro := rollout("http://"+ln.Addr().String(), rampv1.Metric{Name: "m", Query: "vector(1)", ThresholdRange: maxR(2)})
+	ro := rollout("http://"+addr, rampv1.Metric{Name: "m", Query: "vector(1)", ThresholdRange: maxR(2)})
 	got := a.Analyze(context.Background(), ro)
 	if got.Verdict != rampv1.VerdictInconclusive || !strings.Contains(got.Reason, "not an analysis endpoint the platform allows") {
 		t.Errorf("%s %q", got.Verdict, got.Reason)

@@ -2,9 +2,7 @@ package controllers
 
 import (
 	"context"
-	"net"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/credentials"
+	"github.com/ramp-dev/ramp/internal/testenv"
 )
 
 // Issue 15, the hole: whoever may create a Rollout must not make ramp contact an endpoint the
@@ -23,25 +22,12 @@ import (
 // round happens.
 func TestAnalysisEndpointNotAllowedIsNeverContacted(t *testing.T) {
 	ctx := context.Background()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	var accepted atomic.Int32
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			_ = c.Close()
-		}
-	}()
-	t.Cleanup(func() { _ = ln.Close() })
+	addr, accepted := testenv.CountConnections(t)
 
 	ns := env.Namespace(t)
 	target := app(t, ns, "podinfo:1")
 	ro := canaryRollout(ns)
-	ro.Spec.Analysis.Prometheus.Address = "http://" + ln.Addr().String()
+	ro.Spec.Analysis.Prometheus.Address = "http://" + addr
 	must(t, env.Client.Create(ctx, ro))
 	c := waitStalled(t, ro, "AnalysisEndpointNotAllowed")
 	if !strings.Contains(c.Message, "spec.analysis.prometheus.address") || !strings.Contains(c.Message, "http://prometheus.invalid:9090") {
