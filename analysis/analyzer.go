@@ -9,6 +9,7 @@ import (
 	"time"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/endpoints"
 	"github.com/ramp-dev/ramp/internal/plan"
 )
 
@@ -25,6 +26,7 @@ const (
 // Construct it with NewAnalyzer; it is safe for concurrent use.
 type Analyzer struct {
 	secrets     SecretGetter
+	allowed     *endpoints.List
 	now         func() time.Time
 	concurrency int
 	cacheSize   int
@@ -39,6 +41,11 @@ type Option func(*Analyzer)
 // WithSecretGetter reads spec.analysis.prometheus.secretRef. Without it, a Rollout that
 // names a Secret gets Inconclusive rounds.
 func WithSecretGetter(g SecretGetter) Option { return func(a *Analyzer) { a.secrets = g } }
+
+// WithAllowedEndpoints makes the Analyzer contact only addresses the list allows: a round of
+// a Rollout naming any other is Inconclusive and opens no connection. (The controller stalls
+// such a Rollout before any round; this is the second line.)
+func WithAllowedEndpoints(l endpoints.List) Option { return func(a *Analyzer) { a.allowed = &l } }
 
 // WithClock sets the clock stamping MetricResult.Time (default time.Now). Queries are
 // evaluated at Prometheus' own current time regardless.
@@ -87,11 +94,11 @@ type metricPlan struct {
 }
 
 // Analyze runs one analysis round for ro: it builds every metric's queries, runs the
-// distinct ones concurrently (bounded), and judges each metric and the round (see Decide).
+// distinct ones concurrently (bounded), and judges each metric and the round (see Judge).
 func (a *Analyzer) Analyze(ctx context.Context, ro *rampv1.Rollout) *plan.AnalysisResult {
 	a.init()
 	if ro == nil || ro.Spec.Analysis == nil || len(ro.Spec.Analysis.Metrics) == 0 {
-		r := Decide(nil)
+		r := Judge(nil)
 		r.Reason = "spec.analysis has no metrics to judge"
 		return r
 	}
@@ -155,7 +162,7 @@ func (a *Analyzer) Analyze(ctx context.Context, ro *rampv1.Rollout) *plan.Analys
 		ev.Stable, ev.CanaryRequests, ev.StableRequests = pick(p.stable), pick(p.canaryReq), pick(p.stableReq)
 		results[i] = Evaluate(p.m, ev, at)
 	}
-	return Decide(results)
+	return Judge(results)
 }
 
 // run queries each distinct PromQL once, at most a.concurrency at a time. Once Prometheus
@@ -196,6 +203,11 @@ func (a *Analyzer) run(ctx context.Context, c *Client, timeout time.Duration, or
 
 func (a *Analyzer) client(ctx context.Context, ro *rampv1.Rollout) (*Client, error) {
 	prom := &ro.Spec.Analysis.Prometheus
+	if a.allowed != nil {
+		if err := a.allowed.Allows(prom.Address); err != nil {
+			return nil, fmt.Errorf("spec.analysis.prometheus.address: %w", err)
+		}
+	}
 	var data map[string][]byte
 	if ref := prom.SecretRef; ref != nil {
 		if a.secrets == nil {

@@ -65,7 +65,7 @@ func BenchmarkEvaluate(b *testing.B) {
 			for i := range results {
 				results[i] = Evaluate(&m, ev, at)
 			}
-			if Decide(results).Verdict != rampv1.VerdictFailed {
+			if Judge(results).Verdict != rampv1.VerdictFailed {
 				b.Fatal("verdict")
 			}
 		}

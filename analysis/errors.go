@@ -24,30 +24,33 @@ var (
 )
 
 // HTTPError is a non-2xx answer that is not a Prometheus query error (e.g. 500 from the
-// server, 401/403 from an auth proxy, 503 while Prometheus starts).
+// server, 401/403 from an auth proxy, 503 while Prometheus starts). Its message is the status
+// code alone: what the endpoint answered never reaches status, events or Slack, which people
+// who may not read the endpoint's answers can see (Detail is for the controller's log).
 type HTTPError struct {
 	Status int
-	// Message is Prometheus' error, or the start of the body, with credentials redacted.
-	Message string
+	// Detail is Prometheus' error, or the start of the body, with credentials redacted.
+	Detail string
 }
 
-func (e *HTTPError) Error() string {
-	if e.Message == "" {
-		return fmt.Sprintf("prometheus answered HTTP %d", e.Status)
-	}
-	return fmt.Sprintf("prometheus answered HTTP %d: %s", e.Status, e.Message)
-}
+func (e *HTTPError) Error() string { return fmt.Sprintf("prometheus answered HTTP %d", e.Status) }
 
 // QueryError is Prometheus rejecting or failing the query itself (errorType bad_data,
 // execution, timeout, ...), or a result of the wrong type (unexpected_result: a range
 // vector or string where one sample was needed).
 type QueryError struct {
 	// Type is Prometheus' errorType, or "unexpected_result".
-	Type    string
+	Type string
+	// Message is ramp's own explanation ("" for Prometheus' errors: its words stay in Detail).
 	Message string
+	// Detail is Prometheus' error message, credentials redacted, for the controller's log.
+	Detail string
 }
 
 func (e *QueryError) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("query error (%s)", e.Type)
+	}
 	return fmt.Sprintf("query error (%s): %s", e.Type, e.Message)
 }
 

@@ -95,9 +95,9 @@ func (c *Client) classify(ctx, qctx context.Context, err error, timeout time.Dur
 	var ae *promv1.Error
 	if errors.As(err, &ae) {
 		if ae.Type == promv1.ErrBadResponse {
-			return fmt.Errorf("%w: %s", ErrBadResponse, c.scrub(ae.Msg))
+			return ErrBadResponse // its message quotes the body
 		}
-		return &QueryError{Type: string(ae.Type), Message: c.scrub(ae.Msg)}
+		return &QueryError{Type: string(ae.Type), Detail: c.scrub(ae.Msg)}
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) { // drop "Post <url>:"; the address is in the spec
@@ -156,7 +156,7 @@ func (s statusClient) Do(ctx context.Context, req *http.Request) (*http.Response
 	if !isAPI {
 		msg = snippet(body)
 	}
-	return resp, body, &HTTPError{Status: resp.StatusCode, Message: s.c.scrub(msg)}
+	return resp, body, &HTTPError{Status: resp.StatusCode, Detail: s.c.scrub(msg)}
 }
 
 func apiErrorBody(body []byte) (eType, eMsg string, ok bool) {

@@ -3,6 +3,7 @@ package analysis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -21,9 +22,13 @@ func TestQueryErrorTyping(t *testing.T) {
 	}
 	httpErr := func(status int, msgIn string) check {
 		return func(t *testing.T, _ float64, err error) {
+			// The body stays in Detail (the log); the message (status, events, Slack) has only
+			// the status code.
 			var he *HTTPError
-			if !errors.As(err, &he) || he.Status != status || !strings.Contains(err.Error(), msgIn) {
+			if !errors.As(err, &he) || he.Status != status || !strings.Contains(he.Detail, msgIn) {
 				t.Errorf("error %#v: want *HTTPError{Status: %d} with %q", err, status, msgIn)
+			} else if err.Error() != fmt.Sprintf("prometheus answered HTTP %d", status) {
+				t.Errorf("message %q shows more than the status code", err.Error())
 			}
 			if errors.Is(err, ErrUnreachable) {
 				t.Errorf("HTTP error %v is not unreachable", err)
@@ -33,8 +38,10 @@ func TestQueryErrorTyping(t *testing.T) {
 	queryErr := func(typ, msgIn string) check {
 		return func(t *testing.T, _ float64, err error) {
 			var qe *QueryError
-			if !errors.As(err, &qe) || qe.Type != typ || !strings.Contains(err.Error(), msgIn) {
+			if !errors.As(err, &qe) || qe.Type != typ || !strings.Contains(qe.Detail+qe.Message, msgIn) {
 				t.Errorf("error %#v: want *QueryError{Type: %q} with %q", err, typ, msgIn)
+			} else if qe.Detail != "" && strings.Contains(err.Error(), qe.Detail) {
+				t.Errorf("message %q shows Prometheus' answer", err.Error())
 			}
 		}
 	}
@@ -53,7 +60,7 @@ func TestQueryErrorTyping(t *testing.T) {
 	}{
 		{"one sample", 200, vectorJSON("8.25"), value(8.25)},
 		{"scalar", 200, scalarJSON, value(42)},
-		{"500 plain text", 500, "boom\n", httpErr(500, "HTTP 500: boom")},
+		{"500 plain text", 500, "boom\n", httpErr(500, "boom")},
 		{"502 from a proxy, HTML", 502, "<html><body>\n<h1>Bad   Gateway</h1></body></html>", httpErr(502, "<h1>Bad Gateway</h1>")},
 		{"503 prometheus error", 503, promError("unavailable", "TSDB not ready"), httpErr(503, "unavailable: TSDB not ready")},
 		{"401", 401, "Unauthorized", httpErr(401, "Unauthorized")},
@@ -67,7 +74,7 @@ func TestQueryErrorTyping(t *testing.T) {
 		{"NaN", 200, vectorJSON("NaN"), isErr(ErrNotANumber, "NaN")},
 		{"+Inf", 200, vectorJSON("+Inf"), isErr(ErrNotANumber, "+Inf")},
 		{"matrix", 200, matrixJSON, queryErr("unexpected_result", "range vector")},
-		{"string (client_golang cannot decode it)", 200, stringJSON, isErr(ErrBadResponse, "string")},
+		{"string (client_golang cannot decode it)", 200, stringJSON, isErr(ErrBadResponse, "unreadable prometheus response")},
 		{"multiple series", 200, vectorJSON("1", "2", "3"), func(t *testing.T, _ float64, err error) {
 			var me *MultipleSeriesError
 			if !errors.Is(err, ErrMultipleSeries) || !errors.As(err, &me) || me.Count != 3 || !strings.Contains(err.Error(), "3 series") {
@@ -183,7 +190,8 @@ func TestErrorsRedactCredentials(t *testing.T) {
 	f := newFakeProm(t, func(string) (int, string) { return 401, "invalid bearer " + token })
 	c, _ := NewClient(f.URL, nil, token)
 	_, err := c.Query(context.Background(), "up", time.Second)
-	if err == nil || strings.Contains(err.Error(), token) || !strings.Contains(err.Error(), "[redacted]") {
-		t.Errorf("error %v should redact the token", err)
+	var he *HTTPError
+	if !errors.As(err, &he) || strings.Contains(err.Error(), token) || strings.Contains(he.Detail, token) || !strings.Contains(he.Detail, "[redacted]") {
+		t.Errorf("error %#v should redact the token", err)
 	}
 }

@@ -5,15 +5,18 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"google.golang.org/protobuf/proto"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/util/csaupgrade"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
@@ -40,11 +43,11 @@ func (r *RolloutReconciler) apply(ctx context.Context, ro *rampv1.Rollout, w *wo
 	if err != nil {
 		return err
 	}
-	if err := r.applyUnstructured(ctx, w.dr, dr); err != nil {
+	if err := r.applyDestinationRule(ctx, w.dr, dr); err != nil {
 		return fmt.Errorf("applying DestinationRule: %w", err)
 	}
 	vs := istio.VirtualService(ro, istio.Routing{CanaryWeight: d.CanaryWeight, HeaderRoute: d.HeaderRoute, Fault: d.Fault})
-	if err := r.applyUnstructured(ctx, w.vs, vs); err != nil {
+	if err := r.applyVirtualService(ctx, w.vs, vs); err != nil {
 		return fmt.Errorf("applying VirtualService: %w", err)
 	}
 	if d.RouteFirst {
@@ -172,27 +175,44 @@ func canaryUpToDate(live *appsv1.Deployment, want *unstructured.Unstructured) bo
 		live.Spec.Template.Labels[istio.TrackLabel] == istio.TrackCanary
 }
 
-// applyUnstructured creates an Istio object that does not exist, and server-side applies one
-// this Rollout controls (observe leaves out any other: live is nil or ramp's) unless it already
-// has the rendered spec, labels and owner.
-func (r *RolloutReconciler) applyUnstructured(ctx context.Context, live, want *unstructured.Unstructured) error {
+// applyVirtualService and applyDestinationRule create the object when it does not exist, and
+// server-side apply one this Rollout controls (observe leaves out any other: live is nil or
+// ramp's) unless it already has the rendered spec, labels and owner.
+func (r *RolloutReconciler) applyVirtualService(ctx context.Context, live, want *networkingv1.VirtualService) error {
 	if live == nil {
 		return r.create(ctx, want)
 	}
+	return r.applyIstio(ctx, live, want, proto.Equal(&live.Spec, &want.Spec))
+}
+
+func (r *RolloutReconciler) applyDestinationRule(ctx context.Context, live, want *networkingv1.DestinationRule) error {
+	if live == nil {
+		return r.create(ctx, want)
+	}
+	return r.applyIstio(ctx, live, want, proto.Equal(&live.Spec, &want.Spec))
+}
+
+// applyIstio applies want over live, an object this Rollout created, with Istio's apply
+// configuration (istio.ApplyPatch). Forcing takes back only fields someone changed on ramp's
+// own object.
+func (r *RolloutReconciler) applyIstio(ctx context.Context, live, want client.Object, sameSpec bool) error {
 	if err := r.ownCreatedFields(ctx, live); err != nil {
 		return err
 	}
-	if equality.Semantic.DeepEqual(live.Object["spec"], want.Object["spec"]) &&
-		sameOwners(live, want) && labelsContain(live.GetLabels(), want.GetLabels()) {
+	if sameSpec && sameOwners(live, want) && labelsContain(live.GetLabels(), want.GetLabels()) {
 		return nil
 	}
-	return r.Patch(ctx, want, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership)
+	body, err := istio.ApplyPatch(want)
+	if err != nil {
+		return err
+	}
+	return r.Patch(ctx, want, client.RawPatch(types.ApplyPatchType, body), client.FieldOwner(FieldManager), client.ForceOwnership)
 }
 
 // create makes an object ramp needs that did not exist when observed. A Create, never an
 // apply: if someone else created that name meanwhile it fails with AlreadyExists instead of
 // taking their object over, and the next pass reports the object as foreign.
-func (r *RolloutReconciler) create(ctx context.Context, obj *unstructured.Unstructured) error {
+func (r *RolloutReconciler) create(ctx context.Context, obj client.Object) error {
 	if err := r.Create(ctx, obj, client.FieldOwner(FieldManager)); err != nil {
 		return err
 	}
@@ -202,19 +222,27 @@ func (r *RolloutReconciler) create(ctx context.Context, obj *unstructured.Unstru
 // ownCreatedFields hands the fields ramp's Create wrote (manager "ramp", operation Update) to
 // ramp's apply manager, so later applies own them alone and a field ramp stops writing (a
 // gateway, a traffic policy) is removed rather than kept by the creation's manager.
-func (r *RolloutReconciler) ownCreatedFields(ctx context.Context, obj *unstructured.Unstructured) error {
+func (r *RolloutReconciler) ownCreatedFields(ctx context.Context, obj client.Object) error {
 	p, err := csaupgrade.UpgradeManagedFieldsPatch(obj, sets.New(FieldManager), FieldManager)
 	if err != nil || p == nil {
 		return err
 	}
 	// The patch carries obj's resourceVersion: it fails rather than overwrite newer managedFields.
 	if err := r.Patch(ctx, obj, client.RawPatch(types.JSONPatchType, p)); err != nil {
-		return fmt.Errorf("taking the fields of %s %q under ramp's apply manager: %w", obj.GetKind(), obj.GetName(), err)
+		return fmt.Errorf("taking the fields of %s %q under ramp's apply manager: %w", kindOf(r.Client.Scheme(), obj), obj.GetName(), err)
 	}
 	return nil
 }
 
-func sameOwners(a, b *unstructured.Unstructured) bool {
+// kindOf names obj's kind for messages.
+func kindOf(s *runtime.Scheme, obj client.Object) string {
+	if gvk, err := apiutil.GVKForObject(obj, s); err == nil {
+		return gvk.Kind
+	}
+	return fmt.Sprintf("%T", obj)
+}
+
+func sameOwners(a, b metav1.Object) bool {
 	for _, want := range b.GetOwnerReferences() {
 		found := false
 		for _, have := range a.GetOwnerReferences() {

@@ -36,8 +36,7 @@ func TestGitRevertMidRolloutCancels(t *testing.T) {
 		rampv1.CanaryStep{SetWeight: 5, Pause: untilPromoted()},
 		rampv1.CanaryStep{SetWeight: 25},
 		rampv1.CanaryStep{SetWeight: 100})
-	tl := recordTimeline(t, ns)
-	vs := recordVirtualService(t, ns, ro.Name)
+	tl := env.RecordTimeline(t, ns)
 	must(t, env.Client.Create(ctx, ro))
 	waitPhase(t, ro, rampv1.PhaseIdle)
 	stableHash := onlyReplicaSetHash(t, ns)
@@ -65,10 +64,10 @@ func TestGitRevertMidRolloutCancels(t *testing.T) {
 	assertStableSubset(t, ns, ro.Name, stableHash)
 	waitEvent(t, ro, "RolloutCancelled")
 
-	if got, want := fmt.Sprint(vs.weights()), "[0 5 0]"; got != want {
+	if got, want := fmt.Sprint(tl.Weights(ro.Name)), "[0 5 0]"; got != want {
 		t.Errorf("weights = %s, want %s", got, want)
 	}
-	if got := fmt.Sprint(tl.phases(ro.Name)); strings.Contains(got, rampv1.PhaseRollingBack) || strings.Contains(got, rampv1.PhaseFailed) || strings.Contains(got, rampv1.PhasePromoting) {
+	if got := fmt.Sprint(tl.Phases(ro.Name)); strings.Contains(got, rampv1.PhaseRollingBack) || strings.Contains(got, rampv1.PhaseFailed) || strings.Contains(got, rampv1.PhasePromoting) {
 		t.Errorf("a revert must neither roll back nor promote; phases %s", got)
 	}
 	for _, r := range eventReasons(t, ro) {
@@ -76,7 +75,7 @@ func TestGitRevertMidRolloutCancels(t *testing.T) {
 			t.Errorf("unexpected event %s after a revert (events %v)", r, eventReasons(t, ro))
 		}
 	}
-	tl.checkCanaryServesItsTraffic(t, ro.Name, 3)
+	tl.CheckCanaryServes(t, ro.Name, ro.Name+"-canary", 3)
 }
 
 // A new commit mid-rollout sends traffic back to stable and walks the plan again for it.
@@ -89,8 +88,7 @@ func TestNewRevisionMidRolloutRestartsThePlan(t *testing.T) {
 		rampv1.CanaryStep{SetWeight: 25, Pause: untilPromoted()},
 		rampv1.CanaryStep{SetWeight: 100})
 	ro.Spec.Analysis.FailureLimit = ptr.To[int32](10)
-	tl := recordTimeline(t, ns)
-	vs := recordVirtualService(t, ns, ro.Name)
+	tl := env.RecordTimeline(t, ns)
 	must(t, env.Client.Create(ctx, ro))
 	waitPhase(t, ro, rampv1.PhaseIdle)
 
@@ -148,10 +146,10 @@ func TestNewRevisionMidRolloutRestartsThePlan(t *testing.T) {
 	}
 	assertReplicaSetReady(t, ns, ro.Status.StablePodTemplateHash, 3)
 	assertCanaryReplicas(t, ns, 0)
-	if got, want := fmt.Sprint(vs.weights()), "[0 5 25 0 5 25 100 0]"; got != want {
+	if got, want := fmt.Sprint(tl.Weights(ro.Name)), "[0 5 25 0 5 25 100 0]"; got != want {
 		t.Errorf("weights = %s, want %s", got, want)
 	}
-	tl.checkCanaryServesItsTraffic(t, ro.Name, 3)
+	tl.CheckCanaryServes(t, ro.Name, ro.Name+"-canary", 3)
 }
 
 // A canary whose pods never become ready fails the rollout at the progress deadline.
@@ -161,8 +159,7 @@ func TestCanaryNeverReadyRollsBackAtProgressDeadline(t *testing.T) {
 	target := app(t, ns, "podinfo:1")
 	ro := canaryRollout(ns)
 	ro.Spec.ProgressDeadline = &metav1.Duration{Duration: 3 * time.Second}
-	tl := recordTimeline(t, ns)
-	vs := recordVirtualService(t, ns, ro.Name)
+	tl := env.RecordTimeline(t, ns)
 	must(t, env.Client.Create(ctx, ro))
 	waitPhase(t, ro, rampv1.PhaseIdle)
 	stableHash := onlyReplicaSetHash(t, ns)
@@ -199,13 +196,13 @@ func TestCanaryNeverReadyRollsBackAtProgressDeadline(t *testing.T) {
 	assertTargetPaused(t, target, true)
 	assertOnlyReplicaSet(t, ns, stableHash, 3)
 	waitEvent(t, ro, "ProgressDeadlineExceeded")
-	if got, want := fmt.Sprint(vs.weights()), "[0]"; got != want {
+	if got, want := fmt.Sprint(tl.Weights(ro.Name)), "[0]"; got != want {
 		t.Errorf("weights = %s, want %s: an unready canary never gets traffic", got, want)
 	}
-	if got := fmt.Sprint(tl.phases(ro.Name)); !strings.HasSuffix(got, "Progressing RollingBack Failed]") && !strings.HasSuffix(got, "Progressing Failed]") {
+	if got := fmt.Sprint(tl.Phases(ro.Name)); !strings.HasSuffix(got, "Progressing RollingBack Failed]") && !strings.HasSuffix(got, "Progressing Failed]") {
 		t.Errorf("phases %s", got)
 	}
-	tl.checkCanaryServesItsTraffic(t, ro.Name, 3)
+	tl.CheckCanaryServes(t, ro.Name, ro.Name+"-canary", 3)
 }
 
 // kubectl ramp's requests are annotations: promote, pause, abort, retry.
@@ -218,8 +215,7 @@ func TestPluginRequestsByAnnotation(t *testing.T) {
 		rampv1.CanaryStep{SetWeight: 50, Pause: pauseFor(time.Second)})
 	ro.Spec.Analysis = nil
 	ro.Spec.FaultInjection = nil
-	tl := recordTimeline(t, ns)
-	vs := recordVirtualService(t, ns, ro.Name)
+	tl := env.RecordTimeline(t, ns)
 	must(t, env.Client.Create(ctx, ro))
 	waitPhase(t, ro, rampv1.PhaseIdle)
 
@@ -260,7 +256,7 @@ func TestPluginRequestsByAnnotation(t *testing.T) {
 	if got := ro.Status.HandledRequests.Promote; got != "promote-1" {
 		t.Errorf("handledRequests.promote = %q", got)
 	}
-	if got, want := fmt.Sprint(vs.weights()), "[0 10 50 100 0]"; got != want {
+	if got, want := fmt.Sprint(tl.Weights(ro.Name)), "[0 10 50 100 0]"; got != want {
 		t.Errorf("weights = %s, want %s", got, want)
 	}
 	waitEvent(t, ro, "PromoteRequested")
@@ -318,7 +314,7 @@ func TestPluginRequestsByAnnotation(t *testing.T) {
 	if img := mustTargetImage(t, target); img != "podinfo:4" {
 		t.Errorf("target image %s after retry", img)
 	}
-	tl.checkCanaryServesItsTraffic(t, ro.Name, 3)
+	tl.CheckCanaryServes(t, ro.Name, ro.Name+"-canary", 3)
 }
 
 func mustTargetImage(t *testing.T, d *appsv1.Deployment) string {
@@ -471,7 +467,7 @@ func TestHandEditsAreRestored(t *testing.T) {
 	dr := mustIstioObject(t, ns, istio.KindDestinationRule, ro.Name)
 	must(t, env.Client.Delete(ctx, dr))
 	shortWait(t, 10*time.Second, "DestinationRule recreated", func(ctx context.Context) (bool, error) {
-		u, err := istioObject(ctx, ns, istio.KindDestinationRule, ro.Name)
+		u, err := env.IstioObject(ctx, ns, istio.KindDestinationRule, ro.Name)
 		return err == nil && u != nil && u.GetUID() != dr.GetUID() && u.GetDeletionTimestamp() == nil, nil
 	})
 	assertStableSubset(t, ns, ro.Name, stableHash)
@@ -479,7 +475,7 @@ func TestHandEditsAreRestored(t *testing.T) {
 	// And the VirtualService.
 	must(t, env.Client.Delete(ctx, vs))
 	shortWait(t, 10*time.Second, "VirtualService recreated", func(ctx context.Context) (bool, error) {
-		u, err := istioObject(ctx, ns, istio.KindVirtualService, ro.Name)
+		u, err := env.IstioObject(ctx, ns, istio.KindVirtualService, ro.Name)
 		if err != nil || u == nil || u.GetUID() == vs.GetUID() {
 			return false, nil
 		}
@@ -514,7 +510,7 @@ func TestMissingTargetStallsThenAdopts(t *testing.T) {
 	}
 	// ramp has touched nothing.
 	for _, kind := range []string{istio.KindVirtualService, istio.KindDestinationRule} {
-		if u, err := istioObject(ctx, ns, kind, ro.Name); err != nil || u != nil {
+		if u, err := env.IstioObject(ctx, ns, kind, ro.Name); err != nil || u != nil {
 			t.Errorf("%s exists (err=%v) although the target does not", kind, err)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -15,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
-	"github.com/ramp-dev/ramp/internal/mesh/istio"
 	"github.com/ramp-dev/ramp/internal/plan"
 )
 
@@ -26,15 +26,13 @@ func (r *RolloutReconciler) finalize(ctx context.Context, ro *rampv1.Rollout) er
 	if !controllerutil.ContainsFinalizer(ro, Finalizer) {
 		return nil
 	}
-	for _, kind := range []string{istio.KindVirtualService} {
-		if err := r.deleteOwned(ctx, ro, istio.APIVersion, kind, ro.Name); err != nil {
-			return err
-		}
-	}
-	if err := r.deleteOwned(ctx, ro, "apps/v1", "Deployment", ro.CanaryName()); err != nil {
+	if err := r.deleteOwned(ctx, ro, &networkingv1.VirtualService{}, ro.Name); err != nil {
 		return err
 	}
-	if err := r.deleteOwned(ctx, ro, istio.APIVersion, istio.KindDestinationRule, ro.Name); err != nil {
+	if err := r.deleteOwned(ctx, ro, &appsv1.Deployment{}, ro.CanaryName()); err != nil {
+		return err
+	}
+	if err := r.deleteOwned(ctx, ro, &networkingv1.DestinationRule{}, ro.Name); err != nil {
 		return err
 	}
 	// A Rollout that never managed its target (another one did, first) leaves it alone.
@@ -49,25 +47,22 @@ func (r *RolloutReconciler) finalize(ctx context.Context, ro *rampv1.Rollout) er
 	}
 	forget(ro)
 	controllerutil.RemoveFinalizer(ro, Finalizer)
-	r.written.Delete(client.ObjectKeyFromObject(ro))
 	// NotFound: a pass on a stale cached copy finds the Rollout already gone; nothing to do.
 	return client.IgnoreNotFound(r.Update(ctx, ro))
 }
 
-func (r *RolloutReconciler) deleteOwned(ctx context.Context, ro *rampv1.Rollout, apiVersion, kind, name string) error {
-	u := &unstructured.Unstructured{}
-	u.SetAPIVersion(apiVersion)
-	u.SetKind(kind)
-	if err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: name}, u); err != nil {
+// deleteOwned deletes the object of obj's type and name if this Rollout controls it.
+func (r *RolloutReconciler) deleteOwned(ctx context.Context, ro *rampv1.Rollout, obj client.Object, name string) error {
+	if err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: name}, obj); err != nil {
 		return client.IgnoreNotFound(err)
 	}
 	// Only what this Rollout created (and controls): an object of that name someone else made
 	// is theirs and stays. The UID precondition keeps a replacement made since the read.
-	if !metav1.IsControlledBy(u, ro) {
+	if !metav1.IsControlledBy(obj, ro) {
 		return nil
 	}
-	if err := r.Delete(ctx, u, client.Preconditions{UID: ptr.To(u.GetUID())}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-		return fmt.Errorf("deleting %s %q: %w", kind, name, err)
+	if err := r.Delete(ctx, obj, client.Preconditions{UID: ptr.To(obj.GetUID())}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("deleting %s %q: %w", kindOf(r.Client.Scheme(), obj), name, err)
 	}
 	return nil
 }

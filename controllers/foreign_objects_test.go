@@ -96,7 +96,7 @@ func waitForeignStall(t *testing.T, ro *rampv1.Rollout) string {
 // wrote it), spec, labels, owners and field managers.
 func assertUnchanged(t *testing.T, before *unstructured.Unstructured) {
 	t.Helper()
-	live, err := istioObject(context.Background(), before.GetNamespace(), before.GetKind(), before.GetName())
+	live, err := env.IstioObject(context.Background(), before.GetNamespace(), before.GetKind(), before.GetName())
 	must(t, err)
 	if live == nil {
 		t.Fatalf("%s %q was deleted", before.GetKind(), before.GetName())
@@ -116,7 +116,7 @@ func assertNothingWritten(t *testing.T, ns string, target *appsv1.Deployment, ki
 	t.Helper()
 	ctx := context.Background()
 	for _, kind := range kinds {
-		if u, err := istioObject(ctx, ns, kind, "web"); err != nil || u != nil {
+		if u, err := env.IstioObject(ctx, ns, kind, "web"); err != nil || u != nil {
 			t.Errorf("%s written (err=%v) while the Rollout is stalled", kind, err)
 		}
 	}
@@ -171,7 +171,7 @@ func TestForeignVirtualServiceAndDestinationRuleAreLeftAlone(t *testing.T) {
 	assertUnchanged(t, vs)
 	// The garbage collector drops the deleted Rollout from the owners; the rest is as it was.
 	waitFor(t, "DestinationRule as it was", func(ctx context.Context) (bool, error) {
-		live, err := istioObject(ctx, ns, istio.KindDestinationRule, dr.GetName())
+		live, err := env.IstioObject(ctx, ns, istio.KindDestinationRule, dr.GetName())
 		if err != nil || live == nil {
 			return false, fmt.Errorf("DestinationRule gone (err=%v)", err)
 		}
@@ -214,7 +214,7 @@ func TestForeignVirtualServiceStallsUntilDeleted(t *testing.T) {
 		}
 		// Right after its create ramp hands the created fields to its apply manager.
 		waitFor(t, kind+" managed by ramp's apply alone", func(ctx context.Context) (bool, error) {
-			u, err := istioObject(ctx, ns, kind, ro.Name)
+			u, err := env.IstioObject(ctx, ns, kind, ro.Name)
 			if err != nil || u == nil {
 				return false, err
 			}
@@ -255,7 +255,7 @@ func TestForeignCanaryDeploymentStallsUntilDeleted(t *testing.T) {
 	}
 	assertTargetPaused(t, target, false)
 	for _, kind := range []string{istio.KindVirtualService, istio.KindDestinationRule} {
-		if u, err := istioObject(ctx, ns, kind, ro.Name); err != nil || u != nil {
+		if u, err := env.IstioObject(ctx, ns, kind, ro.Name); err != nil || u != nil {
 			t.Errorf("%s written (err=%v) while the Rollout is stalled", kind, err)
 		}
 	}
@@ -300,12 +300,12 @@ func TestCreateNeverTakesOverAnObjectMadeMeanwhile(t *testing.T) {
 		t.Fatalf("apply over objects made meanwhile: %v, want AlreadyExists", err)
 	}
 	// apply stops at the first failure: try each object.
-	if err := r.applyUnstructured(ctx, nil, istio.VirtualService(ro, istio.Routing{})); !apierrors.IsAlreadyExists(err) {
+	if err := r.applyVirtualService(ctx, nil, istio.VirtualService(ro, istio.Routing{})); !apierrors.IsAlreadyExists(err) {
 		t.Errorf("VirtualService: %v, want AlreadyExists", err)
 	}
 	want, err := istio.DestinationRule(ro, "abc")
 	must(t, err)
-	if err := r.applyUnstructured(ctx, nil, want); !apierrors.IsAlreadyExists(err) {
+	if err := r.applyDestinationRule(ctx, nil, want); !apierrors.IsAlreadyExists(err) {
 		t.Errorf("DestinationRule: %v, want AlreadyExists", err)
 	}
 	assertUnchanged(t, vs)
@@ -345,11 +345,11 @@ func TestFieldsRampStopsWritingAreRemoved(t *testing.T) {
 		return env.Client.Update(ctx, ro)
 	}))
 	waitFor(t, "gateways and traffic policy removed", func(ctx context.Context) (bool, error) {
-		vs, err := istioObject(ctx, ns, istio.KindVirtualService, ro.Name)
+		vs, err := env.IstioObject(ctx, ns, istio.KindVirtualService, ro.Name)
 		if err != nil || vs == nil {
 			return false, err
 		}
-		dr, err := istioObject(ctx, ns, istio.KindDestinationRule, ro.Name)
+		dr, err := env.IstioObject(ctx, ns, istio.KindDestinationRule, ro.Name)
 		if err != nil || dr == nil {
 			return false, err
 		}

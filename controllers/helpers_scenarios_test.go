@@ -1,30 +1,22 @@
 package controllers
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
-	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
-	"github.com/ramp-dev/ramp/internal/plan"
 	"github.com/ramp-dev/ramp/internal/testenv"
 )
 
@@ -80,20 +72,6 @@ func holdsFor(t *testing.T, d time.Duration, what string, cond func(context.Cont
 	}
 }
 
-// istioObject reads a VirtualService or DestinationRule; nil when there is none.
-func istioObject(ctx context.Context, ns, kind, name string) (*unstructured.Unstructured, error) {
-	u := &unstructured.Unstructured{}
-	u.SetAPIVersion(istio.APIVersion)
-	u.SetKind(kind)
-	if err := env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, u); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	return u, nil
-}
-
 // mustIstioObject waits for a VirtualService or DestinationRule and returns it: ramp records
 // its decision in the status before it applies it, so a phase seen in the status may precede
 // the objects by a moment.
@@ -102,7 +80,7 @@ func mustIstioObject(t *testing.T, ns, kind, name string) *unstructured.Unstruct
 	var u *unstructured.Unstructured
 	waitFor(t, kind+" "+name, func(ctx context.Context) (bool, error) {
 		var err error
-		u, err = istioObject(ctx, ns, kind, name)
+		u, err = env.IstioObject(ctx, ns, kind, name)
 		return u != nil, err
 	})
 	return u
@@ -110,7 +88,7 @@ func mustIstioObject(t *testing.T, ns, kind, name string) *unstructured.Unstruct
 
 // liveRouting is the routing the live VirtualService holds.
 func liveRouting(ctx context.Context, ns, name string) (istio.Routing, error) {
-	vs, err := istioObject(ctx, ns, istio.KindVirtualService, name)
+	vs, err := env.IstioObject(ctx, ns, istio.KindVirtualService, name)
 	if err != nil || vs == nil {
 		return istio.Routing{}, fmt.Errorf("VirtualService %s/%s: %v (found=%t)", ns, name, err, vs != nil)
 	}
@@ -194,154 +172,6 @@ func canaryPodImages(ctx context.Context, ns string) (images []string, ready int
 		}
 	}
 	return images, ready, nil
-}
-
-// --- a timeline of the namespace --------------------------------------------------------------
-
-// timeline records every version of the Rollouts, Deployments and VirtualServices of a
-// namespace, so a test can replay them in the API server's order (resourceVersions of one
-// etcd are increasing) and check invariants that no single object shows.
-type timeline struct {
-	mu      sync.Mutex
-	entries []timelineEntry
-}
-
-type timelineEntry struct {
-	rv      int64
-	kind    string
-	deleted bool
-	obj     *unstructured.Unstructured
-}
-
-func recordTimeline(t *testing.T, ns string) *timeline {
-	t.Helper()
-	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
-	must(t, err)
-	tl := &timeline{}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var watches []watch.Interface
-	for _, gvk := range []struct{ apiVersion, kind string }{
-		{rampv1.GroupVersion.String(), "Rollout"},
-		{"apps/v1", "Deployment"},
-		{istio.APIVersion, istio.KindVirtualService},
-	} {
-		list := &unstructured.UnstructuredList{}
-		list.SetAPIVersion(gvk.apiVersion)
-		list.SetKind(gvk.kind + "List")
-		w, err := wc.Watch(ctx, list, client.InNamespace(ns))
-		if err != nil {
-			cancel()
-			t.Fatal(err)
-		}
-		watches = append(watches, w)
-		wg.Add(1)
-		go func(kind string) {
-			defer wg.Done()
-			for ev := range w.ResultChan() {
-				u, ok := ev.Object.(*unstructured.Unstructured)
-				if !ok {
-					continue
-				}
-				rv, err := strconv.ParseInt(u.GetResourceVersion(), 10, 64)
-				if err != nil {
-					continue
-				}
-				tl.mu.Lock()
-				tl.entries = append(tl.entries, timelineEntry{rv: rv, kind: kind, deleted: ev.Type == watch.Deleted, obj: u})
-				tl.mu.Unlock()
-			}
-		}(gvk.kind)
-	}
-	t.Cleanup(func() {
-		cancel()
-		for _, w := range watches {
-			w.Stop()
-		}
-		wg.Wait()
-	})
-	return tl
-}
-
-func (tl *timeline) sorted() []timelineEntry {
-	tl.mu.Lock()
-	defer tl.mu.Unlock()
-	out := slices.Clone(tl.entries)
-	slices.SortStableFunc(out, func(a, b timelineEntry) int { return cmp.Compare(a.rv, b.rv) })
-	return out
-}
-
-// phases is the sequence of distinct consecutive phases of the Rollout.
-func (tl *timeline) phases(name string) []string {
-	var out []string
-	for _, e := range tl.sorted() {
-		if e.kind != "Rollout" || e.obj.GetName() != name {
-			continue
-		}
-		p, _, _ := unstructured.NestedString(e.obj.Object, "status", "phase")
-		if p != "" && (len(out) == 0 || out[len(out)-1] != p) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// checkCanaryServesItsTraffic replays the namespace in the API server's order and reports
-// every moment the VirtualService sent traffic to a canary Deployment that could not take it:
-// fewer replicas than the weight needs (ramp sizes the canary before it routes to it, and
-// routes away before it shrinks it), or a template replaced while it took traffic (the new
-// revision's pods would serve that traffic unannounced).
-func (tl *timeline) checkCanaryServesItsTraffic(t *testing.T, rollout string, targetReplicas int32) {
-	t.Helper()
-	var (
-		weight      int32
-		headerRoute bool
-		exists      bool
-		replicas    int32
-		rev         string
-		problems    []string
-	)
-	check := func(rv int64, what string) {
-		if weight > 0 && (!exists || replicas < plan.CanaryReplicas(targetReplicas, weight)) {
-			problems = append(problems, fmt.Sprintf("rv %d (%s): VirtualService routes %d%% to the canary, which has %d replicas (exists=%t)", rv, what, weight, replicas, exists))
-		}
-		if headerRoute && (!exists || replicas < 1) {
-			problems = append(problems, fmt.Sprintf("rv %d (%s): header route to a canary with %d replicas", rv, what, replicas))
-		}
-	}
-	for _, e := range tl.sorted() {
-		switch {
-		case e.kind == istio.KindVirtualService && e.obj.GetName() == rollout:
-			if e.deleted {
-				weight, headerRoute = 0, false
-				continue
-			}
-			r, err := istio.ObservedRouting(e.obj)
-			if err != nil {
-				continue // a hand edit: not ramp's routing
-			}
-			weight, headerRoute = r.CanaryWeight, r.HeaderRoute
-			check(e.rv, "VirtualService changed")
-		case e.kind == "Deployment" && e.obj.GetName() == "web-canary":
-			newRev := e.obj.GetAnnotations()["ramp.dev/revision"]
-			n, found, _ := unstructured.NestedInt64(e.obj.Object, "spec", "replicas")
-			if !found {
-				n = 1
-			}
-			if e.deleted {
-				exists, replicas = false, 0
-			} else {
-				if exists && rev != newRev && (weight > 0 || headerRoute) {
-					problems = append(problems, fmt.Sprintf("rv %d: canary template replaced (revision %s → %s) while the VirtualService routed %d%% (header route %t) to it", e.rv, rev, newRev, weight, headerRoute))
-				}
-				exists, replicas, rev = true, int32(n), newRev
-			}
-			check(e.rv, "canary Deployment changed")
-		}
-	}
-	if len(problems) > 0 {
-		t.Errorf("traffic sent to a canary that could not serve it:\n  %s", strings.Join(problems, "\n  "))
-	}
 }
 
 // assertOnlyReplicaSet checks that the target's only active ReplicaSet is hash, with n ready

@@ -40,7 +40,7 @@ func TestInvalidHeaderRegexStallsNamingTheField(t *testing.T) {
 	if conditions.IsTrue(ro, meta.ReadyCondition) {
 		t.Errorf("a stalled rollout is not Ready: %+v", ro.Status.Conditions)
 	}
-	if vs, err := istioObject(ctx, ns, istio.KindVirtualService, ro.Name); err != nil || vs != nil {
+	if vs, err := env.IstioObject(ctx, ns, istio.KindVirtualService, ro.Name); err != nil || vs != nil {
 		t.Errorf("VirtualService written for an invalid spec (err %v): %v", err, vs)
 	}
 

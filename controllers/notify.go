@@ -6,9 +6,9 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/credentials"
 	"github.com/ramp-dev/ramp/internal/notify"
 	"github.com/ramp-dev/ramp/internal/plan"
 )
@@ -88,11 +88,11 @@ func (r *RolloutReconciler) slackURL(ctx context.Context, ro *rampv1.Rollout) (s
 	if reader == nil {
 		reader = r.Client
 	}
-	s := &corev1.Secret{}
-	if err := reader.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.Name}, s); err != nil {
+	data, err := credentials.Read(ctx, reader, ro.Namespace, ref.Name)
+	if err != nil {
 		return "", fmt.Errorf("spec.notifications.slack.secretRef: reading Secret %q: %v", ref.Name, err)
 	}
-	v, ok := s.Data[key]
+	v, ok := data[key]
 	if !ok || len(v) == 0 {
 		return "", fmt.Errorf("spec.notifications.slack.secretRef: Secret %q has no key %q", ref.Name, key)
 	}

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/credentials"
 )
 
 // slackReceiver stands in for Slack: it records each message's header and fails the first
@@ -77,7 +78,7 @@ func TestSlackNotificationsFollowTheRollout(t *testing.T) {
 	defer srv.Close()
 	webhook := srv.URL + "/services/T0/B0/SECRETTOKEN"
 	must(t, env.Client.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "slack", Namespace: ns},
+		ObjectMeta: metav1.ObjectMeta{Name: "slack", Namespace: ns, Labels: map[string]string{credentials.Label: "true"}},
 		StringData: map[string]string{"address": webhook},
 	}))
 	target := app(t, ns, "podinfo:1")

@@ -2,22 +2,25 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/fluxcd/pkg/apis/meta"
 	"github.com/fluxcd/pkg/runtime/conditions"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/credentials"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
 	"github.com/ramp-dev/ramp/internal/plan"
 	"github.com/ramp-dev/ramp/internal/revision"
@@ -36,7 +39,8 @@ type world struct {
 	// canary, vs and dr are the live objects this Rollout controls (nil when absent or not
 	// ramp's: ramp acts only on objects it created).
 	canary *appsv1.Deployment
-	vs, dr *unstructured.Unstructured
+	vs     *networkingv1.VirtualService
+	dr     *networkingv1.DestinationRule
 }
 
 func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*world, error) {
@@ -104,6 +108,12 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 		w.obs.Canary = observeCanary(canary)
 	}
 
+	if b, err := r.confusedDeputy(ctx, ro); err != nil {
+		return nil, err
+	} else if b != nil && w.obs.Blocked == nil {
+		w.obs.Blocked = b
+	}
+
 	// A Service that does not exist gets no traffic from the mesh: routing it would only
 	// pretend to roll out.
 	svc := &corev1.Service{}
@@ -120,9 +130,12 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 		return nil, err
 	}
 
-	vs, err := r.getIstio(ctx, ns, ro.Name, istio.KindVirtualService)
-	if err != nil {
+	key := client.ObjectKeyFromObject(ro)
+	vs := &networkingv1.VirtualService{}
+	if found, err := r.getIfExists(ctx, key, vs); err != nil {
 		return nil, err
+	} else if !found {
+		vs = nil
 	}
 	if vs != nil && !metav1.IsControlledBy(vs, ro) {
 		foreign = append(foreign, foreignObject(istio.KindVirtualService, vs)+": delete or rename that VirtualService, or give this Rollout another name")
@@ -133,9 +146,11 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 			w.obs.RoutingUnreadable = true
 		}
 	}
-	dr, err := r.getIstio(ctx, ns, ro.Name, istio.KindDestinationRule)
-	if err != nil {
+	dr := &networkingv1.DestinationRule{}
+	if found, err := r.getIfExists(ctx, key, dr); err != nil {
 		return nil, err
+	} else if !found {
+		dr = nil
 	}
 	if dr != nil && !metav1.IsControlledBy(dr, ro) {
 		foreign = append(foreign, foreignObject(istio.KindDestinationRule, dr)+": delete or rename that DestinationRule, or give this Rollout another name")
@@ -226,17 +241,12 @@ func observeCanary(d *appsv1.Deployment) plan.Canary {
 	return c
 }
 
-func (r *RolloutReconciler) getIstio(ctx context.Context, ns, name, kind string) (*unstructured.Unstructured, error) {
-	u := &unstructured.Unstructured{}
-	u.SetAPIVersion(istio.APIVersion)
-	u.SetKind(kind)
-	if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, u); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, nil
-		}
-		return nil, err
+// getIfExists reads obj; found is false when there is no such object.
+func (r *RolloutReconciler) getIfExists(ctx context.Context, key client.ObjectKey, obj client.Object) (found bool, err error) {
+	if err := r.Get(ctx, key, obj); err != nil {
+		return false, client.IgnoreNotFound(err)
 	}
-	return u, nil
+	return true, nil
 }
 
 // peers lists the other Rollouts of the namespace targeting ro's Deployment: the state
@@ -253,4 +263,43 @@ func (r *RolloutReconciler) peers(ctx context.Context, ro *rampv1.Rollout) ([]pl
 		}
 	}
 	return out, nil
+}
+
+// confusedDeputy refuses what a Rollout may not make ramp do on its behalf: contact an
+// analysis endpoint the platform did not allow, or read a Secret not marked for ramp (whoever
+// may create a Rollout may not be allowed to read Secrets). Nothing is contacted or read
+// before these pass (docs/security.md).
+func (r *RolloutReconciler) confusedDeputy(ctx context.Context, ro *rampv1.Rollout) (*plan.Blocker, error) {
+	var secrets []struct{ field, name string }
+	if a := ro.Spec.Analysis; a != nil && len(a.Metrics) > 0 {
+		if r.AnalysisEndpoints != nil {
+			if err := r.AnalysisEndpoints.Allows(a.Prometheus.Address); err != nil {
+				return &plan.Blocker{Reason: "AnalysisEndpointNotAllowed", Message: fmt.Sprintf(
+					"spec.analysis.prometheus.address: %v; ramp contacts no other: use one of those, or ask the platform team to allow it (manager flag --analysis-allowed-endpoints)", err)}, nil
+			}
+		}
+		if ref := a.Prometheus.SecretRef; ref != nil {
+			secrets = append(secrets, struct{ field, name string }{"spec.analysis.prometheus.secretRef", ref.Name})
+		}
+	}
+	if n := ro.Spec.Notifications; n != nil && n.Slack != nil {
+		secrets = append(secrets, struct{ field, name string }{"spec.notifications.slack.secretRef", n.Slack.SecretRef.Name})
+	}
+	reader := r.APIReader
+	if reader == nil {
+		reader = r.Client
+	}
+	for _, s := range secrets {
+		err := credentials.Check(ctx, reader, ro.Namespace, s.name)
+		switch {
+		case errors.Is(err, credentials.ErrNotMarked):
+			return &plan.Blocker{Reason: "SecretNotMarked", Message: fmt.Sprintf("%s: %v; ramp did not read it", s.field, err),
+				RetryAfter: time.Minute}, nil
+		case apierrors.IsNotFound(err):
+			// Reported where it is used (a round is inconclusive, a message is not sent).
+		case err != nil:
+			return nil, fmt.Errorf("%s: checking Secret %q: %w", s.field, s.name, err)
+		}
+	}
+	return nil, nil
 }

@@ -14,6 +14,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/credentials"
 	"github.com/ramp-dev/ramp/internal/notify"
 	"github.com/ramp-dev/ramp/internal/plan"
 )
@@ -50,7 +51,7 @@ func TestRestartedControllerSendsNoDuplicateNotifications(t *testing.T) {
 	ro := canaryRollout(ns)
 	ro.Spec.Notifications = &rampv1.Notifications{Slack: &rampv1.SlackNotification{SecretRef: rampv1.SecretKeyReference{Name: "slack"}}}
 	must(t, env.Client.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "slack", Namespace: ns},
+		ObjectMeta: metav1.ObjectMeta{Name: "slack", Namespace: ns, Labels: map[string]string{credentials.Label: "true"}},
 		StringData: map[string]string{"address": "http://127.0.0.1:1/services/never-called"},
 	}))
 	must(t, env.Client.Create(ctx, ro))

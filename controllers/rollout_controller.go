@@ -15,14 +15,15 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/endpoints"
 	"github.com/ramp-dev/ramp/internal/plan"
+	"github.com/ramp-dev/ramp/internal/rounds"
 )
 
 // conflictRetry is how soon a pass whose status write lost a race runs again.
@@ -35,7 +36,8 @@ const FieldManager = "ramp"
 const Finalizer = "ramp.dev/finalizer"
 
 // Analyzer runs one analysis round for a rollout. Provider failures are verdicts
-// (Inconclusive), not errors: a flaky Prometheus must never promote nor wedge a rollout.
+// (Inconclusive), not errors: a flaky Prometheus must never promote nor wedge a rollout. It
+// must return soon after ctx ends. Rounds run off the reconcile workers (internal/rounds).
 type Analyzer interface {
 	Analyze(ctx context.Context, ro *rampv1.Rollout) *plan.AnalysisResult
 }
@@ -48,20 +50,56 @@ type EventRecorder interface {
 // RolloutReconciler reconciles Rollouts.
 type RolloutReconciler struct {
 	client.Client
-	// APIReader reads around the cache when the cached Rollout is older than ramp's last write.
+	// APIReader reads from the API server: around the cache when it is older than ramp's own
+	// last write of an object (see freshReads), and the Secrets notifications name.
 	APIReader client.Reader
 	Scheme    *runtime.Scheme
 	Events    EventRecorder
 	Analyzer  Analyzer
+	// AnalysisWorkers bounds how many analysis rounds run at once, AnalysisTimeout how long
+	// one runs (0: the defaults of internal/rounds).
+	AnalysisWorkers int
+	AnalysisTimeout time.Duration
 	// Notifier sends Slack notifications; nil disables them.
 	Notifier Notifier
+	// AnalysisEndpoints are the analysis endpoints Rollouts may name; a Rollout naming another
+	// is Stalled and no round runs. Nil checks nothing (tests that wire their own analyzer);
+	// the manager binary always sets it, from --analysis-allowed-endpoints.
+	AnalysisEndpoints *endpoints.List
 	// DefaultSlackURL is used for Rollouts without spec.notifications.slack ("" for none).
 	DefaultSlackURL string
 	Config          plan.Config
 	// Now is the clock (tests inject one).
 	Now func() time.Time
 
-	written sync.Map // NamespacedName → resourceVersion of ramp's last status write
+	roundsOnce sync.Once
+	rounds     *rounds.Runner
+	freshOnce  sync.Once
+	// indexed is set when the reconciler reads through the manager's cache and its indexes.
+	indexed bool
+}
+
+// roundRunner runs the Analyzer's rounds; SetupWithManager also wires its wake-ups.
+func (r *RolloutReconciler) roundRunner() *rounds.Runner {
+	r.roundsOnce.Do(func() {
+		// Without an Analyzer no round is ever asked for; the runner only drops.
+		analyze := func(context.Context, *rampv1.Rollout) *plan.AnalysisResult { return nil }
+		if r.Analyzer != nil {
+			analyze = r.Analyzer.Analyze
+		}
+		r.rounds = rounds.New(analyze, r.AnalysisWorkers, r.AnalysisTimeout)
+	})
+	return r.rounds
+}
+
+// useFreshReads makes the reconciler's reads see its own writes (freshReads), once: in
+// SetupWithManager, or on the first pass of a reconciler run without a manager.
+func (r *RolloutReconciler) useFreshReads() {
+	r.freshOnce.Do(func() {
+		if _, ok := r.Client.(*freshReads); !ok && r.APIReader != nil {
+			r.Client = newFreshReads(r.Client, r.APIReader)
+		}
+	})
 }
 
 // Least privilege (docs/rbac.md says why each verb is needed): ramp writes with server-side
@@ -80,8 +118,12 @@ type RolloutReconciler struct {
 // derives the same desired state from the status and applies it, so traffic never goes
 // back to an earlier step.
 func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	ro, err := r.getRollout(ctx, req.NamespacedName)
-	if err != nil || ro == nil {
+	r.useFreshReads()
+	ro := &rampv1.Rollout{}
+	if err := r.Get(ctx, req.NamespacedName, ro); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.roundRunner().Drop(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	// Every line of this pass names the revisions at stake (controller-runtime adds the
@@ -89,6 +131,7 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	logger := log.FromContext(ctx).WithValues("stableRevision", ro.Status.StableRevision, "canaryRevision", ro.Status.CanaryRevision)
 	ctx = log.IntoContext(ctx, logger)
 	if !ro.DeletionTimestamp.IsZero() {
+		r.roundRunner().Drop(req.NamespacedName)
 		return ctrl.Result{}, r.finalize(ctx, ro)
 	}
 	if !controllerutil.ContainsFinalizer(ro, Finalizer) {
@@ -102,8 +145,11 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if r.Analyzer != nil && plan.AnalysisDue(ro, w.obs.Requests.Paused, w.obs.Now) {
-		w.obs.Analysis = r.Analyzer.Analyze(ctx, ro)
+	// A due round runs off this worker; its result wakes the Rollout and a later pass takes it.
+	if r.Analyzer != nil && plan.RoundDue(ro, w.obs) {
+		w.obs.Analysis, w.obs.AnalysisRunning = r.roundRunner().Take(ro)
+	} else {
+		r.roundRunner().Drop(req.NamespacedName)
 	}
 	dec := plan.Decide(r.Config, ro, w.obs)
 
@@ -161,25 +207,6 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	return ctrl.Result{RequeueAfter: dec.RequeueAfter}, nil
 }
 
-// getRollout reads the Rollout from the cache unless the cache has not yet caught up with
-// ramp's own last status write: deciding on a stale status could repeat a step.
-func (r *RolloutReconciler) getRollout(ctx context.Context, key types.NamespacedName) (*rampv1.Rollout, error) {
-	ro := &rampv1.Rollout{}
-	if err := r.Get(ctx, key, ro); err != nil {
-		if apierrors.IsNotFound(err) {
-			r.written.Delete(key)
-			return nil, nil
-		}
-		return nil, err
-	}
-	if rv, ok := r.written.Load(key); ok && rv.(string) != ro.ResourceVersion && r.APIReader != nil {
-		if err := r.APIReader.Get(ctx, key, ro); err != nil {
-			return nil, client.IgnoreNotFound(err)
-		}
-	}
-	return ro, nil
-}
-
 // writeStatus records st and the conditions of summary in one merge patch of the status,
 // locked to the version ramp read (a concurrent writer makes it fail and the pass start over);
 // ro takes the API server's answer, resourceVersion included. A pass that changes nothing
@@ -193,11 +220,7 @@ func (r *RolloutReconciler) writeStatus(ctx context.Context, ro *rampv1.Rollout,
 	if equality.Semantic.DeepEqual(orig.Status, ro.Status) {
 		return nil
 	}
-	if err := r.Status().Patch(ctx, ro, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}), client.FieldOwner(FieldManager)); err != nil {
-		return err
-	}
-	r.written.Store(client.ObjectKeyFromObject(ro), ro.ResourceVersion)
-	return nil
+	return r.Status().Patch(ctx, ro, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}), client.FieldOwner(FieldManager))
 }
 
 // rejected reports whether the API server refused an object as such (invalid, denied by an

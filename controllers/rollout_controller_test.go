@@ -3,12 +3,10 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -26,27 +24,7 @@ const waitLong = 60 * time.Second
 // app creates a 3-replica Deployment "web" and waits until it has rolled out.
 func app(t *testing.T, ns, image string) *appsv1.Deployment {
 	t.Helper()
-	lbl := map[string]string{"app": "web"}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](3),
-			Selector: &metav1.LabelSelector{MatchLabels: lbl},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: lbl},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: image}}},
-			},
-		},
-	}
-	must(t, env.Client.Create(context.Background(), d))
-	must(t, env.Client.Create(context.Background(), testenv.ServiceFor(d, 80)))
-	waitFor(t, "target rolled out", func(ctx context.Context) (bool, error) {
-		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
-			return false, err
-		}
-		return d.Status.ObservedGeneration == d.Generation && d.Status.UpdatedReplicas == 3 && d.Status.ReadyReplicas == 3 && d.Status.Replicas == 3, nil
-	})
-	return d
+	return env.App(t, ns, "web", image, 3)
 }
 
 func canaryRollout(ns string) *rampv1.Rollout {
@@ -70,76 +48,12 @@ func canaryRollout(ns string) *rampv1.Rollout {
 	}
 }
 
-// vsRecorder records every version of the Rollout's VirtualService the API server holds.
-type vsRecorder struct {
-	mu       sync.Mutex
-	versions []vsVersion
-}
-
-type vsVersion struct {
-	weight      int32
-	headerRoute bool
-	fault       bool
-}
-
-func recordVirtualService(t *testing.T, ns, name string) *vsRecorder {
-	t.Helper()
-	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
-	must(t, err)
-	list := &unstructured.UnstructuredList{}
-	list.SetAPIVersion(istio.APIVersion)
-	list.SetKind(istio.KindVirtualService + "List")
-	ctx, cancel := context.WithCancel(context.Background())
-	w, err := wc.Watch(ctx, list, client.InNamespace(ns))
-	must(t, err)
-	rec := &vsRecorder{}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ev := range w.ResultChan() {
-			u, ok := ev.Object.(*unstructured.Unstructured)
-			if !ok || u.GetName() != name {
-				continue
-			}
-			r, err := istio.ObservedRouting(u)
-			if err != nil {
-				t.Errorf("VirtualService not in ramp's shape: %v", err)
-				continue
-			}
-			rec.mu.Lock()
-			rec.versions = append(rec.versions, vsVersion{weight: r.CanaryWeight, headerRoute: r.HeaderRoute, fault: r.Fault != nil})
-			rec.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() { cancel(); w.Stop(); <-done })
-	return rec
-}
-
-// weights returns the sequence of distinct consecutive canary weights seen.
-func (r *vsRecorder) weights() []int32 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []int32
-	for _, v := range r.versions {
-		if len(out) == 0 || out[len(out)-1] != v.weight {
-			out = append(out, v.weight)
-		}
-	}
-	return out
-}
-
-func (r *vsRecorder) all() []vsVersion {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]vsVersion(nil), r.versions...)
-}
-
 func TestCanaryRolloutPromotesThroughWeights(t *testing.T) {
 	ctx := context.Background()
 	ns := env.Namespace(t)
 	target := app(t, ns, "podinfo:1")
 	ro := canaryRollout(ns)
-	vs := recordVirtualService(t, ns, ro.Name)
+	tl := env.RecordTimeline(t, ns, testenv.VirtualServices)
 	must(t, env.Client.Create(ctx, ro))
 
 	// Adoption: target paused, stable subset on its ReplicaSet, all traffic to stable.
@@ -157,18 +71,20 @@ func TestCanaryRolloutPromotesThroughWeights(t *testing.T) {
 	waitPhase(t, ro, rampv1.PhaseSucceeded)
 	t.Logf("canary 5 → 25 → 100 promoted in %s", time.Since(start).Round(time.Millisecond))
 
-	if got, want := fmt.Sprint(vs.weights()), "[0 5 25 100 0]"; got != want {
+	if got, want := fmt.Sprint(tl.Weights(ro.Name)), "[0 5 25 100 0]"; got != want {
 		t.Errorf("VirtualService canary weights over time = %s, want %s", got, want)
 	}
-	for _, v := range vs.all() {
-		if v.fault && (!v.headerRoute || v.weight == 0) {
+	routings, err := tl.Routings(ro.Name)
+	must(t, err)
+	for _, v := range routings {
+		if v.Fault != nil && (!v.HeaderRoute || v.CanaryWeight == 0) {
 			t.Errorf("fault injected outside a canary step: %+v", v)
 		}
 	}
-	if !sawFaultAt(vs.all(), 5) || !sawFaultAt(vs.all(), 25) {
-		t.Errorf("fault injection missing on the header route during the 5%% and 25%% steps: %+v", vs.all())
+	if !sawFaultAt(routings, 5) || !sawFaultAt(routings, 25) {
+		t.Errorf("fault injection missing on the header route during the 5%% and 25%% steps: %+v", routings)
 	}
-	if last := vs.all()[len(vs.all())-1]; last.fault || last.headerRoute || last.weight != 0 {
+	if last := routings[len(routings)-1]; last.Fault != nil || last.HeaderRoute || last.CanaryWeight != 0 {
 		t.Errorf("after promotion the VirtualService must route all to stable without header route or fault, got %+v", last)
 	}
 
@@ -198,7 +114,7 @@ func TestFailedAnalysisRollsBackThenNewRevisionStartsAgain(t *testing.T) {
 	ns := env.Namespace(t)
 	target := app(t, ns, "podinfo:1")
 	ro := canaryRollout(ns)
-	vs := recordVirtualService(t, ns, ro.Name)
+	tl := env.RecordTimeline(t, ns, testenv.VirtualServices)
 	must(t, env.Client.Create(ctx, ro))
 	waitPhase(t, ro, rampv1.PhaseIdle)
 	stableHash := onlyReplicaSetHash(t, ns)
@@ -207,7 +123,7 @@ func TestFailedAnalysisRollsBackThenNewRevisionStartsAgain(t *testing.T) {
 	setImage(t, target, "podinfo:3-broken")
 	waitPhase(t, ro, rampv1.PhaseFailed)
 
-	if got, want := fmt.Sprint(vs.weights()), "[0 5 0]"; got != want {
+	if got, want := fmt.Sprint(tl.Weights(ro.Name)), "[0 5 0]"; got != want {
 		t.Errorf("weights = %s, want %s (rollback at the first step)", got, want)
 	}
 	if ro.Status.FailedChecks != 1 || len(ro.Status.LastAnalysis) != 1 || ro.Status.LastAnalysis[0].Value != "8.3" {
@@ -238,7 +154,7 @@ func TestBlueGreenFlipsInOneStep(t *testing.T) {
 	ro := canaryRollout(ns)
 	ro.Spec.FaultInjection = nil
 	ro.Spec.Strategy = rampv1.Strategy{BlueGreen: &rampv1.BlueGreenStrategy{}}
-	vs := recordVirtualService(t, ns, ro.Name)
+	tl := env.RecordTimeline(t, ns, testenv.VirtualServices)
 	must(t, env.Client.Create(ctx, ro))
 	waitPhase(t, ro, rampv1.PhaseIdle)
 
@@ -253,15 +169,17 @@ func TestBlueGreenFlipsInOneStep(t *testing.T) {
 	})
 	waitPhase(t, ro, rampv1.PhaseSucceeded)
 
-	if got, want := fmt.Sprint(vs.weights()), "[0 100 0]"; got != want {
+	if got, want := fmt.Sprint(tl.Weights(ro.Name)), "[0 100 0]"; got != want {
 		t.Errorf("weights = %s, want %s (one flip)", got, want)
 	}
+	routings, err := tl.Routings(ro.Name)
+	must(t, err)
 	preview := false
-	for _, v := range vs.all() {
-		preview = preview || (v.headerRoute && v.weight == 0)
+	for _, v := range routings {
+		preview = preview || (v.HeaderRoute && v.CanaryWeight == 0)
 	}
 	if !preview {
-		t.Errorf("no preview header route before the flip: %+v", vs.all())
+		t.Errorf("no preview header route before the flip: %+v", routings)
 	}
 	must(t, env.Client.Get(ctx, client.ObjectKeyFromObject(target), target))
 	assertReplicaSetReady(t, ns, ro.Status.StablePodTemplateHash, 3)
@@ -403,9 +321,9 @@ func assertCanaryReplicas(t *testing.T, ns string, n int32) {
 	})
 }
 
-func sawFaultAt(vs []vsVersion, weight int32) bool {
+func sawFaultAt(vs []istio.Routing, weight int32) bool {
 	for _, v := range vs {
-		if v.weight == weight && v.fault && v.headerRoute {
+		if v.CanaryWeight == weight && v.Fault != nil && v.HeaderRoute {
 			return true
 		}
 	}

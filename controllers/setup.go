@@ -5,10 +5,10 @@ import (
 	"strings"
 	"time"
 
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -21,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
-	"github.com/ramp-dev/ramp/internal/mesh/istio"
 )
 
 // targetIndex indexes Rollouts by the Deployment they target, so a change of that
@@ -36,9 +35,11 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 	if r.Now == nil {
 		r.Now = time.Now
 	}
-	if _, wrapped := r.Client.(*cacheReads); !wrapped {
-		r.Client = &cacheReads{Client: r.Client, cache: mgr.GetCache()}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
 	}
+	r.useFreshReads()
+	r.indexed = true
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &appsv1.ReplicaSet{}, replicaSetOwnerIndex, indexReplicaSetOwner); err != nil {
 		return err
 	}
@@ -52,13 +53,12 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 	}); err != nil {
 		return err
 	}
-	vs := &unstructured.Unstructured{}
-	vs.SetAPIVersion(istio.APIVersion)
-	vs.SetKind(istio.KindVirtualService)
-	dr := &unstructured.Unstructured{}
-	dr.SetAPIVersion(istio.APIVersion)
-	dr.SetKind(istio.KindDestinationRule)
-
+	// Analysis rounds run on their own pool, stopped with the manager; a finished round wakes
+	// its Rollout.
+	runner := r.roundRunner()
+	if err := mgr.Add(runner); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("rollout").
 		WithOptions(opts).
@@ -78,8 +78,9 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 		})).
 		// By name, not by owner: a VirtualService or DestinationRule of the Rollout's name that
 		// someone else made stalls the Rollout, and its deletion must wake it.
-		Watches(vs, handler.EnqueueRequestsFromMapFunc(rolloutOfSameName)).
-		Watches(dr, handler.EnqueueRequestsFromMapFunc(rolloutOfSameName)).
+		Watches(&networkingv1.VirtualService{}, handler.EnqueueRequestsFromMapFunc(rolloutOfSameName)).
+		Watches(&networkingv1.DestinationRule{}, handler.EnqueueRequestsFromMapFunc(rolloutOfSameName)).
+		WatchesRawSource(runner.Source()).
 		Complete(r)
 }
 

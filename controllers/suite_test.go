@@ -3,7 +3,9 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,12 +14,15 @@ import (
 	"github.com/fluxcd/pkg/runtime/events"
 	"go.uber.org/zap/zapcore"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/endpoints"
 	"github.com/ramp-dev/ramp/internal/notify"
 	"github.com/ramp-dev/ramp/internal/plan"
 	"github.com/ramp-dev/ramp/internal/testenv"
@@ -36,6 +41,18 @@ type fakeAnalyzer struct {
 	mu        sync.Mutex
 	byRollout map[string]string
 	rounds    map[string]int
+	// hanging counts the rounds of verdictHang in progress, hangsEnded those that returned.
+	hanging, hangsEnded int
+}
+
+// verdictHang makes a Rollout's rounds answer nothing until they are cancelled, as a
+// Prometheus that accepts and never answers.
+const verdictHang = "hang"
+
+func (f *fakeAnalyzer) hangs() (now, ended int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.hanging, f.hangsEnded
 }
 
 func (f *fakeAnalyzer) set(ro *rampv1.Rollout, verdict string) {
@@ -44,7 +61,7 @@ func (f *fakeAnalyzer) set(ro *rampv1.Rollout, verdict string) {
 	f.byRollout[ro.Namespace+"/"+ro.Name] = verdict
 }
 
-func (f *fakeAnalyzer) Analyze(_ context.Context, ro *rampv1.Rollout) *plan.AnalysisResult {
+func (f *fakeAnalyzer) Analyze(ctx context.Context, ro *rampv1.Rollout) *plan.AnalysisResult {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.rounds == nil {
@@ -52,6 +69,15 @@ func (f *fakeAnalyzer) Analyze(_ context.Context, ro *rampv1.Rollout) *plan.Anal
 	}
 	f.rounds[ro.Namespace+"/"+ro.Name]++
 	v := f.byRollout[ro.Namespace+"/"+ro.Name]
+	if v == verdictHang {
+		f.hanging++
+		f.mu.Unlock()
+		<-ctx.Done()
+		f.mu.Lock()
+		f.hanging--
+		f.hangsEnded++
+		return &plan.AnalysisResult{Verdict: rampv1.VerdictInconclusive, Reason: "analysis canceled: " + ctx.Err().Error()}
+	}
 	if v == "" {
 		v = rampv1.VerdictPassed
 	}
@@ -78,6 +104,9 @@ func (c *shiftedClock) shift(t *testing.T, d time.Duration) {
 	c.offset.Store(int64(d))
 	t.Cleanup(func() { c.offset.Store(0) })
 }
+
+// reconcileWorkers is the suite's MaxConcurrentReconciles, the manager's default --concurrent.
+const reconcileWorkers = 4
 
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.Level(zapLevel())))
@@ -113,13 +142,25 @@ func startManager(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The reconciler's live reads go through a transport that records every Secret request,
+	// so tests can prove which Secrets ramp read.
+	readerCfg := rest.CopyConfig(env.Config)
+	readerCfg.Wrap(secretRequests.wrap)
+	apiReader, err := client.New(readerCfg, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		return err
+	}
+	allowed := endpoints.MustParse("http://prometheus.invalid:9090")
 	r := &RolloutReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: env.Scheme,
-		Events: rec, Analyzer: verdicts, Notifier: slack,
+		Client: mgr.GetClient(), APIReader: apiReader, Scheme: env.Scheme,
+		AnalysisEndpoints: &allowed,
+		Events:            rec, Analyzer: verdicts, Notifier: slack,
 		Config: plan.Config{SubsetSettle: 200 * time.Millisecond},
 		Now:    clock.Now,
+		// Hanging rounds must outlast the test that hangs them (deleting a Rollout ends them).
+		AnalysisTimeout: 10 * time.Minute,
 	}
-	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: 4}); err != nil {
+	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: reconcileWorkers}); err != nil {
 		return err
 	}
 	slack.Backoff = 50 * time.Millisecond
@@ -140,3 +181,45 @@ func zapLevel() zapcore.Level {
 	}
 	return 1 // warnings and errors only: the tests print what they check
 }
+
+// secretRequests records the Secret requests of the reconciler's live reads.
+var secretRequests = &requestLog{}
+
+type requestLog struct {
+	mu   sync.Mutex
+	seen []secretRequest
+}
+
+type secretRequest struct {
+	method, path string
+	// metadataOnly: the request asked for the object's metadata alone (PartialObjectMetadata).
+	metadataOnly bool
+}
+
+func (l *requestLog) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+		if strings.Contains(req.URL.Path, "/secrets") {
+			l.mu.Lock()
+			l.seen = append(l.seen, secretRequest{req.Method, req.URL.Path, strings.Contains(req.Header.Get("Accept"), "as=PartialObjectMetadata")})
+			l.mu.Unlock()
+		}
+		return rt.RoundTrip(req)
+	})
+}
+
+// of returns the requests for Secret namespace/name.
+func (l *requestLog) of(namespace, name string) []secretRequest {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []secretRequest
+	for _, r := range l.seen {
+		if strings.HasSuffix(r.path, "/namespaces/"+namespace+"/secrets/"+name) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

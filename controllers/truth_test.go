@@ -50,13 +50,13 @@ func TestEveryStepIsRoutedBeforeTheNext(t *testing.T) {
 	ns := env.Namespace(t)
 	target := app(t, ns, "podinfo:1")
 	ro := plainRollout(ns)
-	vs := recordVirtualService(t, ns, ro.Name)
+	tl := env.RecordTimeline(t, ns, testenv.VirtualServices)
 	must(t, env.Client.Create(ctx, ro))
 	waitPhase(t, ro, rampv1.PhaseIdle)
 	setImage(t, target, "podinfo:2")
 	waitPhase(t, ro, rampv1.PhaseSucceeded)
 	waitRouting(t, ns, ro.Name, 0, false)
-	if got, want := fmt.Sprint(vs.weights()), "[0 5 25 100 0]"; got != want {
+	if got, want := fmt.Sprint(tl.Weights(ro.Name)), "[0 5 25 100 0]"; got != want {
 		t.Errorf("VirtualService canary weights = %s, want %s", got, want)
 	}
 }
@@ -68,7 +68,7 @@ func TestCanaryDeletedMidRolloutRoutesToStableUntilReady(t *testing.T) {
 	ns := env.Namespace(t)
 	target := app(t, ns, "podinfo:1")
 	ro := plainRollout(ns, rampv1.CanaryStep{SetWeight: 5}, rampv1.CanaryStep{SetWeight: 50, Pause: untilPromoted()}, rampv1.CanaryStep{SetWeight: 100})
-	tl := recordTimeline(t, ns)
+	tl := env.RecordTimeline(t, ns)
 	must(t, env.Client.Create(ctx, ro))
 	waitPhase(t, ro, rampv1.PhaseIdle)
 	setImage(t, target, "podinfo:2")
@@ -87,14 +87,14 @@ func TestCanaryDeletedMidRolloutRoutesToStableUntilReady(t *testing.T) {
 	var canaryReady, gone bool
 	sawZero := false
 	weight := int32(0)
-	for _, e := range tl.sorted() {
+	for _, e := range tl.Versions() {
 		switch {
-		case e.kind == "Deployment" && e.obj.GetName() == "web-canary":
-			gone = e.deleted
-			ready, _, _ := unstructured.NestedInt64(e.obj.Object, "status", "readyReplicas")
-			canaryReady = !e.deleted && ready > 0
-		case e.kind == istio.KindVirtualService && !e.deleted:
-			r, err := istio.ObservedRouting(e.obj)
+		case e.Kind == "Deployment" && e.Object.GetName() == "web-canary":
+			gone = e.Deleted
+			ready, _, _ := unstructured.NestedInt64(e.Object.Object, "status", "readyReplicas")
+			canaryReady = !e.Deleted && ready > 0
+		case e.Kind == istio.KindVirtualService && !e.Deleted:
+			r, err := istio.ObservedRouting(e.Object)
 			if err != nil {
 				t.Fatalf("VirtualService not in ramp's shape: %v", err)
 			}
@@ -106,7 +106,7 @@ func TestCanaryDeletedMidRolloutRoutesToStableUntilReady(t *testing.T) {
 			continue
 		}
 		if weight > 0 && (gone || !canaryReady) && sawZero {
-			t.Errorf("resourceVersion %d: %d%% routed to a canary with no ready pod (deleted=%t)", e.rv, weight, gone)
+			t.Errorf("resourceVersion %d: %d%% routed to a canary with no ready pod (deleted=%t)", e.RV, weight, gone)
 		}
 	}
 	if !sawZero {
@@ -188,7 +188,7 @@ func TestRefusedApplyIsReportedNeverReady(t *testing.T) {
 	})
 	t.Logf("policy in force: %v", lastErr)
 
-	tl := recordTimeline(t, ns)
+	tl := env.RecordTimeline(t, ns)
 	ro := plainRollout(ns)
 	must(t, env.Client.Create(ctx, ro))
 	c := waitStalled(t, ro, plan.ReasonApplyFailed)
@@ -207,18 +207,18 @@ func TestRefusedApplyIsReportedNeverReady(t *testing.T) {
 	// Replayed in the API server's order: no version of the Rollout said Ready=True before
 	// its VirtualService existed.
 	vsExists := false
-	for _, e := range tl.sorted() {
-		switch e.kind {
+	for _, e := range tl.Versions() {
+		switch e.Kind {
 		case istio.KindVirtualService:
-			if e.obj.GetName() == ro.Name {
-				vsExists = !e.deleted
+			if e.Object.GetName() == ro.Name {
+				vsExists = !e.Deleted
 			}
 		case "Rollout":
-			conds, _, _ := unstructured.NestedSlice(e.obj.Object, "status", "conditions")
+			conds, _, _ := unstructured.NestedSlice(e.Object.Object, "status", "conditions")
 			for _, raw := range conds {
 				m := raw.(map[string]any)
 				if m["type"] == meta.ReadyCondition && m["status"] == "True" && !vsExists {
-					t.Fatalf("resourceVersion %d: Ready=True without a VirtualService (phase %v)", e.rv, e.obj.Object["status"].(map[string]any)["phase"])
+					t.Fatalf("resourceVersion %d: Ready=True without a VirtualService (phase %v)", e.RV, e.Object.Object["status"].(map[string]any)["phase"])
 				}
 			}
 		}
@@ -273,7 +273,7 @@ func TestMissingServiceStallsUntilCreated(t *testing.T) {
 		t.Errorf("phase %q, want %s (a blank PHASE column says nothing)", ro.Status.Phase, rampv1.PhaseStalled)
 	}
 	for _, kind := range []string{istio.KindVirtualService, istio.KindDestinationRule} {
-		if u, err := istioObject(ctx, ns, kind, ro.Name); err != nil || u != nil {
+		if u, err := env.IstioObject(ctx, ns, kind, ro.Name); err != nil || u != nil {
 			t.Errorf("%s written for a Service that does not exist (err=%v)", kind, err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/testenv"
 )
 
 // A rollout outside its promotion window holds before the 100% step, then completes once the
@@ -30,7 +31,7 @@ func TestPromotionWindowHoldsThenCompletes(t *testing.T) {
 		Schedule: fmt.Sprintf("%d %d * * *", opens.Minute(), opens.Hour()),
 		Duration: metav1.Duration{Duration: time.Hour},
 	}}
-	vs := recordVirtualService(t, ns, ro.Name)
+	tl := env.RecordTimeline(t, ns, testenv.VirtualServices)
 	must(t, env.Client.Create(ctx, ro))
 	waitPhase(t, ro, rampv1.PhaseIdle)
 
@@ -43,7 +44,7 @@ func TestPromotionWindowHoldsThenCompletes(t *testing.T) {
 	if now := clock.Now(); now.Before(opens) {
 		t.Fatalf("promoted at %s, before the window opened at %s", now, opens)
 	}
-	if got := fmt.Sprint(vs.weights()); got != "[0 10 100 0]" {
+	if got := fmt.Sprint(tl.Weights(ro.Name)); got != "[0 10 100 0]" {
 		t.Errorf("weights %s, want [0 10 100 0]", got)
 	}
 	waitEvent(t, ro, "WaitingForWindow")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -15,9 +16,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/ramp-dev/ramp/internal/endpoints"
 	"github.com/ramp-dev/ramp/internal/manager"
 	"github.com/ramp-dev/ramp/internal/notify"
 	"github.com/ramp-dev/ramp/internal/plan"
+	"github.com/ramp-dev/ramp/internal/rounds"
 )
 
 func main() {
@@ -27,8 +30,11 @@ func main() {
 		leaderElect    = flag.Bool("leader-elect", true, "Elect a leader so only one replica acts (keep on when running more than one).")
 		leaderNS       = flag.String("leader-election-namespace", "", "Namespace of the leader election Lease. Default: in a cluster, the manager's own namespace; run locally with a kubeconfig, the namespace of its current context (\"default\" when the context sets none).")
 		concurrency    = flag.Int("concurrent", 4, "Rollouts reconciled in parallel.")
+		analysisWork   = flag.Int("analysis-workers", rounds.DefaultWorkers, "Analysis rounds run at once, off the reconcile workers (more wait for a free worker).")
+		analysisTime   = flag.Duration("analysis-timeout", rounds.DefaultTimeout, "Longest an analysis round runs; one that takes longer is inconclusive.")
 		subsetSettle   = flag.Duration("subset-settle", plan.DefaultConfig().SubsetSettle, "Wait after pointing the stable subset at new pods before routing traffic to them, so proxies have the subset first.")
 		watchNamespace = flag.String("watch-namespace", "", "Only manage Rollouts in this namespace (default: all).")
+		allowed        = flag.String("analysis-allowed-endpoints", "", "Comma-separated base URLs (scheme://host[:port][/path]) of the Prometheus endpoints Rollouts may name in spec.analysis.prometheus.address; a Rollout naming another is Stalled and ramp contacts it not. Empty allows none (docs/security.md).")
 		slackFile      = flag.String("slack-webhook-file", "", "File holding a default Slack incoming-webhook URL for Rollouts without spec.notifications.slack (mount it from a Secret; the URL is a credential and never logged).")
 	)
 	zapOpts := zap.Options{}
@@ -56,8 +62,8 @@ Flags:
 
 	if err := run(log, options{
 		metricsAddr: *metricsAddr, probeAddr: *probeAddr, leaderElect: *leaderElect, leaderNS: *leaderNS,
-		concurrency: *concurrency, cfg: plan.Config{SubsetSettle: *subsetSettle}, namespace: *watchNamespace,
-		slackFile: *slackFile, kubeconfig: flag.Lookup(config.KubeconfigFlagName).Value.String(),
+		concurrency: *concurrency, analysisWorkers: *analysisWork, analysisTimeout: *analysisTime, cfg: plan.Config{SubsetSettle: *subsetSettle}, namespace: *watchNamespace,
+		slackFile: *slackFile, allowedEndpoints: *allowed, kubeconfig: flag.Lookup(config.KubeconfigFlagName).Value.String(),
 	}); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
@@ -66,9 +72,11 @@ Flags:
 
 type options struct {
 	metricsAddr, probeAddr, leaderNS, namespace, slackFile string
+	allowedEndpoints                                       string
 	kubeconfig                                             string // --kubeconfig (controller-runtime's flag)
 	leaderElect                                            bool
-	concurrency                                            int
+	concurrency, analysisWorkers                           int
+	analysisTimeout                                        time.Duration
 	cfg                                                    plan.Config
 }
 
@@ -121,8 +129,14 @@ func run(log interface {
 		return err
 	}
 	ctx := ctrl.SetupSignalHandler()
+	allowed, err := endpoints.Parse(o.allowedEndpoints)
+	if err != nil {
+		return fmt.Errorf("--analysis-allowed-endpoints: %w", err)
+	}
+	log.Info("analysis endpoints Rollouts may name", "allowed", allowed.String())
 	if _, err := manager.Setup(ctx, mgr, manager.Options{
-		Concurrency: o.concurrency, Plan: o.cfg, Notifier: sender, DefaultSlackURL: defaultSlack,
+		AnalysisEndpoints: &allowed,
+		Concurrency:       o.concurrency, AnalysisWorkers: o.analysisWorkers, AnalysisTimeout: o.analysisTimeout, Plan: o.cfg, Notifier: sender, DefaultSlackURL: defaultSlack,
 	}); err != nil {
 		return err
 	}

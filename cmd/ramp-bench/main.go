@@ -14,7 +14,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/ramp-dev/ramp/e2e/bench"
+	"github.com/ramp-dev/ramp/internal/bench"
 )
 
 func main() {
@@ -24,13 +24,15 @@ func main() {
 	var (
 		o        bench.Options
 		jsonPath = flag.String("json", "", "write the report as JSON to this file")
-		phases   = flag.String("phases", "latency,scale", "phases to run: latency (reaction and rollback), scale")
+		phases   = flag.String("phases", "latency,scale,isolation", "phases to run: latency (reaction and rollback), scale, isolation (reaction beside rollouts whose Prometheus hangs)")
 		scales   = flag.String("scales", "", "comma-separated rollout counts of the scale phase (default 100,300,1000; --quick: 100)")
 	)
 	flag.BoolVar(&o.Quick, "quick", false, "N=100 only and fewer samples (about two minutes)")
 	flag.IntVar(&o.ReactionSamples, "reaction-samples", 0, "releases timed for the reaction latency (default 50; --quick: 20)")
 	flag.IntVar(&o.RollbackSamples, "rollback-samples", 0, "rollouts failed for the rollback latency (default 20; --quick: 10)")
 	flag.DurationVar(&o.Interval, "interval", 0, "analysis interval of the scale phase's rollouts (default 10s; --quick: 3s)")
+	flag.IntVar(&o.IsolationSamples, "isolation-samples", 0, "releases timed by the isolation phase, with and without hanging rollouts each (default 20; --quick: 10)")
+	flag.IntVar(&o.IsolationHanging, "isolation-hanging", 0, "rollouts of the isolation phase whose Prometheus never answers (default: --concurrent)")
 	flag.IntVar(&o.Concurrency, "concurrent", 4, "the manager's --concurrent")
 	flag.DurationVar(&o.SubsetSettle, "subset-settle", 0, "the manager's --subset-settle (default 2s)")
 	flag.StringVar(&o.CPUProfile, "cpuprofile", "", "write the manager's CPU profile of each scale run to this path (suffixed -<N>)")

@@ -15,7 +15,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/ramp-dev/ramp/e2e/demo"
+	"github.com/ramp-dev/ramp/internal/demo"
 )
 
 func main() {

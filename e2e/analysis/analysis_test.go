@@ -3,7 +3,6 @@ package analysis_test
 import (
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,7 +17,7 @@ import (
 func expectRounds(t *testing.T, r *run, want ...string) {
 	t.Helper()
 	var got []string
-	for _, rd := range r.rec.rounds() {
+	for _, rd := range r.rounds() {
 		v := rampv1.VerdictPassed
 		for _, m := range rd.metrics {
 			if m.Verdict == rampv1.VerdictFailed || (m.Verdict == rampv1.VerdictInconclusive && v == rampv1.VerdictPassed) {
@@ -113,9 +112,9 @@ func TestPrometheusDownNeverPromotes(t *testing.T) {
 
 	r.expectWeights(0, 10, 0)
 	expectRounds(t, r, "1:Inconclusive", "1:Inconclusive")
-	for _, s := range r.rec.snapshots() {
-		if s.step > 1 || s.passed || s.phase == rampv1.PhasePromoting || s.phase == rampv1.PhaseSucceeded {
-			t.Errorf("the rollout got past step 1: %+v", s)
+	for _, v := range r.tl.Rollouts(target) {
+		if s := v.Status; s.CurrentStep > 1 || s.StepAnalysisPassed || s.Phase == rampv1.PhasePromoting || s.Phase == rampv1.PhaseSucceeded {
+			t.Errorf("the rollout got past step 1 (resourceVersion %s): %+v", v.ResourceVersion, s)
 		}
 	}
 	if ro.Status.InconclusiveChecks != 2 || ro.Status.FailedChecks != 0 {
@@ -189,26 +188,28 @@ func TestCompareToStable(t *testing.T) {
 func TestErrorRateRisesMidRollout(t *testing.T) {
 	needsEnv(t)
 	t.Parallel()
-	var once sync.Once
 	sc := scenario{canary: healthy, stable: healthy, failureLimit: 1,
 		// The exporter switches as soon as the status says step 2 (the round at step 1 has
 		// passed), before 50% is routed. Step 2's round is due an interval after that: with
 		// 3s, at least ~2s of the 10s window carry the new error rate (≥ 2% against 1%).
-		interval: 3 * time.Second,
-		onStatus: func(ro *rampv1.Rollout) {
-			if ro.Status.CurrentStep >= 2 {
-				once.Do(func() {
-					setTraffic(ro.Namespace, canary, traffic{errorRatio: 0.10, p99: 100})
-					t.Logf("%s: step %d (%s): the canary now answers 10%% of requests with 503", ro.Namespace, ro.Status.CurrentStep, ro.Status.Stage)
-				})
-			}
-		}}
+		interval: 3 * time.Second}
 	r := sc.start(t)
+	rose := make(chan struct{})
+	go func() {
+		defer close(rose)
+		ro, err := r.when(timeout, func(ro *rampv1.Rollout) bool { return ro.Status.CurrentStep >= 2 })
+		if err != nil {
+			return // the rollout never got there: the checks below say so
+		}
+		setTraffic(ro.Namespace, canary, traffic{errorRatio: 0.10, p99: 100})
+		t.Logf("%s: step %d (%s): the canary now answers 10%% of requests with 503", ro.Namespace, ro.Status.CurrentStep, ro.Status.Stage)
+	}()
+	t.Cleanup(func() { <-rose })
 	ro := r.finish(rampv1.PhaseFailed)
 
 	r.expectWeights(0, 10, 50, 0)
 	expectRounds(t, r, "1:Passed", "2:Failed")
-	rounds := r.rec.rounds()
+	rounds := r.rounds()
 	if len(rounds) == 2 {
 		t.Logf("%s: step 1: %s; step 2: %s", r.ns, rounds[0].verdicts(), rounds[1].verdicts())
 		if rounds[1].weight != 50 {

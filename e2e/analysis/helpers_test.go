@@ -7,14 +7,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -94,16 +93,16 @@ type scenario struct {
 	address string
 	// metrics; error-rate <= 1 and latency-p99 <= 500 when nil.
 	metrics []rampv1.Metric
-	// onStatus sees every version of the Rollout, from the watch goroutine.
-	onStatus func(*rampv1.Rollout)
 }
 
 // run is a started scenario.
 type run struct {
-	t   *testing.T
-	ns  string
-	ro  *rampv1.Rollout
-	rec *recorder
+	t  *testing.T
+	ns string
+	ro *rampv1.Rollout
+	// tl records every version of the namespace's Rollout, Deployments, VirtualService and
+	// DestinationRule.
+	tl *testenv.Timeline
 }
 
 // start creates the namespace, its workloads' telemetry, the target Deployment (v1) and the
@@ -148,8 +147,9 @@ func (sc scenario) start(t *testing.T) *run {
 			ProgressDeadline: &metav1.Duration{Duration: timeout},
 		},
 	}
-	r := &run{t: t, ns: ns, ro: ro}
-	r.rec = record(t, ns, sc.onStatus)
+	r := &run{t: t, ns: ns, ro: ro, tl: env.RecordTimeline(t, ns)}
+	begin := time.Now()
+	t.Cleanup(func() { t.Logf("%s timeline:\n  %s", ns, strings.Join(r.history(begin), "\n  ")) })
 
 	lbl := map[string]string{"app": target}
 	d := &appsv1.Deployment{
@@ -184,20 +184,42 @@ func (sc scenario) start(t *testing.T) *run {
 	return r
 }
 
-// waitPhase waits for the Rollout to reach phase and returns it as read then.
+// waitPhase waits until a version of the Rollout is in phase and returns that version.
 func (r *run) waitPhase(phase string) *rampv1.Rollout {
 	r.t.Helper()
-	ro := &rampv1.Rollout{}
-	err := testenv.WaitFor(context.Background(), timeout, func(ctx context.Context) (bool, error) {
-		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(r.ro), ro); err != nil {
-			return false, nil
-		}
-		return ro.Status.Phase == phase, nil
-	})
+	ro, err := r.when(timeout, func(ro *rampv1.Rollout) bool { return ro.Status.Phase == phase })
 	if err != nil {
-		r.t.Fatalf("%s: waiting for phase %s: %v (phase %s, step %d, message %q)", r.ns, phase, err, ro.Status.Phase, ro.Status.CurrentStep, ro.Status.Message)
+		st := r.latest().Status
+		r.t.Fatalf("%s: waiting for phase %s: %v (phase %s, step %d, message %q)", r.ns, phase, err, st.Phase, st.CurrentStep, st.Message)
 	}
 	return ro
+}
+
+// when waits until a recorded version of the Rollout satisfies cond and returns the first
+// that does.
+func (r *run) when(timeout time.Duration, cond func(*rampv1.Rollout) bool) (*rampv1.Rollout, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var found *rampv1.Rollout
+	err := r.tl.Wait(ctx, func() bool {
+		for _, ro := range r.tl.Rollouts(target) {
+			if cond(ro) {
+				found = ro
+				return true
+			}
+		}
+		return false
+	})
+	return found, err
+}
+
+// latest is the last recorded version of the Rollout (an empty one before any).
+func (r *run) latest() *rampv1.Rollout {
+	ros := r.tl.Rollouts(target)
+	if len(ros) == 0 {
+		return &rampv1.Rollout{}
+	}
+	return ros[len(ros)-1]
 }
 
 // finish waits for the rollout to end in phase, with the live VirtualService routing
@@ -205,14 +227,19 @@ func (r *run) waitPhase(phase string) *rampv1.Rollout {
 func (r *run) finish(phase string) *rampv1.Rollout {
 	r.t.Helper()
 	ro := r.waitPhase(phase)
-	// ramp decides Failed/Succeeded only once it has seen the VirtualService at 0%; the watch
-	// may deliver that version a moment later.
-	err := testenv.WaitFor(context.Background(), 10*time.Second, func(context.Context) (bool, error) {
-		w := r.rec.weights()
-		return len(w) > 0 && w[len(w)-1] == 0, nil
-	})
-	if err != nil {
-		r.t.Errorf("%s: VirtualService weights %v do not end at 0", r.ns, r.rec.weights())
+	// ramp decides Failed/Succeeded only once it has seen the VirtualService at 0%; the
+	// VirtualService's watch may deliver that version after the Rollout's.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	must(r.t, r.tl.Sync(ctx))
+	if _, err := r.tl.Routings(target); err != nil {
+		r.t.Error(err)
+	}
+	if w := r.tl.Weights(target); len(w) == 0 || w[len(w)-1] != 0 {
+		r.t.Errorf("%s: VirtualService weights %v do not end at 0", r.ns, w)
+	}
+	if last := r.latest(); last.Status.Phase == phase {
+		return last // what the API server holds now, as tests check it
 	}
 	return ro
 }
@@ -220,7 +247,7 @@ func (r *run) finish(phase string) *rampv1.Rollout {
 // expectWeights checks the distinct consecutive canary weights the live VirtualService had.
 func (r *run) expectWeights(want ...int32) {
 	r.t.Helper()
-	if got := r.rec.weights(); !slices.Equal(got, want) {
+	if got := r.tl.Weights(target); !slices.Equal(got, want) {
 		r.t.Errorf("%s: VirtualService canary weights %v, want %v", r.ns, got, want)
 	} else {
 		r.t.Logf("%s: VirtualService canary weights %v", r.ns, got)
@@ -302,27 +329,6 @@ func must(t *testing.T, err error) {
 
 // --- what the API server held -------------------------------------------------------------
 
-// recorder watches the namespace's Rollout and VirtualService and keeps every version.
-type recorder struct {
-	start time.Time
-
-	mu      sync.Mutex
-	vs      []int32 // canary weight of each VirtualService version
-	status  []snapshot
-	lastRV  string
-	history []string // human-readable timeline
-}
-
-// snapshot is one version of the Rollout's status.
-type snapshot struct {
-	phase, stage, message string
-	step, weight          int32
-	failed, inconclusive  int32
-	passed                bool
-	analysisTime          time.Time
-	analysis              []rampv1.MetricResult
-}
-
 // round is one analysis round as recorded in status, with the step and weight the rollout
 // held when it ran (those of the status version before the one recording it).
 type round struct {
@@ -342,123 +348,59 @@ func (r round) verdicts() string {
 	return strings.Join(parts, " ")
 }
 
-func record(t *testing.T, ns string, onStatus func(*rampv1.Rollout)) *recorder {
-	t.Helper()
-	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
-	must(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	vsList := &unstructured.UnstructuredList{}
-	vsList.SetAPIVersion(istio.APIVersion)
-	vsList.SetKind(istio.KindVirtualService + "List")
-	vw, err := wc.Watch(ctx, vsList, client.InNamespace(ns))
-	must(t, err)
-	rw, err := wc.Watch(ctx, &rampv1.RolloutList{}, client.InNamespace(ns))
-	must(t, err)
-	rec := &recorder{start: time.Now()}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for ev := range vw.ResultChan() {
-			u, ok := ev.Object.(*unstructured.Unstructured)
-			if !ok || u.GetName() != target {
-				continue
-			}
-			rt, err := istio.ObservedRouting(u)
-			if err != nil {
-				t.Errorf("VirtualService not in ramp's shape: %v", err)
-				continue
-			}
-			rec.mu.Lock()
-			if n := len(rec.vs); n == 0 || rec.vs[n-1] != rt.CanaryWeight {
-				rec.note("VirtualService: stable %d%% / canary %d%%", 100-rt.CanaryWeight, rt.CanaryWeight)
-			}
-			rec.vs = append(rec.vs, rt.CanaryWeight)
-			rec.mu.Unlock()
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		for ev := range rw.ResultChan() {
-			ro, ok := ev.Object.(*rampv1.Rollout)
-			if !ok || ro.Name != target {
-				continue
-			}
-			st := ro.Status
-			s := snapshot{phase: st.Phase, stage: st.Stage, message: st.Message, step: st.CurrentStep, weight: st.CanaryWeight,
-				failed: st.FailedChecks, inconclusive: st.InconclusiveChecks, passed: st.StepAnalysisPassed, analysis: st.LastAnalysis}
-			if st.LastAnalysisTime != nil {
-				s.analysisTime = st.LastAnalysisTime.Time
-			}
-			rec.mu.Lock()
-			if ro.ResourceVersion != rec.lastRV {
-				rec.lastRV = ro.ResourceVersion
-				var prev snapshot
-				if n := len(rec.status); n > 0 {
-					prev = rec.status[n-1]
-				}
-				if !s.analysisTime.IsZero() && !s.analysisTime.Equal(prev.analysisTime) {
-					rec.note("analysis round at step %d (%d%%): %s", prev.step, prev.weight, round{metrics: s.analysis}.verdicts())
-				}
-				if s.phase != prev.phase || s.step != prev.step || s.weight != prev.weight || s.stage != prev.stage || s.message != prev.message {
-					rec.note("Rollout: %-12s step %d/%d %-15s weight %3d%%  %s", s.phase, s.step, st.Steps, s.stage, s.weight, s.message)
-				}
-				rec.status = append(rec.status, s)
-			}
-			rec.mu.Unlock()
-			if onStatus != nil {
-				onStatus(ro)
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		vw.Stop()
-		rw.Stop()
-		wg.Wait()
-		rec.mu.Lock()
-		defer rec.mu.Unlock()
-		t.Logf("%s timeline:\n  %s", ns, strings.Join(rec.history, "\n  "))
-	})
-	return rec
-}
-
-// note adds to the timeline; mu is held.
-func (rec *recorder) note(format string, args ...any) {
-	rec.history = append(rec.history, fmt.Sprintf("[%5.1fs] ", time.Since(rec.start).Seconds())+fmt.Sprintf(format, args...))
-}
-
-// weights returns the distinct consecutive canary weights of the VirtualService.
-func (rec *recorder) weights() []int32 {
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	var out []int32
-	for _, w := range rec.vs {
-		if len(out) == 0 || out[len(out)-1] != w {
-			out = append(out, w)
-		}
-	}
-	return out
+// newRound says whether st records an analysis round prev did not.
+func newRound(prev, st rampv1.RolloutStatus) bool {
+	return st.LastAnalysisTime != nil && (prev.LastAnalysisTime == nil || !st.LastAnalysisTime.Equal(prev.LastAnalysisTime))
 }
 
 // rounds returns the analysis rounds recorded in status, in order.
-func (rec *recorder) rounds() []round {
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
+func (r *run) rounds() []round {
 	var out []round
-	var prev snapshot
-	for _, s := range rec.status {
-		if !s.analysisTime.IsZero() && !s.analysisTime.Equal(prev.analysisTime) {
-			out = append(out, round{step: prev.step, weight: prev.weight, metrics: s.analysis})
+	var prev rampv1.RolloutStatus
+	for _, ro := range r.tl.Rollouts(target) {
+		if newRound(prev, ro.Status) {
+			out = append(out, round{step: prev.CurrentStep, weight: prev.CanaryWeight, metrics: ro.Status.LastAnalysis})
 		}
-		prev = s
+		prev = ro.Status
 	}
 	return out
 }
 
-// snapshots returns every status version seen.
-func (rec *recorder) snapshots() []snapshot {
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	return slices.Clone(rec.status)
+// history tells the timeline for people: each routing and status change, with when the watch
+// saw it.
+func (r *run) history(begin time.Time) []string {
+	var out []string
+	note := func(at time.Time, format string, args ...any) {
+		out = append(out, fmt.Sprintf("[%5.1fs] ", at.Sub(begin).Seconds())+fmt.Sprintf(format, args...))
+	}
+	weight := int32(-1)
+	var prev rampv1.RolloutStatus
+	for _, v := range r.tl.Versions() {
+		if v.Deleted || v.Object.GetName() != target {
+			continue
+		}
+		switch v.Kind {
+		case testenv.VirtualServices.Kind:
+			if rt, err := istio.ObservedRouting(v.Object); err != nil {
+				note(v.Seen, "VirtualService not in ramp's shape: %v", err)
+			} else if rt.CanaryWeight != weight {
+				weight = rt.CanaryWeight
+				note(v.Seen, "VirtualService: stable %d%% / canary %d%%", 100-weight, weight)
+			}
+		case testenv.Rollouts.Kind:
+			ro := &rampv1.Rollout{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(v.Object.Object, ro); err != nil {
+				continue
+			}
+			st := ro.Status
+			if newRound(prev, st) {
+				note(v.Seen, "analysis round at step %d (%d%%): %s", prev.CurrentStep, prev.CanaryWeight, round{metrics: st.LastAnalysis}.verdicts())
+			}
+			if st.Phase != prev.Phase || st.CurrentStep != prev.CurrentStep || st.CanaryWeight != prev.CanaryWeight || st.Stage != prev.Stage || st.Message != prev.Message {
+				note(v.Seen, "Rollout: %-12s step %d/%d %-15s weight %3d%%  %s", st.Phase, st.CurrentStep, st.Steps, st.Stage, st.CanaryWeight, st.Message)
+			}
+			prev = st
+		}
+	}
+	return out
 }

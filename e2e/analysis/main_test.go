@@ -12,10 +12,10 @@ import (
 	"go.uber.org/zap/zapcore"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/ramp-dev/ramp/analysis"
 	"github.com/ramp-dev/ramp/analysis/prometheustest"
+	"github.com/ramp-dev/ramp/internal/harness"
 	"github.com/ramp-dev/ramp/internal/manager"
 	"github.com/ramp-dev/ramp/internal/plan"
 	"github.com/ramp-dev/ramp/internal/testenv"
@@ -58,8 +58,6 @@ func runMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}
 
-	// Prometheus first: its service discovery hands it the exporter ~5 s after start, which
-	// overlaps with the cluster's start-up.
 	const sentinelNS, sentinel = "e2e-sentinel", "probe"
 	exporter, err = prometheustest.StartExporter(prometheustest.Workload{Namespace: sentinelNS, Name: sentinel, RPS: rps, Latency: p99Buckets(100)})
 	if err != nil {
@@ -67,49 +65,24 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer exporter.Close()
-	prom, err = prometheustest.Start(prometheustest.Options{Binary: bin, Targets: []string{exporter.Addr}, ScrapeInterval: time.Second})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting prometheus:", err)
-		return 1
-	}
-	defer prom.Stop()
-	logf("prometheus %s ready at %s, scraping %s every 1s", bin, prom.URL, exporter.Addr)
-
+	// Prometheus starts first: its service discovery hands it the exporter ~5 s after start,
+	// which overlaps with the cluster's start-up.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute) // a cold build of the binaries
-	env, err = testenv.Start(ctx, testenv.Options{LocalCluster: true})
+	stack, err := harness.Start(ctx, harness.Options{Prometheus: bin, Targets: []string{exporter.Addr},
+		// Analyzer nil: the Prometheus analyzer of package analysis, as in production.
+		Manager: manager.Options{Concurrency: 4, Plan: plan.Config{SubsetSettle: 200 * time.Millisecond}}})
 	cancel()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting the local cluster:", err)
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer env.Stop()
-	logf("local cluster ready")
-
-	mctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "creating the manager:", err)
-		return 1
-	}
-	// Analyzer nil: the Prometheus analyzer of package analysis, as in production.
-	if _, err := manager.Setup(mctx, mgr, manager.Options{Concurrency: 4, Plan: plan.Config{SubsetSettle: 200 * time.Millisecond}}); err != nil {
-		fmt.Fprintln(os.Stderr, "setting up the reconciler:", err)
-		return 1
-	}
-	mgrDone := make(chan struct{})
-	go func() {
-		defer close(mgrDone)
-		if err := mgr.Start(mctx); err != nil {
-			fmt.Fprintln(os.Stderr, "manager:", err)
-		}
-	}()
 	defer func() {
 		// Reconciles in flight when the manager stops fail with "context canceled": noise.
 		level.SetLevel(zapcore.DPanicLevel)
-		stop()
-		<-mgrDone
+		_ = stack.Stop()
 	}()
+	env, prom = stack.Env, stack.Prom
+	logf("prometheus %s at %s scraping %s every 1s, local cluster and manager running", bin, prom.URL, exporter.Addr)
 
 	q, err := analysis.RequestCountQuery(sentinelNS, sentinel, promWindow(window))
 	if err != nil {

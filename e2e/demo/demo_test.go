@@ -1,4 +1,4 @@
-package demo
+package demo_test
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/ramp-dev/ramp/analysis/prometheustest"
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/demo"
 )
 
 // TestStory runs the demo end to end with a short analysis interval and checks its outcome and
@@ -29,7 +30,7 @@ func TestStory(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	res, err := Run(ctx, &out, Options{Interval: 3 * time.Second, Replicas: 3})
+	res, err := demo.Run(ctx, &out, demo.Options{Interval: 3 * time.Second, Replicas: 3})
 	t.Log("\n" + out.String())
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +56,7 @@ func TestStory(t *testing.T) {
 }
 
 // weights lists the distinct consecutive canary weights a release went through.
-func weights(rows []Row, release string) string {
+func weights(rows []demo.Row, release string) string {
 	var ws []int32
 	for _, r := range rows {
 		if r.Release == release && (len(ws) == 0 || ws[len(ws)-1] != r.Weight) {

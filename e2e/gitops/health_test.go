@@ -17,6 +17,7 @@ import (
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/plugin"
+	"github.com/ramp-dev/ramp/internal/testenv"
 )
 
 // What Flux (kstatus) and Argo CD (config/argocd/health.lua) must say of a Rollout in each
@@ -68,7 +69,7 @@ func TestHealthInEveryPhase(t *testing.T) {
 			Schedule: fmt.Sprintf("%d %d * * *", opens.Minute(), opens.Hour()),
 			Duration: metav1.Duration{Duration: time.Minute},
 		}}
-		rec := recordVersions(t, ns, rampv1.GroupVersion.String(), "Rollout")
+		tl := env.RecordTimeline(t, ns, testenv.Rollouts)
 		must(t, env.Client.Create(ctx, ro))
 
 		checkRollout := func(phase, msgHas string) {
@@ -175,7 +176,12 @@ func TestHealthInEveryPhase(t *testing.T) {
 		// next phase may land while the phase field still shows this one).
 		seen := map[string]bool{}
 		var runs []string
-		all := rec.of(ro.Name)
+		var all []*unstructured.Unstructured
+		for _, v := range tl.Of(testenv.Rollouts, ro.Name) {
+			if !v.Deleted {
+				all = append(all, v.Object)
+			}
+		}
 		for i := 0; i < len(all); {
 			phase, _, _ := unstructured.NestedString(all[i].Object, "status", "phase")
 			j := i

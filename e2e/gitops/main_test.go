@@ -11,7 +11,6 @@ import (
 
 	"go.uber.org/zap/zapcore"
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -160,7 +159,9 @@ func settledIn(t testing.TB, ro *rampv1.Rollout, phase string) {
 
 // steadyPhase: Idle and Succeeded are Ready once the live VirtualService and DestinationRule
 // route all traffic to stable, a pass after the phase is written.
-func steadyPhase(phase string) bool { return phase == rampv1.PhaseIdle || phase == rampv1.PhaseSucceeded }
+func steadyPhase(phase string) bool {
+	return phase == rampv1.PhaseIdle || phase == rampv1.PhaseSucceeded
+}
 
 func readyStatus(ro *rampv1.Rollout) metav1.ConditionStatus {
 	for _, c := range ro.Status.Conditions {
@@ -196,36 +197,12 @@ const noProgressDeadline = math.MaxInt32
 // app creates a Deployment "web" with n replicas and waits until it has rolled out.
 func app(t testing.TB, ns, image string, n int32, opts ...func(*appsv1.Deployment)) *appsv1.Deployment {
 	t.Helper()
-	lbl := map[string]string{"app": "web"}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(n),
-			Selector: &metav1.LabelSelector{MatchLabels: lbl},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: lbl},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: image}}},
-			},
-		},
-	}
-	for _, o := range opts {
-		o(d)
-	}
-	must(t, env.Client.Create(context.Background(), d))
-	must(t, env.Client.Create(context.Background(), testenv.ServiceFor(d, 80)))
-	waitRolledOut(t, d, n)
-	return d
+	return env.App(t, ns, "web", image, n, opts...)
 }
 
 func waitRolledOut(t testing.TB, d *appsv1.Deployment, n int32) {
 	t.Helper()
-	waitFor(t, "Deployment "+d.Name+" rolled out", func(ctx context.Context) (bool, error) {
-		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
-			return false, err
-		}
-		st := d.Status
-		return st.ObservedGeneration == d.Generation && st.UpdatedReplicas == n && st.ReadyReplicas == n && st.AvailableReplicas == n && st.Replicas == n, nil
-	})
+	env.WaitRolledOut(t, d, n)
 }
 
 func setImage(t testing.TB, d *appsv1.Deployment, container, image string) {

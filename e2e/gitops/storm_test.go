@@ -22,6 +22,7 @@ import (
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
 	"github.com/ramp-dev/ramp/internal/plugin"
+	"github.com/ramp-dev/ramp/internal/testenv"
 )
 
 const newImage = "ghcr.io/stefanprodan/podinfo:6.7.1"
@@ -65,8 +66,7 @@ func TestFluxReapplyStormDuringRollout(t *testing.T) {
 		return err == nil && target.Spec.Paused, err
 	})
 	generation, stableHash := ro.Generation, ro.Status.StablePodTemplateHash
-	vsVersions := recordVersions(t, ns, istio.APIVersion, istio.KindVirtualService)
-	roVersions := recordVersions(t, ns, rampv1.GroupVersion.String(), "Rollout")
+	tl := env.RecordTimeline(t, ns, testenv.VirtualServices, testenv.Rollouts)
 
 	// The storm.
 	var (
@@ -185,22 +185,16 @@ func TestFluxReapplyStormDuringRollout(t *testing.T) {
 	mu.Unlock()
 
 	// The rollout ran once, forward only.
-	var weights []int32
-	for _, v := range vsVersions.of("podinfo") {
-		r, err := istio.ObservedRouting(v)
-		must(t, err)
-		if len(weights) == 0 || weights[len(weights)-1] != r.CanaryWeight {
-			weights = append(weights, r.CanaryWeight)
-		}
+	if _, err := tl.Routings("podinfo"); err != nil {
+		t.Error(err)
 	}
-	if got := fmt.Sprint(weights); got != "[0 5 25 100 0]" {
+	if got := fmt.Sprint(tl.Weights("podinfo")); got != "[0 5 25 100 0]" {
 		t.Errorf("VirtualService canary weights %s, want [0 5 25 100 0]", got)
 	}
 	var steps []string
 	maxStep, prev := int64(0), ""
-	for _, v := range roVersions.of("podinfo") {
-		phase, _, _ := unstructured.NestedString(v.Object, "status", "phase")
-		step, _, _ := unstructured.NestedInt64(v.Object, "status", "currentStep")
+	for _, v := range tl.Rollouts("podinfo") {
+		phase, step := v.Status.Phase, int64(v.Status.CurrentStep)
 		if s := fmt.Sprintf("%s/%d", phase, step); s != prev {
 			steps, prev = append(steps, s), s
 		}
@@ -208,11 +202,11 @@ func TestFluxReapplyStormDuringRollout(t *testing.T) {
 			break
 		}
 		if step < maxStep {
-			t.Errorf("currentStep went back from %d to %d (rv %s, phase %s)", maxStep, step, v.GetResourceVersion(), phase)
+			t.Errorf("currentStep went back from %d to %d (rv %s, phase %s)", maxStep, step, v.ResourceVersion, phase)
 		}
 		maxStep = max(maxStep, step)
-		if v.GetGeneration() != generation {
-			t.Errorf("the Rollout's generation moved from %d to %d: Flux's applies changed its spec", generation, v.GetGeneration())
+		if v.Generation != generation {
+			t.Errorf("the Rollout's generation moved from %d to %d: Flux's applies changed its spec", generation, v.Generation)
 		}
 	}
 	t.Logf("phase/step: %v", steps)

@@ -18,16 +18,17 @@ import (
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
+	"github.com/ramp-dev/ramp/internal/testenv"
 )
 
 // startRollout creates "web" (2 replicas), a Rollout holding its first step (10%) until
 // promoted, and a manager; it returns once 10% is routed to the new revision's canary.
-func startRollout(t *testing.T, name string, steps ...rampv1.CanaryStep) (string, *rampv1.Rollout, *runningMgr, *timeline) {
+func startRollout(t *testing.T, name string, steps ...rampv1.CanaryStep) (string, *rampv1.Rollout, *runningMgr, *testenv.Timeline) {
 	t.Helper()
 	e := cluster(t)
 	ns := e.Namespace(t)
 	app(t, ns, 2, "podinfo:1")
-	tl := recordTimeline(t, ns)
+	tl := cluster(t).RecordTimeline(t, ns)
 	m := startManager(t, mgrOptions{name: name, ns: ns})
 	ro := canaryRollout(ns, "web", steps...)
 	must(t, e.Client.Create(context.Background(), ro))
@@ -59,7 +60,7 @@ func TestHandEditsAndStatusConflicts(t *testing.T) {
 		rampv1.CanaryStep{SetWeight: 100})
 
 	// Weights 50/50 and an annotation, by hand.
-	vs, err := istioObject(ctx, ns, istio.KindVirtualService, "web")
+	vs, err := env.IstioObject(ctx, ns, istio.KindVirtualService, "web")
 	must(t, err)
 	edit := []byte(`{"metadata":{"annotations":{"example.com/note":"kept"}},"spec":{"http":[{"name":"ramp-primary","route":[` +
 		`{"destination":{"host":"web","subset":"stable","port":{"number":80}},"weight":50},` +
@@ -71,19 +72,19 @@ func TestHandEditsAndStatusConflicts(t *testing.T) {
 		return ok && r.CanaryWeight == 10 && r.HeaderRoute, err
 	})
 	t.Logf("VirtualService restored %s after the hand edit", time.Since(edited).Round(time.Millisecond))
-	vs, err = istioObject(ctx, ns, istio.KindVirtualService, "web")
+	vs, err = env.IstioObject(ctx, ns, istio.KindVirtualService, "web")
 	must(t, err)
 	if vs.GetAnnotations()["example.com/note"] != "kept" {
 		t.Errorf("ramp removed a field it does not own: annotations %v", vs.GetAnnotations())
 	}
 
 	// The DestinationRule, deleted.
-	dr, err := istioObject(ctx, ns, istio.KindDestinationRule, "web")
+	dr, err := env.IstioObject(ctx, ns, istio.KindDestinationRule, "web")
 	must(t, err)
 	must(t, env.Client.Delete(ctx, dr))
 	deleted := time.Now()
 	waitFor(t, 10*time.Second, "DestinationRule recreated", func(ctx context.Context) (bool, error) {
-		u, err := istioObject(ctx, ns, istio.KindDestinationRule, "web")
+		u, err := env.IstioObject(ctx, ns, istio.KindDestinationRule, "web")
 		return err == nil && u != nil && u.GetUID() != dr.GetUID() && u.GetDeletionTimestamp() == nil &&
 			stableSubset(u) == ro.Status.StablePodTemplateHash && stableSubset(u) != "", err
 	})
@@ -125,9 +126,10 @@ func TestHandEditsAndStatusConflicts(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	t.Logf("the other writer made %d updates (%d conflicts); ramp's writes met %d conflicts", updates.Load(), conflicts.Load(), m.conflicts.Load())
-	tl.checkWeightsForward(t, "web", []int32{0, 10, 50, 10, 50, 100, 0}) // 50 once by hand
-	tl.checkCanaryServes(t, "web", "web-canary", 2)
-	tl.checkStatusForward(t, "web")
+	synced(t, tl)
+	checkWeightsForward(t, tl, "web", []int32{0, 10, 50, 10, 50, 100, 0}) // 50 once by hand
+	tl.CheckCanaryServes(t, "web", "web-canary", 2)
+	checkStatusForward(t, tl, "web")
 }
 
 // Mid-rollout, the target Deployment is deleted: the rollout stalls with a message naming it,

@@ -12,6 +12,7 @@ import (
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/controllers"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
+	"github.com/ramp-dev/ramp/internal/testenv"
 )
 
 // crashLoop runs ramp in one namespace as a series of managers. With crash set, each manager
@@ -121,10 +122,10 @@ type crashScenario struct {
 
 // play adopts "web", changes its image and drives the rollout to its end; it returns the
 // final state and the namespace's timeline.
-func (sc crashScenario) play(t *testing.T, crash bool) (string, *timeline, *crashLoop) {
+func (sc crashScenario) play(t *testing.T, crash bool) (string, *testenv.Timeline, *crashLoop) {
 	ns := cluster(t).Namespace(t)
 	app(t, ns, 2, "podinfo:1")
-	tl := recordTimeline(t, ns)
+	tl := cluster(t).RecordTimeline(t, ns)
 	ro := sc.rollout(ns)
 	var an controllers.Analyzer
 	if sc.analyzer != nil {
@@ -142,6 +143,7 @@ func (sc crashScenario) play(t *testing.T, crash bool) (string, *timeline, *cras
 	})
 	loop.stop()
 	t.Logf("%s in %s: %s", sc.phase, time.Since(start).Round(time.Millisecond), loop.summary())
+	synced(t, tl) // the timeline stops with this test; the checks replay it later
 	return finalState(t, ro), tl, loop
 }
 
@@ -185,7 +187,7 @@ func TestCrashSafety(t *testing.T) {
 			var (
 				wg                 sync.WaitGroup
 				reference, crashed string
-				refT, crashT       *timeline
+				refT, crashT       *testenv.Timeline
 				loop               *crashLoop
 			)
 			wg.Add(2)
@@ -208,11 +210,11 @@ func TestCrashSafety(t *testing.T) {
 			if crashed != reference {
 				t.Errorf("final state after crashes differs from the uninterrupted run:\n--- crashing\n%s\n--- uninterrupted\n%s", crashed, reference)
 			}
-			for name, tl := range map[string]*timeline{"uninterrupted": refT, "crashing": crashT} {
+			for name, tl := range map[string]*testenv.Timeline{"uninterrupted": refT, "crashing": crashT} {
 				t.Run(name+"-timeline", func(t *testing.T) {
-					tl.checkWeightsForward(t, "web", sc.weights)
-					tl.checkCanaryServes(t, "web", "web-canary", 2)
-					tl.checkStatusForward(t, "web")
+					checkWeightsForward(t, tl, "web", sc.weights)
+					tl.CheckCanaryServes(t, "web", "web-canary", 2)
+					checkStatusForward(t, tl, "web")
 				})
 			}
 		})

@@ -29,7 +29,7 @@ func TestLeaderElectionFailover(t *testing.T) {
 	ctx := context.Background()
 	ns := e.Namespace(t)
 	app(t, ns, 2, "podinfo:1")
-	tl := recordTimeline(t, ns)
+	tl := cluster(t).RecordTimeline(t, ns)
 
 	a := startManager(t, mgrOptions{name: "ha-a", ns: ns, leaderElection: true})
 	waitFor(t, 15*time.Second, "ha-a elected", func(context.Context) (bool, error) { return elected(a), nil })
@@ -74,7 +74,8 @@ func TestLeaderElectionFailover(t *testing.T) {
 	if b.writes.Load() == 0 {
 		t.Errorf("ha-b finished the rollout without writing")
 	}
-	tl.checkWeightsForward(t, "web", []int32{0, 10, 50, 100, 0})
-	tl.checkCanaryServes(t, "web", "web-canary", 2)
-	tl.checkStatusForward(t, "web")
+	synced(t, tl)
+	checkWeightsForward(t, tl, "web", []int32{0, 10, 50, 100, 0})
+	tl.CheckCanaryServes(t, "web", "web-canary", 2)
+	checkStatusForward(t, tl, "web")
 }

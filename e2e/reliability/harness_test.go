@@ -11,7 +11,6 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -264,30 +263,7 @@ func (v *verdicts) Analyze(_ context.Context, _ *rampv1.Rollout) *plan.AnalysisR
 // app creates the Deployment "web" and waits until it has rolled out.
 func app(t *testing.T, ns string, replicas int32, image string) *appsv1.Deployment {
 	t.Helper()
-	e := cluster(t)
-	lbl := map[string]string{"app": "web"}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(replicas),
-			Selector: &metav1.LabelSelector{MatchLabels: lbl},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: lbl},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: image}}},
-			},
-		},
-	}
-	must(t, e.Client.Create(context.Background(), d))
-	must(t, e.Client.Create(context.Background(), testenv.ServiceFor(d, 80)))
-	waitFor(t, 60*time.Second, "Deployment web rolled out", func(ctx context.Context) (bool, error) {
-		if err := e.Client.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
-			return false, err
-		}
-		st := d.Status
-		return st.ObservedGeneration == d.Generation && st.UpdatedReplicas == replicas && st.ReadyReplicas == replicas &&
-			st.AvailableReplicas == replicas && st.Replicas == replicas, nil
-	})
-	return d
+	return cluster(t).App(t, ns, "web", image, replicas)
 }
 
 func setImage(t *testing.T, ns, image string) {
@@ -377,24 +353,10 @@ func phaseIs(phase string) func(*rampv1.Rollout) bool {
 	return func(ro *rampv1.Rollout) bool { return ro.Status.Phase == phase }
 }
 
-// istioObject reads a VirtualService or DestinationRule; nil when there is none.
-func istioObject(ctx context.Context, ns, kind, name string) (*unstructured.Unstructured, error) {
-	u := &unstructured.Unstructured{}
-	u.SetAPIVersion(istio.APIVersion)
-	u.SetKind(kind)
-	if err := env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, u); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	return u, nil
-}
-
 // liveRouting is the live VirtualService's routing; ok is false when there is none or it is
 // not in ramp's shape.
 func liveRouting(ctx context.Context, ns, name string) (r istio.Routing, ok bool, err error) {
-	vs, err := istioObject(ctx, ns, istio.KindVirtualService, name)
+	vs, err := env.IstioObject(ctx, ns, istio.KindVirtualService, name)
 	if err != nil || vs == nil {
 		return r, false, err
 	}
@@ -453,7 +415,7 @@ func settled(phase string) func(ctx context.Context, ro *rampv1.Rollout) (bool, 
 		if err != nil || !ok || r.CanaryWeight != 0 || r.HeaderRoute {
 			return false, err
 		}
-		dr, err := istioObject(ctx, ro.Namespace, istio.KindDestinationRule, ro.Name)
+		dr, err := env.IstioObject(ctx, ro.Namespace, istio.KindDestinationRule, ro.Name)
 		if err != nil || dr == nil || stableSubset(dr) != ro.Status.StablePodTemplateHash {
 			return false, err
 		}
@@ -490,7 +452,7 @@ func finalState(t *testing.T, ro *rampv1.Rollout) string {
 	}
 	out := map[string]any{"status": st}
 	for _, kind := range []string{istio.KindVirtualService, istio.KindDestinationRule} {
-		u, err := istioObject(ctx, ro.Namespace, kind, ro.Name)
+		u, err := env.IstioObject(ctx, ro.Namespace, kind, ro.Name)
 		must(t, err)
 		if u != nil {
 			out[kind] = u.Object["spec"]

@@ -64,7 +64,8 @@ func TestPrometheusFaultsAreInconclusive(t *testing.T) {
 		custom, builtin string
 	}{
 		{"slow beyond the query timeout", slow, "no answer within the 300ms query timeout", "no answer within the 300ms query timeout"},
-		{"HTTP 500", answer(500, "internal error: tsdb unavailable"), "prometheus answered HTTP 500: internal error: tsdb unavailable", "HTTP 500"},
+		// The status code only: what the endpoint answered stays out of status (docs/security.md).
+		{"HTTP 500", answer(500, "internal error: tsdb unavailable"), "prometheus answered HTTP 500", "HTTP 500"},
 		{"malformed JSON", answer(200, `{"status":"success","data":{"resultType":"vector","result":[{`), "unreadable prometheus response", "unreadable prometheus response"},
 		{"empty result", answer(200, `{"status":"success","data":{"resultType":"vector","result":[]}}`), "no data", "no traffic"},
 		{"NaN", answer(200, vector("NaN")), "not a number", "not a number"},
@@ -106,6 +107,9 @@ func TestPrometheusFaultsAreInconclusive(t *testing.T) {
 				if !strings.Contains(m.Message, want[m.Name]) {
 					t.Errorf("%s: message %q does not say %q", m.Name, m.Message, want[m.Name])
 				}
+				if strings.Contains(m.Message, "tsdb unavailable") {
+					t.Errorf("%s: message %q copies what the endpoint answered", m.Name, m.Message)
+				}
 				if !strings.Contains(res.Reason, m.Message) {
 					t.Errorf("round reason %q lacks %s's message %q", res.Reason, m.Name, m.Message)
 				}
@@ -124,7 +128,7 @@ func TestPrometheus500FailsTheRollout(t *testing.T) {
 	prom := newBadPrometheus(t, answer(500, "internal error: tsdb unavailable"))
 	ns := e.Namespace(t)
 	app(t, ns, 2, "podinfo:1")
-	tl := recordTimeline(t, ns)
+	tl := cluster(t).RecordTimeline(t, ns)
 	startManager(t, mgrOptions{name: "prom500", ns: ns}) // analyzer nil: the real one
 	ro := withAnalysis(canaryRollout(ns, "web",
 		rampv1.CanaryStep{SetWeight: 10},
@@ -141,13 +145,14 @@ func TestPrometheus500FailsTheRollout(t *testing.T) {
 	if ro.Status.InconclusiveChecks != 2 || ro.Status.FailedChecks != 0 {
 		t.Errorf("inconclusive %d, failed %d; want 2, 0", ro.Status.InconclusiveChecks, ro.Status.FailedChecks)
 	}
-	for _, e := range tl.sorted() {
-		if e.kind != "Rollout" {
+	for _, e := range tl.Versions() {
+		if e.Kind != "Rollout" {
 			continue
 		}
-		if step, _, _ := unstructured.NestedInt64(e.obj.Object, "status", "currentStep"); step > 1 {
-			t.Errorf("rv %d: the rollout went to step %d", e.rv, step)
+		if step, _, _ := unstructured.NestedInt64(e.Object.Object, "status", "currentStep"); step > 1 {
+			t.Errorf("rv %d: the rollout went to step %d", e.RV, step)
 		}
 	}
-	tl.checkWeightsForward(t, "web", []int32{0, 10, 0})
+	synced(t, tl)
+	checkWeightsForward(t, tl, "web", []int32{0, 10, 0})
 }

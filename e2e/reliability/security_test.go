@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/credentials"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
 	"github.com/ramp-dev/ramp/internal/notify"
 )
@@ -238,7 +239,7 @@ func TestRampUnderItsOwnRBAC(t *testing.T) {
 	ctx := context.Background()
 	ns := e.Namespace(t)
 	app(t, ns, 2, "podinfo:1")
-	tl := recordTimeline(t, ns) // every version of the Rollout's status, and of ramp's objects
+	tl := cluster(t).RecordTimeline(t, ns) // every version of the Rollout's status, and of ramp's objects
 
 	// The shipped roles, bound to a user of this test.
 	user := "ramp-e2e-" + ns
@@ -302,7 +303,7 @@ func TestRampUnderItsOwnRBAC(t *testing.T) {
 	t.Cleanup(slack.Close)
 	webhook := slack.URL + "/services/T000/B000/" + hook
 	for name, data := range map[string]map[string]string{"prom-creds": {"token": token}, "slack-webhook": {"address": webhook}} {
-		must(t, e.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, StringData: data}))
+		must(t, e.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{credentials.Label: "true"}}, StringData: data}))
 	}
 
 	sender := notify.NewSender(100, ctrl.Log.WithName("rbac-slack"))
@@ -334,7 +335,7 @@ func TestRampUnderItsOwnRBAC(t *testing.T) {
 		t.Errorf("the target is still paused after the Rollout's deletion")
 	}
 	for _, kind := range []string{istio.KindVirtualService, istio.KindDestinationRule} {
-		if u, err := istioObject(ctx, ns, kind, "web"); err != nil || u != nil {
+		if u, err := env.IstioObject(ctx, ns, kind, "web"); err != nil || u != nil {
 			t.Errorf("%s left behind (err %v)", kind, err)
 		}
 	}
@@ -352,8 +353,8 @@ func TestRampUnderItsOwnRBAC(t *testing.T) {
 		}
 	}
 	var versions []any
-	for _, e := range tl.sorted() {
-		versions = append(versions, e.obj)
+	for _, e := range tl.Versions() {
+		versions = append(versions, e.Object)
 	}
 	written, err := json.Marshal(versions)
 	must(t, err)

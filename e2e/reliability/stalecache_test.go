@@ -2,6 +2,7 @@ package reliability_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -118,5 +119,31 @@ func TestStaleCacheIsNotDecidedOn(t *testing.T) {
 	if !again.Status.RolloutStartedAt.Equal(started.Status.RolloutStartedAt) || (sameStage && !again.Status.StageStartedAt.Equal(started.Status.StageStartedAt)) {
 		t.Errorf("rolloutStartedAt/stageStartedAt moved from %v/%v to %v/%v: a transition was taken twice",
 			started.Status.RolloutStartedAt, started.Status.StageStartedAt, again.Status.RolloutStartedAt, again.Status.StageStartedAt)
+	}
+
+	// Later the cache still holds the Rollout waiting at 10% for promotion after ramp has
+	// recorded the promotion and routed 100% to the canary: acting on that copy would route 10%
+	// again. (Two guards hold here: the read goes around the stale cache, and a status write
+	// based on the stale copy would fail its optimistic lock.)
+	waitFor(t, time.Minute, "10%, waiting for promotion", func(ctx context.Context) (bool, error) {
+		pass()
+		cur := &rampv1.Rollout{}
+		err := e.Client.Get(ctx, client.ObjectKeyFromObject(ro), cur)
+		return err == nil && cur.Status.CanaryWeight == 10 && strings.Contains(cur.Status.Message, "waiting for kubectl ramp promote"), err
+	})
+	paused := &rampv1.Rollout{}
+	must(t, e.Client.Get(ctx, client.ObjectKeyFromObject(ro), paused))
+	promote(t, ro, "stale-1")
+	waitFor(t, time.Minute, "100% routed to the canary", func(ctx context.Context) (bool, error) {
+		pass()
+		r, ok, err := liveRouting(ctx, ns, ro.Name)
+		return ok && r.CanaryWeight == 100, err
+	})
+	mu.Lock()
+	frozen = paused
+	mu.Unlock()
+	pass()
+	if r, _, err := liveRouting(ctx, ns, ro.Name); err != nil || r.CanaryWeight != 100 {
+		t.Errorf("after a pass on a cache still paused at 10%%: routing %+v (%v), want 100%% to the canary kept", r, err)
 	}
 }

@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -15,12 +16,12 @@ func TestCanarySuccess(t *testing.T) {
 	rec := a.record()
 	a.setImage(imgV2)
 	ro := a.waitEnd(3 * time.Minute)
-	rec.finish()
+	a.settled(rec)
 	if ro.Status.Phase != rampv1.PhaseSucceeded {
 		t.Fatalf("phase %s: %s (analysis: %s)", ro.Status.Phase, ro.Status.Message, metricsText(ro.Status.LastAnalysis))
 	}
-	if got := rec.Weights(); got != "0 10 50 100 0" {
-		t.Errorf("weights %q, want 0 10 50 100 0", got)
+	if got := fmt.Sprint(rec.Weights(appName)); got != "[0 10 50 100 0]" {
+		t.Errorf("weights %s, want 0 10 50 100 0", got)
 	}
 	if len(ro.Status.LastAnalysis) == 0 {
 		t.Fatal("no analysis results in status")
@@ -30,7 +31,7 @@ func TestCanarySuccess(t *testing.T) {
 			t.Errorf("metric %s: value %q verdict %s, want a value and Passed", m.Name, m.Value, m.Verdict)
 		}
 	}
-	t.Logf("phases %s; analysis %s", rec.Phases(), metricsText(ro.Status.LastAnalysis))
+	t.Logf("phases %s; analysis %s", fmt.Sprint(rec.Phases(appName)), metricsText(ro.Status.LastAnalysis))
 }
 
 // v2 answers 10% 500s: the first analysis round at 10% fails and all traffic returns to v1.
@@ -40,12 +41,12 @@ func TestCanaryRollbackOnErrors(t *testing.T) {
 	rec := a.record()
 	a.setImage(imgErrors)
 	ro := a.waitEnd(3 * time.Minute)
-	rec.finish()
+	a.settled(rec)
 	if ro.Status.Phase != rampv1.PhaseFailed {
 		t.Fatalf("phase %s, want Failed: %s", ro.Status.Phase, ro.Status.Message)
 	}
-	if got := rec.Weights(); got != "0 10 0" {
-		t.Errorf("weights %q, want 0 10 0 (rolled back at step 1)", got)
+	if got := fmt.Sprint(rec.Weights(appName)); got != "[0 10 0]" {
+		t.Errorf("weights %s, want 0 10 0 (rolled back at step 1)", got)
 	}
 	failed(t, ro, "error-rate")
 }
@@ -57,12 +58,12 @@ func TestCanaryRollbackOnLatency(t *testing.T) {
 	rec := a.record()
 	a.setImage(imgSlow)
 	ro := a.waitEnd(3 * time.Minute)
-	rec.finish()
+	a.settled(rec)
 	if ro.Status.Phase != rampv1.PhaseFailed {
 		t.Fatalf("phase %s, want Failed: %s", ro.Status.Phase, ro.Status.Message)
 	}
-	if got := rec.Weights(); got != "0 10 0" {
-		t.Errorf("weights %q, want 0 10 0 (rolled back at step 1)", got)
+	if got := fmt.Sprint(rec.Weights(appName)); got != "[0 10 0]" {
+		t.Errorf("weights %s, want 0 10 0 (rolled back at step 1)", got)
 	}
 	failed(t, ro, "latency-p99")
 }

@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,8 +19,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
-	"github.com/ramp-dev/ramp/e2e/meshsim"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
+	"github.com/ramp-dev/ramp/internal/meshsim"
+	"github.com/ramp-dev/ramp/internal/testenv"
 )
 
 const (
@@ -59,6 +60,11 @@ type app struct {
 	sim *meshsim.Sim
 	ro  *rampv1.Rollout
 	d   *appsv1.Deployment
+	// tl records the namespace from before the app exists; the waits below watch it.
+	tl *testenv.Timeline
+	// committed is the resourceVersion of the last release's Deployment change: what the
+	// waits look for happens after it.
+	committed int64
 }
 
 type appOptions struct {
@@ -111,7 +117,7 @@ func newApp(t *testing.T, o appOptions) *app {
 		t.Fatalf("no mesh simulator listener left: raise listeners (%d) in main_test.go", listeners)
 	}
 	ns := env.Namespace(t)
-	a := &app{t: t, ns: ns, c: env.Client}
+	a := &app{t: t, ns: ns, c: env.Client, tl: env.RecordTimeline(t, ns)}
 	lbl := map[string]string{"app": appName}
 	a.d = &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: appName, Namespace: ns},
@@ -200,6 +206,11 @@ func (a *app) setImage(image string, mutate ...func(*corev1.PodSpec)) {
 	if err := a.c.Patch(ctx, d, client.MergeFrom(base)); err != nil {
 		a.t.Fatal(err)
 	}
+	rv, err := strconv.ParseInt(d.ResourceVersion, 10, 64)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	a.committed = rv
 	a.t.Logf("committed %s", image)
 }
 
@@ -218,92 +229,53 @@ func (a *app) vsState(ctx context.Context) (int32, *unstructured.Unstructured) {
 	return r.CanaryWeight, u
 }
 
-// recorder watches the live VirtualService weights and the Rollout's phases until stopped.
-type recorder struct {
-	mu      sync.Mutex
-	weights []int32
-	phases  []string
-	stop    func()
-	done    chan struct{}
+// record starts a timeline of the app's VirtualService and Rollout: their versions now, then
+// every change.
+func (a *app) record() *testenv.Timeline {
+	return env.RecordTimeline(a.t, a.ns, testenv.VirtualServices, testenv.Rollouts)
 }
 
-func (a *app) record() *recorder {
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &recorder{stop: cancel, done: make(chan struct{})}
-	sample := func(ctx context.Context) {
-		w, _ := a.vsState(ctx)
-		ro := &rampv1.Rollout{}
-		phase := ""
-		if err := a.c.Get(ctx, types.NamespacedName{Namespace: a.ns, Name: appName}, ro); err == nil {
-			phase = ro.Status.Phase
-		}
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if w >= 0 && (len(r.weights) == 0 || r.weights[len(r.weights)-1] != w) {
-			r.weights = append(r.weights, w)
-		}
-		if phase != "" && (len(r.phases) == 0 || r.phases[len(r.phases)-1] != phase) {
-			r.phases = append(r.phases, phase)
-		}
+// settled returns tl once it holds the API server's current state (the VirtualService's
+// watch may deliver its last version after the Rollout's).
+func (a *app) settled(tl *testenv.Timeline) *testenv.Timeline {
+	a.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := tl.Sync(ctx); err != nil {
+		a.t.Fatalf("timeline: %v", err)
 	}
-	go func() {
-		defer close(r.done)
-		for {
-			sample(ctx)
-			select {
-			case <-ctx.Done():
-				// One last look: the caller stops the recorder once the rollout has ended,
-				// which may be within the last poll interval.
-				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				sample(sctx)
-				cancel()
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}()
-	a.t.Cleanup(r.finish)
-	return r
+	if _, err := tl.Routings(appName); err != nil {
+		a.t.Error(err)
+	}
+	return tl
 }
 
-func (r *recorder) finish() {
-	r.stop()
-	<-r.done
-}
-
-// Weights are the distinct consecutive canary weights seen, e.g. "0 10 50 100 0".
-func (r *recorder) Weights() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return strings.Trim(fmt.Sprint(r.weights), "[]")
-}
-
-func (r *recorder) Phases() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return strings.Join(r.phases, " ")
-}
-
-// waitPhase polls the Rollout until done, failing the test after timeout.
+// waitPhase waits until a version of the Rollout written after the last commit satisfies
+// done (fed the versions in order) and returns that version, failing the test after timeout.
 func (a *app) waitPhase(what string, timeout time.Duration, done func(*rampv1.Rollout) bool) *rampv1.Rollout {
 	a.t.Helper()
-	deadline := time.Now().Add(timeout)
-	var ro *rampv1.Rollout
-	for {
-		ro = a.get()
-		if done(ro) {
-			return ro
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var found *rampv1.Rollout
+	err := a.tl.Wait(ctx, func() bool {
+		for _, ro := range a.tl.Rollouts(appName) {
+			if rv, _ := strconv.ParseInt(ro.ResourceVersion, 10, 64); rv > a.committed && done(ro) {
+				found = ro
+				return true
+			}
 		}
-		if time.Now().After(deadline) {
-			a.t.Fatalf("%s: not reached within %s: phase %s step %d/%d weight %d: %s\nanalysis: %s",
-				what, timeout, ro.Status.Phase, ro.Status.CurrentStep, ro.Status.Steps, ro.Status.CanaryWeight, ro.Status.Message, metricsText(ro.Status.LastAnalysis))
-		}
-		time.Sleep(100 * time.Millisecond)
+		return false
+	})
+	if err != nil {
+		ro := a.get()
+		a.t.Fatalf("%s: not reached within %s: phase %s step %d/%d weight %d: %s\nanalysis: %s",
+			what, timeout, ro.Status.Phase, ro.Status.CurrentStep, ro.Status.Steps, ro.Status.CanaryWeight, ro.Status.Message, metricsText(ro.Status.LastAnalysis))
 	}
+	return found
 }
 
-// waitEnd waits until the rollout of a new revision has started and ended (the phase still
-// says Succeeded or Failed for the previous one at first).
+// waitEnd waits until the rollout of the last commit has started and ended, and returns the
+// version of the Rollout that says how it ended.
 func (a *app) waitEnd(timeout time.Duration) *rampv1.Rollout {
 	a.t.Helper()
 	started := false
@@ -313,20 +285,27 @@ func (a *app) waitEnd(timeout time.Duration) *rampv1.Rollout {
 	})
 }
 
-// waitWeight waits until the live VirtualService sends w% to the canary.
+// waitWeight waits until a version of the VirtualService written after the last commit sends
+// w% to the canary, and returns when the watch saw it.
 func (a *app) waitWeight(w int32, timeout time.Duration) time.Time {
 	a.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if got, _ := a.vsState(context.Background()); got == w {
-			return time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var at time.Time
+	err := a.tl.Wait(ctx, func() bool {
+		for _, v := range a.tl.Of(testenv.VirtualServices, appName) {
+			if r, err := istio.ObservedRouting(v.Object); err == nil && !v.Deleted && v.RV > a.committed && r.CanaryWeight == w {
+				at = v.Seen
+				return true
+			}
 		}
-		if time.Now().After(deadline) {
-			ro := a.get()
-			a.t.Fatalf("VirtualService never sent %d%% to the canary within %s (phase %s: %s)", w, timeout, ro.Status.Phase, ro.Status.Message)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return false
+	})
+	if err != nil {
+		ro := a.get()
+		a.t.Fatalf("VirtualService never sent %d%% to the canary within %s (phase %s: %s)", w, timeout, ro.Status.Phase, ro.Status.Message)
 	}
+	return at
 }
 
 // holdUntil blocks until t (a deliberate wait so a Stats window covers only one step).

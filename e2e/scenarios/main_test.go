@@ -12,10 +12,11 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/ramp-dev/ramp/analysis/prometheustest"
-	"github.com/ramp-dev/ramp/internal/manager"
+	"github.com/ramp-dev/ramp/internal/harness"
+	rampmanager "github.com/ramp-dev/ramp/internal/manager"
 	"github.com/ramp-dev/ramp/internal/notify"
 	"github.com/ramp-dev/ramp/internal/plan"
 	"github.com/ramp-dev/ramp/internal/testenv"
@@ -60,15 +61,6 @@ func run(m *testing.M) int {
 		ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	env, err = testenv.Start(ctx, testenv.Options{LocalCluster: true, Nodes: 2})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting the local cluster:", err)
-		return 1
-	}
-	defer func() { _ = env.Stop() }()
-
 	var targets []string
 	for range listeners {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -85,40 +77,20 @@ func run(m *testing.M) int {
 			ln.Close()
 		}
 	}()
-	prom, err = prometheustest.Start(prometheustest.Options{Binary: promBin, Targets: targets, ScrapeInterval: time.Second})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting Prometheus:", err)
-		return 1
-	}
-	defer func() { _ = prom.Stop() }()
-
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	sender := notify.NewSender(200, ctrl.Log.WithName("slack"))
-	if err := mgr.Add(sender); err != nil {
+	stack, err := harness.Start(context.Background(), harness.Options{
+		Prometheus: promBin, Targets: targets, Nodes: 2, Runnables: []manager.Runnable{sender},
+		// Analyzer nil: the real Prometheus analysis.
+		Manager: rampmanager.Options{Concurrency: 4, Notifier: sender, Plan: plan.Config{SubsetSettle: time.Second}},
+	})
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	// Analyzer nil: the real Prometheus analysis.
-	if _, err := manager.Setup(ctx, mgr, manager.Options{Concurrency: 4, Notifier: sender, Plan: plan.Config{SubsetSettle: time.Second}}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	mgrErr := make(chan error, 1)
-	go func() { mgrErr <- mgr.Start(ctx) }()
-
+	env, prom = stack.Env, stack.Prom
 	code := m.Run()
-	cancel()
-	select {
-	case err := <-mgrErr:
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "manager:", err)
-		}
-	case <-time.After(30 * time.Second):
-		fmt.Fprintln(os.Stderr, "manager did not stop within 30s")
+	if err := stack.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping:", err)
 	}
 	return code
 }

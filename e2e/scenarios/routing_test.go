@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -11,8 +12,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
-	"github.com/ramp-dev/ramp/e2e/meshsim"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
+	"github.com/ramp-dev/ramp/internal/meshsim"
 )
 
 // Blue/green: v2 comes up beside v1, previewed on the header route (requests with the preview
@@ -53,12 +54,12 @@ func TestBlueGreenFlip(t *testing.T) {
 	}
 
 	ro := a.waitEnd(3 * time.Minute)
-	rec.finish()
+	a.settled(rec)
 	if ro.Status.Phase != rampv1.PhaseSucceeded {
 		t.Fatalf("phase %s: %s", ro.Status.Phase, ro.Status.Message)
 	}
-	if got := rec.Weights(); got != "0 100 0" {
-		t.Errorf("weights %q, want 0 100 0", got)
+	if got := fmt.Sprint(rec.Weights(appName)); got != "[0 100 0]" {
+		t.Errorf("weights %s, want 0 100 0", got)
 	}
 }
 
@@ -98,12 +99,12 @@ func TestHeaderMatch(t *testing.T) {
 		t.Errorf("plain requests: %.3f reached the canary, want ~0.10", share)
 	}
 	ro := a.waitEnd(3 * time.Minute)
-	rec.finish()
+	a.settled(rec)
 	if ro.Status.Phase != rampv1.PhaseSucceeded {
 		t.Fatalf("phase %s: %s", ro.Status.Phase, ro.Status.Message)
 	}
-	if got := rec.Weights(); got != "0 10 100 0" {
-		t.Errorf("weights %q, want 0 10 100 0", got)
+	if got := fmt.Sprint(rec.Weights(appName)); got != "[0 10 100 0]" {
+		t.Errorf("weights %s, want 0 10 100 0", got)
 	}
 }
 
@@ -147,7 +148,7 @@ func TestFaultInjectionStep(t *testing.T) {
 	}
 
 	ro := a.waitEnd(3 * time.Minute)
-	rec.finish()
+	a.settled(rec)
 	if ro.Status.Phase != rampv1.PhaseSucceeded {
 		t.Fatalf("phase %s, want Succeeded (faults are source-only): %s (analysis %s)", ro.Status.Phase, ro.Status.Message, metricsText(ro.Status.LastAnalysis))
 	}
@@ -174,15 +175,15 @@ func TestCanaryNeverReady(t *testing.T) {
 	start := time.Now()
 	a.setImage(imgV2, func(p *corev1.PodSpec) { p.NodeSelector = map[string]string{"ramp.dev/e2e": "no-such-node"} })
 	ro := a.waitEnd(2 * time.Minute)
-	rec.finish()
+	a.settled(rec)
 	if ro.Status.Phase != rampv1.PhaseFailed {
 		t.Fatalf("phase %s, want Failed: %s", ro.Status.Phase, ro.Status.Message)
 	}
 	if took := time.Since(start); took < 20*time.Second {
 		t.Errorf("failed after %s, before the 20s progress deadline", took)
 	}
-	if got := rec.Weights(); got != "0" {
-		t.Errorf("weights %q, want 0 (never shifted)", got)
+	if got := fmt.Sprint(rec.Weights(appName)); got != "[0]" {
+		t.Errorf("weights %s, want 0 (never shifted)", got)
 	}
 	t.Logf("failed after %s: %s", time.Since(start).Round(time.Second), ro.Status.Message)
 }

@@ -7,16 +7,18 @@ import (
 	"time"
 
 	"github.com/fluxcd/pkg/runtime/events"
-	corev1 "k8s.io/api/core/v1"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 
 	"github.com/ramp-dev/ramp/analysis"
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/controllers"
+	"github.com/ramp-dev/ramp/internal/credentials"
+	"github.com/ramp-dev/ramp/internal/endpoints"
 	"github.com/ramp-dev/ramp/internal/plan"
 )
 
@@ -28,12 +30,21 @@ type Options struct {
 	// Analyzer runs analysis rounds; nil means the Prometheus analyzer of package analysis,
 	// reading credential Secrets through the API reader (get only, when referenced).
 	Analyzer controllers.Analyzer
+	// AnalysisWorkers bounds the analysis rounds running at once and AnalysisTimeout one
+	// round's duration (0: the defaults of internal/rounds). Rounds run off the reconcile
+	// workers.
+	AnalysisWorkers int
+	AnalysisTimeout time.Duration
 	// Notifier sends Slack notifications; nil disables them.
 	Notifier controllers.Notifier
 	// DefaultSlackURL is the webhook for Rollouts that name none.
 	DefaultSlackURL string
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// AnalysisEndpoints are the analysis endpoints Rollouts may name (the manager's
+	// --analysis-allowed-endpoints); nil checks none, for in-process wiring that trusts its
+	// Rollouts (tests, the demo).
+	AnalysisEndpoints *endpoints.List
 }
 
 // Scheme has the types ramp reads and writes.
@@ -45,7 +56,26 @@ func Scheme() (*runtime.Scheme, error) {
 	if err := rampv1.AddToScheme(s); err != nil {
 		return nil, err
 	}
+	// Istio's VirtualService and DestinationRule, read from the manager's cache as typed objects.
+	if err := networkingv1.AddToScheme(s); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// PrometheusAnalyzer is the analyzer Setup uses when Options.Analyzer is nil: package
+// analysis's Prometheus analyzer on clock now, reading credential Secrets through reader
+// (get only, when a Rollout references one).
+func PrometheusAnalyzer(reader client.Reader, now func() time.Time, allowed *endpoints.List) *analysis.Analyzer {
+	opts := []analysis.Option{analysis.WithClock(now)}
+	if allowed != nil {
+		opts = append(opts, analysis.WithAllowedEndpoints(*allowed))
+	}
+	return analysis.NewAnalyzer(append(opts,
+		analysis.WithSecretGetter(func(ctx context.Context, namespace, name string) (map[string][]byte, error) {
+			return credentials.Read(ctx, reader, namespace, name)
+		}),
+	)...)
 }
 
 // Setup registers the Rollout reconciler with mgr.
@@ -61,17 +91,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) (*controllers.Rollo
 		o.Concurrency = 1
 	}
 	if o.Analyzer == nil {
-		reader := mgr.GetAPIReader()
-		o.Analyzer = analysis.NewAnalyzer(
-			analysis.WithClock(o.Now),
-			analysis.WithSecretGetter(func(ctx context.Context, namespace, name string) (map[string][]byte, error) {
-				s := &corev1.Secret{}
-				if err := reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s); err != nil {
-					return nil, err
-				}
-				return s.Data, nil
-			}),
-		)
+		o.Analyzer = PrometheusAnalyzer(mgr.GetAPIReader(), o.Now, o.AnalysisEndpoints)
 	}
 	r := &controllers.RolloutReconciler{
 		Client:    mgr.GetClient(),
@@ -79,7 +99,12 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) (*controllers.Rollo
 		Scheme:    mgr.GetScheme(),
 		Events:    rec,
 		Analyzer:  o.Analyzer,
-		Notifier:  o.Notifier,
+
+		AnalysisEndpoints: o.AnalysisEndpoints,
+		Notifier:          o.Notifier,
+
+		AnalysisWorkers: o.AnalysisWorkers,
+		AnalysisTimeout: o.AnalysisTimeout,
 		// Left nil, an interface holding a nil pointer would not compare equal to nil.
 		DefaultSlackURL: o.DefaultSlackURL,
 		Config:          o.Plan,

@@ -66,6 +66,9 @@ func (d *decider) run(target string) {
 	}
 	if b := d.obs.Blocked; b != nil {
 		d.stall(b.Reason, b.Message)
+		if b.RetryAfter > 0 {
+			d.wakeAt(d.now.Add(b.RetryAfter))
+		}
 		return
 	}
 	for i := 0; i < maxTransitions; i++ {
@@ -389,7 +392,7 @@ func (d *decider) holding() {
 			d.wakeAt(d.stageStart().Add(s.pause.Duration.Duration))
 		}
 		if s.analysis {
-			d.wakeAt(NextAnalysisAt(d.spec, &d.st))
+			d.wakeForAnalysis()
 		}
 		return
 	}
@@ -407,7 +410,7 @@ func (d *decider) holding() {
 	// for a window); once it ends, its next round is no reason to come back.
 	wakeForAnalysis := func() {
 		if s.analysis {
-			d.wakeAt(NextAnalysisAt(d.spec, &d.st))
+			d.wakeForAnalysis()
 		}
 	}
 	var waiting []string
@@ -438,6 +441,14 @@ func (d *decider) holding() {
 		return
 	}
 	d.startPromotion()
+}
+
+// wakeForAnalysis asks for a pass when the next round is due, unless a round is running:
+// an overdue timer would only spin until its result arrives.
+func (d *decider) wakeForAnalysis() {
+	if !d.obs.AnalysisRunning {
+		d.wakeAt(NextAnalysisAt(d.spec, &d.st))
+	}
 }
 
 // record folds an analysis round into the status; it reports whether it rolled back.

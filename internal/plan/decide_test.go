@@ -664,6 +664,20 @@ func TestDecideAnalysis(t *testing.T) {
 				requeue: 30 * time.Second, check: messageHas("waiting for a passing analysis round")},
 		},
 		{
+			name: "analysis: a round overdue and running: its result brings the next pass, no timer",
+			ro:   heldLong(lastAnalysis(ago(2 * time.Minute))),
+			obs:  ready(func(o *Observation) { o.AnalysisRunning = true }),
+			want: want{phase: progressing, stage: holding, step: 1, weight: 5, desired: dRun(1, 5, true),
+				check: messageHas("waiting for a passing analysis round")},
+		},
+		{
+			name: "analysis: a round running while the pause runs: wake at the pause's end only",
+			ro:   newRollout(pausedSteps, analysed, inRollout(progressing, holding, 1, 5, ago(3*time.Minute)), lastAnalysis(ago(2*time.Minute))),
+			obs:  ready(func(o *Observation) { o.AnalysisRunning = true }),
+			want: want{phase: progressing, stage: holding, step: 1, weight: 5, desired: dRun(1, 5, true),
+				requeue: 2 * time.Minute, check: messageHas("waiting for pause until 2025-03-14T09:02:00Z and a passing analysis round")},
+		},
+		{
 			name: "analysis: pause running and no round yet: wake at the earlier of both",
 			ro:   newRollout(pausedSteps, analysed, inRollout(progressing, holding, 1, 5, ago(30*time.Second))),
 			obs:  ready(),
@@ -1476,11 +1490,13 @@ func TestNextAnalysisAtWaitsForAFullWindowOfTheRollout(t *testing.T) {
 		Metrics:  []rampv1.Metric{{Name: "a"}, {Name: "b", Window: &window}},
 	}}
 	started := metav1.NewTime(t0)
-	st := &rampv1.RolloutStatus{StageStartedAt: mtime(t0.Add(30 * time.Second)), RolloutStartedAt: &started}
-	if got, want := NextAnalysisAt(spec, st), t0.Add(5*time.Minute); !got.Equal(want) {
-		t.Errorf("first round at %s, want %s (a full 5m window after the rollout started)", got, want)
+	// The canary took 4 minutes to be ready: its traffic began when the step did.
+	st := &rampv1.RolloutStatus{StageStartedAt: mtime(t0.Add(4 * time.Minute)), RolloutStartedAt: &started}
+	if got, want := NextAnalysisAt(spec, st), t0.Add(9*time.Minute); !got.Equal(want) {
+		t.Errorf("first round at %s, want %s (a full 5m window of the canary's traffic)", got, want)
 	}
-	// Later steps of an old enough rollout keep the plain interval.
+	// Once a round ran, later steps keep the plain interval.
+	st.LastAnalysisTime = mtime(t0.Add(9 * time.Minute))
 	st.StageStartedAt = mtime(t0.Add(10 * time.Minute))
 	if got, want := NextAnalysisAt(spec, st), t0.Add(11*time.Minute); !got.Equal(want) {
 		t.Errorf("round at %s, want %s", got, want)

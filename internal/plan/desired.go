@@ -135,10 +135,13 @@ func WithApplyFailure(s Summary, msg string, permanent bool) Summary {
 const ReasonApplyFailed = "ApplyFailed"
 
 // NextAnalysisAt is when the next analysis round of the current step is due: one interval
-// after the step began or after the last round, whichever is later, and never before the
-// rollout has run for its longest metric window. The canary workload keeps its name from one
-// rollout to the next, so an earlier round would judge the new revision partly on its
-// predecessor's traffic (or, with a shortened range, on too few samples).
+// after the step began or after the last round, whichever is later; and the rollout's first
+// round not before a full metric window of the canary's traffic, counted from when the step
+// that takes it began (its weight routed), not from when the rollout started: the canary
+// workload keeps its name from one rollout to the next, so an earlier round would judge the
+// new revision partly on its predecessor's traffic (or, with a shortened range, on too few
+// samples), and a canary that took long to become ready would have served only a sliver of
+// the window.
 func NextAnalysisAt(spec *rampv1.RolloutSpec, st *rampv1.RolloutStatus) time.Time {
 	if spec.Analysis == nil || st.StageStartedAt == nil {
 		return time.Time{}
@@ -148,8 +151,8 @@ func NextAnalysisAt(spec *rampv1.RolloutSpec, st *rampv1.RolloutStatus) time.Tim
 		from = st.LastAnalysisTime.Time
 	}
 	due := from.Add(spec.Analysis.IntervalOrDefault())
-	if st.RolloutStartedAt != nil {
-		if full := st.RolloutStartedAt.Add(longestWindow(spec.Analysis)); full.After(due) {
+	if st.LastAnalysisTime == nil {
+		if full := st.StageStartedAt.Add(longestWindow(spec.Analysis)); full.After(due) {
 			due = full
 		}
 	}
@@ -186,4 +189,13 @@ func AnalysisDue(ro *rampv1.Rollout, paused bool, now time.Time) bool {
 		return false
 	}
 	return !now.Before(NextAnalysisAt(&ro.Spec, st))
+}
+
+// RoundDue reports whether the reconciler should run (or collect) an analysis round this pass:
+// one is due (AnalysisDue) and nothing stalls the rollout, since a stalled rollout contacts
+// nothing (an endpoint the platform did not allow, a Secret not marked for ramp).
+func RoundDue(ro *rampv1.Rollout, obs Observation) bool {
+	stalled := FirstPeer(ro.Name, ro.CreationTimestamp.Time, obs.Peers) != nil || obs.SpecError != "" ||
+		obs.ForeignObject != "" || !obs.Target.Exists || obs.Blocked != nil
+	return !stalled && AnalysisDue(ro, obs.Requests.Paused, obs.Now)
 }

@@ -94,3 +94,25 @@ func TestDecideDuplicateRolloutStalls(t *testing.T) {
 			check: messageHas(`Deployment "web" is already managed by Rollout "web-a", created first`)},
 	}})
 }
+
+// A stalled rollout runs no analysis round: it would contact an endpoint, or read a Secret,
+// the rollout may not make ramp use.
+func TestRoundDueOnlyWhenNothingStalls(t *testing.T) {
+	ro := newRollout(analysed, inRollout(progressing, holding, 1, 5, ago(10*time.Minute)))
+	base := observe(t0, canaryReady(1), routing(5))
+	if !RoundDue(ro, base) {
+		t.Fatalf("a round is due on a healthy rollout")
+	}
+	for name, f := range map[string]obsOpt{
+		"blocked":        func(o *Observation) { o.Blocked = &Blocker{Reason: "AnalysisEndpointNotAllowed"} },
+		"spec error":     specError("bad"),
+		"foreign object": func(o *Observation) { o.ForeignObject = "VirtualService web" },
+		"target missing": targetMissing(),
+		"duplicate":      func(o *Observation) { o.Peers = []Peer{{Name: "a", Created: ro.CreationTimestamp.Add(-time.Second)}} },
+	} {
+		obs := observe(t0, canaryReady(1), routing(5), f)
+		if RoundDue(ro, obs) {
+			t.Errorf("%s: a round is due", name)
+		}
+	}
+}

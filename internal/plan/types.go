@@ -56,6 +56,9 @@ type Observation struct {
 
 	// Analysis is the result of the analysis round run this pass; nil when none was due.
 	Analysis *AnalysisResult
+	// AnalysisRunning reports that a due round is still running: its result, not a timer,
+	// brings the next pass.
+	AnalysisRunning bool
 
 	Requests Requests
 
@@ -84,6 +87,9 @@ type Observation struct {
 // Blocker is a named reason to stall.
 type Blocker struct {
 	Reason, Message string
+	// RetryAfter, when set, brings the next pass back then: what blocks is not watched (a
+	// Secret's label).
+	RetryAfter time.Duration
 }
 
 // Target is the Git-owned Deployment.

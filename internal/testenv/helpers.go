@@ -6,7 +6,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/ramp-dev/ramp/internal/mesh/istio"
 )
 
 // TB is the part of testing.TB the helpers use; it keeps the testing package out of
@@ -14,6 +19,7 @@ import (
 type TB interface {
 	Helper()
 	Cleanup(func())
+	Errorf(format string, args ...any)
 	Fatalf(format string, args ...any)
 }
 
@@ -57,4 +63,19 @@ func (e *Env) Namespace(t TB) string {
 		_ = e.Client.Delete(ctx, ns) // best effort: the Env may be stopping too
 	})
 	return ns.Name
+}
+
+// IstioObject reads the namespace's VirtualService or DestinationRule (kind) called name; nil
+// when there is none.
+func (e *Env) IstioObject(ctx context.Context, ns, kind, name string) (*unstructured.Unstructured, error) {
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion(istio.APIVersion)
+	u.SetKind(kind)
+	if err := e.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, u); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return u, nil
 }

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,7 +77,8 @@ type Options struct {
 type Env struct {
 	// Config connects as a cluster admin.
 	Config *rest.Config
-	// Scheme has client-go's types and ramp's v1alpha1.
+	// Scheme has client-go's types, ramp's v1alpha1 and Istio's networking/v1 (as ramp's
+	// manager does).
 	Scheme *k8sruntime.Scheme
 	// Client is a controller-runtime client using Scheme.
 	Client client.Client
@@ -161,6 +163,9 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		return nil, err
 	}
 	if err := rampv1alpha1.AddToScheme(e.Scheme); err != nil {
+		return nil, err
+	}
+	if err := networkingv1.AddToScheme(e.Scheme); err != nil {
 		return nil, err
 	}
 

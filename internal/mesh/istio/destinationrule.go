@@ -3,8 +3,11 @@ package istio
 import (
 	"errors"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	networking "istio.io/api/networking/v1alpha3"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/ramp-dev/ramp/api/v1alpha1"
 )
@@ -18,108 +21,94 @@ var ErrNoStableHash = errors.New("istio: no stable pod-template-hash to render t
 // traffic policy of spec.service.trafficPolicy (omitted when nil or empty), and the subsets
 // StableSubset (pod-template-hash: stablePodTemplateHash) and CanarySubset
 // (TrackLabel: TrackCanary). It fails with ErrNoStableHash when stablePodTemplateHash is empty.
-func DestinationRule(ro *v1alpha1.Rollout, stablePodTemplateHash string) (*unstructured.Unstructured, error) {
+func DestinationRule(ro *v1alpha1.Rollout, stablePodTemplateHash string) (*networkingv1.DestinationRule, error) {
 	if stablePodTemplateHash == "" {
 		return nil, ErrNoStableHash
 	}
-	spec := map[string]any{
-		"host": ServiceHost(ro),
-		"subsets": []any{
-			map[string]any{
-				"name":   StableSubset,
-				"labels": map[string]any{PodTemplateHashLabel: stablePodTemplateHash},
+	return &networkingv1.DestinationRule{
+		TypeMeta:   typeMeta(KindDestinationRule),
+		ObjectMeta: objectMeta(ro),
+		Spec: networking.DestinationRule{
+			Host: ServiceHost(ro),
+			Subsets: []*networking.Subset{
+				{Name: StableSubset, Labels: map[string]string{PodTemplateHashLabel: stablePodTemplateHash}},
+				{Name: CanarySubset, Labels: map[string]string{TrackLabel: TrackCanary}},
 			},
-			map[string]any{
-				"name":   CanarySubset,
-				"labels": map[string]any{TrackLabel: TrackCanary},
-			},
+			TrafficPolicy: trafficPolicy(ro.Spec.Service.TrafficPolicy),
 		},
-	}
-	if tp := trafficPolicy(ro.Spec.Service.TrafficPolicy); tp != nil {
-		spec["trafficPolicy"] = map[string]any(tp)
-	}
-	return &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": APIVersion,
-		"kind":       KindDestinationRule,
-		"metadata":   objectMeta(ro),
-		"spec":       spec,
-	}}, nil
+	}, nil
 }
 
-// obj builds a map of the fields that are set; it is nil when none is, so empty objects are
-// never rendered.
-type obj map[string]any
+// A part of the traffic policy is rendered when the Rollout sets any of its fields, even to
+// zero: Istio treats a present but empty message (outlierDetection: {}) differently from an
+// absent one. setInt32 and setDuration report whether they set anything.
 
-func (o *obj) set(k string, v any) {
-	if *o == nil {
-		*o = make(obj, 4)
-	}
-	(*o)[k] = v
-}
-
-func (o *obj) setInt32(k string, v *int32) {
+func setInt32(dst *int32, v *int32) bool {
 	if v != nil {
-		o.set(k, int64(*v))
+		*dst = *v
 	}
+	return v != nil
 }
 
-func (o *obj) setDuration(k string, v *metav1.Duration) {
+func setDuration(dst **durationpb.Duration, v *metav1.Duration) bool {
 	if v != nil {
-		o.set(k, protoDuration(v.Duration))
+		*dst = durationpb.New(v.Duration)
 	}
-}
-
-func (o *obj) setString(k, v string) {
-	if v != "" {
-		o.set(k, v)
-	}
-}
-
-func (o *obj) setObj(k string, v obj) {
-	if v != nil {
-		o.set(k, map[string]any(v))
-	}
+	return v != nil
 }
 
 // trafficPolicy is a DestinationRule TrafficPolicy, nil when tp sets nothing.
-func trafficPolicy(tp *v1alpha1.TrafficPolicy) obj {
+func trafficPolicy(tp *v1alpha1.TrafficPolicy) *networking.TrafficPolicy {
 	if tp == nil {
 		return nil
 	}
-	var out obj
+	out := &networking.TrafficPolicy{}
+	set := false
 	if cp := tp.ConnectionPool; cp != nil {
-		var pool obj
+		pool := &networking.ConnectionPoolSettings{}
 		if t := cp.TCP; t != nil {
-			var m obj
-			m.setInt32("maxConnections", t.MaxConnections)
-			m.setDuration("connectTimeout", t.ConnectTimeout)
-			pool.setObj("tcp", m)
+			m := &networking.ConnectionPoolSettings_TCPSettings{}
+			s := setInt32(&m.MaxConnections, t.MaxConnections)
+			s = setDuration(&m.ConnectTimeout, t.ConnectTimeout) || s
+			if s {
+				pool.Tcp = m
+			}
 		}
 		if h := cp.HTTP; h != nil {
-			var m obj
-			m.setInt32("http1MaxPendingRequests", h.HTTP1MaxPendingRequests)
-			m.setInt32("http2MaxRequests", h.HTTP2MaxRequests)
-			m.setInt32("maxRequestsPerConnection", h.MaxRequestsPerConnection)
-			m.setInt32("maxRetries", h.MaxRetries)
-			m.setDuration("idleTimeout", h.IdleTimeout)
-			pool.setObj("http", m)
+			m := &networking.ConnectionPoolSettings_HTTPSettings{}
+			s := setInt32(&m.Http1MaxPendingRequests, h.HTTP1MaxPendingRequests)
+			s = setInt32(&m.Http2MaxRequests, h.HTTP2MaxRequests) || s
+			s = setInt32(&m.MaxRequestsPerConnection, h.MaxRequestsPerConnection) || s
+			s = setInt32(&m.MaxRetries, h.MaxRetries) || s
+			s = setDuration(&m.IdleTimeout, h.IdleTimeout) || s
+			if s {
+				pool.Http = m
+			}
 		}
-		out.setObj("connectionPool", pool)
+		if pool.Tcp != nil || pool.Http != nil {
+			out.ConnectionPool, set = pool, true
+		}
 	}
 	if od := tp.OutlierDetection; od != nil {
-		var m obj
-		m.setInt32("consecutive5xxErrors", od.Consecutive5xxErrors)
-		m.setDuration("interval", od.Interval)
-		m.setDuration("baseEjectionTime", od.BaseEjectionTime)
-		m.setInt32("maxEjectionPercent", od.MaxEjectionPercent)
-		out.setObj("outlierDetection", m)
+		m := &networking.OutlierDetection{}
+		s := false
+		if v := od.Consecutive5xxErrors; v != nil {
+			m.Consecutive_5XxErrors, s = wrapperspb.UInt32(uint32(*v)), true
+		}
+		s = setDuration(&m.Interval, od.Interval) || s
+		s = setDuration(&m.BaseEjectionTime, od.BaseEjectionTime) || s
+		s = setInt32(&m.MaxEjectionPercent, od.MaxEjectionPercent) || s
+		if s {
+			out.OutlierDetection, set = m, true
+		}
 	}
-	if t := tp.TLS; t != nil {
-		var m obj
-		m.setString("mode", t.Mode)
-		m.setString("sni", t.SNI)
-		m.setString("credentialName", t.CredentialName)
-		out.setObj("tls", m)
+	if t := tp.TLS; t != nil && (t.Mode != "" || t.SNI != "" || t.CredentialName != "") {
+		// Admission allows only the enum's names, so the lookup cannot miss.
+		mode := networking.ClientTLSSettings_TLSmode(networking.ClientTLSSettings_TLSmode_value[t.Mode])
+		out.Tls, set = &networking.ClientTLSSettings{Mode: mode, Sni: t.SNI, CredentialName: t.CredentialName}, true
+	}
+	if !set {
+		return nil
 	}
 	return out
 }

@@ -1,8 +1,10 @@
 // Package istio renders the Istio objects ramp owns for a Rollout — one VirtualService and one
 // DestinationRule, both named after the Rollout — and reads ramp's routing back from a live
-// VirtualService. It is pure: no client, no I/O. Objects are returned as unstructured maps
-// holding only the fields ramp sets, ready for server-side apply on every reconcile; the same
-// input always yields the same object.
+// VirtualService. It is pure: no client, no I/O. Objects are Istio's own typed objects
+// (istio.io/client-go networking/v1, specs from istio.io/api), so every field has Istio's type
+// and durations are protobuf Durations; ApplyPatch turns one into the body of a server-side
+// apply (Istio's apply configuration: the fields ramp sets, nothing else). The same input
+// always yields the same object.
 //
 // # Shape
 //
@@ -29,7 +31,7 @@
 // # Why both destinations are always listed
 //
 // ramp-primary always lists stable then canary, with weights summing to 100, even at 0% or
-// 100% (Istio accepts weight 0: such a destination receives no traffic). The route's shape
+// 100% (weight 0, which proto3 JSON leaves out, sends a destination no traffic). The route's shape
 // never changes over a rollout, only two integers do, so each server-side apply is a minimal
 // diff, the list never gains or loses entries under another manager's feet, and ObservedRouting
 // can read the weight back unambiguously.
@@ -38,6 +40,6 @@
 //
 // Istio's duration fields are google.protobuf.Duration. istiod decodes them with protobuf JSON,
 // which accepts only decimal seconds ("30s", "1.500s"), while the CRD's CEL rules accept Go
-// style too ("1m30s"). ramp therefore writes the protobuf JSON form, with 0, 3, 6 or 9
-// fractional digits as protojson does, which both accept.
+// style too ("1m30s"). ramp renders durationpb values, which Istio's JSON marshaller writes in
+// the protobuf form (0, 3, 6 or 9 fractional digits) that both accept.
 package istio

@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/ramp-dev/ramp/api/v1alpha1"
 )
@@ -135,13 +137,52 @@ func equal(t testing.TB, what string, got, want any) {
 	}
 }
 
-// routes returns spec.http of a rendered VirtualService.
-func routes(t testing.TB, vs *unstructured.Unstructured) []any {
+// wire is what ramp sends for obj: its ApplyPatch, decoded as the API server decodes JSON
+// (integral numbers as int64).
+func wire(t testing.TB, obj runtime.Object) map[string]any {
 	t.Helper()
-	return get(t, vs.Object, "spec", "http").([]any)
+	b, err := ApplyPatch(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(b); err != nil {
+		t.Fatalf("%s\n%s", err, b)
+	}
+	return u.Object
 }
 
-func routeNames(t testing.TB, vs *unstructured.Unstructured) []string {
+// liveCopy is obj as the client reads it back: what ramp sends for it, decoded into a new
+// object of its type.
+func liveCopy[T any, PT interface {
+	*T
+	runtime.Object
+}](t testing.TB, obj PT) PT {
+	t.Helper()
+	raw, err := ApplyPatch(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := PT(new(T))
+	if err := json.Unmarshal(raw, out); err != nil {
+		t.Fatalf("%v\n%s", err, raw)
+	}
+	return out
+}
+
+// unstructuredCopy is obj as a dynamic client reads it back.
+func unstructuredCopy(t testing.TB, obj runtime.Object) *unstructured.Unstructured {
+	t.Helper()
+	return &unstructured.Unstructured{Object: wire(t, obj)}
+}
+
+// routes returns spec.http of a VirtualService as sent.
+func routes(t testing.TB, vs map[string]any) []any {
+	t.Helper()
+	return get(t, vs, "spec", "http").([]any)
+}
+
+func routeNames(t testing.TB, vs map[string]any) []string {
 	t.Helper()
 	var names []string
 	for _, r := range routes(t, vs) {
@@ -150,7 +191,7 @@ func routeNames(t testing.TB, vs *unstructured.Unstructured) []string {
 	return names
 }
 
-func mustDR(t testing.TB, ro *v1alpha1.Rollout) *unstructured.Unstructured {
+func mustDR(t testing.TB, ro *v1alpha1.Rollout) *networkingv1.DestinationRule {
 	t.Helper()
 	dr, err := DestinationRule(ro, "6d5f8b7c9")
 	if err != nil {
@@ -162,14 +203,14 @@ func mustDR(t testing.TB, ro *v1alpha1.Rollout) *unstructured.Unstructured {
 
 // renderVS is VirtualService, recorded for TestIstioAcceptsRendered. Rendering tests call it
 // (and mustDR) so that every object they check is also checked by Istio's own validation.
-func renderVS(t testing.TB, ro *v1alpha1.Rollout, r Routing) *unstructured.Unstructured {
+func renderVS(t testing.TB, ro *v1alpha1.Rollout, r Routing) *networkingv1.VirtualService {
 	vs := VirtualService(ro, r)
 	record(t, vs)
 	return vs
 }
 
 // recorded collects, while TestIstioAcceptsRendered runs the rendering tests, each object
-// they render as JSON (taken at render time: some tests mutate objects afterwards).
+// they render as ramp sends it (taken at render time: some tests mutate objects afterwards).
 var recorded *[]renderedObject
 
 type renderedObject struct {
@@ -177,13 +218,13 @@ type renderedObject struct {
 	json []byte
 }
 
-func record(t testing.TB, u *unstructured.Unstructured) {
+func record(t testing.TB, obj runtime.Object) {
 	if recorded == nil {
 		return
 	}
-	b, err := json.Marshal(u.Object)
+	b, err := ApplyPatch(obj)
 	if err != nil {
-		panic(fmt.Sprintf("rendered %s does not marshal: %v", u.GetKind(), err))
+		panic(fmt.Sprintf("rendered %T does not marshal: %v", obj, err))
 	}
 	*recorded = append(*recorded, renderedObject{test: t.Name(), json: b})
 }

@@ -1,9 +1,8 @@
 package istio
 
 import (
-	"fmt"
-	"strings"
-	"time"
+	networking "istio.io/api/networking/v1alpha3"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/ramp-dev/ramp/api/v1alpha1"
 )
@@ -42,8 +41,6 @@ const (
 	APIVersion          = "networking.istio.io/v1"
 	KindVirtualService  = "VirtualService"
 	KindDestinationRule = "DestinationRule"
-
-	group = "networking.istio.io"
 )
 
 // Routing is the traffic split ramp wants now.
@@ -86,68 +83,48 @@ func HeaderMatch(ro *v1alpha1.Rollout) *v1alpha1.HeaderMatch {
 }
 
 // stringMatch renders a HeaderMatch as an Istio StringMatch. The API allows exactly one of
-// exact, prefix or regex; should several be set the first of that order wins. ok is false
-// when the match is unusable (no name or no value), in which case no header route is
-// rendered: an empty StringMatch would not mean what the user asked for.
-func stringMatch(hm *v1alpha1.HeaderMatch) (m map[string]any, ok bool) {
+// exact, prefix or regex; should several be set the first of that order wins. It is nil when
+// the match is unusable (no name or no value), in which case no header route is rendered: an
+// empty StringMatch would not mean what the user asked for.
+func stringMatch(hm *v1alpha1.HeaderMatch) *networking.StringMatch {
 	if hm == nil || hm.Name == "" {
-		return nil, false
+		return nil
 	}
 	switch {
 	case hm.Exact != nil:
-		return map[string]any{"exact": *hm.Exact}, true
+		return &networking.StringMatch{MatchType: &networking.StringMatch_Exact{Exact: *hm.Exact}}
 	case hm.Prefix != nil:
-		return map[string]any{"prefix": *hm.Prefix}, true
+		return &networking.StringMatch{MatchType: &networking.StringMatch_Prefix{Prefix: *hm.Prefix}}
 	case hm.Regex != nil:
-		return map[string]any{"regex": *hm.Regex}, true
+		return &networking.StringMatch{MatchType: &networking.StringMatch_Regex{Regex: *hm.Regex}}
 	}
-	return nil, false
+	return nil
 }
 
-// protoDuration formats d as a google.protobuf.Duration in protobuf JSON: decimal seconds with
-// 0, 3, 6 or 9 fractional digits and an "s" suffix ("30s", "1.500s", "0.000100s"), as
-// protojson writes it. istiod parses that, and so does the CRD's CEL duration().
-func protoDuration(d time.Duration) string {
-	var b strings.Builder
-	u := uint64(d)
-	if d < 0 {
-		b.WriteByte('-')
-		u = -u // two's complement: correct for math.MinInt64 too
-	}
-	secs, nanos := u/uint64(time.Second), u%uint64(time.Second)
-	switch {
-	case nanos == 0:
-		fmt.Fprintf(&b, "%ds", secs)
-	case nanos%1e6 == 0:
-		fmt.Fprintf(&b, "%d.%03ds", secs, nanos/1e6)
-	case nanos%1e3 == 0:
-		fmt.Fprintf(&b, "%d.%06ds", secs, nanos/1e3)
-	default:
-		fmt.Fprintf(&b, "%d.%09ds", secs, nanos)
-	}
-	return b.String()
+// typeMeta identifies a rendered object of kind.
+func typeMeta(kind string) metav1.TypeMeta {
+	return metav1.TypeMeta{APIVersion: APIVersion, Kind: kind}
 }
 
 // objectMeta is the metadata of a rendered object: name and namespace of the Rollout, ramp's
 // labels and a controller reference to the Rollout. ro must carry its UID, as any Rollout read
 // from the API server does: the API server rejects an owner reference without one.
-func objectMeta(ro *v1alpha1.Rollout) map[string]any {
-	return map[string]any{
-		"name":      ro.Name,
-		"namespace": ro.Namespace,
-		"labels": map[string]any{
+func objectMeta(ro *v1alpha1.Rollout) metav1.ObjectMeta {
+	controller, block := true, true
+	return metav1.ObjectMeta{
+		Name:      ro.Name,
+		Namespace: ro.Namespace,
+		Labels: map[string]string{
 			ManagedByLabel: ManagedByValue,
 			RolloutLabel:   ro.Name,
 		},
-		"ownerReferences": []any{
-			map[string]any{
-				"apiVersion":         v1alpha1.GroupVersion.String(),
-				"kind":               "Rollout",
-				"name":               ro.Name,
-				"uid":                string(ro.UID),
-				"controller":         true,
-				"blockOwnerDeletion": true,
-			},
-		},
+		OwnerReferences: []metav1.OwnerReference{{
+			APIVersion:         v1alpha1.GroupVersion.String(),
+			Kind:               "Rollout",
+			Name:               ro.Name,
+			UID:                ro.UID,
+			Controller:         &controller,
+			BlockOwnerDeletion: &block,
+		}},
 	}
 }

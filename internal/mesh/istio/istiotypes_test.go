@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	networking "istio.io/api/networking/v1alpha3"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
 	"github.com/ramp-dev/ramp/api/v1alpha1"
@@ -33,15 +33,16 @@ func parseProtoDuration(s string) (time.Duration, error) {
 	return d.AsDuration(), nil
 }
 
-// decodeSpec decodes u's spec into msg with Istio's own protobuf types.
-func decodeSpec(t testing.TB, u *unstructured.Unstructured, msg proto.Message) {
+// decodeSpec decodes the spec ramp sends for obj into msg with Istio's protobuf types, as
+// istiod does.
+func decodeSpec(t testing.TB, obj runtime.Object, msg proto.Message) {
 	t.Helper()
-	b, err := json.Marshal(u.Object["spec"])
+	b, err := json.Marshal(wire(t, obj)["spec"])
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := strict.Unmarshal(b, msg); err != nil {
-		t.Fatalf("%s spec does not decode into Istio's %T: %v\n%s", u.GetKind(), msg, err, b)
+		t.Fatalf("%T spec does not decode into Istio's %T: %v\n%s", obj, msg, err, b)
 	}
 }
 
@@ -133,9 +134,9 @@ func TestDecodesIntoIstioTypes(t *testing.T) {
 
 // TestStrictDecodeCatchesTypos proves the decoding above would catch a wrong field name.
 func TestStrictDecodeCatchesTypos(t *testing.T) {
-	vs := VirtualService(rollout(), Routing{HeaderRoute: true})
-	get(t, vs.Object, "spec", "http", 0).(map[string]any)["retry"] = map[string]any{"attempts": int64(1)}
-	b, _ := json.Marshal(vs.Object["spec"])
+	vs := wire(t, VirtualService(rollout(), Routing{HeaderRoute: true}))
+	get(t, vs, "spec", "http", 0).(map[string]any)["retry"] = map[string]any{"attempts": int64(1)}
+	b, _ := json.Marshal(vs["spec"])
 	if err := strict.Unmarshal(b, &networking.VirtualService{}); err == nil {
 		t.Fatal("unknown field http[0].retry decoded without error")
 	}
@@ -303,8 +304,8 @@ func TestMatchesIstioCRDSchema(t *testing.T) {
 	schemas := crdSpecSchemas(t)
 	for _, tc := range renderCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			checkSchema(t, "VirtualService.spec", renderVS(t, tc.ro, tc.r).Object["spec"], schemas[KindVirtualService])
-			checkSchema(t, "DestinationRule.spec", mustDR(t, tc.ro).Object["spec"], schemas[KindDestinationRule])
+			checkSchema(t, "VirtualService.spec", wire(t, renderVS(t, tc.ro, tc.r))["spec"], schemas[KindVirtualService])
+			checkSchema(t, "DestinationRule.spec", wire(t, mustDR(t, tc.ro))["spec"], schemas[KindDestinationRule])
 		})
 	}
 }
@@ -339,8 +340,8 @@ func TestSchemaCheckCatchesMistakes(t *testing.T) {
 		{"[]string", func(spec map[string]any) { spec["hosts"] = []string{"web"} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			vs := VirtualService(rollout(retriesAndTimeout), Routing{HeaderRoute: true, Fault: faultBoth()})
-			spec := vs.Object["spec"].(map[string]any)
+			vs := wire(t, VirtualService(rollout(retriesAndTimeout), Routing{HeaderRoute: true, Fault: faultBoth()}))
+			spec := vs["spec"].(map[string]any)
 			tc.edit(spec)
 			rec := &recorder{TB: t}
 			checkSchema(rec, "VirtualService.spec", spec, schemas[KindVirtualService])

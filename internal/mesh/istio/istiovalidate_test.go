@@ -101,7 +101,7 @@ var renderingTests = []struct {
 	{"TestDestinationRule", TestDestinationRule},
 	{"TestDestinationRuleHost", TestDestinationRuleHost},
 	{"TestDeterministic", TestDeterministic},
-	{"TestUnstructuredSafe", TestUnstructuredSafe},
+	{"TestDeepCopy", TestDeepCopy},
 	{"TestDecodesIntoIstioTypes", TestDecodesIntoIstioTypes},
 	{"TestMatchesIstioCRDSchema", TestMatchesIstioCRDSchema},
 }
@@ -174,7 +174,7 @@ func TestIstioRejects(t *testing.T) {
 		}), Routing{}, "duplicate hosts in virtual service"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			doc, err := json.Marshal(VirtualService(tc.ro, tc.r).Object)
+			doc, err := ApplyPatch(VirtualService(tc.ro, tc.r))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -191,7 +191,7 @@ func TestIstioRejects(t *testing.T) {
 		dr := mustDR(t, rollout(func(ro *v1alpha1.Rollout) {
 			ro.Spec.Service.TrafficPolicy = &v1alpha1.TrafficPolicy{TLS: &v1alpha1.ClientTLS{Mode: "MUTUAL"}}
 		}))
-		doc, err := json.Marshal(dr.Object)
+		doc, err := ApplyPatch(dr)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,13 +1,13 @@
 package istio
 
 import (
-	"encoding/json"
 	"errors"
 	"reflect"
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"google.golang.org/protobuf/proto"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/ramp-dev/ramp/api/v1alpha1"
 )
@@ -56,8 +56,8 @@ func TestHeaderMatch(t *testing.T) {
 func TestVirtualServiceMetadata(t *testing.T) {
 	ro := rollout()
 	for name, u := range map[string]map[string]any{
-		"VirtualService":  renderVS(t, ro, Routing{}).Object,
-		"DestinationRule": mustDR(t, ro).Object,
+		"VirtualService":  wire(t, renderVS(t, ro, Routing{})),
+		"DestinationRule": wire(t, mustDR(t, ro)),
 	} {
 		t.Run(name, func(t *testing.T) {
 			if len(u) != 4 {
@@ -86,20 +86,18 @@ func TestVirtualServiceWeights(t *testing.T) {
 		{0, 100, 0}, {5, 95, 5}, {25, 75, 25}, {100, 0, 100},
 		{-3, 100, 0}, {150, 0, 100}, // clamped
 	} {
-		vs := renderVS(t, rollout(), Routing{CanaryWeight: tc.weight})
+		vs := wire(t, renderVS(t, rollout(), Routing{CanaryWeight: tc.weight}))
 		equal(t, "routes", routeNames(t, vs), []string{RoutePrimary})
-		equal(t, "ramp-primary", get(t, vs.Object, "spec", "http", 0), map[string]any{
-			"name": "ramp-primary",
-			"route": []any{
-				map[string]any{
-					"destination": map[string]any{"host": "web", "subset": "stable", "port": map[string]any{"number": int64(8080)}},
-					"weight":      tc.wantStable,
-				},
-				map[string]any{
-					"destination": map[string]any{"host": "web", "subset": "canary", "port": map[string]any{"number": int64(8080)}},
-					"weight":      tc.wantCany,
-				},
-			},
+		dest := func(subset string, weight int64) map[string]any {
+			d := map[string]any{"destination": map[string]any{"host": "web", "subset": subset, "port": map[string]any{"number": int64(8080)}}}
+			if weight != 0 { // proto3 JSON omits zero values; Istio reads the absent weight as 0
+				d["weight"] = weight
+			}
+			return d
+		}
+		equal(t, "ramp-primary", get(t, vs, "spec", "http", 0), map[string]any{
+			"name":  "ramp-primary",
+			"route": []any{dest("stable", tc.wantStable), dest("canary", tc.wantCany)},
 		})
 	}
 }
@@ -120,17 +118,17 @@ func TestVirtualServiceHostsAndGateways(t *testing.T) {
 		}), []any{"web.example.com", "web"}, []any{"istio-system/public", "mesh"}, "web"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			vs := renderVS(t, tc.ro, Routing{CanaryWeight: 5, HeaderRoute: true})
-			equal(t, "hosts", get(t, vs.Object, "spec", "hosts"), tc.wantHosts)
+			vs := wire(t, renderVS(t, tc.ro, Routing{CanaryWeight: 5, HeaderRoute: true}))
+			equal(t, "hosts", get(t, vs, "spec", "hosts"), tc.wantHosts)
 			if tc.wantGateways == nil {
-				if has(t, vs.Object, "gateways", "spec") {
+				if has(t, vs, "gateways", "spec") {
 					t.Errorf("gateways rendered though none is set")
 				}
 			} else {
-				equal(t, "gateways", get(t, vs.Object, "spec", "gateways"), tc.wantGateways)
+				equal(t, "gateways", get(t, vs, "spec", "gateways"), tc.wantGateways)
 			}
 			for i := range routes(t, vs) {
-				for _, d := range get(t, vs.Object, "spec", "http", i, "route").([]any) {
+				for _, d := range get(t, vs, "spec", "http", i, "route").([]any) {
 					equal(t, "destination host", get(t, d, "destination", "host"), tc.wantDestHost)
 				}
 			}
@@ -139,9 +137,9 @@ func TestVirtualServiceHostsAndGateways(t *testing.T) {
 }
 
 func TestVirtualServiceNoPort(t *testing.T) {
-	vs := renderVS(t, rollout(func(ro *v1alpha1.Rollout) { ro.Spec.Service.Port = 0 }), Routing{HeaderRoute: true})
+	vs := wire(t, renderVS(t, rollout(func(ro *v1alpha1.Rollout) { ro.Spec.Service.Port = 0 }), Routing{HeaderRoute: true}))
 	for i := range routes(t, vs) {
-		for _, d := range get(t, vs.Object, "spec", "http", i, "route").([]any) {
+		for _, d := range get(t, vs, "spec", "http", i, "route").([]any) {
 			if has(t, d, "port", "destination") {
 				t.Errorf("port rendered though unset: %v", d)
 			}
@@ -175,13 +173,13 @@ func TestVirtualServiceHeaderRoute(t *testing.T) {
 			map[string]any{"x-env": map[string]any{"exact": "green"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			vs := renderVS(t, tc.ro, Routing{CanaryWeight: 25, HeaderRoute: tc.headerRoute})
+			vs := wire(t, renderVS(t, tc.ro, Routing{CanaryWeight: 25, HeaderRoute: tc.headerRoute}))
 			if tc.wantMatch == nil {
 				equal(t, "routes", routeNames(t, vs), []string{RoutePrimary})
 				return
 			}
 			equal(t, "routes", routeNames(t, vs), []string{RouteCanary, RoutePrimary})
-			equal(t, "ramp-canary", get(t, vs.Object, "spec", "http", 0), map[string]any{
+			equal(t, "ramp-canary", get(t, vs, "spec", "http", 0), map[string]any{
 				"name":  "ramp-canary",
 				"match": []any{map[string]any{"headers": tc.wantMatch}},
 				"route": []any{map[string]any{
@@ -190,7 +188,7 @@ func TestVirtualServiceHeaderRoute(t *testing.T) {
 				}},
 			})
 			// The primary route keeps its weights whatever the header route.
-			equal(t, "canary weight", get(t, vs.Object, "spec", "http", 1, "route", 1, "weight"), int64(25))
+			equal(t, "canary weight", get(t, vs, "spec", "http", 1, "route", 1, "weight"), int64(25))
 		})
 	}
 }
@@ -207,11 +205,11 @@ func TestVirtualServiceFault(t *testing.T) {
 		{"delay and abort", rollout(), Routing{CanaryWeight: 5, HeaderRoute: true, Fault: faultBoth()},
 			map[string]any{
 				"delay": map[string]any{"percentage": map[string]any{"value": 12.5}, "fixedDelay": "1.500s"},
-				"abort": map[string]any{"percentage": map[string]any{"value": 100.0}, "httpStatus": int64(503)},
+				"abort": map[string]any{"percentage": map[string]any{"value": int64(100)}, "httpStatus": int64(503)},
 			}, []string{RouteCanary, RoutePrimary}, false},
 		{"delay only", rollout(), Routing{HeaderRoute: true, Fault: &v1alpha1.FaultInjection{
 			Delay: &v1alpha1.FaultDelay{Percentage: 0, FixedDelay: *dur(5 * time.Second)}}},
-			map[string]any{"delay": map[string]any{"percentage": map[string]any{"value": 0.0}, "fixedDelay": "5s"}},
+			map[string]any{"delay": map[string]any{"percentage": map[string]any{}, "fixedDelay": "5s"}}, // 0%: value omitted
 			[]string{RouteCanary, RoutePrimary}, false},
 		{"abort only, blue/green", rollout(blueGreen(nil)), Routing{CanaryWeight: 0, HeaderRoute: true, Fault: &v1alpha1.FaultInjection{
 			Abort: &v1alpha1.FaultAbort{Percentage: 0.5, HTTPStatus: 500}}},
@@ -225,17 +223,17 @@ func TestVirtualServiceFault(t *testing.T) {
 			nil, []string{RoutePrimary}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			vs := renderVS(t, tc.ro, tc.r)
+			vs := wire(t, renderVS(t, tc.ro, tc.r))
 			equal(t, "routes", routeNames(t, vs), tc.wantRoutes)
 			for i, name := range tc.wantRoutes {
-				hasFault := has(t, vs.Object, "fault", "spec", "http", i)
+				hasFault := has(t, vs, "fault", "spec", "http", i)
 				switch {
 				case name == RoutePrimary && hasFault:
 					t.Errorf("fault on %s: a fault there would hit stable traffic", RoutePrimary)
 				case name == RouteCanary && tc.wantNoFault && hasFault:
 					t.Errorf("fault on %s, want none", RouteCanary)
 				case name == RouteCanary && !tc.wantNoFault:
-					equal(t, "fault", get(t, vs.Object, "spec", "http", i, "fault"), tc.wantFault)
+					equal(t, "fault", get(t, vs, "spec", "http", i, "fault"), tc.wantFault)
 				}
 			}
 		})
@@ -254,27 +252,27 @@ func TestVirtualServiceRetriesAndTimeout(t *testing.T) {
 			map[string]any{"attempts": int64(3), "perTryTimeout": "0.250s", "retryOn": "5xx,reset"}, "2s"},
 		{"attempts 0 disables retries", rollout(func(ro *v1alpha1.Rollout) {
 			ro.Spec.Service.Retries = &v1alpha1.HTTPRetry{Attempts: 0}
-		}), map[string]any{"attempts": int64(0)}, nil},
+		}), map[string]any{}, nil}, // attempts 0 omitted: an empty retry policy, which Istio reads as no retries
 		{"timeout only", rollout(func(ro *v1alpha1.Rollout) { ro.Spec.Service.Timeout = dur(1500 * time.Millisecond) }),
 			nil, "1.500s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			vs := renderVS(t, tc.ro, Routing{CanaryWeight: 5, HeaderRoute: true})
+			vs := wire(t, renderVS(t, tc.ro, Routing{CanaryWeight: 5, HeaderRoute: true}))
 			equal(t, "routes", routeNames(t, vs), []string{RouteCanary, RoutePrimary})
 			for i := range 2 {
 				if tc.wantRetries == nil {
-					if has(t, vs.Object, "retries", "spec", "http", i) {
+					if has(t, vs, "retries", "spec", "http", i) {
 						t.Errorf("route %d: retries rendered though unset", i)
 					}
 				} else {
-					equal(t, "retries", get(t, vs.Object, "spec", "http", i, "retries"), tc.wantRetries)
+					equal(t, "retries", get(t, vs, "spec", "http", i, "retries"), tc.wantRetries)
 				}
 				if tc.wantTimeout == nil {
-					if has(t, vs.Object, "timeout", "spec", "http", i) {
+					if has(t, vs, "timeout", "spec", "http", i) {
 						t.Errorf("route %d: timeout rendered though unset", i)
 					}
 				} else {
-					equal(t, "timeout", get(t, vs.Object, "spec", "http", i, "timeout"), tc.wantTimeout)
+					equal(t, "timeout", get(t, vs, "spec", "http", i, "timeout"), tc.wantTimeout)
 				}
 			}
 		})
@@ -314,8 +312,7 @@ func TestDestinationRule(t *testing.T) {
 			"outlierDetection": map[string]any{
 				"consecutive5xxErrors": int64(5),
 				"interval":             "10s",
-				"baseEjectionTime":     "30s",
-				"maxEjectionPercent":   int64(0),
+				"baseEjectionTime":     "30s", // maxEjectionPercent 0: omitted
 			},
 			"tls": map[string]any{"mode": "SIMPLE", "sni": "web.example.com", "credentialName": "web-client"},
 		}},
@@ -330,23 +327,23 @@ func TestDestinationRule(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dr := mustDR(t, tc.ro)
-			equal(t, "host", get(t, dr.Object, "spec", "host"), "web")
-			equal(t, "subsets", get(t, dr.Object, "spec", "subsets"), wantSubsets)
+			dr := wire(t, mustDR(t, tc.ro))
+			equal(t, "host", get(t, dr, "spec", "host"), "web")
+			equal(t, "subsets", get(t, dr, "spec", "subsets"), wantSubsets)
 			if tc.want == nil {
-				if has(t, dr.Object, "trafficPolicy", "spec") {
-					t.Errorf("trafficPolicy rendered: %v", get(t, dr.Object, "spec", "trafficPolicy"))
+				if has(t, dr, "trafficPolicy", "spec") {
+					t.Errorf("trafficPolicy rendered: %v", get(t, dr, "spec", "trafficPolicy"))
 				}
 				return
 			}
-			equal(t, "trafficPolicy", get(t, dr.Object, "spec", "trafficPolicy"), tc.want)
+			equal(t, "trafficPolicy", get(t, dr, "spec", "trafficPolicy"), tc.want)
 		})
 	}
 }
 
 func TestDestinationRuleHost(t *testing.T) {
-	dr := mustDR(t, rollout(func(ro *v1alpha1.Rollout) { ro.Spec.Service.Name = "web-svc" }))
-	equal(t, "host", get(t, dr.Object, "spec", "host"), "web-svc")
+	dr := wire(t, mustDR(t, rollout(func(ro *v1alpha1.Rollout) { ro.Spec.Service.Name = "web-svc" })))
+	equal(t, "host", get(t, dr, "spec", "host"), "web-svc")
 }
 
 func TestDestinationRuleNoHash(t *testing.T) {
@@ -356,12 +353,13 @@ func TestDestinationRuleNoHash(t *testing.T) {
 	}
 }
 
-func TestProtoDuration(t *testing.T) {
+// TestDurations checks durations are sent in protobuf JSON (decimal seconds, 0, 3, 6 or 9
+// fractional digits), which istiod parses and so does the CRD's CEL duration().
+func TestDurations(t *testing.T) {
 	for _, tc := range []struct {
 		d    time.Duration
 		want string
 	}{
-		{0, "0s"},
 		{30 * time.Second, "30s"},
 		{90 * time.Minute, "5400s"},
 		{1500 * time.Millisecond, "1.500s"},
@@ -370,17 +368,15 @@ func TestProtoDuration(t *testing.T) {
 		{100 * time.Microsecond, "0.000100s"},
 		{time.Nanosecond, "0.000000001s"},
 		{time.Hour + 1500*time.Microsecond, "3600.001500s"},
-		{-1500 * time.Millisecond, "-1.500s"},
 	} {
-		got := protoDuration(tc.d)
+		vs := wire(t, VirtualService(rollout(func(ro *v1alpha1.Rollout) { ro.Spec.Service.Timeout = dur(tc.d) }), Routing{}))
+		got, _ := get(t, vs, "spec", "http", 0, "timeout").(string)
 		if got != tc.want {
-			t.Errorf("protoDuration(%v) = %q, want %q", tc.d, got, tc.want)
+			t.Errorf("timeout %v sent as %q, want %q", tc.d, got, tc.want)
 		}
-		// CEL's duration() (and ObservedRouting) parse it back with time.ParseDuration.
 		if back, err := time.ParseDuration(got); err != nil || back != tc.d {
 			t.Errorf("time.ParseDuration(%q) = %v, %v; want %v", got, back, err, tc.d)
 		}
-		// istiod parses it as a protobuf Duration.
 		if back, err := parseProtoDuration(got); err != nil || back != tc.d {
 			t.Errorf("protojson %q = %v, %v; want %v", got, back, err, tc.d)
 		}
@@ -401,41 +397,42 @@ func TestDeterministic(t *testing.T) {
 	ro2, r2 := build()
 	vs1, vs2 := renderVS(t, ro1, r1), renderVS(t, ro2, r2)
 	dr1, dr2 := mustDR(t, ro1), mustDR(t, ro2)
-	for _, p := range [][2]any{{vs1.Object, vs2.Object}, {dr1.Object, dr2.Object}} {
-		if !reflect.DeepEqual(p[0], p[1]) {
-			t.Errorf("same input, different objects:\n%v\n%v", p[0], p[1])
-		}
-		j1, _ := json.Marshal(p[0])
-		j2, _ := json.Marshal(p[1])
-		if string(j1) != string(j2) {
+	if !proto.Equal(&vs1.Spec, &vs2.Spec) || !proto.Equal(&dr1.Spec, &dr2.Spec) ||
+		!reflect.DeepEqual(vs1.ObjectMeta, vs2.ObjectMeta) || !reflect.DeepEqual(dr1.ObjectMeta, dr2.ObjectMeta) {
+		t.Errorf("same input, different objects:\n%v\n%v\n%v\n%v", vs1, vs2, dr1, dr2)
+	}
+	for _, p := range [][2]runtime.Object{{vs1, vs2}, {dr1, dr2}} {
+		j1, err1 := ApplyPatch(p[0])
+		j2, err2 := ApplyPatch(p[1])
+		if err1 != nil || err2 != nil || string(j1) != string(j2) {
 			t.Errorf("same input, different JSON:\n%s\n%s", j1, j2)
 		}
 	}
 	// The Rollout's slices are copied, not aliased.
 	ro1.Spec.Service.Hosts[0] = "mutated"
-	equal(t, "hosts after mutating the Rollout", get(t, vs1.Object, "spec", "hosts", 0), "b.example.com")
+	ro1.Spec.Service.Gateways[0] = "mutated"
+	equal(t, "hosts after mutating the Rollout", vs1.Spec.Hosts, []string{"b.example.com", "a.example.com"})
+	equal(t, "gateways after mutating the Rollout", vs1.Spec.Gateways, []string{"mesh", "istio-system/public"})
 }
 
-// TestUnstructuredSafe checks the rendered objects hold only JSON-compatible values:
-// DeepCopy panics on anything else (e.g. []string, int32, map[string]string).
-func TestUnstructuredSafe(t *testing.T) {
+// TestDeepCopy checks the rendered objects deep-copy (as the cache and client do) into equal
+// objects that share nothing with the original.
+func TestDeepCopy(t *testing.T) {
 	ro := rollout(fullTrafficPolicy, retriesAndTimeout, func(ro *v1alpha1.Rollout) {
 		ro.Spec.Service.Hosts = []string{"web.example.com"}
 		ro.Spec.Service.Gateways = []string{"mesh"}
 	})
 	vs := renderVS(t, ro, Routing{CanaryWeight: 5, HeaderRoute: true, Fault: faultBoth()})
 	dr := mustDR(t, ro)
-	for _, u := range []*unstructured.Unstructured{vs, dr} {
-		func() {
-			defer func() {
-				if p := recover(); p != nil {
-					t.Errorf("%s: DeepCopy panicked: %v", u.GetKind(), p)
-				}
-			}()
-			if c := u.DeepCopy(); !reflect.DeepEqual(c.Object, u.Object) {
-				t.Errorf("%s: DeepCopy differs", u.GetKind())
-			}
-		}()
+	vc, dc := vs.DeepCopy(), dr.DeepCopy()
+	if !proto.Equal(&vc.Spec, &vs.Spec) || !proto.Equal(&dc.Spec, &dr.Spec) || !reflect.DeepEqual(vc.ObjectMeta, vs.ObjectMeta) {
+		t.Fatal("DeepCopy differs")
+	}
+	vc.Spec.Http[1].Route[1].Weight = 99
+	vc.Labels[RolloutLabel] = "mutated"
+	dc.Spec.Subsets[0].Labels[PodTemplateHashLabel] = "mutated"
+	if vs.Spec.Http[1].Route[1].Weight != 5 || vs.Labels[RolloutLabel] != "web" || dr.Spec.Subsets[0].Labels[PodTemplateHashLabel] != "6d5f8b7c9" {
+		t.Error("a deep copy shares state with the original")
 	}
 }
 

@@ -1,7 +1,9 @@
 package istio
 
 import (
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"google.golang.org/protobuf/types/known/durationpb"
+	networking "istio.io/api/networking/v1alpha3"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 
 	"github.com/ramp-dev/ramp/api/v1alpha1"
 )
@@ -11,113 +13,91 @@ import (
 // (when r.HeaderRoute and the strategy has a usable header match; it carries r.Fault) and the
 // weighted route RoutePrimary, which always lists both subsets. A CanaryWeight outside 0..100
 // is clamped.
-func VirtualService(ro *v1alpha1.Rollout, r Routing) *unstructured.Unstructured {
+func VirtualService(ro *v1alpha1.Rollout, r Routing) *networkingv1.VirtualService {
 	svc := &ro.Spec.Service
 	host := ServiceHost(ro)
+	w := max(0, min(100, r.CanaryWeight))
 
-	w := int64(r.CanaryWeight)
-	w = max(0, min(100, w))
-
-	var hosts []any
+	hosts := []string{host}
 	if len(svc.Hosts) > 0 {
-		hosts = make([]any, len(svc.Hosts))
-		for i, h := range svc.Hosts {
-			hosts[i] = h
-		}
-	} else {
-		hosts = []any{host}
+		hosts = append([]string(nil), svc.Hosts...)
 	}
-	spec := map[string]any{"hosts": hosts}
-	if len(svc.Gateways) > 0 {
-		gws := make([]any, len(svc.Gateways))
-		for i, g := range svc.Gateways {
-			gws[i] = g
-		}
-		spec["gateways"] = gws
-	}
-
-	http := make([]any, 0, 2)
+	var http []*networking.HTTPRoute
 	if r.HeaderRoute {
 		if hm := HeaderMatch(ro); hm != nil {
-			if sm, ok := stringMatch(hm); ok {
-				route := map[string]any{
-					"name": RouteCanary,
-					"match": []any{
-						map[string]any{"headers": map[string]any{hm.Name: sm}},
-					},
-					"route": []any{destination(host, CanarySubset, svc.Port, 100)},
-				}
-				if f := fault(r.Fault); f != nil {
-					route["fault"] = f
+			if sm := stringMatch(hm); sm != nil {
+				route := &networking.HTTPRoute{
+					Name:  RouteCanary,
+					Match: []*networking.HTTPMatchRequest{{Headers: map[string]*networking.StringMatch{hm.Name: sm}}},
+					Route: []*networking.HTTPRouteDestination{destination(host, CanarySubset, svc.Port, 100)},
+					Fault: fault(r.Fault),
 				}
 				routePolicy(route, svc)
 				http = append(http, route)
 			}
 		}
 	}
-	primary := map[string]any{
-		"name": RoutePrimary,
-		"route": []any{
+	primary := &networking.HTTPRoute{
+		Name: RoutePrimary,
+		Route: []*networking.HTTPRouteDestination{
 			destination(host, StableSubset, svc.Port, 100-w),
 			destination(host, CanarySubset, svc.Port, w),
 		},
 	}
 	routePolicy(primary, svc)
 	http = append(http, primary)
-	spec["http"] = http
 
-	return &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": APIVersion,
-		"kind":       KindVirtualService,
-		"metadata":   objectMeta(ro),
-		"spec":       spec,
-	}}
+	return &networkingv1.VirtualService{
+		TypeMeta:   typeMeta(KindVirtualService),
+		ObjectMeta: objectMeta(ro),
+		Spec: networking.VirtualService{
+			Hosts:    hosts,
+			Gateways: append([]string(nil), svc.Gateways...), // nil when none
+			Http:     http,
+		},
+	}
 }
 
 // destination is an HTTPRouteDestination. The port is omitted when unset (0): Istio then
 // uses the Service's only port.
-func destination(host, subset string, port int32, weight int64) map[string]any {
-	d := map[string]any{"host": host, "subset": subset}
+func destination(host, subset string, port, weight int32) *networking.HTTPRouteDestination {
+	d := &networking.Destination{Host: host, Subset: subset}
 	if port != 0 {
-		d["port"] = map[string]any{"number": int64(port)}
+		d.Port = &networking.PortSelector{Number: uint32(port)}
 	}
-	return map[string]any{"destination": d, "weight": weight}
+	return &networking.HTTPRouteDestination{Destination: d, Weight: weight}
 }
 
 // routePolicy sets spec.service's retries and timeout on an HTTPRoute.
-func routePolicy(route map[string]any, svc *v1alpha1.ServiceSpec) {
+func routePolicy(route *networking.HTTPRoute, svc *v1alpha1.ServiceSpec) {
 	if rt := svc.Retries; rt != nil {
-		m := map[string]any{"attempts": int64(rt.Attempts)}
+		route.Retries = &networking.HTTPRetry{Attempts: rt.Attempts, RetryOn: rt.RetryOn}
 		if rt.PerTryTimeout != nil {
-			m["perTryTimeout"] = protoDuration(rt.PerTryTimeout.Duration)
+			route.Retries.PerTryTimeout = durationpb.New(rt.PerTryTimeout.Duration)
 		}
-		if rt.RetryOn != "" {
-			m["retryOn"] = rt.RetryOn
-		}
-		route["retries"] = m
 	}
 	if svc.Timeout != nil {
-		route["timeout"] = protoDuration(svc.Timeout.Duration)
+		route.Timeout = durationpb.New(svc.Timeout.Duration)
 	}
 }
 
 // fault is an HTTPFaultInjection, or nil when f injects nothing.
-func fault(f *v1alpha1.FaultInjection) map[string]any {
+func fault(f *v1alpha1.FaultInjection) *networking.HTTPFaultInjection {
 	if f == nil || (f.Delay == nil && f.Abort == nil) {
 		return nil
 	}
-	m := make(map[string]any, 2)
+	out := &networking.HTTPFaultInjection{}
 	if d := f.Delay; d != nil {
-		m["delay"] = map[string]any{
-			"percentage": map[string]any{"value": d.Percentage},
-			"fixedDelay": protoDuration(d.FixedDelay.Duration),
+		out.Delay = &networking.HTTPFaultInjection_Delay{
+			Percentage:    &networking.Percent{Value: d.Percentage},
+			HttpDelayType: &networking.HTTPFaultInjection_Delay_FixedDelay{FixedDelay: durationpb.New(d.FixedDelay.Duration)},
 		}
 	}
 	if a := f.Abort; a != nil {
-		m["abort"] = map[string]any{
-			"percentage": map[string]any{"value": a.Percentage},
-			"httpStatus": int64(a.HTTPStatus),
+		out.Abort = &networking.HTTPFaultInjection_Abort{
+			Percentage: &networking.Percent{Value: a.Percentage},
+			ErrorType:  &networking.HTTPFaultInjection_Abort_HttpStatus{HttpStatus: a.HTTPStatus},
 		}
 	}
-	return m
+	return out
 }

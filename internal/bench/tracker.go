@@ -6,15 +6,13 @@ import (
 	"sync"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/tools/cache"
-	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
+	"github.com/ramp-dev/ramp/internal/testenv"
 )
 
 var (
@@ -56,7 +54,7 @@ func (t *tracker) start(ctx context.Context, dyn dynamic.Interface, ns string) e
 		gvr schema.GroupVersionResource
 		on  func(time.Time, watch.EventType, *unstructured.Unstructured)
 	}{{gvrVirtualService, t.onVS}, {gvrRollout, t.onRollout}, {gvrDeployment, t.onDeployment}} {
-		if err := watchResource(ctx, dyn.Resource(w.gvr).Namespace(ns), w.on); err != nil {
+		if err := testenv.Watch(ctx, dyn.Resource(w.gvr).Namespace(ns), w.on); err != nil {
 			return fmt.Errorf("watching %s: %w", w.gvr.Resource, err)
 		}
 	}
@@ -158,43 +156,4 @@ func (t *tracker) firstPhase(name, phase string, from time.Time) (time.Time, boo
 		}
 	}
 	return time.Time{}, false
-}
-
-// watchResource lists (for a resourceVersion) then watches ri, calling on for each event with
-// the instant it was received; it survives dropped connections.
-func watchResource(ctx context.Context, ri dynamic.ResourceInterface, on func(time.Time, watch.EventType, *unstructured.Unstructured)) error {
-	list, err := ri.List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return err
-	}
-	now := time.Now()
-	for i := range list.Items {
-		on(now, watch.Added, &list.Items[i])
-	}
-	rw, err := watchtools.NewRetryWatcherWithContext(ctx, list.GetResourceVersion(), &cache.ListWatch{
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return ri.Watch(ctx, o)
-		},
-	})
-	if err != nil {
-		return err
-	}
-	go func() {
-		defer rw.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case ev, ok := <-rw.ResultChan():
-				if !ok {
-					return
-				}
-				at := time.Now()
-				if u, ok := ev.Object.(*unstructured.Unstructured); ok {
-					on(at, ev.Type, u)
-				}
-			}
-		}
-	}()
-	return nil
 }

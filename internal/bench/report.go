@@ -67,7 +67,7 @@ func Print(w io.Writer, r *Report) {
 				s.QueriesPerMetricRnd, gap(s.MinRoundGapSeconds), s.MaxLoad1)
 		}
 		tw.Flush()
-		fmt.Fprintln(w, "\nWhat a reconcile waits for (manager's view): API request latency and analysis round duration")
+		fmt.Fprintln(w, "\nWhat the manager waits for: API request latency (in reconciles) and analysis round duration (off them)")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "N\tAPI requests\tp50\tp99\tanalysis rounds\tp50\tp99\t")
 		for _, s := range r.Scale {
@@ -90,6 +90,8 @@ func Print(w io.Writer, r *Report) {
 		}
 		fmt.Fprintf(w, "Prometheus queries at N=%d: %d in %d rounds (%.2f per round): %s\n", s.Rollouts, s.Queries, s.Rounds, s.QueriesPerRound, strings.Join(q, ", "))
 	}
+
+	printIsolation(w, r)
 
 	fmt.Fprintln(w, "\nGoals")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

@@ -16,16 +16,13 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/ramp-dev/ramp/analysis"
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/controllers"
 	"github.com/ramp-dev/ramp/internal/manager"
@@ -66,7 +63,7 @@ type ManagerStats struct {
 	ReconcileTotal map[string]int64 `json:"reconcileTotal"`
 	// APILatency is how long the manager's API requests (not watches) took to answer.
 	APILatency Histogram `json:"apiLatency"`
-	// AnalysisTime is how long analysis rounds took (inside reconciles).
+	// AnalysisTime is how long analysis rounds took (off the reconcile workers).
 	AnalysisTime Histogram     `json:"analysisTime"`
 	UserCPU      time.Duration `json:"userCPU"`
 	SysCPU       time.Duration `json:"sysCPU"`
@@ -145,18 +142,7 @@ func runManager(kind string, concurrency int, settle time.Duration, cpuProfile, 
 	case AnalyzerFake:
 		an = &fakeAnalyzer{rec: rec}
 	case AnalyzerPrometheus:
-		reader := mgr.GetAPIReader()
-		// As internal/manager.Setup builds it when Options.Analyzer is nil.
-		an = &countingAnalyzer{rec: rec, inner: analysis.NewAnalyzer(
-			analysis.WithClock(time.Now),
-			analysis.WithSecretGetter(func(ctx context.Context, namespace, name string) (map[string][]byte, error) {
-				s := &corev1.Secret{}
-				if err := reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s); err != nil {
-					return nil, err
-				}
-				return s.Data, nil
-			}),
-		)}
+		an = &countingAnalyzer{rec: rec, inner: manager.PrometheusAnalyzer(mgr.GetAPIReader(), time.Now, nil)}
 	default:
 		return fmt.Errorf("unknown analyzer %q", kind)
 	}

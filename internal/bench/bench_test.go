@@ -102,12 +102,12 @@ func TestSmoke(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	r, err := Run(ctx, Options{Scales: []int{5}, ReactionSamples: 3, RollbackSamples: 2, Interval: 2 * time.Second, Progress: testWriter{t}})
+	r, err := Run(ctx, Options{Scales: []int{5}, ReactionSamples: 3, RollbackSamples: 2, IsolationSamples: 3, Interval: 2 * time.Second, Progress: testWriter{t}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	Print(testWriter{t}, r)
-	if len(r.Errors) > 0 || r.Reaction.Total.N != 3 || r.Rollback.Total.N != 2 || r.Scale[0].Completed != 5 {
+	if len(r.Errors) > 0 || r.Reaction.Total.N != 3 || r.Rollback.Total.N != 2 || r.Scale[0].Completed != 5 || r.Isolation.With.N != 3 || r.Isolation.Without.N != 3 {
 		t.Errorf("incomplete run: %+v", r.Errors)
 	}
 	if s := r.Scale[0]; s.Queries == 0 || s.Rounds == 0 || s.Reconcile.Count == 0 || s.Requests == 0 {

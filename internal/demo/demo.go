@@ -1,9 +1,9 @@
 // Package demo is ramp's scripted local story: a local cluster (real API server, controller
 // manager, scheduler and KWOK fake nodes, so Deployments really roll out), a real Prometheus,
-// the mesh simulator (e2e/meshsim: synthetic traffic routed by the live VirtualService and
+// the mesh simulator (internal/meshsim: synthetic traffic routed by the live VirtualService and
 // DestinationRule, with Istio's telemetry) and ramp's controller in-process with its real
 // Prometheus analysis. An app's releases are "committed" by changing its image. The ramp-demo
-// command runs it for people to watch; the package test runs it to prove it works.
+// command runs it for people to watch; e2e/demo runs it to prove it works.
 package demo
 
 import (
@@ -21,15 +21,14 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/ramp-dev/ramp/analysis/prometheustest"
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
-	"github.com/ramp-dev/ramp/e2e/meshsim"
+	"github.com/ramp-dev/ramp/internal/harness"
 	"github.com/ramp-dev/ramp/internal/manager"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
+	"github.com/ramp-dev/ramp/internal/meshsim"
 	"github.com/ramp-dev/ramp/internal/plan"
 	"github.com/ramp-dev/ramp/internal/testenv"
 )
@@ -98,43 +97,25 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the demo needs Prometheus: %w", err)
 	}
-	p.say("starting a local cluster: kube-apiserver, etcd, kube-controller-manager, kube-scheduler, KWOK fake nodes, istiod")
-	p.say("(the first run builds them from the Go module proxy and caches them in ~/.cache/ramp: 15-25 minutes)")
-	env, err := testenv.Start(ctx, testenv.Options{LocalCluster: true, Nodes: 2})
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = env.Stop() }()
-	p.say("cluster ready; kubeconfig: %s", env.Kubeconfig)
-	p.say("istiod ready (http %s): its webhook validates every VirtualService and DestinationRule written", env.Istiod.HTTPAddr)
-
 	// The mesh simulator's /metrics listener exists before Prometheus so it scrapes from the start.
 	metricsLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	prom, err := prometheustest.Start(prometheustest.Options{Binary: promBin, Targets: []string{metricsLn.Addr().String()}})
+	p.say("starting Prometheus and a local cluster: kube-apiserver, etcd, kube-controller-manager, kube-scheduler, KWOK fake nodes, istiod")
+	p.say("(the first run builds them from the Go module proxy and caches them in ~/.cache/ramp: 15-25 minutes)")
+	stack, err := harness.Start(ctx, harness.Options{Prometheus: promBin, Targets: []string{metricsLn.Addr().String()}, Nodes: 2,
+		// Analyzer left nil: the real Prometheus analysis.
+		Manager: manager.Options{Concurrency: 2, Plan: plan.Config{SubsetSettle: time.Second}}})
 	if err != nil {
 		metricsLn.Close()
 		return nil, err
 	}
-	defer func() { _ = prom.Stop() }()
+	defer func() { _ = stack.Stop() }()
+	env, prom := stack.Env, stack.Prom
+	p.say("cluster ready; kubeconfig: %s", env.Kubeconfig)
+	p.say("istiod ready (http %s): its webhook validates every VirtualService and DestinationRule written", env.Istiod.HTTPAddr)
 	p.say("Prometheus %s scraping the mesh simulator every second", prom.URL)
-
-	mctx, stopManager := context.WithCancel(ctx)
-	defer stopManager()
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
-	if err != nil {
-		metricsLn.Close()
-		return nil, err
-	}
-	// Analyzer left nil: the real Prometheus analysis.
-	if _, err := manager.Setup(mctx, mgr, manager.Options{Concurrency: 2, Plan: plan.Config{SubsetSettle: time.Second}}); err != nil {
-		metricsLn.Close()
-		return nil, err
-	}
-	mgrErr := make(chan error, 1)
-	go func() { mgrErr <- mgr.Start(mctx) }()
 	p.say("ramp controller running in-process, analysing with Prometheus")
 
 	c := env.Client
@@ -157,7 +138,7 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 		metricsLn.Close()
 		return nil, err
 	}
-	if err := sim.Start(mctx); err != nil {
+	if err := sim.Start(ctx); err != nil {
 		return nil, err
 	}
 	defer sim.Stop()
@@ -169,8 +150,8 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 			return s.res, err
 		}
 		select {
-		case err := <-mgrErr:
-			return s.res, fmt.Errorf("controller stopped: %w", err)
+		case <-stack.Done():
+			return s.res, fmt.Errorf("controller stopped: %v", stack.Err())
 		default:
 		}
 	}

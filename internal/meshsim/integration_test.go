@@ -89,8 +89,8 @@ func TestIntegrationPrometheusReadsErrorRate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustCreate(ctx, t, env.Client, dr)
-	vs := istio.VirtualService(ro, istio.Routing{CanaryWeight: 50})
+	mustCreate(ctx, t, env.Client, rendered(t, dr))
+	vs := rendered(t, istio.VirtualService(ro, istio.Routing{CanaryWeight: 50}))
 	mustCreate(ctx, t, env.Client, vs)
 
 	model := MustModel(DefaultBehaviour, map[string]Behaviour{
@@ -167,7 +167,7 @@ func TestIntegrationPrometheusReadsErrorRate(t *testing.T) {
 	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(vs), cur); err != nil {
 		t.Fatal(err)
 	}
-	cur.Object["spec"] = istio.VirtualService(ro, istio.Routing{CanaryWeight: 0}).Object["spec"]
+	cur.Object["spec"] = rendered(t, istio.VirtualService(ro, istio.Routing{CanaryWeight: 0})).Object["spec"]
 	if err := env.Client.Update(ctx, cur); err != nil {
 		t.Fatal(err)
 	}

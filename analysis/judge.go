@@ -10,11 +10,11 @@ import (
 // MaxReasonLength bounds AnalysisResult.Reason, which ends up in status conditions and events.
 const MaxReasonLength = 1024
 
-// Decide turns a round's metric results into its verdict: Failed when any metric failed
+// Judge turns a round's metric results into its verdict: Failed when any metric failed
 // (Reason names them: "error-rate 8.2 > 1"); else Inconclusive when any metric was
 // inconclusive (Reason says why, grouping metrics that share a cause); else Passed. A round
 // without metrics is Inconclusive: a round never passes on missing evidence.
-func Decide(results []rampv1.MetricResult) *plan.AnalysisResult {
+func Judge(results []rampv1.MetricResult) *plan.AnalysisResult {
 	out := &plan.AnalysisResult{Metrics: results}
 	if len(results) == 0 {
 		out.Verdict = rampv1.VerdictInconclusive

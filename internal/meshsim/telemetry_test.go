@@ -187,7 +187,7 @@ func TestSimWithFakeClient(t *testing.T) {
 	}
 
 	// 100% to stable; one stable pod unready; the canary's image starts failing.
-	vs := istio.VirtualService(rollout(nil), istio.Routing{CanaryWeight: 0})
+	vs := rendered(t, istio.VirtualService(rollout(nil), istio.Routing{CanaryWeight: 0}))
 	cur := &unstructured.Unstructured{}
 	cur.SetGroupVersionKind(vs.GroupVersionKind())
 	if err := c.Get(ctx, client.ObjectKeyFromObject(vs), cur); err != nil {

@@ -27,7 +27,8 @@ import (
 type Options struct {
 	// Quick runs N=100 only with fewer samples (under about two minutes).
 	Quick bool
-	// Phases to run: "latency" (reaction and rollback) and "scale". Default both.
+	// Phases to run: "latency" (reaction and rollback), "scale" and "isolation" (reaction
+	// beside rollouts whose Prometheus hangs). Default all three.
 	Phases []string
 	// Scales are the rollout counts of the scale phase. Default 100, 300, 1000 (quick: 100).
 	Scales []int
@@ -52,6 +53,10 @@ type Options struct {
 	// GOMEMLIMIT (e.g. "100MiB").
 	StripManagedFields bool
 	MemoryLimit        string
+	// IsolationSamples is how many releases the isolation phase times with and without
+	// hanging rollouts, each. Default 20 (quick: 10). IsolationHanging is how many rollouts
+	// analyse against a Prometheus that never answers. Default Concurrency.
+	IsolationSamples, IsolationHanging int
 	// LogDir keeps every process' logs; default: a temporary directory removed after a
 	// successful run.
 	LogDir string
@@ -64,7 +69,7 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if len(o.Phases) == 0 {
-		o.Phases = []string{"latency", "scale"}
+		o.Phases = []string{"latency", "scale", "isolation"}
 	}
 	def := func(v *int, full, quick int) {
 		if *v <= 0 {
@@ -116,6 +121,9 @@ type Report struct {
 	Scale    []ScaleResult  `json:"scale,omitempty"`
 	Goals    []Goal         `json:"goals"`
 	Errors   []string       `json:"errors,omitempty"`
+
+	// Isolation: reaction latency beside rollouts whose Prometheus hangs.
+	Isolation *IsolationResult `json:"isolation,omitempty"`
 }
 
 // ReportOptions are the options that shaped the figures.
@@ -209,7 +217,7 @@ type ReconcileFigures struct {
 	Within50ms float64          `json:"within50ms"`
 	Results    map[string]int64 `json:"results,omitempty"`
 	// API is the latency of the manager's API requests in the same window (they make most
-	// of a reconcile's duration); Analysis that of the analysis rounds run in reconciles.
+	// of a reconcile's duration); Analysis that of the analysis rounds (run off them).
 	API      Quantiles `json:"apiRequests"`
 	Analysis Quantiles `json:"analysisRounds"`
 }
@@ -359,8 +367,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 					break
 				}
 			}
+		case "isolation":
+			res, err := b.isolationPhase(ctx)
+			r.Isolation = res
+			if err != nil {
+				failed = true
+				r.Errors = append(r.Errors, "isolation: "+err.Error())
+			}
 		default:
-			return nil, fmt.Errorf("unknown phase %q (want latency or scale)", ph)
+			return nil, fmt.Errorf("unknown phase %q (want latency, scale or isolation)", ph)
 		}
 		if ctx.Err() != nil {
 			break
@@ -820,5 +835,5 @@ func goals(r *Report) []Goal {
 			Goal{fmt.Sprintf("%d rollouts: all promoted", s.Rollouts), fmt.Sprint(s.Rollouts), fmt.Sprint(s.Completed), s.Completed == s.Rollouts},
 		)
 	}
-	return g
+	return append(g, isolationGoals(r)...)
 }

@@ -7,7 +7,7 @@ import (
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 )
 
-func TestDecide(t *testing.T) {
+func TestJudge(t *testing.T) {
 	pass := func(n string) rampv1.MetricResult { return rampv1.MetricResult{Name: n, Verdict: rampv1.VerdictPassed} }
 	fail := func(n, m string) rampv1.MetricResult {
 		return rampv1.MetricResult{Name: n, Verdict: rampv1.VerdictFailed, Message: m}
@@ -44,19 +44,19 @@ func TestDecide(t *testing.T) {
 		{"inconclusive without message", []rampv1.MetricResult{unk("b", "")},
 			rampv1.VerdictInconclusive, "b: inconclusive"},
 	} {
-		got := Decide(tt.in)
+		got := Judge(tt.in)
 		if got.Verdict != tt.verdict || got.Reason != tt.reason || len(got.Metrics) != len(tt.in) {
-			t.Errorf("%s: Decide = %s %q (%d metrics), want %s %q", tt.name, got.Verdict, got.Reason, len(got.Metrics), tt.verdict, tt.reason)
+			t.Errorf("%s: Judge = %s %q (%d metrics), want %s %q", tt.name, got.Verdict, got.Reason, len(got.Metrics), tt.verdict, tt.reason)
 		}
 	}
 }
 
-func TestDecideTruncatesReason(t *testing.T) {
+func TestJudgeTruncatesReason(t *testing.T) {
 	var in []rampv1.MetricResult
 	for i := 0; i < 32; i++ {
 		in = append(in, rampv1.MetricResult{Name: strings.Repeat("m", 60) + string(rune('a'+i%26)), Verdict: rampv1.VerdictFailed, Message: strings.Repeat("é", 40)})
 	}
-	got := Decide(in)
+	got := Judge(in)
 	if len(got.Reason) > MaxReasonLength || !strings.HasSuffix(got.Reason, "…") || !strings.HasPrefix(got.Reason, strings.Repeat("m", 60)) {
 		t.Errorf("reason of %d bytes: %q", len(got.Reason), got.Reason)
 	}

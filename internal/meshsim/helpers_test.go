@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
@@ -98,9 +99,23 @@ func rampTopology(t testing.TB, ro *rampv1.Rollout, r istio.Routing, pods []core
 	return Topology{
 		Service:          service(),
 		Pods:             pods,
-		VirtualServices:  []unstructured.Unstructured{*istio.VirtualService(ro, r)},
-		DestinationRules: []unstructured.Unstructured{*dr},
+		VirtualServices:  []unstructured.Unstructured{*rendered(t, istio.VirtualService(ro, r))},
+		DestinationRules: []unstructured.Unstructured{*rendered(t, dr)},
 	}
+}
+
+// rendered is an Istio object ramp renders, as ramp sends it to the API server.
+func rendered(t testing.TB, obj runtime.Object) *unstructured.Unstructured {
+	t.Helper()
+	b, err := istio.ApplyPatch(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(b); err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
 
 // obj parses a YAML object; metadata.namespace defaults to ns.
