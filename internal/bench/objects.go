@@ -88,7 +88,11 @@ func createApps(ctx context.Context, c client.Client, ns string, names []string,
 		if err := c.Create(ctx, d); err != nil {
 			return fmt.Errorf("creating Deployment %s: %w", names[i], err)
 		}
-		if err := c.Create(ctx, testenv.ServiceFor(d, 9898)); err != nil {
+		// Headless: envtest's Service IP range holds a few hundred addresses, and ramp needs only
+		// the Service to exist.
+		svc := testenv.ServiceFor(d, 9898)
+		svc.Spec.ClusterIP = corev1.ClusterIPNone
+		if err := c.Create(ctx, svc); err != nil {
 			return fmt.Errorf("creating Service %s: %w", names[i], err)
 		}
 		if err := c.Create(ctx, rollout(ns, names[i], s)); err != nil {
