@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -92,6 +93,9 @@ func (r *RolloutReconciler) applyCanary(ctx context.Context, ro *rampv1.Rollout,
 				return fmt.Errorf("creating canary Deployment: %w", err)
 			}
 			return nil
+		}
+		if err := r.ownCreatedFields(ctx, w.canary); err != nil {
+			return err
 		}
 		if canaryUpToDate(w.canary, want) {
 			return nil
@@ -216,7 +220,12 @@ func (r *RolloutReconciler) create(ctx context.Context, obj client.Object) error
 	if err := r.Create(ctx, obj, client.FieldOwner(FieldManager)); err != nil {
 		return err
 	}
-	return r.ownCreatedFields(ctx, obj)
+	// Another writer may come first (the Deployment controller writes a new Deployment at
+	// once): then the next pass, which reads the object as it is, finishes the move.
+	if err := r.ownCreatedFields(ctx, obj); err != nil && !apierrors.IsConflict(err) {
+		return err
+	}
+	return nil
 }
 
 // ownCreatedFields hands the fields ramp's Create wrote (manager "ramp", operation Update) to

@@ -2,13 +2,16 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
@@ -84,5 +87,60 @@ func TestApplyFollowsTheDecidedOrder(t *testing.T) {
 				t.Errorf("writes %v, want %v", writes, c.order)
 			}
 		})
+	}
+}
+
+// The canary ramp creates has its fields moved under ramp's apply manager; when another writer
+// comes first (the Deployment controller), the pass still succeeds and the next one finishes the
+// move, so a field ramp stops writing is not kept by the creation's manager.
+func TestCreatedCanaryFieldsMoveUnderTheApplyManager(t *testing.T) {
+	ro := &rampv1.Rollout{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", UID: "ro-uid"},
+		Spec: rampv1.RolloutSpec{TargetRef: rampv1.TargetReference{Name: "web"}}}
+	lbl := map[string]string{"app": "web"}
+	target := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
+		Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](2), Selector: &metav1.LabelSelector{MatchLabels: lbl},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: lbl},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "podinfo:2"}}}}}}
+	created := []metav1.ManagedFieldsEntry{{Manager: FieldManager, Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "apps/v1",
+		FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:replicas":{}}}`)}}}
+	var upgrades int
+	conflict := true
+	cl := fake.NewClientBuilder().WithScheme(env.Scheme).WithInterceptorFuncs(interceptor.Funcs{
+		Create: func(_ context.Context, _ client.WithWatch, obj client.Object, _ ...client.CreateOption) error {
+			obj.SetManagedFields(created) // as the API server answers
+			obj.SetResourceVersion("1")
+			return nil
+		},
+		Patch: func(_ context.Context, _ client.WithWatch, obj client.Object, p client.Patch, _ ...client.PatchOption) error {
+			if p.Type() != types.JSONPatchType {
+				return nil
+			}
+			upgrades++
+			if conflict {
+				return apierrors.NewConflict(appsv1.Resource("deployments"), obj.GetName(), errors.New("the object has been modified"))
+			}
+			return nil
+		},
+	}).Build()
+	r := &RolloutReconciler{Client: cl, Scheme: env.Scheme}
+	rev := revision.Of(&target.Spec.Template)
+	d := &plan.Desired{TargetPaused: true, CanaryRevision: rev, CanaryReplicas: 1, StablePodTemplateHash: "h1", RenderCanary: true}
+
+	// Created; the move loses a race: the pass goes on.
+	must(t, r.applyCanary(context.Background(), ro, &world{target: target}, d))
+	if upgrades != 1 {
+		t.Fatalf("%d field-manager moves after the Create, want 1", upgrades)
+	}
+	// The next pass reads the canary with the creation's manager still there and moves it.
+	conflict = false
+	u, err := renderCanary(ro, target, 1)
+	must(t, err)
+	live := &appsv1.Deployment{}
+	must(t, runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, live))
+	live.SetManagedFields(created)
+	live.SetResourceVersion("2")
+	must(t, r.applyCanary(context.Background(), ro, &world{target: target, canary: live}, d))
+	if upgrades != 2 {
+		t.Errorf("%d field-manager moves, want 2: the next pass did not finish the move", upgrades)
 	}
 }
