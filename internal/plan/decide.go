@@ -47,24 +47,53 @@ type decider struct {
 	rescue *Desired
 }
 
-func (d *decider) run(target string) {
-	if first := FirstPeer(d.name, d.created, d.obs.Peers); first != nil {
-		d.stall("InvalidSpec", duplicateMessage(target, first.Name))
-		return
+// halt is what stops a rollout before the state machine runs.
+type halt int
+
+const (
+	haltNone halt = iota
+	haltDuplicate
+	haltSpec
+	haltForeign
+	haltTargetGone
+	haltBlocked
+)
+
+// haltOf is the first halt of the Rollout named name, created at created, in the order run
+// reports them. RoundDue asks it too, so no analysis round runs for a rollout that stalls
+// (it would contact what the rollout may not make ramp contact).
+func haltOf(name string, created time.Time, obs *Observation) halt {
+	switch {
+	case FirstPeer(name, created, obs.Peers) != nil:
+		return haltDuplicate
+	case obs.SpecError != "":
+		return haltSpec
+	case obs.ForeignObject != "":
+		return haltForeign
+	case !obs.Target.Exists:
+		return haltTargetGone
+	case obs.Blocked != nil:
+		return haltBlocked
 	}
-	if d.obs.SpecError != "" {
+	return haltNone
+}
+
+func (d *decider) run(target string) {
+	switch haltOf(d.name, d.created, &d.obs) {
+	case haltDuplicate:
+		d.stall("InvalidSpec", duplicateMessage(target, FirstPeer(d.name, d.created, d.obs.Peers).Name))
+		return
+	case haltSpec:
 		d.stall("InvalidSpec", d.obs.SpecError)
 		return
-	}
-	if d.obs.ForeignObject != "" {
+	case haltForeign:
 		d.stall("ForeignObject", d.obs.ForeignObject)
 		return
-	}
-	if !d.obs.Target.Exists {
+	case haltTargetGone:
 		d.targetGone(target)
 		return
-	}
-	if b := d.obs.Blocked; b != nil {
+	case haltBlocked:
+		b := d.obs.Blocked
 		d.stall(b.Reason, b.Message)
 		if b.RetryAfter > 0 {
 			d.wakeAt(d.now.Add(b.RetryAfter))

@@ -195,7 +195,5 @@ func AnalysisDue(ro *rampv1.Rollout, paused bool, now time.Time) bool {
 // one is due (AnalysisDue) and nothing stalls the rollout, since a stalled rollout contacts
 // nothing (an endpoint the platform did not allow, a Secret not marked for ramp).
 func RoundDue(ro *rampv1.Rollout, obs Observation) bool {
-	stalled := FirstPeer(ro.Name, ro.CreationTimestamp.Time, obs.Peers) != nil || obs.SpecError != "" ||
-		obs.ForeignObject != "" || !obs.Target.Exists || obs.Blocked != nil
-	return !stalled && AnalysisDue(ro, obs.Requests.Paused, obs.Now)
+	return haltOf(ro.Name, ro.CreationTimestamp.Time, &obs) == haltNone && AnalysisDue(ro, obs.Requests.Paused, obs.Now)
 }
