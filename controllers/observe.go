@@ -108,17 +108,15 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 		w.obs.Canary = observeCanary(canary)
 	}
 
-	if b, err := r.confusedDeputy(ctx, ro); err != nil {
+	if w.obs.Blocked, err = r.confusedDeputy(ctx, ro); err != nil {
 		return nil, err
-	} else if b != nil && w.obs.Blocked == nil {
-		w.obs.Blocked = b
 	}
 
 	// A Service that does not exist gets no traffic from the mesh: routing it would only
 	// pretend to roll out.
 	svc := &corev1.Service{}
 	switch err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: ro.ServiceName()}, svc); {
-	case apierrors.IsNotFound(err):
+	case apierrors.IsNotFound(err) && w.obs.Blocked == nil: // what the Rollout may not do says more
 		field := "spec.service.name"
 		if ro.Spec.Service.Name == "" {
 			field = "spec.service.name (defaults to spec.targetRef.name)"
@@ -126,7 +124,7 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 		w.obs.Blocked = &plan.Blocker{Reason: "ServiceNotFound", Message: fmt.Sprintf(
 			"Service %q not found in namespace %q: ramp routes the traffic of that Service; create it, or set %s to the Service in front of Deployment %q",
 			ro.ServiceName(), ns, field, ro.Spec.TargetRef.Name)}
-	case err != nil:
+	case err != nil && !apierrors.IsNotFound(err):
 		return nil, err
 	}
 
