@@ -72,6 +72,9 @@ type PrometheusSpec struct {
 type LocalObjectReference struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// An object name (DNS-1123 subdomain): anything else ("a/../b") names no object ramp
+	// could read, and would only make every pass fail.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	Name string `json:"name"`
 }
 
