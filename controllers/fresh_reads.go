@@ -127,8 +127,8 @@ func (c *freshReads) raise(k objectKey, from, to string) {
 // when the write failed in a way that may still have changed the object (a timeout, a lost
 // connection, a server error), an unknown version. A refusal changed nothing.
 func (c *freshReads) wrote(obj client.Object, err error) {
-	if err != nil && (apierrors.IsConflict(err) || apierrors.IsNotFound(err) || apierrors.IsAlreadyExists(err) ||
-		apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err)) {
+	if err != nil && (rejected(err) || apierrors.IsConflict(err) || apierrors.IsNotFound(err) || apierrors.IsAlreadyExists(err) ||
+		apierrors.IsUnauthorized(err)) {
 		return
 	}
 	k, ok := c.key(obj, client.ObjectKeyFromObject(obj))

@@ -98,6 +98,15 @@ func TestDecideTellsTheTruth(t *testing.T) {
 				check: messageHas(`Service "web" not found`)},
 		},
 		{
+			// A Secret's label is not watched (ramp may not list Secrets): it looks again.
+			name: "blocked by what is not watched: comes back after RetryAfter",
+			ro:   newRollout(),
+			obs: observe(t0, stableTarget(), func(o *Observation) {
+				o.Blocked = &Blocker{Reason: "SecretNotMarked", Message: "not marked", RetryAfter: time.Minute}
+			}),
+			want: want{phase: idle, summary: stalled("SecretNotMarked"), requeue: time.Minute},
+		},
+		{
 			name: "target deleted mid-rollout, no canary pod ready: says what ramp left, touches nothing",
 			ro:   newRollout(inRollout(progressing, holding, 2, 25, ago(time.Minute))),
 			obs:  observe(t0, targetMissing(), canaryReady(0), routing(25)),
