@@ -75,7 +75,7 @@ func TestRestartedControllerSendsNoDuplicateNotifications(t *testing.T) {
 	sent, evs := &recordingNotifier{}, &recordingEvents{}
 	fresh := &RolloutReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: env.Scheme, Events: evs, Notifier: sent,
-		Analyzer: verdicts, Config: plan.Config{SubsetSettle: 200 * time.Millisecond}, Now: time.Now,
+		Analyzer: verdicts, Config: plan.Config{SubsetSettle: 200 * time.Millisecond, RoutingGrace: plan.DefaultConfig().RoutingGrace}, Now: time.Now,
 	}
 	for i := 0; i < 3; i++ {
 		if _, err := fresh.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(ro)}); err != nil {

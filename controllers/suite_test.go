@@ -155,7 +155,7 @@ func startManager(ctx context.Context) error {
 		Client: mgr.GetClient(), APIReader: apiReader, Scheme: env.Scheme,
 		AnalysisEndpoints: &allowed,
 		Events:            rec, Analyzer: verdicts, Notifier: slack,
-		Config: plan.Config{SubsetSettle: 200 * time.Millisecond},
+		Config: plan.Config{SubsetSettle: 200 * time.Millisecond, RoutingGrace: plan.DefaultConfig().RoutingGrace},
 		Now:    clock.Now,
 		// Hanging rounds must outlast the test that hangs them (deleting a Rollout ends them).
 		AnalysisTimeout: 10 * time.Minute,

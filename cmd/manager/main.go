@@ -62,7 +62,7 @@ Flags:
 
 	if err := run(log, options{
 		metricsAddr: *metricsAddr, probeAddr: *probeAddr, leaderElect: *leaderElect, leaderNS: *leaderNS,
-		concurrency: *concurrency, analysisWorkers: *analysisWork, analysisTimeout: *analysisTime, cfg: plan.Config{SubsetSettle: *subsetSettle}, namespace: *watchNamespace,
+		concurrency: *concurrency, analysisWorkers: *analysisWork, analysisTimeout: *analysisTime, cfg: plan.Config{SubsetSettle: *subsetSettle, RoutingGrace: plan.DefaultConfig().RoutingGrace}, namespace: *watchNamespace,
 		slackFile: *slackFile, allowedEndpoints: *allowed, kubeconfig: flag.Lookup(config.KubeconfigFlagName).Value.String(),
 	}); err != nil {
 		log.Error(err, "manager stopped")

@@ -103,7 +103,7 @@ func startManager(ctx context.Context) (<-chan struct{}, error) {
 	}
 	if _, err := manager.Setup(ctx, mgr, manager.Options{
 		Concurrency: 4,
-		Plan:        plan.Config{SubsetSettle: 200 * time.Millisecond},
+		Plan:        plan.Config{SubsetSettle: 200 * time.Millisecond, RoutingGrace: plan.DefaultConfig().RoutingGrace},
 		Analyzer:    verdicts,
 	}); err != nil {
 		return nil, err

@@ -134,7 +134,7 @@ func startManager(t *testing.T, o mgrOptions) *runningMgr {
 	m.cancel = cancel
 	if _, err := manager.Setup(ctx, m.mgr, manager.Options{
 		Concurrency: 1,
-		Plan:        plan.Config{SubsetSettle: 200 * time.Millisecond},
+		Plan:        plan.Config{SubsetSettle: 200 * time.Millisecond, RoutingGrace: plan.DefaultConfig().RoutingGrace},
 		Analyzer:    o.analyzer,
 		Notifier:    o.notifier,
 	}); err != nil {

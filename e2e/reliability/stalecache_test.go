@@ -81,7 +81,7 @@ func TestStaleCacheIsNotDecidedOn(t *testing.T) {
 	events := &eventLog{}
 	r := &controllers.RolloutReconciler{
 		Client: cached, APIReader: direct, Scheme: e.Scheme, Events: events,
-		Config: plan.Config{SubsetSettle: 200 * time.Millisecond}, Now: time.Now,
+		Config: plan.Config{SubsetSettle: 200 * time.Millisecond, RoutingGrace: plan.DefaultConfig().RoutingGrace}, Now: time.Now,
 	}
 	pass := func() {
 		t.Helper()

@@ -81,7 +81,7 @@ func run(m *testing.M) int {
 	stack, err := harness.Start(context.Background(), harness.Options{
 		Prometheus: promBin, Targets: targets, Nodes: 2, Runnables: []manager.Runnable{sender},
 		// Analyzer nil: the real Prometheus analysis.
-		Manager: rampmanager.Options{Concurrency: 4, Notifier: sender, Plan: plan.Config{SubsetSettle: time.Second}},
+		Manager: rampmanager.Options{Concurrency: 4, Notifier: sender, Plan: plan.Config{SubsetSettle: time.Second, RoutingGrace: plan.DefaultConfig().RoutingGrace}},
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -147,7 +147,7 @@ func runManager(kind string, concurrency int, settle time.Duration, cpuProfile, 
 		return fmt.Errorf("unknown analyzer %q", kind)
 	}
 	if _, err := manager.Setup(ctx, mgr, manager.Options{
-		Concurrency: concurrency, Plan: plan.Config{SubsetSettle: settle}, Analyzer: an,
+		Concurrency: concurrency, Plan: plan.Config{SubsetSettle: settle, RoutingGrace: plan.DefaultConfig().RoutingGrace}, Analyzer: an,
 	}); err != nil {
 		return err
 	}

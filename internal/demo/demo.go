@@ -106,7 +106,7 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 	p.say("(the first run builds them from the Go module proxy and caches them in ~/.cache/ramp: 15-25 minutes)")
 	stack, err := harness.Start(ctx, harness.Options{Prometheus: promBin, Targets: []string{metricsLn.Addr().String()}, Nodes: 2,
 		// Analyzer left nil: the real Prometheus analysis.
-		Manager: manager.Options{Concurrency: 2, Plan: plan.Config{SubsetSettle: time.Second}}})
+		Manager: manager.Options{Concurrency: 2, Plan: plan.Config{SubsetSettle: time.Second, RoutingGrace: plan.DefaultConfig().RoutingGrace}}})
 	if err != nil {
 		metricsLn.Close()
 		return nil, err

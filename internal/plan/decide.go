@@ -385,7 +385,9 @@ func (d *decider) scaling() {
 		d.st.Stage = StageHolding
 		d.st.StageStartedAt = d.nowTime()
 		d.st.StepAnalysisPassed = false
-		d.setPhase(rampv1.PhaseProgressing, d.stepText(s))
+		if !d.holdingMessage(s) { // as the step's passes say once it is routed: no second write
+			d.setPhase(rampv1.PhaseProgressing, d.stepText(s))
+		}
 		d.event(false, "StepStarted", d.stepText(s))
 		return
 	}
@@ -398,8 +400,10 @@ func (d *decider) scaling() {
 	if d.st.CanaryWeight == 0 {
 		meanwhile = "all traffic on stable meanwhile"
 	}
-	d.setPhase(rampv1.PhaseProgressing, fmt.Sprintf("step %d/%d: waiting for the canary to have %d ready replicas (%d ready); %s",
-		d.st.CurrentStep, d.st.Steps, need, d.readyOfRevision(), meanwhile))
+	// Not the ready count so far: a status write per pod becoming ready would buy nothing the
+	// canary Deployment's own status does not show.
+	d.setPhase(rampv1.PhaseProgressing, fmt.Sprintf("step %d/%d: waiting for the canary to have %d ready replicas; %s",
+		d.st.CurrentStep, d.st.Steps, need, meanwhile))
 	d.wakeAt(d.stageStart().Add(d.spec.ProgressDeadlineOrDefault()))
 }
 
@@ -416,9 +420,13 @@ func (d *decider) holding() {
 		// reaches the proxies (none is skipped by chaining steps in one pass), and a controller
 		// stopped between recording a step and routing it does not skip the step. Requests wait
 		// too, so a promote is not spent on a step that has not begun.
-		d.setPhase(rampv1.PhaseProgressing, fmt.Sprintf("%s; waiting for the VirtualService to route %d%% to the canary", d.stepText(s), d.st.CanaryWeight))
-		if s.pause != nil && s.pause.Duration != nil {
-			d.wakeAt(d.stageStart().Add(s.pause.Duration.Duration))
+		if !d.holdingMessage(s) {
+			d.setPhase(rampv1.PhaseProgressing, d.stepText(s))
+		}
+		if grace := d.stageStart().Add(d.cfg.RoutingGrace); d.now.Before(grace) {
+			d.wakeAt(grace)
+		} else {
+			d.setPhase(rampv1.PhaseProgressing, fmt.Sprintf("%s; waiting for the VirtualService to route %d%% to the canary", d.stepText(s), d.st.CanaryWeight))
 		}
 		if s.analysis {
 			d.wakeForAnalysis()
@@ -442,23 +450,8 @@ func (d *decider) holding() {
 			d.wakeForAnalysis()
 		}
 	}
-	var waiting []string
-	if !forced {
-		if s.pause != nil {
-			if s.pause.Duration == nil {
-				waiting = append(waiting, "kubectl ramp promote")
-			} else if end := d.stageStart().Add(s.pause.Duration.Duration); d.now.Before(end) {
-				waiting = append(waiting, "pause until "+end.UTC().Format(time.RFC3339))
-				d.wakeAt(end)
-			}
-		}
-		if s.analysis && !d.st.StepAnalysisPassed {
-			waiting = append(waiting, "a passing analysis round")
-		}
-	}
-	if len(waiting) > 0 {
+	if !forced && d.holdingMessage(s) {
 		wakeForAnalysis()
-		d.setPhase(rampv1.PhaseProgressing, fmt.Sprintf("%s; waiting for %s", d.stepText(s), joinAnd(waiting)))
 		return
 	}
 	if int(d.st.CurrentStep) < len(d.steps) {
@@ -470,6 +463,29 @@ func (d *decider) holding() {
 		return
 	}
 	d.startPromotion()
+}
+
+// holdingMessage reports whether step s still waits for its pause or a passing analysis round
+// and, if so, says so in the status and asks for a pass when the pause ends. Otherwise it
+// leaves the status alone: what comes next (the next step, a window, promotion) says more.
+func (d *decider) holdingMessage(s step) bool {
+	var waiting []string
+	if s.pause != nil {
+		if s.pause.Duration == nil {
+			waiting = append(waiting, "kubectl ramp promote")
+		} else if end := d.stageStart().Add(s.pause.Duration.Duration); d.now.Before(end) {
+			waiting = append(waiting, "pause until "+end.UTC().Format(time.RFC3339))
+			d.wakeAt(end)
+		}
+	}
+	if s.analysis && !d.st.StepAnalysisPassed {
+		waiting = append(waiting, "a passing analysis round")
+	}
+	if len(waiting) == 0 {
+		return false
+	}
+	d.setPhase(rampv1.PhaseProgressing, fmt.Sprintf("%s; waiting for %s", d.stepText(s), joinAnd(waiting)))
+	return true
 }
 
 // wakeForAnalysis asks for a pass when the next round is due, unless a round is running:

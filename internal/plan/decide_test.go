@@ -222,7 +222,7 @@ func TestDecideIdle(t *testing.T) {
 			want: want{phase: progressing, stage: scaling, step: 1, events: []string{"RolloutStarted"},
 				desired: dRun(1, 0, false), requeue: 10 * time.Minute,
 				check: checks(revisions(stableRev, stableHash, newRev), totalSteps(3), stageStarted(t0),
-					counters(0, 0), messageHas("waiting for the canary to have 1 ready replicas (0 ready)"))},
+					counters(0, 0), messageHas("step 1/3: waiting for the canary to have 1 ready replicas; all traffic on stable meanwhile"))},
 		},
 		{
 			// Step 1 begins in the same pass, but step 2 only once the VirtualService routes 5%:
@@ -231,8 +231,10 @@ func TestDecideIdle(t *testing.T) {
 			ro:   newRollout(),
 			obs:  observe(t0, canaryReady(1)),
 			want: want{phase: progressing, stage: holding, step: 1, weight: 5,
-				events:  []string{"RolloutStarted", "StepStarted"},
-				desired: dRun(1, 5, true), check: messageHas("waiting for the VirtualService to route 5% to the canary")},
+				events: []string{"RolloutStarted", "StepStarted"},
+				// The message is the step's own until the routing grace ends (one status write,
+				// not two, when the route lands in the next pass).
+				desired: dRun(1, 5, true), requeue: DefaultConfig().RoutingGrace, check: messageIs("step 1/3: 5% to canary")},
 		},
 		{
 			name: "succeeded: new revision starts a rollout",
@@ -301,14 +303,14 @@ func TestDecideScaling(t *testing.T) {
 			ro:   newRollout(inRollout(progressing, scaling, 2, 5, ago(3*time.Minute))),
 			obs:  observe(t0, canaryReady(2), routing(5)),
 			want: want{phase: progressing, stage: scaling, step: 2, weight: 5, desired: dRun(3, 5, true),
-				requeue: 7 * time.Minute, check: messageHas("step 2/3: waiting for the canary to have 3 ready replicas (2 ready)")},
+				requeue: 7 * time.Minute, check: messageIs("step 2/3: waiting for the canary to have 3 ready replicas; 5% to canary meanwhile")},
 		},
 		{
 			name: "scaling: ready pods of another revision do not count",
 			ro:   newRollout(inRollout(progressing, scaling, 1, 0, ago(time.Minute))),
 			obs:  observe(t0, canaryAt(stableRev, 5)),
 			want: want{phase: progressing, stage: scaling, step: 1, desired: dRun(1, 0, false),
-				requeue: 9 * time.Minute, check: messageHas("(0 ready)")},
+				requeue: 9 * time.Minute, check: messageIs("step 1/3: waiting for the canary to have 1 ready replicas; all traffic on stable meanwhile")},
 		},
 		{
 			name: "scaling: canary Deployment not created yet",
@@ -321,14 +323,16 @@ func TestDecideScaling(t *testing.T) {
 			ro:   newRollout(pausedSteps, inRollout(progressing, scaling, 2, 5, ago(time.Minute))),
 			obs:  observe(t0, canaryReady(3), routing(5)),
 			want: want{phase: progressing, stage: holding, step: 2, weight: 25, events: []string{"StepStarted"},
-				desired: dRun(3, 25, true), requeue: 5 * time.Minute, check: stageStarted(t0)},
+				// The message the step will have once routed, so routing it costs no status write.
+				desired: dRun(3, 25, true), requeue: DefaultConfig().RoutingGrace,
+				check: checks(stageStarted(t0), messageIs("step 2/3: 25% to canary; waiting for pause until "+t0.Add(5*time.Minute).UTC().Format(time.RFC3339)))},
 		},
 		{
 			name: "scaling: more ready than needed is fine",
 			ro:   newRollout(pausedSteps, inRollout(progressing, scaling, 1, 0, ago(time.Minute))),
 			obs:  observe(t0, canaryReady(4)),
 			want: want{phase: progressing, stage: holding, step: 1, weight: 5, events: []string{"StepStarted"},
-				desired: dRun(1, 5, true), requeue: 5 * time.Minute},
+				desired: dRun(1, 5, true), requeue: DefaultConfig().RoutingGrace},
 		},
 		{
 			// The canary keeps the size of the traffic it had (step 1's), not of the step that never began.
@@ -389,7 +393,7 @@ func TestDecideScaling(t *testing.T) {
 			ro:   newRollout(inRollout(waiting, windowWait, 3, 25, ago(3*time.Hour))),
 			obs:  observe(t0, canaryReady(10), routing(25)),
 			want: want{phase: progressing, stage: holding, step: 3, weight: 100, events: []string{"StepStarted"},
-				desired: dRun(10, 100, true)},
+				desired: dRun(10, 100, true), requeue: DefaultConfig().RoutingGrace},
 		},
 		{
 			// Statuses written before the WaitingForWindow stage existed say ScalingCanary.
@@ -503,7 +507,7 @@ func TestDecideHolding(t *testing.T) {
 			ro:   newRollout(pausedSteps, inRollout(progressing, holding, 1, 5, ago(5*time.Minute))),
 			obs:  observe(t0, canaryReady(3), routing(5)),
 			want: want{phase: progressing, stage: holding, step: 2, weight: 25, events: []string{"StepStarted"},
-				desired: dRun(3, 25, true), requeue: 5 * time.Minute},
+				desired: dRun(3, 25, true), requeue: DefaultConfig().RoutingGrace},
 		},
 		{
 			name: "holding: no pause and no analysis: the step ends at once",
@@ -800,7 +804,7 @@ func TestDecideAnalysis(t *testing.T) {
 				analysed, inRollout(progressing, holding, 1, 5, ago(time.Minute))),
 			obs: observe(t0, canaryReady(3), routing(5), verdict(rampv1.VerdictPassed)),
 			want: want{phase: progressing, stage: holding, step: 2, weight: 25, events: []string{"StepStarted"},
-				desired: dRun(3, 25, true), requeue: time.Minute,
+				desired: dRun(3, 25, true), requeue: DefaultConfig().RoutingGrace,
 				check: checks(analysisPassed(false), func(t *testing.T, d Decision) {
 					if d.Status.LastAnalysisTime != nil {
 						t.Errorf("the round was counted for step 2")

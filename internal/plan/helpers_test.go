@@ -438,3 +438,12 @@ func warnings(ws ...bool) func(t *testing.T, d Decision) {
 		}
 	}
 }
+
+func messageIs(want string) func(t *testing.T, d Decision) {
+	return func(t *testing.T, d Decision) {
+		t.Helper()
+		if d.Status.Message != want {
+			t.Errorf("message %q, want %q", d.Status.Message, want)
+		}
+	}
+}

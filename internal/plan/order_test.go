@@ -14,7 +14,7 @@ func TestDecideApplyOrder(t *testing.T) {
 			ro:   newRollout(inRollout(progressing, scaling, 2, 5, ago(time.Minute))),
 			obs:  observe(t0, canaryReady(3), routing(5)),
 			want: want{phase: progressing, stage: holding, step: 2, weight: 25, events: []string{"StepStarted"},
-				desired: dRun(3, 25, true), order: &applyOrder{render: true}},
+				desired: dRun(3, 25, true), requeue: DefaultConfig().RoutingGrace, order: &applyOrder{render: true}},
 		},
 		{
 			name: "order: rollback: traffic leaves the canary before it shrinks",

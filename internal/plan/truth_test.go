@@ -41,7 +41,7 @@ func TestDecideTellsTheTruth(t *testing.T) {
 			obs:  observe(t0, canaryReady(0), routing(25)),
 			want: want{phase: progressing, stage: scaling, step: 2, events: []string{"CanaryLost"},
 				desired: dRun(3, 0, true), requeue: 10 * time.Minute,
-				check: checks(warnings(true), stageStarted(t0), messageHas("(0 ready); all traffic on stable meanwhile"))},
+				check: checks(warnings(true), stageStarted(t0), messageHas("ready replicas; all traffic on stable meanwhile"))},
 		},
 		{
 			name: "holding: the canary Deployment was deleted: traffic back to stable, ramp recreates it",
@@ -70,14 +70,21 @@ func TestDecideTellsTheTruth(t *testing.T) {
 			ro:   newRollout(inRollout(progressing, holding, 1, 5, ago(time.Second))),
 			obs:  observe(t0, canaryReady(1), routing(0)),
 			want: want{phase: progressing, stage: holding, step: 1, weight: 5, desired: dRun(1, 5, true),
-				check: messageHas("step 1/3: 5% to canary; waiting for the VirtualService to route 5% to the canary")},
+				requeue: DefaultConfig().RoutingGrace - time.Second, check: messageIs("step 1/3: 5% to canary")},
+		},
+		{
+			name: "holding: a route still missing after the routing grace is named in the message",
+			ro:   newRollout(inRollout(progressing, holding, 1, 5, ago(DefaultConfig().RoutingGrace))),
+			obs:  observe(t0, canaryReady(1), routing(0)),
+			want: want{phase: progressing, stage: holding, step: 1, weight: 5, desired: dRun(1, 5, true),
+				check: messageIs("step 1/3: 5% to canary; waiting for the VirtualService to route 5% to the canary")},
 		},
 		{
 			name: "holding: a promote request waits for the step's weight to be routed",
 			ro:   newRollout(pausedSteps, inRollout(progressing, holding, 1, 5, ago(time.Second))),
 			obs:  observe(t0, canaryReady(1), routing(0), requests(Requests{Promote: "p1"})),
 			want: want{phase: progressing, stage: holding, step: 1, weight: 5, desired: dRun(1, 5, true),
-				requeue: 5*time.Minute - time.Second, check: handled(rampv1.HandledRequests{})},
+				requeue: DefaultConfig().RoutingGrace - time.Second, check: handled(rampv1.HandledRequests{})},
 		},
 		{
 			// Git shrank the steps from [20 40 100] to [20] at 40%: the message says what is routed.

@@ -33,10 +33,17 @@ type Config struct {
 	// SubsetSettle is how long ramp waits after changing the DestinationRule's stable subset
 	// before moving traffic onto it, so proxies hold the new subset before they need it.
 	SubsetSettle time.Duration
+	// RoutingGrace is how long a step entered but not yet seen routed is reported as the step
+	// it is (its pause and analysis); only later does the message say ramp waits for the
+	// VirtualService. The route normally lands in the next pass, and a message that changed in
+	// between would cost a status write per step for nothing a user could act on.
+	RoutingGrace time.Duration
 }
 
 // DefaultConfig is what the manager runs with unless flags say otherwise.
-func DefaultConfig() Config { return Config{SubsetSettle: 2 * time.Second} }
+func DefaultConfig() Config {
+	return Config{SubsetSettle: 2 * time.Second, RoutingGrace: 5 * time.Second}
+}
 
 // Observation is what the reconciler read this pass.
 type Observation struct {

@@ -539,7 +539,7 @@ func TestPromoteWaitsForTheAcknowledgement(t *testing.T) {
 	setStatus(ctx, t, ns, "web", midRollout)
 
 	ack := fakeController(ctx, t, ns, "web", rampv1.AnnotationPromote, func(st *rampv1.RolloutStatus) {
-		st.CurrentStep, st.Stage, st.Message = 3, "ScalingCanary", "step 3/3: waiting for the canary to have 1 ready replicas (0 ready)"
+		st.CurrentStep, st.Stage, st.Message = 3, "ScalingCanary", "step 3/3: waiting for the canary to have 1 ready replicas; 25% to canary meanwhile"
 	})
 	r := kubectlRamp(ctx, t, ns, "promote", "web")
 	if err := <-ack; err != nil {
