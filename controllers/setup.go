@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -97,7 +96,7 @@ func (r *RolloutReconciler) rolloutsForDeployment(ctx context.Context, o client.
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: ref.Name}}}
 	}
 	targets := []string{o.GetName()}
-	if t, ok := strings.CutSuffix(o.GetName(), "-canary"); ok {
+	if t, ok := rampv1.TargetOfCanaryName(o.GetName()); ok {
 		targets = append(targets, t)
 	}
 	var reqs []reconcile.Request

@@ -1,6 +1,9 @@
 package v1alpha1
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Annotations through which people (kubectl ramp) ask the controller to act. Each value is a
 // token; a token the status has not yet acknowledged is a new request. Annotations are used
@@ -84,4 +87,9 @@ func (in *Rollout) ServiceName() string {
 func (in *Rollout) CanaryName() string { return CanaryNameFor(in.Spec.TargetRef.Name) }
 
 // CanaryNameFor is the name of the canary Deployment of target.
-func CanaryNameFor(target string) string { return target + "-canary" }
+func CanaryNameFor(target string) string { return target + canarySuffix }
+
+// TargetOfCanaryName is the target whose canary Deployment would be called name, if any.
+func TargetOfCanaryName(name string) (string, bool) { return strings.CutSuffix(name, canarySuffix) }
+
+const canarySuffix = "-canary"
