@@ -161,7 +161,7 @@ func startManager(ctx context.Context) error {
 	r := &RolloutReconciler{
 		Client: mgr.GetClient(), APIReader: apiReader, Scheme: env.Scheme,
 		AnalysisEndpoints: &allowed, PlatformNamespace: platformNamespace,
-		Events:            rec, Analyzer: verdicts, Notifier: slack,
+		Events: rec, Analyzer: verdicts, Notifier: slack,
 		Config: plan.Config{SubsetSettle: 200 * time.Millisecond},
 		Now:    clock.Now,
 		// Hanging rounds must outlast the test that hangs them (deleting a Rollout ends them).
