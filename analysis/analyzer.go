@@ -119,18 +119,15 @@ func (a *Analyzer) Analyze(ctx context.Context, ro *rampv1.Rollout) *plan.Analys
 		r.Reason = "spec.analysis has no metrics to judge"
 		return r
 	}
-	resolved, err := Resolve(ctx, ro, a.templates, a.policy)
-	if err != nil {
-		resolved = make([]ResolvedMetric, len(ro.Spec.Analysis.Metrics))
-		for i := range resolved {
-			resolved[i].Metric = ro.Spec.Analysis.Metrics[i]
-		}
-	}
-	plans := planRound(ro, resolved, a.now())
-	if err != nil {
+	var plans []metricPlan
+	if resolved, err := Resolve(ctx, ro, a.templates, a.policy); err != nil {
+		// Refused, or a template unreadable: every metric is inconclusive, nothing is contacted.
+		plans = make([]metricPlan, len(ro.Spec.Analysis.Metrics))
 		for i := range plans {
-			plans[i].err = err
+			plans[i] = metricPlan{m: &ro.Spec.Analysis.Metrics[i], err: err}
 		}
+	} else {
+		plans = planRound(ro, resolved, a.now())
 	}
 
 	// Distinct queries of each Prometheus client (address and credentials), in a stable order:
