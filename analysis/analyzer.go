@@ -25,11 +25,13 @@ const (
 // interface; provider failures come back as Inconclusive verdicts, never as errors.
 // Construct it with NewAnalyzer; it is safe for concurrent use.
 type Analyzer struct {
-	secrets     SecretGetter
-	allowed     *endpoints.List
-	now         func() time.Time
-	concurrency int
-	cacheSize   int
+	secrets         SecretGetter
+	platformSecrets SecretGetter
+	templates       TemplateGetter
+	policy          Policy
+	now             func() time.Time
+	concurrency     int
+	cacheSize       int
 
 	once    sync.Once
 	clients *clientCache
@@ -45,7 +47,20 @@ func WithSecretGetter(g SecretGetter) Option { return func(a *Analyzer) { a.secr
 // WithAllowedEndpoints makes the Analyzer contact only addresses the list allows: a round of
 // a Rollout naming any other is Inconclusive and opens no connection. (The controller stalls
 // such a Rollout before any round; this is the second line.)
-func WithAllowedEndpoints(l endpoints.List) Option { return func(a *Analyzer) { a.allowed = &l } }
+func WithAllowedEndpoints(l endpoints.List) Option {
+	return func(a *Analyzer) { a.policy.Allowed = &l }
+}
+
+// WithTemplates reads the metric templates metrics reference (templateRef). Without it, a
+// metric with a templateRef is Inconclusive.
+func WithTemplates(g TemplateGetter) Option { return func(a *Analyzer) { a.templates = g } }
+
+// WithPlatformSecrets names the manager's own namespace, the only one whose Secrets a
+// ClusterMetricTemplate may reference, and reads them with g (which needs no label: they are
+// platform configuration). Without it, a ClusterMetricTemplate naming a Secret is refused.
+func WithPlatformSecrets(namespace string, g SecretGetter) Option {
+	return func(a *Analyzer) { a.policy.PlatformNamespace, a.platformSecrets = namespace, g }
+}
 
 // WithClock sets the clock stamping MetricResult.Time (default time.Now). Queries are
 // evaluated at Prometheus' own current time regardless.
@@ -84,17 +99,19 @@ func (a *Analyzer) init() {
 	})
 }
 
-// metricPlan is one metric's queries in a round ("" when not needed).
+// metricPlan is one metric's queries in a round ("" when not needed), sent to src.
 type metricPlan struct {
 	m                                    *rampv1.Metric
+	src                                  *Source
 	err                                  error
 	canary, stable, canaryReq, stableReq string
 	minRequests                          int32
 	window                               string
 }
 
-// Analyze runs one analysis round for ro: it builds every metric's queries, runs the
-// distinct ones concurrently (bounded), and judges each metric and the round (see Judge).
+// Analyze runs one analysis round for ro: it applies the metrics' templates, builds every
+// metric's queries, runs the distinct ones concurrently (bounded), and judges each metric and
+// the round (see Judge). Nothing is contacted or read that the policy refuses (Resolve).
 func (a *Analyzer) Analyze(ctx context.Context, ro *rampv1.Rollout) *plan.AnalysisResult {
 	a.init()
 	if ro == nil || ro.Spec.Analysis == nil || len(ro.Spec.Analysis.Metrics) == 0 {
@@ -102,37 +119,52 @@ func (a *Analyzer) Analyze(ctx context.Context, ro *rampv1.Rollout) *plan.Analys
 		r.Reason = "spec.analysis has no metrics to judge"
 		return r
 	}
-	spec := ro.Spec.Analysis
-	plans := planRound(ro, a.now())
+	var plans []metricPlan
+	if resolved, err := Resolve(ctx, ro, a.templates, a.policy); err != nil {
+		// Refused, or a template unreadable: every metric is inconclusive, nothing is contacted.
+		plans = make([]metricPlan, len(ro.Spec.Analysis.Metrics))
+		for i := range plans {
+			plans[i] = metricPlan{m: &ro.Spec.Analysis.Metrics[i], err: err}
+		}
+	} else {
+		plans = planRound(ro, resolved, a.now())
+	}
 
-	// Distinct queries, in a stable order.
-	samples := map[string]*Sample{}
-	var order []string
+	// Distinct queries of each Prometheus client (address and credentials), in a stable order:
+	// identical queries run once.
+	type key struct {
+		c *Client
+		q string
+	}
+	samples := map[key]*Sample{}
+	var order []query
+	clients := map[sourceKey]*Client{} // metrics of one Prometheus share its client
+	used := make([]*Client, len(plans))
 	for i := range plans {
-		if plans[i].err != nil {
+		p := &plans[i]
+		if p.err != nil {
 			continue
 		}
-		for _, q := range []string{plans[i].canary, plans[i].stable, plans[i].canaryReq, plans[i].stableReq} {
-			if _, seen := samples[q]; q != "" && !seen {
-				samples[q] = &Sample{}
-				order = append(order, q)
+		c, ok := clients[p.src.key()]
+		if !ok {
+			var err error
+			if c, err = a.client(ctx, p.src); err != nil {
+				p.err = err
+				continue
+			}
+			clients[p.src.key()] = c
+		}
+		used[i] = c
+		for _, q := range []string{p.canary, p.stable, p.canaryReq, p.stableReq} {
+			k := key{c, q}
+			if _, seen := samples[k]; q != "" && !seen {
+				samples[k] = &Sample{}
+				order = append(order, query{q: q, client: c, timeout: p.src.Timeout, sample: samples[k]})
 			}
 		}
 	}
-
 	if len(order) > 0 {
-		client, err := a.client(ctx, ro)
-		if err != nil {
-			for _, s := range samples {
-				s.Err = err
-			}
-		} else {
-			timeout := rampv1.DefaultQueryTimeout
-			if spec.Prometheus.Timeout != nil {
-				timeout = spec.Prometheus.Timeout.Duration
-			}
-			a.run(ctx, client, timeout, order, samples)
-		}
+		a.run(ctx, order)
 	}
 
 	at := a.now()
@@ -146,7 +178,7 @@ func (a *Analyzer) Analyze(ctx context.Context, ro *rampv1.Rollout) *plan.Analys
 			continue
 		}
 		ev := Evidence{
-			Canary:         *samples[p.canary],
+			Canary:         *samples[key{used[i], p.canary}],
 			MinRequests:    p.minRequests,
 			CanaryWorkload: ro.CanaryName(),
 			StableWorkload: ro.Spec.TargetRef.Name,
@@ -156,7 +188,7 @@ func (a *Analyzer) Analyze(ctx context.Context, ro *rampv1.Rollout) *plan.Analys
 			if q == "" {
 				return nil
 			}
-			s := *samples[q]
+			s := *samples[key{used[i], q}]
 			return &s
 		}
 		ev.Stable, ev.CanaryRequests, ev.StableRequests = pick(p.stable), pick(p.canaryReq), pick(p.stableReq)
@@ -165,19 +197,42 @@ func (a *Analyzer) Analyze(ctx context.Context, ro *rampv1.Rollout) *plan.Analys
 	return Judge(results)
 }
 
-// run queries each distinct PromQL once, at most a.concurrency at a time. Once Prometheus
-// proves unreachable, queries not yet started share that error instead of each waiting
-// for their own timeout.
-func (a *Analyzer) run(ctx context.Context, c *Client, timeout time.Duration, order []string, samples map[string]*Sample) {
+// sourceKey is a Source as a comparable value: its Secret's reference, not its pointer.
+type sourceKey struct {
+	address string
+	secret  SecretRef // Field cleared
+}
+
+func (s *Source) key() sourceKey {
+	k := sourceKey{address: s.Address}
+	if s.Secret != nil {
+		k.secret = *s.Secret
+		k.secret.Field = ""
+	}
+	return k
+}
+
+// query is one distinct PromQL of a round and where its answer goes.
+type query struct {
+	q       string
+	client  *Client
+	timeout time.Duration
+	sample  *Sample
+}
+
+// run runs each query once, at most a.concurrency at a time. Once a Prometheus proves
+// unreachable, its queries not yet started share that error instead of each waiting for
+// their own timeout.
+func (a *Analyzer) run(ctx context.Context, order []query) {
 	sem := make(chan struct{}, a.concurrency)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	var down error
+	down := map[*Client]error{}
 	for _, q := range order {
-		s := samples[q]
+		s := q.sample
 		sem <- struct{}{}
 		mu.Lock()
-		d := down
+		d := down[q.client]
 		mu.Unlock()
 		if d != nil {
 			s.Value, s.Err = 0, d
@@ -188,11 +243,11 @@ func (a *Analyzer) run(ctx context.Context, c *Client, timeout time.Duration, or
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			s.Value, s.Err = c.Query(ctx, q, timeout)
+			s.Value, s.Err = q.client.Query(ctx, q.q, q.timeout)
 			if errors.Is(s.Err, ErrUnreachable) {
 				mu.Lock()
-				if down == nil {
-					down = s.Err
+				if down[q.client] == nil {
+					down[q.client] = s.Err
 				}
 				mu.Unlock()
 			}
@@ -201,28 +256,32 @@ func (a *Analyzer) run(ctx context.Context, c *Client, timeout time.Duration, or
 	wg.Wait()
 }
 
-func (a *Analyzer) client(ctx context.Context, ro *rampv1.Rollout) (*Client, error) {
-	prom := &ro.Spec.Analysis.Prometheus
-	if a.allowed != nil {
-		if err := a.allowed.Allows(prom.Address); err != nil {
-			return nil, fmt.Errorf("spec.analysis.prometheus.address: %w", err)
-		}
-	}
+// client returns the Prometheus client of src, reading its Secret as the policy says: a
+// platform Secret (a ClusterMetricTemplate's) through the platform getter, any other through
+// the getter that reads only Secrets marked for ramp.
+func (a *Analyzer) client(ctx context.Context, src *Source) (*Client, error) {
 	var data map[string][]byte
-	if ref := prom.SecretRef; ref != nil {
-		if a.secrets == nil {
-			return nil, errors.New("spec.analysis.prometheus.secretRef is set but the analyzer cannot read Secrets")
+	if ref := src.Secret; ref != nil {
+		get := a.secrets
+		if ref.Platform {
+			get = a.platformSecrets
+			if ref.Namespace != a.policy.PlatformNamespace { // Resolve refused it already
+				return nil, fmt.Errorf("%s: Secret %s/%s is not in the manager's namespace", ref.Field, ref.Namespace, ref.Name)
+			}
 		}
-		d, err := a.secrets(ctx, ro.Namespace, ref.Name)
+		if get == nil {
+			return nil, fmt.Errorf("%s is set but the analyzer cannot read Secrets", ref.Field)
+		}
+		d, err := get(ctx, ref.Namespace, ref.Name)
 		if err != nil {
-			return nil, fmt.Errorf("reading prometheus credentials Secret %s/%s: %w", ro.Namespace, ref.Name, err)
+			return nil, fmt.Errorf("reading prometheus credentials Secret %s/%s: %w", ref.Namespace, ref.Name, err)
 		}
 		data = d
 	}
-	c, err := a.clients.get(prom.Address, data)
+	c, err := a.clients.get(src.Address, data)
 	if err != nil {
-		if prom.SecretRef != nil {
-			return nil, fmt.Errorf("prometheus client (Secret %s/%s): %w", ro.Namespace, prom.SecretRef.Name, err)
+		if src.Secret != nil {
+			return nil, fmt.Errorf("prometheus client (Secret %s/%s): %w", src.Secret.Namespace, src.Secret.Name, err)
 		}
 		return nil, fmt.Errorf("prometheus client: %w", err)
 	}
@@ -248,16 +307,16 @@ func clampWindow(d time.Duration, startedAt *metav1.Time, now time.Time) time.Du
 	return age
 }
 
-// planRound builds every metric's queries; a metric whose queries cannot be built carries
-// the error and is judged Inconclusive.
-func planRound(ro *rampv1.Rollout, now time.Time) []metricPlan {
+// planRound builds every resolved metric's queries; a metric whose queries cannot be built
+// carries the error and is judged Inconclusive.
+func planRound(ro *rampv1.Rollout, metrics []ResolvedMetric, now time.Time) []metricPlan {
 	spec := ro.Spec.Analysis
 	ns, canaryW, stableW := ro.Namespace, ro.CanaryName(), ro.Spec.TargetRef.Name
-	plans := make([]metricPlan, len(spec.Metrics))
-	for i := range spec.Metrics {
-		m := &spec.Metrics[i]
+	plans := make([]metricPlan, len(metrics))
+	for i := range metrics {
+		m := &metrics[i].Metric
 		p := &plans[i]
-		p.m = m
+		p.m, p.src = m, &metrics[i].Source
 		d := spec.IntervalOrDefault()
 		if m.Window != nil {
 			d = m.Window.Duration

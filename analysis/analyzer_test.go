@@ -39,6 +39,15 @@ func rollout(address string, metrics ...rampv1.Metric) *rampv1.Rollout {
 	}
 }
 
+// mustResolve resolves the metrics of a Rollout without templates.
+func mustResolve(ro *rampv1.Rollout) []ResolvedMetric {
+	ms, err := Resolve(context.Background(), ro, nil, Policy{})
+	if err != nil {
+		panic(err)
+	}
+	return ms
+}
+
 func mustQ(q string, err error) string {
 	if err != nil {
 		panic(err)

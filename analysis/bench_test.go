@@ -36,7 +36,7 @@ func BenchmarkBuildQuery(b *testing.B) {
 		ro := rollout("http://prometheus:9090", ms...)
 		b.ReportAllocs()
 		for b.Loop() {
-			for _, p := range planRound(ro, time.Time{}) {
+			for _, p := range planRound(ro, mustResolve(ro), time.Time{}) {
 				if p.err != nil {
 					b.Fatal(p.err)
 				}

@@ -41,13 +41,14 @@ func TestRoundQueriesOnlySinceTheRolloutStarted(t *testing.T) {
 		Spec: rampv1.RolloutSpec{
 			TargetRef: rampv1.TargetReference{Name: "web"},
 			Analysis: &rampv1.AnalysisSpec{
-				Interval: &metav1.Duration{Duration: time.Minute},
-				Metrics:  []rampv1.Metric{{Name: "error-rate", Builtin: rampv1.BuiltinErrorRate}},
+				Interval:   &metav1.Duration{Duration: time.Minute},
+				Prometheus: rampv1.PrometheusSpec{Address: "http://prometheus:9090"},
+				Metrics:    []rampv1.Metric{{Name: "error-rate", Builtin: rampv1.BuiltinErrorRate}},
 			},
 		},
 		Status: rampv1.RolloutStatus{RolloutStartedAt: &started},
 	}
-	plans := planRound(ro, now)
+	plans := planRound(ro, mustResolve(ro), now)
 	if plans[0].err != nil {
 		t.Fatal(plans[0].err)
 	}

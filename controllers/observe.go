@@ -19,6 +19,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ramp-dev/ramp/analysis"
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/credentials"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
@@ -265,30 +266,39 @@ func (r *RolloutReconciler) peers(ctx context.Context, ro *rampv1.Rollout) ([]pl
 
 // confusedDeputy refuses what a Rollout may not make ramp do on its behalf: contact an
 // analysis endpoint the platform did not allow, or read a Secret not marked for ramp (whoever
-// may create a Rollout may not be allowed to read Secrets). Nothing is contacted or read
-// before these pass (docs/security.md).
+// may create a Rollout may not be allowed to read Secrets), itself or through a metric
+// template (analysis.Resolve: a MetricTemplate gets what a Rollout gets; only a
+// ClusterMetricTemplate speaks for the platform). Nothing is contacted or read before these
+// pass (docs/security.md).
 func (r *RolloutReconciler) confusedDeputy(ctx context.Context, ro *rampv1.Rollout) (*plan.Blocker, error) {
-	var secrets []struct{ field, name string }
+	type secret struct{ field, namespace, name string }
+	var secrets []secret
 	if a := ro.Spec.Analysis; a != nil && len(a.Metrics) > 0 {
-		if r.AnalysisEndpoints != nil {
-			if err := r.AnalysisEndpoints.Allows(a.Prometheus.Address); err != nil {
-				return &plan.Blocker{Reason: "AnalysisEndpointNotAllowed", Message: fmt.Sprintf(
-					"spec.analysis.prometheus.address: %v; ramp contacts no other: use one of those, or ask the platform team to allow it (manager flag --analysis-allowed-endpoints)", err)}, nil
-			}
+		metrics, err := analysis.Resolve(ctx, ro, TemplateReader{r.Client}, analysis.Policy{Allowed: r.AnalysisEndpoints, PlatformNamespace: r.PlatformNamespace})
+		var refusal *analysis.Refusal
+		switch {
+		case errors.As(err, &refusal):
+			// Templates are watched; the retry only covers a wake-up that was lost.
+			return &plan.Blocker{Reason: refusal.Reason, Message: refusal.Message, RetryAfter: time.Minute}, nil
+		case err != nil:
+			return nil, err
 		}
-		if ref := a.Prometheus.SecretRef; ref != nil {
-			secrets = append(secrets, struct{ field, name string }{"spec.analysis.prometheus.secretRef", ref.Name})
+		for _, m := range metrics {
+			// A ClusterMetricTemplate's Secret is the platform's, in the manager's namespace.
+			if s := m.Source.Secret; s != nil && !s.Platform && !slices.Contains(secrets, secret{s.Field, s.Namespace, s.Name}) {
+				secrets = append(secrets, secret{s.Field, s.Namespace, s.Name})
+			}
 		}
 	}
 	if n := ro.Spec.Notifications; n != nil && n.Slack != nil {
-		secrets = append(secrets, struct{ field, name string }{"spec.notifications.slack.secretRef", n.Slack.SecretRef.Name})
+		secrets = append(secrets, secret{"spec.notifications.slack.secretRef", ro.Namespace, n.Slack.SecretRef.Name})
 	}
 	reader := r.APIReader
 	if reader == nil {
 		reader = r.Client
 	}
 	for _, s := range secrets {
-		err := credentials.Check(ctx, reader, ro.Namespace, s.name)
+		err := credentials.Check(ctx, reader, s.namespace, s.name)
 		switch {
 		case errors.Is(err, credentials.ErrNotMarked):
 			return &plan.Blocker{Reason: "SecretNotMarked", Message: fmt.Sprintf("%s: %v; ramp did not read it", s.field, err),

@@ -66,6 +66,9 @@ type RolloutReconciler struct {
 	// is Stalled and no round runs. Nil checks nothing (tests that wire their own analyzer);
 	// the manager binary always sets it, from --analysis-allowed-endpoints.
 	AnalysisEndpoints *endpoints.List
+	// PlatformNamespace is the manager's own namespace: the only one whose Secrets a
+	// ClusterMetricTemplate may name ("": none may).
+	PlatformNamespace string
 	// DefaultSlackURL is used for Rollouts without spec.notifications.slack ("" for none).
 	DefaultSlackURL string
 	Config          plan.Config
@@ -107,6 +110,7 @@ func (r *RolloutReconciler) useFreshReads() {
 // +kubebuilder:rbac:groups=ramp.dev,resources=rollouts,verbs=get;list;watch;update
 // +kubebuilder:rbac:groups=ramp.dev,resources=rollouts/status,verbs=patch
 // +kubebuilder:rbac:groups=ramp.dev,resources=rollouts/finalizers,verbs=update
+// +kubebuilder:rbac:groups=ramp.dev,resources=clustermetrictemplates;metrictemplates,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch

@@ -52,6 +52,9 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 	}); err != nil {
 		return err
 	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &rampv1.Rollout{}, templateIndex, indexTemplateRefs); err != nil {
+		return err
+	}
 	// Analysis rounds run on their own pool, stopped with the manager; a finished round wakes
 	// its Rollout.
 	runner := r.roundRunner()
@@ -79,6 +82,10 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 		// someone else made stalls the Rollout, and its deletion must wake it.
 		Watches(&networkingv1.VirtualService{}, handler.EnqueueRequestsFromMapFunc(rolloutOfSameName)).
 		Watches(&networkingv1.DestinationRule{}, handler.EnqueueRequestsFromMapFunc(rolloutOfSameName)).
+		// A metric template created, changed or deleted unblocks, changes or blocks the
+		// Rollouts referencing it.
+		Watches(&rampv1.ClusterMetricTemplate{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsForClusterMetricTemplate), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&rampv1.MetricTemplate{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsForMetricTemplate), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(runner.Source()).
 		Complete(r)
 }

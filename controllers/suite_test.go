@@ -13,6 +13,7 @@ import (
 
 	"github.com/fluxcd/pkg/runtime/events"
 	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -105,6 +106,9 @@ func (c *shiftedClock) shift(t *testing.T, d time.Duration) {
 	t.Cleanup(func() { c.offset.Store(0) })
 }
 
+// platformNamespace is the manager's own namespace in this suite (ClusterMetricTemplate Secrets).
+const platformNamespace = "ramp-system"
+
 // reconcileWorkers is the suite's MaxConcurrentReconciles, the manager's default --concurrent.
 const reconcileWorkers = 4
 
@@ -151,10 +155,13 @@ func startManager(ctx context.Context) error {
 		return err
 	}
 	allowed := endpoints.MustParse("http://prometheus.invalid:9090")
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: platformNamespace}}); err != nil {
+		return err
+	}
 	r := &RolloutReconciler{
 		Client: mgr.GetClient(), APIReader: apiReader, Scheme: env.Scheme,
-		AnalysisEndpoints: &allowed,
-		Events:            rec, Analyzer: verdicts, Notifier: slack,
+		AnalysisEndpoints: &allowed, PlatformNamespace: platformNamespace,
+		Events: rec, Analyzer: verdicts, Notifier: slack,
 		Config: plan.Config{SubsetSettle: 200 * time.Millisecond, RoutingGrace: plan.DefaultConfig().RoutingGrace},
 		Now:    clock.Now,
 		// Hanging rounds must outlast the test that hangs them (deleting a Rollout ends them).

@@ -13,6 +13,7 @@ const (
 )
 
 // AnalysisSpec says how the canary is judged between steps.
+// +kubebuilder:validation:XValidation:rule="has(self.prometheus) || self.metrics.all(m, has(m.templateRef))",message="prometheus is required unless every metric has a templateRef"
 type AnalysisSpec struct {
 	// Interval between analysis rounds; a step holds at least one interval. Defaults to 1m.
 	// +optional
@@ -35,8 +36,10 @@ type AnalysisSpec struct {
 	// +kubebuilder:validation:Maximum=1000
 	InconclusiveLimit *int32 `json:"inconclusiveLimit,omitempty"`
 
-	// Prometheus to query.
-	Prometheus PrometheusSpec `json:"prometheus"`
+	// Prometheus to query for the metrics without a templateRef (a metric with one queries
+	// its template's). Required unless every metric has a templateRef.
+	// +optional
+	Prometheus PrometheusSpec `json:"prometheus,omitzero"`
 
 	// Metrics checked each round; all must pass.
 	// +kubebuilder:validation:MinItems=1
@@ -78,9 +81,10 @@ type LocalObjectReference struct {
 	Name string `json:"name"`
 }
 
-// Metric is one check: a built-in Istio metric or a custom PromQL query, judged against a
-// threshold range, against the stable version, or both.
-// +kubebuilder:validation:XValidation:rule="has(self.builtin) != has(self.query)",message="set exactly one of builtin or query"
+// Metric is one check: a built-in Istio metric, a custom PromQL query, or a metric template
+// (templateRef), judged against a threshold range, against the stable version, or both.
+// +kubebuilder:validation:XValidation:rule="[has(self.builtin), has(self.query), has(self.templateRef)].filter(x, x).size() == 1",message="set exactly one of builtin, query or templateRef"
+// +kubebuilder:validation:XValidation:rule="!has(self.stableQuery) || !has(self.templateRef)",message="stableQuery comes from the template with templateRef: set it there"
 // +kubebuilder:validation:XValidation:rule="has(self.thresholdRange) || has(self.compareToStable)",message="set thresholdRange, compareToStable or both"
 // +kubebuilder:validation:XValidation:rule="!has(self.compareToStable) || has(self.builtin) || has(self.stableQuery) || !has(self.query) || self.query.contains('{{ .Workload }}')",message="compareToStable with a custom query needs stableQuery or the {{ .Workload }} variable"
 type Metric struct {
@@ -110,6 +114,12 @@ type Metric struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=4096
 	StableQuery string `json:"stableQuery,omitempty"`
+
+	// TemplateRef takes the metric's Prometheus (address, credentials, timeout) and its
+	// builtin or query from a ClusterMetricTemplate or a MetricTemplate of the Rollout's
+	// namespace; thresholds, comparison, minRequests and window stay the metric's own.
+	// +optional
+	TemplateRef *MetricTemplateRef `json:"templateRef,omitempty"`
 
 	// Window of the range in the query (rate over it). Defaults to the analysis interval.
 	// +optional

@@ -30,7 +30,8 @@ var (
 )
 
 func addKnownTypes(scheme *runtime.Scheme) error {
-	scheme.AddKnownTypes(GroupVersion, &Rollout{}, &RolloutList{})
+	scheme.AddKnownTypes(GroupVersion, &Rollout{}, &RolloutList{},
+		&ClusterMetricTemplate{}, &ClusterMetricTemplateList{}, &MetricTemplate{}, &MetricTemplateList{})
 	metav1.AddToGroupVersion(scheme, GroupVersion)
 	return nil
 }

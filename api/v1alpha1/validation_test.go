@@ -208,11 +208,25 @@ func TestInvalidRolloutsAreRejected(t *testing.T) {
 		{"header match exact and prefix", []mutation{set("spec.strategy.canary.headerMatch.prefix", "t")},
 			[]string{"spec.strategy.canary.headerMatch", "set exactly one of exact, prefix or regex"}},
 		{"metric builtin and query", []mutation{set("spec.analysis.metrics[0].query", "up")},
-			[]string{"spec.analysis.metrics[0]", "set exactly one of builtin or query"}},
+			[]string{"spec.analysis.metrics[0]", "set exactly one of builtin, query or templateRef"}},
 		{"metric neither builtin nor query", []mutation{del("spec.analysis.metrics[0].builtin")},
-			[]string{"spec.analysis.metrics[0]", "set exactly one of builtin or query"}},
+			[]string{"spec.analysis.metrics[0]", "set exactly one of builtin, query or templateRef"}},
 		{"compared metric without builtin or query", []mutation{del("spec.analysis.metrics[1].query")},
-			[]string{"spec.analysis.metrics[1]", "set exactly one of builtin or query"}},
+			[]string{"spec.analysis.metrics[1]", "set exactly one of builtin, query or templateRef"}},
+		{"metric builtin and templateRef", []mutation{set("spec.analysis.metrics[0].templateRef", "{kind: ClusterMetricTemplate, name: errors}")},
+			[]string{"spec.analysis.metrics[0]", "set exactly one of builtin, query or templateRef"}},
+		{"metric query and templateRef", []mutation{set("spec.analysis.metrics[1].templateRef", "{kind: MetricTemplate, name: errors}")},
+			[]string{"spec.analysis.metrics[1]", "set exactly one of builtin, query or templateRef"}},
+		{"metric stableQuery with templateRef", []mutation{del("spec.analysis.metrics[1].query"),
+			set("spec.analysis.metrics[1].templateRef", "{kind: MetricTemplate, name: errors}"), set("spec.analysis.metrics[1].stableQuery", "sum(up)")},
+			[]string{"spec.analysis.metrics[1]", "stableQuery comes from the template with templateRef"}},
+		{"templateRef of another kind", []mutation{del("spec.analysis.metrics[0].builtin"), set("spec.analysis.metrics[0].templateRef", "{kind: AnalysisTemplate, name: errors}")},
+			[]string{"spec.analysis.metrics[0].templateRef.kind", `Unsupported value: "AnalysisTemplate"`}},
+		{"templateRef name not an object name", []mutation{del("spec.analysis.metrics[0].builtin"), set("spec.analysis.metrics[0].templateRef", "{kind: MetricTemplate, name: ../errors}")},
+			[]string{"spec.analysis.metrics[0].templateRef.name", "should match"}},
+		{"no prometheus for a metric without templateRef", []mutation{del("spec.analysis.prometheus"),
+			del("spec.analysis.metrics[0].builtin"), set("spec.analysis.metrics[0].templateRef", "{kind: ClusterMetricTemplate, name: errors}")},
+			[]string{"spec.analysis: Invalid value", "prometheus is required unless every metric has a templateRef"}},
 		{"metric without thresholdRange or compareToStable", []mutation{del("spec.analysis.metrics[0].thresholdRange")},
 			[]string{"spec.analysis.metrics[0]", "set thresholdRange, compareToStable or both"}},
 		{"thresholdRange min > max", []mutation{set("spec.analysis.metrics[0].thresholdRange.min", "2")},
@@ -360,6 +374,10 @@ func TestBoundaryRolloutsAreAccepted(t *testing.T) {
 		{set("spec.faultInjection.abort.percentage", "0")},
 		{set("spec.service.trafficPolicy.tls", "{mode: MUTUAL, credentialName: web-client}")},
 		{set("spec.service.trafficPolicy.connectionPool", "{tcp: {connectTimeout: 8760h}, http: {idleTimeout: 0.001s}}")},
+		// Every metric from a template: no spec.analysis.prometheus needed.
+		{del("spec.analysis.prometheus"),
+			del("spec.analysis.metrics[0].builtin"), set("spec.analysis.metrics[0].templateRef", "{kind: ClusterMetricTemplate, name: istio-error-rate}"),
+			del("spec.analysis.metrics[1].query"), set("spec.analysis.metrics[1].templateRef", "{kind: MetricTemplate, name: success-rate}")},
 	} {
 		obj := rollout(t, ns, "ok-"+strconv.Itoa(i))
 		for _, m := range muts {
@@ -368,6 +386,87 @@ func TestBoundaryRolloutsAreAccepted(t *testing.T) {
 		if err := env.Client.Create(t.Context(), obj); err != nil {
 			t.Errorf("case %d: rejected: %v", i, err)
 		}
+	}
+}
+
+// Metric templates are checked at admission as the metrics of a Rollout are.
+func TestInvalidMetricTemplatesAreRejected(t *testing.T) {
+	ns := env.Namespace(t)
+	const cluster = `
+apiVersion: ramp.dev/v1alpha1
+kind: ClusterMetricTemplate
+metadata:
+  name: NAME
+spec:
+  prometheus:
+    address: http://thanos.monitoring:9090
+    secretRef:
+      namespace: ramp-system
+      name: thanos
+    timeout: 5s
+  query: sum(rate(errors{workload="{{ .Workload }}"}[{{ .Interval }}]))
+`
+	const namespaced = `
+apiVersion: ramp.dev/v1alpha1
+kind: MetricTemplate
+metadata:
+  name: NAME
+spec:
+  prometheus:
+    address: http://prometheus.istio-system:9090
+    secretRef:
+      name: prom-creds
+  builtin: error-rate
+`
+	object := func(t *testing.T, text, name string) *unstructured.Unstructured {
+		obj := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal([]byte(text), &obj.Object); err != nil {
+			t.Fatal(err)
+		}
+		obj.SetName(name)
+		if obj.GetKind() == "MetricTemplate" {
+			obj.SetNamespace(ns)
+		}
+		return obj
+	}
+	for i, text := range []string{cluster, namespaced} {
+		obj := object(t, text, "valid-"+strconv.Itoa(i))
+		if err := env.Client.Create(t.Context(), obj); err != nil {
+			t.Fatalf("the valid %s must be accepted: %v", obj.GetKind(), err)
+		}
+		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), obj) })
+	}
+	for i, c := range []struct {
+		name, text string
+		muts       []mutation
+		want       []string
+	}{
+		{"cluster: builtin and query", cluster, []mutation{set("spec.builtin", "error-rate")},
+			[]string{"spec: Invalid value", "set exactly one of builtin or query"}},
+		{"cluster: neither builtin nor query", cluster, []mutation{del("spec.query")},
+			[]string{"spec: Invalid value", "set exactly one of builtin or query"}},
+		{"cluster: stableQuery without query", cluster, []mutation{del("spec.query"), set("spec.builtin", "error-rate"), set("spec.stableQuery", "sum(up)")},
+			[]string{"spec: Invalid value", "stableQuery goes with query"}},
+		{"cluster: Secret without a namespace", cluster, []mutation{set("spec.prometheus.secretRef", "{name: thanos}")},
+			[]string{"spec.prometheus.secretRef.namespace", "Required value"}},
+		{"cluster: address not http", cluster, []mutation{set("spec.prometheus.address", "file:///etc/passwd")},
+			[]string{"spec.prometheus.address", "address must be an http or https URL"}},
+		{"cluster: timeout out of range", cluster, []mutation{set("spec.prometheus.timeout", "9999999999s")},
+			[]string{"spec.prometheus.timeout", "timeout must be between 1ms and 8760h"}},
+		{"namespaced: unknown builtin", namespaced, []mutation{set("spec.builtin", "error-ratio")},
+			[]string{"spec.builtin", `Unsupported value: "error-ratio"`}},
+		{"namespaced: no prometheus", namespaced, []mutation{del("spec.prometheus")},
+			[]string{"spec.prometheus", "Required value"}},
+		{"namespaced: Secret name not an object name", namespaced, []mutation{set("spec.prometheus.secretRef.name", "../kube-system/admin")},
+			[]string{"spec.prometheus.secretRef.name", "should match"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			obj := object(t, c.text, "invalid-"+strconv.Itoa(i))
+			for _, m := range c.muts {
+				apply(t, obj.Object, m)
+			}
+			assertInvalid(t, env.Client.Create(t.Context(), obj), c.want)
+		})
 	}
 }
 

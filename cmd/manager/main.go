@@ -35,6 +35,7 @@ func main() {
 		subsetSettle   = flag.Duration("subset-settle", plan.DefaultConfig().SubsetSettle, "Wait after pointing the stable subset at new pods before routing traffic to them, so proxies have the subset first.")
 		watchNamespace = flag.String("watch-namespace", "", "Only manage Rollouts in this namespace (default: all).")
 		allowed        = flag.String("analysis-allowed-endpoints", "", "Comma-separated base URLs (scheme://host[:port][/path]) of the Prometheus endpoints Rollouts may name in spec.analysis.prometheus.address; a Rollout naming another is Stalled and ramp contacts it not. Empty allows none (docs/security.md).")
+		platformNS     = flag.String("platform-namespace", "", "The manager's own namespace, the only one whose Secrets a ClusterMetricTemplate may name (spec.prometheus.secretRef). Default: in a cluster, the pod's namespace; run locally, the namespace of the kubeconfig's current context (docs/security.md).")
 		slackFile      = flag.String("slack-webhook-file", "", "File holding a default Slack incoming-webhook URL for Rollouts without spec.notifications.slack (mount it from a Secret; the URL is a credential and never logged).")
 	)
 	zapOpts := zap.Options{}
@@ -63,7 +64,7 @@ Flags:
 	if err := run(log, options{
 		metricsAddr: *metricsAddr, probeAddr: *probeAddr, leaderElect: *leaderElect, leaderNS: *leaderNS,
 		concurrency: *concurrency, analysisWorkers: *analysisWork, analysisTimeout: *analysisTime, cfg: plan.Config{SubsetSettle: *subsetSettle, RoutingGrace: plan.DefaultConfig().RoutingGrace}, namespace: *watchNamespace,
-		slackFile: *slackFile, allowedEndpoints: *allowed, kubeconfig: flag.Lookup(config.KubeconfigFlagName).Value.String(),
+		slackFile: *slackFile, allowedEndpoints: *allowed, platformNS: *platformNS, kubeconfig: flag.Lookup(config.KubeconfigFlagName).Value.String(),
 	}); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
@@ -72,6 +73,7 @@ Flags:
 
 type options struct {
 	metricsAddr, probeAddr, leaderNS, namespace, slackFile string
+	platformNS                                             string
 	allowedEndpoints                                       string
 	kubeconfig                                             string // --kubeconfig (controller-runtime's flag)
 	leaderElect                                            bool
@@ -98,6 +100,14 @@ func run(log interface {
 		}
 		o.leaderNS = ns
 		log.Info("leader election Lease namespace", "namespace", ns, "from", from)
+	}
+	if o.platformNS == "" {
+		ns, from, err := leaderElectionNamespace(o.kubeconfig)
+		if err != nil {
+			return fmt.Errorf("finding the manager's namespace (set --platform-namespace): %w", err)
+		}
+		o.platformNS = ns
+		log.Info("platform namespace (ClusterMetricTemplate Secrets)", "namespace", ns, "from", from)
 	}
 	mgrOpts := ctrl.Options{
 		Scheme:                  scheme,
@@ -135,8 +145,8 @@ func run(log interface {
 	}
 	log.Info("analysis endpoints Rollouts may name", "allowed", allowed.String())
 	if _, err := manager.Setup(ctx, mgr, manager.Options{
-		AnalysisEndpoints: &allowed,
-		Concurrency:       o.concurrency, AnalysisWorkers: o.analysisWorkers, AnalysisTimeout: o.analysisTimeout, Plan: o.cfg, Notifier: sender, DefaultSlackURL: defaultSlack,
+		AnalysisEndpoints: &allowed, PlatformNamespace: o.platformNS,
+		Concurrency: o.concurrency, AnalysisWorkers: o.analysisWorkers, AnalysisTimeout: o.analysisTimeout, Plan: o.cfg, Notifier: sender, DefaultSlackURL: defaultSlack,
 	}); err != nil {
 		return err
 	}
@@ -150,7 +160,8 @@ func run(log interface {
 	return mgr.Start(ctx)
 }
 
-// leaderElectionNamespace picks the Lease's namespace when --leader-election-namespace is not
+// leaderElectionNamespace picks the manager's own namespace (for the Lease when
+// --leader-election-namespace is not given, and for --platform-namespace) when it is not
 // given, from the same configuration as the API client: the kubeconfig (--kubeconfig, else
 // $KUBECONFIG, else ~/.kube/config) and its current context's namespace, "default" when the
 // context sets none; in a pod without a kubeconfig, the pod's namespace. from says which.

@@ -91,6 +91,10 @@ type scenario struct {
 	failureLimit, inconclusiveLimit int32
 	// address of Prometheus; the shared server when "".
 	address string
+	// templates takes the metrics from ClusterMetricTemplates of the test's own (error-rate
+	// <= 1; latency-p99 <= 500 and at most 50% above stable) and leaves
+	// spec.analysis.prometheus out.
+	templates bool
 	// metrics; error-rate <= 1 and latency-p99 <= 500 when nil.
 	metrics []rampv1.Metric
 }
@@ -121,6 +125,9 @@ func (sc scenario) start(t *testing.T) *run {
 	if sc.address == "" {
 		sc.address = prom.URL
 	}
+	if sc.templates {
+		sc.metrics = templated(platformTemplates(t, ns))
+	}
 	if sc.metrics == nil {
 		sc.metrics = []rampv1.Metric{errorRate(1), latencyP99(500)}
 	}
@@ -128,6 +135,9 @@ func (sc scenario) start(t *testing.T) *run {
 		Interval:   &metav1.Duration{Duration: sc.interval},
 		Prometheus: rampv1.PrometheusSpec{Address: sc.address, Timeout: &metav1.Duration{Duration: 5 * time.Second}},
 		Metrics:    sc.metrics,
+	}
+	if sc.templates {
+		a.Prometheus = rampv1.PrometheusSpec{}
 	}
 	if sc.failureLimit > 0 {
 		a.FailureLimit = ptr.To(sc.failureLimit)

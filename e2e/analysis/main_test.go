@@ -70,7 +70,8 @@ func runMain(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute) // a cold build of the binaries
 	stack, err := harness.Start(ctx, harness.Options{Prometheus: bin, Targets: []string{exporter.Addr},
 		// Analyzer nil: the Prometheus analyzer of package analysis, as in production.
-		Manager: manager.Options{Concurrency: 4, Plan: plan.Config{SubsetSettle: 200 * time.Millisecond, RoutingGrace: plan.DefaultConfig().RoutingGrace}}})
+		// A ClusterMetricTemplate's credentials are read in platformNamespace only.
+		Manager: manager.Options{Concurrency: 4, Plan: plan.Config{SubsetSettle: 200 * time.Millisecond, RoutingGrace: plan.DefaultConfig().RoutingGrace}, PlatformNamespace: platformNamespace}})
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

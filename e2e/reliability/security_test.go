@@ -177,6 +177,8 @@ func TestRBACIsAllowListed(t *testing.T) {
 		allow("ramp.dev", "rollouts", "get", "list", "watch", "update"),
 		allow("ramp.dev", "rollouts/status", "patch"),
 		allow("ramp.dev", "rollouts/finalizers", "update"),
+		allow("ramp.dev", "clustermetrictemplates", "get", "list", "watch"),
+		allow("ramp.dev", "metrictemplates", "get", "list", "watch"),
 		allow("apps", "deployments", rw...),
 		allow("apps", "replicasets", "get", "list", "watch"),
 		allow("networking.istio.io", "virtualservices", rw...),

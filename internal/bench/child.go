@@ -142,7 +142,7 @@ func runManager(kind string, concurrency int, settle time.Duration, cpuProfile, 
 	case AnalyzerFake:
 		an = &fakeAnalyzer{rec: rec}
 	case AnalyzerPrometheus:
-		an = &countingAnalyzer{rec: rec, inner: manager.PrometheusAnalyzer(mgr.GetAPIReader(), time.Now, nil)}
+		an = &countingAnalyzer{rec: rec, inner: manager.PrometheusAnalyzer(mgr.GetAPIReader(), mgr.GetClient(), time.Now, nil, "")}
 	default:
 		return fmt.Errorf("unknown analyzer %q", kind)
 	}

@@ -50,3 +50,18 @@ func Read(ctx context.Context, r client.Reader, namespace, name string) (map[str
 	}
 	return s.Data, nil
 }
+
+// ReadPlatform returns the data of Secret namespace/name when it lives in the platform's own
+// namespace (the manager's): the credentials of a ClusterMetricTemplate, which only cluster
+// admins write. Those are platform configuration and need no label; a Secret of any other
+// namespace is refused unread.
+func ReadPlatform(ctx context.Context, r client.Reader, platformNamespace, namespace, name string) (map[string][]byte, error) {
+	if platformNamespace == "" || namespace != platformNamespace {
+		return nil, fmt.Errorf("Secret %s/%s is not in the manager's namespace %q: ramp reads a ClusterMetricTemplate's credentials only there", namespace, name, platformNamespace)
+	}
+	s := &corev1.Secret{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, s); err != nil {
+		return nil, err
+	}
+	return s.Data, nil
+}

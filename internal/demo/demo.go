@@ -25,6 +25,7 @@ import (
 
 	"github.com/ramp-dev/ramp/analysis/prometheustest"
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/endpoints"
 	"github.com/ramp-dev/ramp/internal/harness"
 	"github.com/ramp-dev/ramp/internal/manager"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
@@ -67,6 +68,15 @@ type Result struct {
 const (
 	ns      = "demo"
 	appName = "podinfo"
+	// platformNamespace is the manager's own namespace, as in config/default.
+	platformNamespace = "ramp-system"
+)
+
+// The platform team's metric templates (as in examples/podinfo-templates/platform.yaml, on
+// the demo's Prometheus): the app team's Rollout names them and sets its own thresholds.
+const (
+	errorRateTemplate  = "istio-error-rate"
+	latencyP99Template = "istio-latency-p99"
 )
 
 // Behaviour of each release in the simulated mesh: v2 is healthy, v3 answers 8% errors.
@@ -104,9 +114,13 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 	}
 	p.say("starting Prometheus and a local cluster: kube-apiserver, etcd, kube-controller-manager, kube-scheduler, KWOK fake nodes, istiod")
 	p.say("(the first run builds them from the Go module proxy and caches them in ~/.cache/ramp: 15-25 minutes)")
+	// As installed by config/default: Rollouts may name Istio's Prometheus only. The demo's
+	// Prometheus is the platform's choice, reached through its ClusterMetricTemplates.
+	allowed := endpoints.MustParse("http://prometheus.istio-system:9090")
 	stack, err := harness.Start(ctx, harness.Options{Prometheus: promBin, Targets: []string{metricsLn.Addr().String()}, Nodes: 2,
 		// Analyzer left nil: the real Prometheus analysis.
-		Manager: manager.Options{Concurrency: 2, Plan: plan.Config{SubsetSettle: time.Second, RoutingGrace: plan.DefaultConfig().RoutingGrace}}})
+		Manager: manager.Options{Concurrency: 2, Plan: plan.Config{SubsetSettle: time.Second, RoutingGrace: plan.DefaultConfig().RoutingGrace},
+			AnalysisEndpoints: &allowed, PlatformNamespace: platformNamespace}})
 	if err != nil {
 		metricsLn.Close()
 		return nil, err
@@ -145,7 +159,7 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 	p.say("mesh simulator sending %.0f requests/s to %s through the live VirtualService", o.RPS, appName)
 
 	s := &story{c: c, p: p, o: o, sim: sim, prom: prom, res: &Result{Outcome: map[string]string{}}}
-	for _, step := range []func(context.Context) error{s.deployV1, s.releaseV2, s.releaseV3} {
+	for _, step := range []func(context.Context) error{s.platformTemplates, s.deployV1, s.releaseV2, s.releaseV3} {
 		if err := step(ctx); err != nil {
 			return s.res, err
 		}
@@ -197,9 +211,27 @@ type story struct {
 	res  *Result
 }
 
+// platformTemplates is the platform team's part: the Istio metrics on the cluster's
+// Prometheus, defined once for every namespace.
+func (s *story) platformTemplates(ctx context.Context) error {
+	s.p.say("")
+	s.p.say("== 0. Platform team: ClusterMetricTemplates %s and %s on Prometheus %s (Rollouts may not name that address themselves)",
+		errorRateTemplate, latencyP99Template, s.prom.URL)
+	for name, builtin := range map[string]string{errorRateTemplate: rampv1.BuiltinErrorRate, latencyP99Template: rampv1.BuiltinLatencyP99} {
+		t := &rampv1.ClusterMetricTemplate{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: rampv1.ClusterMetricTemplateSpec{
+			Prometheus:          rampv1.ClusterPrometheusSpec{Address: s.prom.URL},
+			MetricTemplateQuery: rampv1.MetricTemplateQuery{Builtin: builtin},
+		}}
+		if err := s.c.Create(ctx, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (s *story) deployV1(ctx context.Context) error {
 	s.p.say("")
-	s.p.say("== 1. Git: deploy %s v1 (%d replicas) with a Rollout: canary 5%% → 25%% → 100%%, error rate <= 1%%, P99 <= 300 ms, checked every %s",
+	s.p.say("== 1. Git: deploy %s v1 (%d replicas) with a Rollout: canary 5%% → 25%% → 100%%, error rate <= 1%%, P99 <= 300 ms (the platform's templates), checked every %s",
 		appName, s.o.Replicas, s.o.Interval)
 	lbl := map[string]string{"app": appName}
 	d := &appsv1.Deployment{
@@ -230,12 +262,12 @@ func (s *story) deployV1(ctx context.Context) error {
 			Analysis: &rampv1.AnalysisSpec{
 				Interval:     &metav1.Duration{Duration: s.o.Interval},
 				FailureLimit: ptr.To[int32](1),
-				Prometheus:   rampv1.PrometheusSpec{Address: s.prom.URL},
+				// No Prometheus of its own: the metrics come from the platform's templates.
 				Metrics: []rampv1.Metric{
-					{Name: "error-rate", Builtin: rampv1.BuiltinErrorRate, Window: &window, MinRequests: ptr.To[int32](20),
-						ThresholdRange: &rampv1.ThresholdRange{Max: ptr.To(1.0)}},
-					{Name: "latency-p99", Builtin: rampv1.BuiltinLatencyP99, Window: &window, MinRequests: ptr.To[int32](20),
-						ThresholdRange: &rampv1.ThresholdRange{Max: ptr.To(300.0)}},
+					{Name: "error-rate", TemplateRef: &rampv1.MetricTemplateRef{Kind: rampv1.KindClusterMetricTemplate, Name: errorRateTemplate},
+						Window: &window, MinRequests: ptr.To[int32](20), ThresholdRange: &rampv1.ThresholdRange{Max: ptr.To(1.0)}},
+					{Name: "latency-p99", TemplateRef: &rampv1.MetricTemplateRef{Kind: rampv1.KindClusterMetricTemplate, Name: latencyP99Template},
+						Window: &window, MinRequests: ptr.To[int32](20), ThresholdRange: &rampv1.ThresholdRange{Max: ptr.To(300.0)}},
 				},
 			},
 		},

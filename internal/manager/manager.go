@@ -45,6 +45,9 @@ type Options struct {
 	// --analysis-allowed-endpoints); nil checks none, for in-process wiring that trusts its
 	// Rollouts (tests, the demo).
 	AnalysisEndpoints *endpoints.List
+	// PlatformNamespace is the manager's own namespace: the only one whose Secrets a
+	// ClusterMetricTemplate may name ("": none may).
+	PlatformNamespace string
 }
 
 // Scheme has the types ramp reads and writes.
@@ -65,15 +68,19 @@ func Scheme() (*runtime.Scheme, error) {
 
 // PrometheusAnalyzer is the analyzer Setup uses when Options.Analyzer is nil: package
 // analysis's Prometheus analyzer on clock now, reading credential Secrets through reader
-// (get only, when a Rollout references one).
-func PrometheusAnalyzer(reader client.Reader, now func() time.Time, allowed *endpoints.List) *analysis.Analyzer {
-	opts := []analysis.Option{analysis.WithClock(now)}
+// (get only, when a Rollout or template references one: Secrets marked for ramp, and the
+// platform's own in platformNamespace) and metric templates through templates.
+func PrometheusAnalyzer(reader, templates client.Reader, now func() time.Time, allowed *endpoints.List, platformNamespace string) *analysis.Analyzer {
+	opts := []analysis.Option{analysis.WithClock(now), analysis.WithTemplates(controllers.TemplateReader{Reader: templates})}
 	if allowed != nil {
 		opts = append(opts, analysis.WithAllowedEndpoints(*allowed))
 	}
 	return analysis.NewAnalyzer(append(opts,
 		analysis.WithSecretGetter(func(ctx context.Context, namespace, name string) (map[string][]byte, error) {
 			return credentials.Read(ctx, reader, namespace, name)
+		}),
+		analysis.WithPlatformSecrets(platformNamespace, func(ctx context.Context, namespace, name string) (map[string][]byte, error) {
+			return credentials.ReadPlatform(ctx, reader, platformNamespace, namespace, name)
 		}),
 	)...)
 }
@@ -91,7 +98,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) (*controllers.Rollo
 		o.Concurrency = 1
 	}
 	if o.Analyzer == nil {
-		o.Analyzer = PrometheusAnalyzer(mgr.GetAPIReader(), o.Now, o.AnalysisEndpoints)
+		o.Analyzer = PrometheusAnalyzer(mgr.GetAPIReader(), mgr.GetClient(), o.Now, o.AnalysisEndpoints, o.PlatformNamespace)
 	}
 	r := &controllers.RolloutReconciler{
 		Client:    mgr.GetClient(),
@@ -101,6 +108,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) (*controllers.Rollo
 		Analyzer:  o.Analyzer,
 
 		AnalysisEndpoints: o.AnalysisEndpoints,
+		PlatformNamespace: o.PlatformNamespace,
 		Notifier:          o.Notifier,
 
 		AnalysisWorkers: o.AnalysisWorkers,
