@@ -2,6 +2,13 @@
 SHELL := /usr/bin/env bash -o pipefail
 CONTROLLER_GEN = $(shell hack/tool.sh controller-gen)
 
+# What a build says it is (manager --version, kubectl ramp version, the image's labels).
+VERSION ?= $(shell cat VERSION)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+# The image a release runs; override to push to your own registry.
+IMAGE ?= ghcr.io/ramp-dev/ramp:v$(VERSION)
+LDFLAGS = -X github.com/ramp-dev/ramp/internal/version.Version=$(VERSION) -X github.com/ramp-dev/ramp/internal/version.Commit=$(COMMIT)
+
 .PHONY: all
 all: build
 
@@ -26,9 +33,24 @@ vet:
 	go vet ./...
 
 .PHONY: build
-build: ## Build the manager and the demo into bin/.
-	go build -o bin/manager ./cmd/manager
+build: ## Build the manager, the kubectl plugin and the demo into bin/.
+	go build -ldflags "$(LDFLAGS)" -o bin/manager ./cmd/manager
+	go build -ldflags "$(LDFLAGS)" -o bin/kubectl-ramp ./cmd/kubectl-ramp
 	go build -o bin/ramp-demo ./cmd/ramp-demo
+
+##@ Release
+
+.PHONY: image
+image: ## Build the manager's OCI image as bin/ramp-image.tar (no container daemon): kind load image-archive / crane push it.
+	@mkdir -p bin/image
+	CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "-s -w $(LDFLAGS)" -o bin/image/manager ./cmd/manager
+	go run ./cmd/ramp-release image --binary bin/image/manager --tag $(IMAGE) --version $(VERSION) --revision $(COMMIT) \
+		--created "$$(git log -1 --format=%cI 2>/dev/null || date -u +%FT%TZ)" --out bin/ramp-image.tar
+
+.PHONY: release-manifests
+release-manifests: ## Write bin/release/install.yaml (CRDs, RBAC, controller) pinned to $(IMAGE).
+	@mkdir -p bin/release
+	go run ./cmd/ramp-release manifests --image $(IMAGE) --out bin/release/install.yaml
 
 .PHONY: demo
 demo: cluster-bins prometheus istio-bins ## Run the local demo: local cluster with istiod, Prometheus, mesh simulator, ramp; v2 promoted, v3 rolled back.

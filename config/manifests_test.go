@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/ramp-dev/ramp/internal/release"
 	"github.com/ramp-dev/ramp/internal/testenv"
 )
 
@@ -27,7 +28,7 @@ func TestConfigAppliesToAPIServer(t *testing.T) {
 	t.Run("default", func(t *testing.T) { testDefault(ctx, t, env) })
 	t.Run("samples", func(t *testing.T) {
 		// The samples bring their namespace; kustomize orders it before the Rollouts.
-		objs, err := testenv.Kustomize("samples")
+		objs, err := release.Kustomize("samples")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -48,7 +49,7 @@ func TestConfigAppliesToAPIServer(t *testing.T) {
 
 func testDefault(ctx context.Context, t *testing.T, env *testenv.Env) {
 	// As `kubectl apply -k config/default`: kustomize orders Namespaces and CRDs first.
-	objs, err := testenv.Kustomize("default")
+	objs, err := release.Kustomize("default")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/ramp-dev/ramp/internal/release"
 	"github.com/ramp-dev/ramp/internal/testenv"
 )
 
@@ -46,7 +47,7 @@ func TestExamplesApply(t *testing.T) {
 	owner := map[string]string{} // object → the example that builds it
 	for _, dir := range kustomizations(t) {
 		t.Run(dir, func(t *testing.T) {
-			objs, err := testenv.Kustomize(dir)
+			objs, err := release.Kustomize(dir)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -21,6 +21,7 @@ import (
 	"github.com/ramp-dev/ramp/internal/notify"
 	"github.com/ramp-dev/ramp/internal/plan"
 	"github.com/ramp-dev/ramp/internal/rounds"
+	"github.com/ramp-dev/ramp/internal/version"
 )
 
 func main() {
@@ -36,6 +37,7 @@ func main() {
 		watchNamespace = flag.String("watch-namespace", "", "Only manage Rollouts in this namespace (default: all).")
 		allowed        = flag.String("analysis-allowed-endpoints", "", "Comma-separated base URLs (scheme://host[:port][/path]) of the Prometheus endpoints Rollouts may name in spec.analysis.prometheus.address; a Rollout naming another is Stalled and ramp contacts it not. Empty allows none (docs/security.md).")
 		platformNS     = flag.String("platform-namespace", "", "The manager's own namespace, the only one whose Secrets a ClusterMetricTemplate may name (spec.prometheus.secretRef). Default: in a cluster, the pod's namespace; run locally, the namespace of the kubeconfig's current context (docs/security.md).")
+		showVersion    = flag.Bool("version", false, "Print the version and commit, and exit.")
 		slackFile      = flag.String("slack-webhook-file", "", "File holding a default Slack incoming-webhook URL for Rollouts without spec.notifications.slack (mount it from a Secret; the URL is a credential and never logged).")
 	)
 	zapOpts := zap.Options{}
@@ -58,8 +60,13 @@ Flags:
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	if *showVersion {
+		fmt.Println(version.Get())
+		return
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
+	log.Info("starting", "version", version.Get().Version, "commit", version.Get().Commit)
 
 	if err := run(log, options{
 		metricsAddr: *metricsAddr, probeAddr: *probeAddr, leaderElect: *leaderElect, leaderNS: *leaderNS,

@@ -28,6 +28,7 @@ import (
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/testenv"
+	"github.com/ramp-dev/ramp/internal/version"
 )
 
 // The API server starts on the first test that needs it, so the rendering tests run without.
@@ -914,5 +915,17 @@ func TestConcurrentRequestsKeepEachOther(t *testing.T) {
 	ro := getRollout(ctx, t, ns, "web")
 	if ro.Annotations[rampv1.AnnotationPaused] != "true" || ro.Annotations[rampv1.AnnotationPromote] == "" {
 		t.Errorf("annotations after the race: %v", ro.Annotations)
+	}
+}
+
+func TestVersionPrintsTheBuild(t *testing.T) {
+	var out, errOut syncBuffer
+	cmd := NewRootCommand(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
+	cmd.SetArgs([]string{"version"})
+	if err := cmd.ExecuteContext(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.TrimSpace(out.String()), version.Get().String(); got != want {
+		t.Errorf("kubectl ramp version printed %q, want %q", got, want)
 	}
 }
