@@ -1,7 +1,7 @@
 // Package demo is ramp's scripted local story: a local cluster (real API server, controller
 // manager, scheduler and KWOK fake nodes, so Deployments really roll out), a real Prometheus,
-// the mesh simulator (internal/meshsim: synthetic traffic routed by the live VirtualService and
-// DestinationRule, with Istio's telemetry) and ramp's controller in-process with its real
+// istiod, the mesh simulator (internal/meshsim: synthetic traffic routed by the Envoy
+// configuration istiod serves it over xDS, with Istio's telemetry) and ramp's controller in-process with its real
 // Prometheus analysis. An app's releases are "committed" by changing its image. The ramp-demo
 // command runs it for people to watch; e2e/demo runs it to prove it works.
 package demo
@@ -128,6 +128,8 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 	})
 	sim, err := meshsim.New(meshsim.Options{
 		Client: c, Namespace: ns, Service: appName, Model: model, Seed: 1,
+		// Routes by the Envoy configuration istiod serves a sidecar of the client (xDS).
+		XDSAddr: env.Istiod.GRPCAddr,
 		Traffic: meshsim.Traffic{RPS: o.RPS, Classes: []meshsim.Class{
 			// Testers' requests carry the canary header and always reach the canary.
 			{Share: 0.02, Request: meshsim.Request{Headers: map[string]string{"x-canary": "true"}}},
@@ -142,7 +144,7 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer sim.Stop()
-	p.say("mesh simulator sending %.0f requests/s to %s through the live VirtualService", o.RPS, appName)
+	p.say("mesh simulator sending %.0f requests/s to %s, routed by the Envoy configuration istiod serves it (ADS %s)", o.RPS, appName, env.Istiod.GRPCAddr)
 
 	s := &story{c: c, p: p, o: o, sim: sim, prom: prom, res: &Result{Outcome: map[string]string{}}}
 	for _, step := range []func(context.Context) error{s.deployV1, s.releaseV2, s.releaseV3} {
@@ -155,16 +157,16 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 		default:
 		}
 	}
-	if err := istiodReport(ctx, p, env.Istiod); err != nil {
+	if err := istiodReport(ctx, p, env.Istiod, sim); err != nil {
 		return s.res, err
 	}
 	p.summary(s.res)
 	return s.res, nil
 }
 
-// istiodReport says how many of the story's Istio writes istiod validated, and checks that
-// istiod holds the routes ramp wrote in the configuration it serves to proxies.
-func istiodReport(ctx context.Context, p *printer, d *testenv.Istiod) error {
+// istiodReport says how many of the story's Istio writes istiod validated, checks that
+// istiod holds the routes ramp wrote, and shows the routes it served the mesh simulator.
+func istiodReport(ctx context.Context, p *printer, d *testenv.Istiod, sim *meshsim.Sim) error {
 	v, err := d.Validations(ctx)
 	if err != nil {
 		return err
@@ -185,6 +187,14 @@ func istiodReport(ctx context.Context, p *printer, d *testenv.Istiod) error {
 	p.say("istiod validated the routes: %d VirtualService and %d DestinationRule writes admitted by Istio's webhook, %d denied;",
 		v.ByResource["virtualservices"], v.ByResource["destinationrules"], v.Failed)
 	p.say("istiod holds both (%s/%s) in the configuration it pushes to sidecars (its /debug/configz)", ns, appName)
+	e := sim.Envoy()
+	if e == nil || sim.Router().VirtualService() != ns+"/"+appName {
+		return fmt.Errorf("the mesh simulator does not route by istiod's translation of %s/%s", ns, appName)
+	}
+	p.say("istiod served the routes: the mesh simulator, a sidecar of namespace %s to istiod, last received", ns)
+	for _, l := range e.Summary() {
+		p.say("  %s", l)
+	}
 	return nil
 }
 

@@ -611,3 +611,34 @@ func (r *Request) header(name, authority string) (string, bool) {
 	v, ok := r.Headers[name]
 	return v, ok
 }
+
+// Summary describes the configuration in a few lines, for logs and the demo: the route
+// configuration's version and the responses received, each route of the Service's virtual
+// hosts with its clusters and weights, and the clusters with endpoints.
+func (e *EnvoyConfig) Summary() []string {
+	if e == nil {
+		return nil
+	}
+	lines := []string{fmt.Sprintf("route configuration %q version %s (%d RDS, %d CDS, %d EDS responses)",
+		e.Routes.GetName(), e.Versions["rds"], e.Responses["rds"], e.Responses["cds"], e.Responses["eds"])}
+	for _, vh := range e.Routes.GetVirtualHosts() {
+		for _, rt := range vh.GetRoutes() {
+			var dests []string
+			if c := rt.GetRoute().GetCluster(); c != "" {
+				dests = append(dests, c)
+			}
+			for _, w := range rt.GetRoute().GetWeightedClusters().GetClusters() {
+				dests = append(dests, fmt.Sprintf("%s %d", w.GetName(), w.GetWeight().GetValue()))
+			}
+			lines = append(lines, fmt.Sprintf("  %s route %q → %s", vh.GetName(), rt.GetName(), strings.Join(dests, ", ")))
+		}
+	}
+	for _, cla := range e.Endpoints {
+		n := 0
+		for _, l := range cla.GetEndpoints() {
+			n += len(l.GetLbEndpoints())
+		}
+		lines = append(lines, fmt.Sprintf("  cluster %s: %d endpoints", cla.GetClusterName(), n))
+	}
+	return lines
+}
