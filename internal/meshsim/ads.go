@@ -257,6 +257,10 @@ func (s *Sim) setEnvoy(e *EnvoyConfig) {
 	warnings := s.rebuild()
 	s.buildMu.Unlock()
 	s.readyOnce.Do(func() { close(s.envoyReady) })
+	select {
+	case s.kick <- struct{}{}:
+	default: // a re-read is already due
+	}
 	if s.opts.Logf != nil && warnings != "" {
 		s.opts.Logf("meshsim: %s", warnings)
 	}

@@ -155,6 +155,9 @@ type Sim struct {
 	// envoyReady is closed when the first complete configuration from istiod arrives.
 	envoyReady chan struct{}
 	readyOnce  sync.Once
+	// kick asks the refresh loop to re-read the pods now: istiod's endpoints may name pods
+	// the last read did not see yet.
+	kick chan struct{}
 
 	ln     net.Listener
 	srv    *http.Server
@@ -196,6 +199,7 @@ func New(o Options) (*Sim, error) {
 		rng:  rand.New(rand.NewPCG(o.Seed, 0x6d65736873696d)), // "meshsim"
 
 		envoyReady: make(chan struct{}),
+		kick:       make(chan struct{}, 1),
 	}
 	if err := s.SetTraffic(o.Traffic); err != nil {
 		return nil, err
@@ -383,11 +387,12 @@ func (s *Sim) refreshLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-s.kick:
 		case <-t.C:
-			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_ = s.Refresh(rctx)
-			cancel()
 		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_ = s.Refresh(rctx)
+		cancel()
 	}
 }
 
