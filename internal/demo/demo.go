@@ -128,8 +128,9 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 	})
 	sim, err := meshsim.New(meshsim.Options{
 		Client: c, Namespace: ns, Service: appName, Model: model, Seed: 1,
-		// Routes by the Envoy configuration istiod serves a sidecar of the client (xDS).
-		XDSAddr: env.Istiod.GRPCAddr,
+		// Routes by the Envoy configuration istiod serves a sidecar of the client (xDS), for
+		// the Service's port (the Service is created after the simulator starts).
+		XDSAddr: env.Istiod.GRPCAddr, Source: meshsim.Source{Port: 9898},
 		Traffic: meshsim.Traffic{RPS: o.RPS, Classes: []meshsim.Class{
 			// Testers' requests carry the canary header and always reach the canary.
 			{Share: 0.02, Request: meshsim.Request{Headers: map[string]string{"x-canary": "true"}}},

@@ -104,7 +104,7 @@ func (r *Router) compileEnvoy(e *EnvoyConfig, pods []corev1.Pod) {
 				ip := lb.GetEndpoint().GetAddress().GetSocketAddress().GetAddress()
 				p := byIP[ip]
 				if p == nil {
-					r.warnf("cluster %s: endpoint %s is no pod of the Service meshsim knows: skipped", name, ip)
+					r.warnf("cluster %s: endpoint %s is no pod meshsim lists (deleted since, or not read yet): skipped", name, ip)
 					continue
 				}
 				ep := eps[p.Name]
