@@ -158,7 +158,8 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 		default:
 		}
 	}
-	if err := istiodReport(ctx, p, env.Istiod, sim); err != nil {
+	_, canary := s.liveWeights(ctx)
+	if err := istiodReport(ctx, p, env.Istiod, sim, canary); err != nil {
 		return s.res, err
 	}
 	p.summary(s.res)
@@ -166,8 +167,9 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 }
 
 // istiodReport says how many of the story's Istio writes istiod validated, checks that
-// istiod holds the routes ramp wrote, and shows the routes it served the mesh simulator.
-func istiodReport(ctx context.Context, p *printer, d *testenv.Istiod, sim *meshsim.Sim) error {
+// istiod holds the routes ramp wrote, and shows the routes it served the mesh simulator once
+// they send canary% (the live VirtualService's weight) to the canary.
+func istiodReport(ctx context.Context, p *printer, d *testenv.Istiod, sim *meshsim.Sim, canary int32) error {
 	v, err := d.Validations(ctx)
 	if err != nil {
 		return err
@@ -188,15 +190,47 @@ func istiodReport(ctx context.Context, p *printer, d *testenv.Istiod, sim *meshs
 	p.say("istiod validated the routes: %d VirtualService and %d DestinationRule writes admitted by Istio's webhook, %d denied;",
 		v.ByResource["virtualservices"], v.ByResource["destinationrules"], v.Failed)
 	p.say("istiod holds both (%s/%s) in the configuration it pushes to sidecars (its /debug/configz)", ns, appName)
-	e := sim.Envoy()
-	if e == nil || sim.Router().VirtualService() != ns+"/"+appName {
-		return fmt.Errorf("the mesh simulator does not route by istiod's translation of %s/%s", ns, appName)
+	// ramp's last write reaches the simulator with istiod's next push.
+	var e *meshsim.EnvoyConfig
+	err = testenv.WaitFor(ctx, 10*time.Second, func(context.Context) (bool, error) {
+		e = sim.Envoy()
+		w, ok := primaryCanaryWeight(e)
+		return ok && w == canary && sim.Router().VirtualService() == ns+"/"+appName, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the mesh simulator never got istiod's translation of %s/%s sending %d%% to the canary: %w", ns, appName, canary, err)
 	}
-	p.say("istiod served the routes: the mesh simulator, a sidecar of namespace %s to istiod, last received", ns)
+	p.say("istiod served the routes: the mesh simulator, a sidecar of namespace %s to istiod, routes by (canary %d%%, as the live VirtualService)", ns, canary)
 	for _, l := range e.Summary() {
 		p.say("  %s", l)
 	}
 	return nil
+}
+
+// primaryCanaryWeight is the canary's weight on ramp's primary route in the Envoy
+// configuration (0 when istiod dropped its zero weight); ok is false without that route.
+func primaryCanaryWeight(e *meshsim.EnvoyConfig) (w int32, ok bool) {
+	if e == nil {
+		return 0, false
+	}
+	canary := meshsim.ClusterName(9898, istio.CanarySubset, appName+"."+ns+".svc.cluster.local")
+	for _, vh := range e.Routes.GetVirtualHosts() {
+		for _, rt := range vh.GetRoutes() {
+			if rt.GetName() != istio.RoutePrimary {
+				continue
+			}
+			for _, c := range rt.GetRoute().GetWeightedClusters().GetClusters() {
+				if c.GetName() == canary {
+					return int32(c.GetWeight().GetValue()), true
+				}
+			}
+			if rt.GetRoute().GetCluster() == canary {
+				return 100, true
+			}
+			return 0, true
+		}
+	}
+	return 0, false
 }
 
 type story struct {
