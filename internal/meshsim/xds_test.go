@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +24,11 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	corev1 "k8s.io/api/core/v1"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/ramp-dev/ramp/internal/testenv"
 )
 
 func TestEnvoyHeaderMatch(t *testing.T) {
@@ -399,4 +405,110 @@ func TestADSClient(t *testing.T) {
 	if got.Versions["rds"] != "v2" || got.Responses["rds"] != 2 {
 		t.Fatalf("after the second push: %s", got.Summary())
 	}
+}
+
+// serveADS answers a sidecar's requests as istiod would, from the configuration cfg returns:
+// CDS and RDS on the first requests, EDS for the names asked; ACKs get no answer. Sending on
+// push re-sends the routes at a new version.
+func serveADS(t *testing.T, cfg func() *EnvoyConfig) (addr string, push chan<- struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeADS{reqs: make(chan *discoveryv3.DiscoveryRequest, 16), resps: make(chan *discoveryv3.DiscoveryResponse, 16)}
+	srv := grpc.NewServer()
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(srv, f)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	pushes := make(chan struct{})
+	go func() {
+		version := 1
+		resp := func(typ string, msgs ...proto.Message) {
+			r := &discoveryv3.DiscoveryResponse{TypeUrl: typ, VersionInfo: fmt.Sprint(version), Nonce: fmt.Sprint(typ, version)}
+			for _, m := range msgs {
+				r.Resources = append(r.Resources, mustAny(t, m))
+			}
+			f.resps <- r
+		}
+		var edsNames []string
+		for {
+			select {
+			case <-pushes:
+				version++
+				resp(routeType, cfg().Routes)
+			case req := <-f.reqs:
+				e := cfg()
+				switch typ := req.GetTypeUrl(); {
+				case req.GetResponseNonce() != "" && (typ != endpointType || slices.Equal(req.GetResourceNames(), edsNames)):
+					// an ACK
+				case typ == clusterType:
+					var cs []proto.Message
+					for _, c := range e.Clusters {
+						cs = append(cs, c)
+					}
+					resp(clusterType, cs...)
+				case typ == routeType:
+					resp(routeType, e.Routes)
+				case typ == endpointType:
+					edsNames = req.GetResourceNames()
+					var loads []proto.Message
+					for _, l := range e.Endpoints {
+						if slices.Contains(edsNames, l.GetClusterName()) {
+							loads = append(loads, l)
+						}
+					}
+					resp(endpointType, loads...)
+				}
+			}
+		}
+	}()
+	return ln.Addr().String(), pushes
+}
+
+// A Sim with XDSAddr starts once istiod's first complete configuration arrived, routes by it
+// (pods from the API server, by IP), and follows the next push.
+func TestSimRoutesByXDS(t *testing.T) {
+	weight := uint32(5)
+	var mu sync.Mutex
+	addr, push := serveADS(t, func() *EnvoyConfig {
+		mu.Lock()
+		defer mu.Unlock()
+		e := envoyConfig(t, weight)
+		// envoyConfig's warming cluster has no load assignment: without it the configuration
+		// is complete.
+		e.Clusters = slices.DeleteFunc(e.Clusters, func(c *clusterv3.Cluster) bool { return c.GetName() == ClusterName(80, "warming", fqdn) })
+		return e
+	})
+	objs := []client.Object{service()}
+	for _, p := range xdsPods() {
+		objs = append(objs, &p)
+	}
+	c := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithObjects(objs...).Build()
+	s, err := New(Options{Client: c, Namespace: ns, Service: app, XDSAddr: addr, MetricsAddr: "-", Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	if got, n := s.Router().VirtualService(), len(s.Router().Endpoints()); got != "demo/web" || n != 5 {
+		t.Fatalf("after Start: VirtualService %q over %d endpoints, want demo/web over 5", got, n)
+	}
+	const n = 20000
+	st, _ := run(t, s.Router(), nil, Traffic{}, n)
+	near(t, "canary share", st.Share(ReporterSource, "canary"), 0.05, n)
+
+	mu.Lock()
+	weight = 25
+	mu.Unlock()
+	push <- struct{}{}
+	if err := testenv.WaitFor(t.Context(), 10*time.Second, func(context.Context) (bool, error) {
+		return s.Envoy().Versions["rds"] == "2", nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = run(t, s.Router(), nil, Traffic{}, n)
+	near(t, "canary share after the push", st.Share(ReporterSource, "canary"), 0.25, n)
 }
