@@ -27,10 +27,11 @@ func main() {
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), `Usage: %s [flags]
 
-Runs ramp on a local cluster (kube-apiserver, etcd, kube-controller-manager, kube-scheduler and
-KWOK fake nodes, built once from the Go module proxy into ~/.cache/ramp) with a real Prometheus
-(Debian package prometheus; make demo installs it when run as root) and a mesh simulator
-that routes synthetic traffic by the live VirtualService and exports Istio's metrics. The
+Runs ramp on a local cluster (kube-apiserver, etcd, kube-controller-manager, kube-scheduler,
+KWOK fake nodes and istiod, built once from the Go module proxy into ~/.cache/ramp) with a real
+Prometheus (Debian package prometheus; make demo installs it when run as root) and a mesh
+simulator that routes synthetic traffic by the Envoy configuration istiod serves it over xDS
+and exports Istio's metrics. The
 story: v1 is deployed and adopted; v2 is rolled out 5%% → 25%% → 100%%, passes its error-rate
 and P99 checks and is promoted; v3 answers 8%% errors and is rolled back at the first step.
 A summary table lists each state, its weight, the metric values and verdicts, and the time

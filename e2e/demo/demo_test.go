@@ -48,7 +48,7 @@ func TestStory(t *testing.T) {
 	if !strings.Contains(last.Metrics, "error-rate") || !strings.Contains(last.Metrics, "Failed") {
 		t.Errorf("the rollback must show the failing error rate: %q", last.Metrics)
 	}
-	for _, want := range []string{"Summary", "Platform team: ClusterMetricTemplates istio-error-rate and istio-latency-p99", "VirtualService stable  95% / canary   5%", "analysis: error-rate", "v3 rolled back automatically", "istiod validated the routes"} {
+	for _, want := range []string{"Summary", "Platform team: ClusterMetricTemplates istio-error-rate and istio-latency-p99", "VirtualService stable  95% / canary   5%", "analysis: error-rate", "v3 rolled back automatically", "istiod validated the routes", "istiod served the routes"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)
 		}

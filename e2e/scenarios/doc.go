@@ -2,8 +2,9 @@
 // (real API server, controller manager, scheduler and KWOK fake nodes), one real Prometheus
 // scraping every second, and ramp's manager in-process with its real Prometheus analysis and
 // Slack sender. Each scenario runs in its own namespace with its own Deployment (3 replicas),
-// Service, Rollout and mesh simulator (internal/meshsim: traffic routed by the live VirtualService
-// and DestinationRule, Istio's telemetry for Prometheus), and asserts on the live
+// Service, Rollout and mesh simulator (internal/meshsim: traffic routed by the Envoy
+// configuration istiod generates from the live VirtualService and DestinationRule and serves
+// it over xDS, Istio's telemetry for Prometheus), and asserts on the live
 // VirtualService weights, the Rollout's status and the simulated clients' view:
 //
 //   - canary success, rollback on errors, rollback on P99 latency;

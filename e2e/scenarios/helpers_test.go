@@ -149,6 +149,8 @@ func newApp(t *testing.T, o appOptions) *app {
 	}
 	sim, err := meshsim.New(meshsim.Options{
 		Client: env.Client, Namespace: ns, Service: appName, Seed: 1,
+		// Routes as istiod configures the client's sidecar, over xDS.
+		XDSAddr:         env.Istiod.GRPCAddr,
 		Model:           meshsim.MustModel(meshsim.DefaultBehaviour, behaviours),
 		Traffic:         meshsim.Traffic{RPS: rps, Classes: o.classes},
 		MetricsListener: ln,

@@ -1,7 +1,7 @@
 // Package demo is ramp's scripted local story: a local cluster (real API server, controller
 // manager, scheduler and KWOK fake nodes, so Deployments really roll out), a real Prometheus,
-// the mesh simulator (internal/meshsim: synthetic traffic routed by the live VirtualService and
-// DestinationRule, with Istio's telemetry) and ramp's controller in-process with its real
+// istiod, the mesh simulator (internal/meshsim: synthetic traffic routed by the Envoy
+// configuration istiod serves it over xDS, with Istio's telemetry) and ramp's controller in-process with its real
 // Prometheus analysis. An app's releases are "committed" by changing its image. The ramp-demo
 // command runs it for people to watch; e2e/demo runs it to prove it works.
 package demo
@@ -142,6 +142,9 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 	})
 	sim, err := meshsim.New(meshsim.Options{
 		Client: c, Namespace: ns, Service: appName, Model: model, Seed: 1,
+		// Routes by the Envoy configuration istiod serves a sidecar of the client (xDS), for
+		// the Service's port (the Service is created after the simulator starts).
+		XDSAddr: env.Istiod.GRPCAddr, Source: meshsim.Source{Port: 9898},
 		Traffic: meshsim.Traffic{RPS: o.RPS, Classes: []meshsim.Class{
 			// Testers' requests carry the canary header and always reach the canary.
 			{Share: 0.02, Request: meshsim.Request{Headers: map[string]string{"x-canary": "true"}}},
@@ -156,7 +159,7 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer sim.Stop()
-	p.say("mesh simulator sending %.0f requests/s to %s through the live VirtualService", o.RPS, appName)
+	p.say("mesh simulator sending %.0f requests/s to %s, routed by the Envoy configuration istiod serves it (ADS %s)", o.RPS, appName, env.Istiod.GRPCAddr)
 
 	s := &story{c: c, p: p, o: o, sim: sim, prom: prom, res: &Result{Outcome: map[string]string{}}}
 	for _, step := range []func(context.Context) error{s.platformTemplates, s.deployV1, s.releaseV2, s.releaseV3} {
@@ -169,16 +172,18 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 		default:
 		}
 	}
-	if err := istiodReport(ctx, p, env.Istiod); err != nil {
+	_, canary := s.liveWeights(ctx)
+	if err := istiodReport(ctx, p, env.Istiod, sim, canary); err != nil {
 		return s.res, err
 	}
 	p.summary(s.res)
 	return s.res, nil
 }
 
-// istiodReport says how many of the story's Istio writes istiod validated, and checks that
-// istiod holds the routes ramp wrote in the configuration it serves to proxies.
-func istiodReport(ctx context.Context, p *printer, d *testenv.Istiod) error {
+// istiodReport says how many of the story's Istio writes istiod validated, checks that
+// istiod holds the routes ramp wrote, and shows the routes it served the mesh simulator once
+// they send canary% (the live VirtualService's weight) to the canary.
+func istiodReport(ctx context.Context, p *printer, d *testenv.Istiod, sim *meshsim.Sim, canary int32) error {
 	v, err := d.Validations(ctx)
 	if err != nil {
 		return err
@@ -199,7 +204,47 @@ func istiodReport(ctx context.Context, p *printer, d *testenv.Istiod) error {
 	p.say("istiod validated the routes: %d VirtualService and %d DestinationRule writes admitted by Istio's webhook, %d denied;",
 		v.ByResource["virtualservices"], v.ByResource["destinationrules"], v.Failed)
 	p.say("istiod holds both (%s/%s) in the configuration it pushes to sidecars (its /debug/configz)", ns, appName)
+	// ramp's last write reaches the simulator with istiod's next push.
+	var e *meshsim.EnvoyConfig
+	err = testenv.WaitFor(ctx, 10*time.Second, func(context.Context) (bool, error) {
+		e = sim.Envoy()
+		w, ok := primaryCanaryWeight(e)
+		return ok && w == canary && sim.Router().VirtualService() == ns+"/"+appName, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the mesh simulator never got istiod's translation of %s/%s sending %d%% to the canary: %w", ns, appName, canary, err)
+	}
+	p.say("istiod served the routes: the mesh simulator, a sidecar of namespace %s to istiod, routes by (canary %d%%, as the live VirtualService)", ns, canary)
+	for _, l := range e.Summary() {
+		p.say("  %s", l)
+	}
 	return nil
+}
+
+// primaryCanaryWeight is the canary's weight on ramp's primary route in the Envoy
+// configuration (0 when istiod dropped its zero weight); ok is false without that route.
+func primaryCanaryWeight(e *meshsim.EnvoyConfig) (w int32, ok bool) {
+	if e == nil {
+		return 0, false
+	}
+	canary := meshsim.ClusterName(9898, istio.CanarySubset, appName+"."+ns+".svc.cluster.local")
+	for _, vh := range e.Routes.GetVirtualHosts() {
+		for _, rt := range vh.GetRoutes() {
+			if rt.GetName() != istio.RoutePrimary {
+				continue
+			}
+			for _, c := range rt.GetRoute().GetWeightedClusters().GetClusters() {
+				if c.GetName() == canary {
+					return int32(c.GetWeight().GetValue()), true
+				}
+			}
+			if rt.GetRoute().GetCluster() == canary {
+				return 100, true
+			}
+			return 0, true
+		}
+	}
+	return 0, false
 }
 
 type story struct {

@@ -1,7 +1,8 @@
 // Package harness starts what ramp's end-to-end runs share: a real Prometheus scraping
 // loopback targets every second, a local cluster (internal/testenv: a real API server,
-// controller manager, scheduler and KWOK nodes) and ramp's manager in-process, wired by
-// internal/manager as cmd/manager wires it. The demo (internal/demo) and the e2e suites
+// controller manager, scheduler, KWOK nodes and istiod, whose xDS address
+// Stack.Env.Istiod.GRPCAddr the mesh simulators connect to) and ramp's manager in-process,
+// wired by internal/manager as cmd/manager wires it. The demo (internal/demo) and the e2e suites
 // (e2e/scenarios, e2e/analysis) start it once and add their own workloads and traffic.
 package harness
 

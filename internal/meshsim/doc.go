@@ -1,99 +1,111 @@
 // Package meshsim is a test double of Istio's data plane for ramp's demo and e2e tests. It is
-// not Istio and runs no Envoy: it reads the VirtualServices, DestinationRules, Service and Pods
-// of one Service from the API server, routes synthetic requests the way Envoy configured by
-// istiod would, makes up each pod's answer from a per-image behaviour model, and exports the
-// telemetry Istio's proxies would (istio_requests_total and
-// istio_request_duration_milliseconds) on a loopback /metrics endpoint for a real Prometheus
-// to scrape. No request is sent over the network and nothing sleeps: latencies are computed
-// and recorded, in real time, a tick's worth of requests at a time.
+// not Istio and runs no Envoy: it connects to istiod's xDS port as a sidecar of the simulated
+// client would, receives the Envoy configuration istiod generates from the VirtualServices,
+// DestinationRules and Services in the API server, routes synthetic requests by it, makes up
+// each pod's answer from a per-image behaviour model, and exports the telemetry Istio's
+// proxies would (istio_requests_total and istio_request_duration_milliseconds) on a loopback
+// /metrics endpoint for a real Prometheus to scrape. No request is sent over the network and
+// nothing sleeps: latencies are computed and recorded, in real time, a tick's worth of
+// requests at a time.
 //
 // # Pieces
 //
-//   - Router (NewRouter) is a pure function of a Topology: the Service, Pods, VirtualServices,
-//     DestinationRules and the simulated client. Route routes one Request with a Model and a
-//     seeded *rand.Rand and returns a Result: the route, subset and pod, the client's status,
-//     Envoy's response flags and latency, and every attempt that reached a pod.
+//   - Router (NewRouter) is a pure function of a Topology: the Service, its Pods, the
+//     simulated client and the EnvoyConfig istiod served. Route routes one Request with a
+//     Model and a seeded *rand.Rand and returns a Result: the route, subset and pod, the
+//     client's status, Envoy's response flags and latency, and every attempt that reached a
+//     pod.
 //   - Model maps container images to Behaviours (error rate, p50 and p99 latency).
 //   - Result.Reports turns a Result into what the proxies report: one source report per
 //     request, one destination report per attempt. Telemetry exports reports as metrics;
 //     Stats counts them.
-//   - Sim ties them together: it refreshes the Router from the API server (every 200 ms by
-//     default), generates Traffic (a rate, and classes of requests such as a share with
-//     x-canary: true), serves /metrics and answers Stats over a recent window.
+//   - Sim ties them together. With Options.XDSAddr (istiod's plain-text gRPC address; every
+//     suite and the demo set it to testenv's Env.Istiod.GRPCAddr) it opens one ADS stream
+//     (envoy.service.discovery.v3, Envoy's typed protos from go-control-plane) as node
+//     sidecar~10.255.0.9~<workload>.<namespace>~<namespace>.svc.cluster.local with Istio's
+//     node metadata (NAMESPACE, CLUSTER_ID, ISTIO_VERSION, INTERCEPTION_MODE, NAME, LABELS),
+//     and subscribes to RDS for the outbound route of the Service's port (named after the
+//     port, e.g. "9898"), CDS (all clusters) and EDS for the Service's clusters
+//     (outbound|PORT|SUBSET|HOST, re-subscribed as CDS changes). Every response is ACKed with
+//     its version and nonce; once routes, clusters and every subscribed cluster's endpoints
+//     have arrived the Router is rebuilt, so a VirtualService change reaches the simulated
+//     traffic by istiod's push (about 150 ms after the write on an idle local cluster). The
+//     Service and its Pods are still read from the API server (every 200 ms by default, and
+//     at once after each push): EDS endpoints are mapped to pods by pod IP, for the images
+//     (behaviour) and workload names (telemetry). Sim.Envoy returns the last configuration,
+//     EnvoyConfig.Summary describes it. The Sim generates Traffic (a rate, and classes of
+//     requests such as a share with x-canary: true), serves /metrics and answers Stats over a
+//     recent window.
 //
-// # Routing semantics (as istiod translates the objects and Envoy applies them)
+// # Routing semantics (Envoy's, on istiod's configuration)
 //
-// Specs are decoded with Istio's own protobuf types and protobuf JSON, as istiod does: an
-// object istiod could not decode (a Go-style duration such as "1m", an invalid regex) is
-// ignored and reported by Router.Warnings.
-//
-//   - Virtual host. The request's authority (default: the Service's name) picks the virtual
-//     host: the Service's short forms and FQDN name the Service; VirtualService hosts are
-//     resolved in the VirtualService's namespace (short names only) and matched exactly, then
-//     by the longest wildcard, then "*". Only VirtualServices bound to the client's gateway
-//     apply (no gateways means "mesh", the sidecars). Sidecars do not merge VirtualServices:
-//     for a host bound by several, the oldest (creation time, then namespace/name) wins. A
-//     Service no VirtualService binds has Istio's default route: all its pods, default retry
-//     policy, no timeout. An authority nothing binds gets 404 NR.
-//   - Routes are evaluated in order and the first match wins; a route without match matches
-//     everything. Match blocks are ORed, conditions within one ANDed: uri, scheme, method,
-//     authority, headers, withoutHeaders and queryParams with exact, prefix or regex (RE2,
-//     matching the whole value); an empty StringMatch or the regex "*" tests presence;
-//     ignoreUriCase folds case for exact and prefix uri matches. A missing header fails a
-//     header condition; withoutHeaders inverts the condition, a missing header counting as
-//     empty for value matches (istiod sets treat_missing_header_as_empty). port, gateways,
-//     sourceLabels and sourceNamespace select whether a match exists for the client at all,
-//     as istiod evaluates them when it generates the client's configuration. JWT claim
-//     matches (@request.auth.claims...) never match: requests carry no token.
-//   - Redirects answer their code (default 301) and direct responses their status, without
-//     reaching a pod.
-//   - Fault injection runs before the destination is chosen, and before the router: a delay
-//     (fixedDelay, with percentage; without it the deprecated integer percent, default 0)
-//     first, then an abort (httpStatus, with percentage; without one nothing is aborted).
-//     Percentages are truncated to parts per million as istiod does. An aborted request never
-//     reaches a pod: only the source reports it (flag FI, destination_workload "unknown").
-//     A delay adds to the client's latency only; the pod's proxy sees its own time.
-//   - Destinations: one destination takes all traffic whatever its weight; with several,
-//     zero weights are dropped and each remaining destination gets weight/sum. The choice is
-//     made once per request: retries stay in the same subset. A subset resolves through the
-//     DestinationRule for the host (rules of the client's namespace first, then of the
-//     Service's; the most specific host; rules for that same host merge in creation order,
-//     first definition of a subset wins; rules with a workloadSelector apply only to a client
-//     with matching labels) to the Service's endpoints with all the subset's labels. Endpoints are the pods the Service selects that are Ready and not
-//     terminating (any running pod with publishNotReadyAddresses). A subset no rule defines,
-//     a port the Service lacks or another host has no cluster: 503 NC. A cluster without
-//     endpoints: 503 UH ("no healthy upstream"), not retried. Both are source-only.
+//   - Virtual host. The request's authority (default: the Service's name) is matched, in
+//     lower case and without its port when the route configuration sets
+//     ignore_port_in_host_matching (istiod does), against the virtual hosts' domains: exact,
+//     then the longest "*." suffix, then "*". istiod lists the Service's names a client of
+//     its namespace can use (name, name.namespace, name.namespace.svc, the FQDN, the cluster
+//     IP) and ends with allow_any ("*" → PassthroughCluster). A Service no VirtualService
+//     binds has istiod's route "default". Result.VirtualService is read from the routes'
+//     istio metadata (/apis/networking.istio.io/v1/namespaces/NS/virtual-service/NAME).
+//   - Routes are evaluated in order and the first match wins (istiod emits one route per
+//     match block). Path: prefix (on the path with its query string, as Envoy does), path
+//     and safe_regex (without it), path_separated_prefix; case_sensitive. Headers (":method",
+//     ":scheme", ":authority" and ":path" included) with Envoy's HeaderMatcher: string_match
+//     (exact, prefix, suffix, contains, safe_regex as a full RE2 match, ignore_case),
+//     present_match, invert_match and treat_missing_header_as_empty (a missing header matches
+//     nothing unless treated as empty, except an absence or inverted presence match). Query
+//     parameters: string_match or present_match. Redirects answer their code and direct
+//     responses their status without reaching a pod.
+//   - Fault injection: the HTTP fault filter's typed_per_filter_config
+//     (envoy.filters.http.fault) on the route: a fixed delay, then an HTTP status abort, each
+//     with its fractional percentage (converted to parts per million). It runs before the
+//     router: an aborted request never reaches a pod (source report only, flag FI); a delay
+//     adds to the client's latency only.
+//   - Destinations: the route's cluster, or its weighted clusters (weight/sum; zero weights
+//     never picked), chosen once per request (retries stay in the cluster). A cluster resolves
+//     to its EDS endpoints whose health is HEALTHY or UNKNOWN, mapped to the pods meshsim
+//     lists by IP (an address no listed pod has is skipped with a warning). A cluster CDS
+//     lacks, an EDS cluster whose endpoints have not arrived (warming), a cluster of another
+//     host than the Service (meshsim simulates one Service), and PassthroughCluster: 503 NC.
+//     A cluster without endpoints: 503 UH, not retried. Both are source-only.
 //   - Pods are picked uniformly at random within the cluster: Envoy's least-request and
 //     round-robin balancers give the same shares at the rates simulated.
-//   - Retries follow istiod's retry.ConvertPolicy: without retries on the route, Istio's
-//     default policy (2 retries on connect-failure, refused-stream, unavailable, cancelled
-//     and retriable-status-codes with 503 only, so an application's 503s are retried and its
-//     500s are not); attempts 0 disables retries; otherwise attempts replaces the count and a
-//     non-empty retryOn replaces the conditions (integers in it are retriable status codes).
-//     Conditions simulated: 5xx, gateway-error (502, 503, 504), retriable-4xx (409),
-//     retriable-status-codes; a per-try timeout counts as a reset, retried under reset, 5xx
-//     and gateway-error. The others (connect-failure, refused-stream, ...) never occur here.
-//     Retries prefer pods not tried yet (retryIgnorePreviousHosts, default true) and wait
-//     Envoy's jittered exponential back-off (base 25 ms or retries.backoff, uniform in
-//     [0, (2^n-1) base), at most 10 base). Every attempt is reported by the pod that got it
-//     (so the destination's 5xx ratio stays the application's error rate); the source reports
-//     the last attempt's status, with URX when retries ran out.
-//   - Timeouts: perTryTimeout cuts an attempt at that time (504 UT if it is the last); the
-//     route timeout (default none) bounds all attempts and back-offs, not the fault delay
-//     (the fault filter runs before the router, whose timer starts when it gets the request):
-//     504 UT. The pod whose attempt is cut reports response code 0 with flag DC, as Envoy
-//     reports a request the client reset.
+//   - Retries: the route's retry_policy (else the virtual host's; none: no retries):
+//     num_retries (Envoy's default 1), retry_on (simulated: 5xx, gateway-error (502, 503,
+//     504), retriable-4xx (409), retriable-status-codes with retriable_status_codes, reset; a
+//     per-try timeout counts as a reset, retried under reset, 5xx and gateway-error; the
+//     others, such as connect-failure, never occur here), per_try_timeout, the previous_hosts
+//     predicate with host_selection_retry_max_attempts, and retry_back_off's base interval
+//     (default 25 ms; Envoy's jittered exponential back-off, uniform in [0, (2^n-1) base), at
+//     most 10 base). istiod gives a route without retries Istio's default policy: 2 retries on
+//     connect-failure, refused-stream, unavailable, cancelled and retriable-status-codes with
+//     no status code listed, so an application's 503 is not retried. Every attempt is
+//     reported by the pod that got it; the source reports the last attempt's status, with URX
+//     when retries ran out.
+//   - Timeouts: the route's timeout (0 disables it; unset is Envoy's 15 s) bounds all
+//     attempts and back-offs, not the fault delay: 504 UT. per_try_timeout cuts an attempt
+//     (504 UT if it is the last). The pod whose attempt is cut reports response code 0 with
+//     flag DC, as Envoy reports a request the client reset.
 //
 // # Not simulated (documented deviations)
 //
-// DestinationRule traffic policies (outlier detection, connection pools, load balancer
-// settings, TLS), circuit breaking, mirroring, delegate VirtualServices (404 NR), gRPC and
-// HTTP/2 aborts, exponential delays (istiod drops them too), header rewriting, exportTo, the
-// root namespace's rules (a Sim reads the Service's namespace only), mesh-wide
-// defaultHttpRetryPolicy, locality, connection failures and network latency (a request's
-// latency is fault delay + application time + back-off). Telemetry carries a subset of Istio's
-// labels: reporter, source_workload, source_workload_namespace, destination_workload,
-// destination_workload_namespace, destination_service, response_code and response_flags.
+// Cluster settings from CDS (outlier detection, connection pools, circuit breaking, load
+// balancer policy, TLS), mirroring, cluster_header routing, gRPC aborts, header rewriting,
+// locality, gateways (the client is always a sidecar), connection failures and network
+// latency (a request's latency is fault delay + application time + back-off). Telemetry
+// carries a subset of Istio's labels: reporter, source_workload, source_workload_namespace,
+// destination_workload, destination_workload_namespace, destination_service, response_code
+// and response_flags.
+//
+// # Fallback without istiod
+//
+// Without Options.XDSAddr (and in NewRouter when Topology.Envoy is nil) the Sim reads the
+// namespace's VirtualServices and DestinationRules itself and approximates istiod's
+// translation (decoded with Istio's protobuf types; VirtualServices bound to the client's
+// gateway, the oldest winning a host; subsets from DestinationRules; pilot's
+// retry.ConvertPolicy, whose default here still retries 503, unlike the istiod ramp's tests
+// run). No suite uses it: it remains for the pure unit tests of router_test.go and
+// telemetry_test.go, which need no istiod.
 //
 // # Behaviour model
 //

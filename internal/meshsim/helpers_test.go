@@ -104,7 +104,9 @@ func rampTopology(t testing.TB, ro *rampv1.Rollout, r istio.Routing, pods []core
 	}
 }
 
-// rendered is an Istio object ramp renders, as ramp sends it to the API server.
+// rendered is an Istio object ramp renders, as ramp sends it to the API server, without its
+// owner reference: the tests create no Rollout, and a local cluster's garbage collector
+// deletes objects whose owner does not exist.
 func rendered(t testing.TB, obj runtime.Object) *unstructured.Unstructured {
 	t.Helper()
 	b, err := istio.ApplyPatch(obj)
@@ -115,6 +117,7 @@ func rendered(t testing.TB, obj runtime.Object) *unstructured.Unstructured {
 	if err := u.UnmarshalJSON(b); err != nil {
 		t.Fatal(err)
 	}
+	u.SetOwnerReferences(nil)
 	return u
 }
 

@@ -2,14 +2,13 @@ package meshsim
 
 import (
 	"context"
+	"errors"
 	"math"
 	"net"
 	"os"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -20,14 +19,15 @@ import (
 	"github.com/ramp-dev/ramp/internal/testenv"
 )
 
-// The whole loop against a real API server and a real Prometheus: ramp's VirtualService and
-// DestinationRule (50% canary) and hand-made Ready pods in the API server, a Sim sending
-// 2000 req/s, Prometheus scraping its /metrics every second, and ramp's built-in error-rate
-// query reading the canary's configured 8% (and stable's 0.5%) back. Then the Sim follows a
-// change of the VirtualService.
+// The whole loop against a local cluster with istiod and a real Prometheus: ramp's
+// VirtualService and DestinationRule (50% canary) over ramp's stable and canary Deployments,
+// a Sim routing 2000 req/s by the Envoy configuration istiod serves it, Prometheus scraping
+// its /metrics every second, and ramp's built-in error-rate query reading the canary's
+// configured 8% (and stable's 0.5%) back. Then the Sim follows a change of the
+// VirtualService, pushed by istiod.
 func TestIntegrationPrometheusReadsErrorRate(t *testing.T) {
 	if testing.Short() {
-		t.Skip("integration test with an API server and Prometheus (-short)")
+		t.Skip("integration test with a local cluster, istiod and Prometheus (-short)")
 	}
 	bin, err := prometheustest.Binary()
 	if err != nil {
@@ -36,12 +36,9 @@ func TestIntegrationPrometheusReadsErrorRate(t *testing.T) {
 		}
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
 	start := time.Now()
-
 	// Prometheus needs ~5 s before its first scrape: start it, on the Sim's future metrics
-	// address, while the API server starts.
+	// address, while the cluster starts and the pods roll out.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -55,37 +52,24 @@ func TestIntegrationPrometheusReadsErrorRate(t *testing.T) {
 		srv, err := prometheustest.Start(prometheustest.Options{Binary: bin, Targets: []string{ln.Addr().String()}})
 		promCh <- promResult{srv, err}
 	}()
-	env, err := testenv.Start(ctx, testenv.Options{})
-	pr := <-promCh
-	if pr.srv != nil {
-		defer pr.srv.Stop()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Stop()
-	if pr.err != nil {
+	pr := promResult{err: errors.New("not started")}
+	defer func() {
+		if pr.srv != nil {
+			pr.srv.Stop()
+		}
+	}()
+	env := localCluster(t)
+	nsName := env.Namespace(t)
+	hash := deployWeb(t, env, nsName)
+	if pr = <-promCh; pr.err != nil {
 		t.Fatal(pr.err)
 	}
-	t.Logf("API server and Prometheus up in %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("cluster, pods and Prometheus up in %s", time.Since(start).Round(time.Millisecond))
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
 
-	nsName := env.Namespace(t)
-	svc := service()
-	svc.Namespace = nsName
-	mustCreate(ctx, t, env.Client, svc)
-	for _, p := range rampPods() {
-		p.Namespace = nsName
-		status := p.Status
-		p.Status = corev1.PodStatus{}
-		mustCreate(ctx, t, env.Client, &p)
-		p.Status = status
-		p.Status.Conditions[0].LastTransitionTime = metav1.Now()
-		if err := env.Client.Status().Update(ctx, &p); err != nil {
-			t.Fatal(err)
-		}
-	}
 	ro := rollout(nil, func(ro *rampv1.Rollout) { ro.Namespace = nsName })
-	dr, err := istio.DestinationRule(ro, stableHash)
+	dr, err := istio.DestinationRule(ro, hash)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +82,7 @@ func TestIntegrationPrometheusReadsErrorRate(t *testing.T) {
 		canaryImage: {ErrorRate: 0.08, LatencyP50: 40 * time.Millisecond, LatencyP99: 400 * time.Millisecond},
 	})
 	sim, err := New(Options{Client: env.Client, Namespace: nsName, Service: app, Seed: 1, Model: model,
-		Traffic: Traffic{RPS: 2000}, MetricsListener: ln, Logf: t.Logf})
+		XDSAddr: env.Istiod.GRPCAddr, Traffic: Traffic{RPS: 2000}, MetricsListener: ln, Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,8 +90,12 @@ func TestIntegrationPrometheusReadsErrorRate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sim.Stop()
-	if got := sim.Router().VirtualService(); got != nsName+"/web" || len(sim.Router().Endpoints()) != 5 {
-		t.Fatalf("sim routes with %q over %d endpoints", got, len(sim.Router().Endpoints()))
+	// istiod may push before it has both objects and every endpoint.
+	if err := testenv.WaitFor(ctx, time.Minute, func(context.Context) (bool, error) {
+		r := sim.Router()
+		return r.VirtualService() == nsName+"/web" && len(r.Endpoints()) == 5, nil
+	}); err != nil {
+		t.Fatalf("sim routes with %q over %d endpoints: %v", sim.Router().VirtualService(), len(sim.Router().Endpoints()), err)
 	}
 
 	const window = "10s"
@@ -161,7 +149,7 @@ func TestIntegrationPrometheusReadsErrorRate(t *testing.T) {
 		t.Logf("web-canary: ramp's latency-p99 reads %.1f ms (configured 400 ms)", p99)
 	}
 
-	// All traffic back to stable: the Sim follows within a refresh.
+	// All traffic back to stable: the Sim follows istiod's next push.
 	cur := &unstructured.Unstructured{}
 	cur.SetGroupVersionKind(vs.GroupVersionKind())
 	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(vs), cur); err != nil {

@@ -163,7 +163,7 @@ func (r *Router) Route(rng *rand.Rand, model *Model, req *Request) Result {
 	var elapsed time.Duration // since the router forwarded the request
 	res.Attempts = make([]Attempt, 0, 1)
 	for try := 0; ; try++ {
-		ep := pickEndpoint(rng, c.endpoints, res.Attempts, policy.previousHosts)
+		ep := pickEndpoint(rng, c.endpoints, res.Attempts, policy.previousHosts, policy.hostAttempts)
 		code, lat := model.samplerFor(ep.Images).sample(rng)
 		att := Attempt{Endpoint: ep, Code: code, Flags: "-", Latency: lat}
 		perTryTimeout := policy.perTry > 0 && lat > policy.perTry
@@ -236,14 +236,14 @@ func (rt *httpRoute) pick(rng *rand.Rand) *cluster {
 const hostSelectionAttempts = 5
 
 // pickEndpoint picks a pod at random (Envoy balances load; a uniform pick has the same
-// shares). With previousHosts, retries avoid pods already tried, as far as
-// hostSelectionAttempts re-picks allow.
-func pickEndpoint(rng *rand.Rand, eps []*Endpoint, tried []Attempt, previousHosts bool) *Endpoint {
+// shares). With previousHosts, retries avoid pods already tried, as far as attempts re-picks
+// allow.
+func pickEndpoint(rng *rand.Rand, eps []*Endpoint, tried []Attempt, previousHosts bool, attempts int) *Endpoint {
 	ep := eps[rng.IntN(len(eps))]
 	if !previousHosts || len(tried) == 0 || len(eps) == 1 {
 		return ep
 	}
-	for i := 0; i < hostSelectionAttempts && wasTried(ep, tried); i++ {
+	for i := 0; i < attempts && wasTried(ep, tried); i++ {
 		ep = eps[rng.IntN(len(eps))]
 	}
 	return ep

@@ -24,8 +24,13 @@ type Topology struct {
 	Service *corev1.Service
 	// Pods of the Service's namespace (any; the Service's selector filters them).
 	Pods []corev1.Pod
+	// Envoy is the configuration istiod served to the client's sidecar (see EnvoyConfig).
+	// When set, the Router routes by it, and VirtualServices and DestinationRules are
+	// ignored.
+	Envoy *EnvoyConfig
 	// VirtualServices and DestinationRules as read from the API server (networking.istio.io
-	// v1, v1beta1 or v1alpha3: the spec is the same).
+	// v1, v1beta1 or v1alpha3: the spec is the same): the fallback reader without istiod,
+	// used by pure unit tests only.
 	VirtualServices  []unstructured.Unstructured
 	DestinationRules []unstructured.Unstructured
 	// Source is the simulated client.
@@ -80,6 +85,12 @@ type Router struct {
 	def       *vhost         // the Service's own virtual host when no VirtualService binds it
 	endpoints []*Endpoint    // ready endpoints the Service selects
 	warnings  []string
+	// rawAuthority: virtual hosts are keyed on Envoy's domains (from xDS), matched against
+	// the authority as sent, in lower case.
+	rawAuthority bool
+	// ignorePort: the port is stripped first (the RouteConfiguration's
+	// ignore_port_in_host_matching).
+	ignorePort bool
 }
 
 type wildcardHost struct {
@@ -104,7 +115,7 @@ const (
 
 type httpRoute struct {
 	name    string
-	matches []*matchRequest // empty: matches every request
+	matches []requestMatcher // empty: matches every request
 	kind    actionKind
 	status  int // of a redirect or direct response
 	dests   []weightedDest
@@ -113,6 +124,12 @@ type httpRoute struct {
 	fault   fault
 	timeout time.Duration // 0: none
 	retry   retryPolicy
+}
+
+// requestMatcher is one match block of a route: a VirtualService's HTTPMatchRequest or an
+// Envoy RouteMatch.
+type requestMatcher interface {
+	matches(req *Request, authority string) bool
 }
 
 type weightedDest struct {
@@ -144,6 +161,7 @@ type retryPolicy struct {
 	onCodes       bool // retriable-status-codes
 	codes         []int
 	previousHosts bool
+	hostAttempts  int           // re-picks when the previous host was tried: Envoy's host_selection_retry_max_attempts
 	backoff       time.Duration // base interval
 }
 
@@ -151,7 +169,7 @@ type retryPolicy struct {
 // 2 retries on connect-failure, refused-stream, unavailable, cancelled and status 503, to
 // another host when there is one.
 func defaultRetry() retryPolicy {
-	return retryPolicy{retries: 2, onCodes: true, codes: []int{503}, previousHosts: true, backoff: defaultBackoff}
+	return retryPolicy{retries: 2, onCodes: true, codes: []int{503}, previousHosts: true, hostAttempts: hostSelectionAttempts, backoff: defaultBackoff}
 }
 
 // defaultBackoff is Envoy's default retry back-off base interval.
@@ -193,6 +211,10 @@ func NewRouter(t Topology) *Router {
 	r.aliases = map[string]bool{r.fqdn: true, svc.Name + "." + svc.Namespace: true, svc.Name + "." + svc.Namespace + ".svc": true}
 	if r.src.Namespace == svc.Namespace {
 		r.aliases[svc.Name] = true
+	}
+	if t.Envoy != nil {
+		r.compileEnvoy(t.Envoy, t.Pods)
+		return r
 	}
 	r.endpoints = selectEndpoints(svc, t.Pods)
 
@@ -754,10 +776,16 @@ func (r *Router) normalizeAuthority(a string) string {
 	if a == "" {
 		return r.fqdn
 	}
+	if r.rawAuthority && !r.ignorePort {
+		return strings.ToLower(a)
+	}
 	if i := strings.LastIndexByte(a, ':'); i >= 0 && !strings.Contains(a[i:], "]") {
 		a = a[:i]
 	}
 	a = strings.ToLower(a)
+	if r.rawAuthority {
+		return a
+	}
 	if r.aliases[a] {
 		return r.fqdn
 	}

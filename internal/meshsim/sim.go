@@ -88,9 +88,19 @@ func (t *traffic) pick(rng *rand.Rand) *Request {
 
 // Options configure a Sim.
 type Options struct {
-	// Client reads the Service, its Pods, VirtualServices and DestinationRules. A cached
-	// client (a manager's) makes refreshes free; a direct one costs four requests per refresh.
+	// Client reads the Service and its Pods (and, without XDSAddr, the VirtualServices and
+	// DestinationRules). A cached client (a manager's) makes refreshes free; a direct one
+	// costs two requests per refresh (four without XDSAddr).
 	Client client.Reader
+	// XDSAddr is istiod's plain-text gRPC (xDS) address. When set, the Sim connects to it as
+	// a sidecar of Source would and routes by the Envoy configuration istiod serves (RDS for
+	// the Service's port, CDS, EDS; see EnvoyConfig); VirtualServices and DestinationRules
+	// are not read. Without it the Sim reads them itself: a fallback that approximates
+	// istiod's translation, used by no suite.
+	XDSAddr string
+	// XDSTimeout bounds how long Start waits for istiod's first complete configuration.
+	// Defaults to 1m.
+	XDSTimeout time.Duration
 	// Namespace and Service name the destination Service.
 	Namespace, Service string
 	// Source is the simulated client (defaults: workload "meshsim", the Service's namespace,
@@ -138,6 +148,17 @@ type Sim struct {
 	err      error
 	warnings string
 
+	buildMu sync.Mutex // guards topo and envoy, and serializes rebuilds of the Router
+	topo    Topology   // last read from the API server
+	envoy   *EnvoyConfig
+	xdsErr  error
+	// envoyReady is closed when the first complete configuration from istiod arrives.
+	envoyReady chan struct{}
+	readyOnce  sync.Once
+	// kick asks the refresh loop to re-read the pods now: istiod's endpoints may name pods
+	// the last read did not see yet.
+	kick chan struct{}
+
 	ln     net.Listener
 	srv    *http.Server
 	cancel context.CancelFunc
@@ -149,6 +170,12 @@ type Sim struct {
 func New(o Options) (*Sim, error) {
 	if o.Client == nil || o.Namespace == "" || o.Service == "" {
 		return nil, errors.New("meshsim: Client, Namespace and Service are required")
+	}
+	if o.XDSAddr != "" && o.Source.Gateway != "" && o.Source.Gateway != GatewayMesh {
+		return nil, fmt.Errorf("meshsim: with XDSAddr the client is a sidecar (gateway %q is not simulated)", o.Source.Gateway)
+	}
+	if o.XDSTimeout <= 0 {
+		o.XDSTimeout = time.Minute
 	}
 	if o.Refresh <= 0 {
 		o.Refresh = 200 * time.Millisecond
@@ -170,6 +197,9 @@ func New(o Options) (*Sim, error) {
 		tel:  NewTelemetry(o.Source.Workload, o.Source.Namespace),
 		ring: &statsRing{retention: o.StatsRetention},
 		rng:  rand.New(rand.NewPCG(o.Seed, 0x6d65736873696d)), // "meshsim"
+
+		envoyReady: make(chan struct{}),
+		kick:       make(chan struct{}, 1),
 	}
 	if err := s.SetTraffic(o.Traffic); err != nil {
 		return nil, err
@@ -201,12 +231,20 @@ func New(o Options) (*Sim, error) {
 
 // Start reads the objects once (returning the error if that fails: the Sim is not started;
 // Stop still releases its listener), then serves /metrics and runs the refresh and traffic
-// loops until Stop or ctx ends (the metrics server runs until Stop).
+// loops until Stop or ctx ends (the metrics server runs until Stop). With XDSAddr it first
+// subscribes to istiod and waits for its first complete configuration (at most XDSTimeout).
 func (s *Sim) Start(ctx context.Context) error {
 	if err := s.Refresh(ctx); err != nil {
 		return err
 	}
 	ctx, s.cancel = context.WithCancel(ctx)
+	if s.opts.XDSAddr != "" {
+		if err := s.startXDS(ctx); err != nil {
+			s.cancel()
+			s.wg.Wait()
+			return err
+		}
+	}
 	if s.ln != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", s.tel.Handler())
@@ -281,11 +319,15 @@ func (s *Sim) SetTraffic(t Traffic) error {
 	return nil
 }
 
-// Err is the error of the last refresh (nil when it succeeded).
+// Err is the error of the last refresh, or of the xDS stream since istiod's last
+// configuration (nil when both succeeded).
 func (s *Sim) Err() error {
+	s.buildMu.Lock()
+	xdsErr := s.xdsErr
+	s.buildMu.Unlock()
 	s.errMu.Lock()
 	defer s.errMu.Unlock()
-	return s.err
+	return errors.Join(s.err, xdsErr)
 }
 
 // Stats counts what the proxies reported in the last window (at the granularity of ticks),
@@ -345,11 +387,12 @@ func (s *Sim) refreshLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-s.kick:
 		case <-t.C:
-			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_ = s.Refresh(rctx)
-			cancel()
 		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_ = s.Refresh(rctx)
+		cancel()
 	}
 }
 
@@ -365,10 +408,33 @@ func (s *Sim) Refresh(ctx context.Context) error {
 	t, err := s.read(ctx)
 	var warnings string
 	if err == nil {
-		r := NewRouter(t)
-		s.router.Store(r)
-		warnings = strings.Join(r.Warnings(), "; ")
+		s.buildMu.Lock()
+		s.topo = t
+		warnings = s.rebuild()
+		s.buildMu.Unlock()
 	}
+	s.report(err, warnings)
+	return err
+}
+
+// rebuild builds the Router from the last objects read and istiod's last configuration,
+// returning its warnings. The caller holds buildMu.
+func (s *Sim) rebuild() string {
+	t := s.topo
+	if s.opts.XDSAddr != "" {
+		if s.envoy == nil {
+			t.Envoy = &EnvoyConfig{} // not served yet: no route
+		} else {
+			t.Envoy = s.envoy
+		}
+	}
+	r := NewRouter(t)
+	s.router.Store(r)
+	return strings.Join(r.Warnings(), "; ")
+}
+
+// report records the outcome of a refresh, logging changes.
+func (s *Sim) report(err error, warnings string) {
 	s.errMu.Lock()
 	logErr := err != nil && (s.err == nil || s.err.Error() != err.Error())
 	logWarnings := err == nil && warnings != s.warnings && warnings != ""
@@ -385,7 +451,6 @@ func (s *Sim) Refresh(ctx context.Context) error {
 			s.opts.Logf("meshsim: %s", warnings)
 		}
 	}
-	return err
 }
 
 func (s *Sim) read(ctx context.Context) (Topology, error) {
@@ -405,6 +470,9 @@ func (s *Sim) read(ctx context.Context) (Topology, error) {
 			return t, fmt.Errorf("meshsim: listing pods: %w", err)
 		}
 		t.Pods = pods.Items
+	}
+	if o.XDSAddr != "" {
+		return t, nil // routes come from istiod
 	}
 	var err error
 	if t.VirtualServices, err = s.list(ctx, vsListGVK); err != nil {

@@ -53,7 +53,8 @@ type Istiod struct {
 	// HTTPAddr serves /ready and istiod's debug endpoints, such as /debug/configz (the Istio
 	// configuration istiod holds).
 	HTTPAddr string
-	// GRPCAddr serves xDS (ADS) in plain text, as to a sidecar.
+	// GRPCAddr serves xDS (ADS) in plain text, as to a sidecar: internal/meshsim subscribes
+	// there (meshsim.Options.XDSAddr) and routes by what istiod sends.
 	GRPCAddr string
 	// MonitoringAddr serves istiod's Prometheus metrics on /metrics.
 	MonitoringAddr string
