@@ -144,3 +144,57 @@ func TestCreatedCanaryFieldsMoveUnderTheApplyManager(t *testing.T) {
 		t.Errorf("%d field-manager moves, want 2: the next pass did not finish the move", upgrades)
 	}
 }
+
+// An apply that lost a race to another writer is tried again at once, silently; any other
+// failed apply is on the Rollout (a Warning event and the conditions) for people to see.
+func TestApplyFailures(t *testing.T) {
+	conflict := apierrors.NewConflict(appsv1.Resource("deployments"), "web-canary", errors.New("the object has been modified"))
+	invalid := apierrors.NewInvalid(appsv1.SchemeGroupVersion.WithKind("Deployment").GroupKind(), "web-canary", nil)
+	for _, tc := range []struct {
+		name         string
+		err          error
+		wantErr      bool
+		wantRequeue  bool
+		wantEvent    bool
+		wantStatused bool
+	}{
+		{name: "conflict: again at once, nothing recorded", err: conflict, wantRequeue: true},
+		{name: "rejected: an event and Stalled", err: invalid, wantErr: true, wantEvent: true, wantStatused: true},
+		{name: "other failure: an event, not Ready, and back-off", err: errors.New("connection refused"), wantErr: true, wantEvent: true, wantStatused: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ro := &rampv1.Rollout{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", ResourceVersion: "7"}}
+			statusPatches := 0
+			cl := fake.NewClientBuilder().WithScheme(env.Scheme).WithObjects(ro).WithStatusSubresource(ro).
+				WithInterceptorFuncs(interceptor.Funcs{
+					SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
+						statusPatches++
+						return c.SubResource(sub).Patch(ctx, obj, p, opts...)
+					},
+				}).Build()
+			must(t, cl.Get(context.Background(), client.ObjectKeyFromObject(ro), ro))
+			evs := &eventLog{}
+			r := &RolloutReconciler{Client: cl, Scheme: env.Scheme, Events: evs}
+			decided := plan.Summary{Reason: rampv1.PhaseProgressing, Reconciling: true}
+			res, err := r.applyFailed(context.Background(), ro, decided, decided, tc.err)
+			if (err != nil) != tc.wantErr {
+				t.Errorf("error %v, want error %t", err, tc.wantErr)
+			}
+			if (res.RequeueAfter == conflictRetry) != tc.wantRequeue {
+				t.Errorf("requeue after %s", res.RequeueAfter)
+			}
+			if got := slices.Contains(evs.reasons, plan.ReasonApplyFailed); got != tc.wantEvent {
+				t.Errorf("events %v", evs.reasons)
+			}
+			if (statusPatches > 0) != tc.wantStatused {
+				t.Errorf("%d status patches", statusPatches)
+			}
+		})
+	}
+}
+
+type eventLog struct{ reasons []string }
+
+func (l *eventLog) Eventf(_ runtime.Object, _ runtime.Object, _, reason, _, _ string, _ ...interface{}) {
+	l.reasons = append(l.reasons, reason)
+}

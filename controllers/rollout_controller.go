@@ -187,20 +187,7 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 
 	if dec.Desired != nil {
 		if err := r.apply(ctx, ro, w, dec.Desired); err != nil {
-			if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
-				// The namespace is going away and the Rollout with it: its finalizer runs next.
-				return ctrl.Result{}, nil
-			}
-			// The API server's own words, on the Rollout: every failed apply is visible there,
-			// and Ready is never True while ramp's objects are missing or stale.
-			failed := plan.WithApplyFailure(dec.Summary, err.Error(), rejected(err))
-			if failed != summary {
-				r.Events.Eventf(ro, nil, corev1.EventTypeWarning, plan.ReasonApplyFailed, "Reconcile", "%s", err.Error())
-				if werr := r.writeStatus(ctx, ro, ro.Status, failed); werr != nil {
-					logger.Error(werr, "recording the failed apply")
-				}
-			}
-			return ctrl.Result{}, err
+			return r.applyFailed(ctx, ro, dec.Summary, summary, err)
 		}
 		if summary != dec.Summary {
 			if err := r.writeStatus(ctx, ro, ro.Status, dec.Summary); err != nil {
@@ -209,6 +196,32 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		}
 	}
 	return ctrl.Result{RequeueAfter: dec.RequeueAfter}, nil
+}
+
+// applyFailed handles an apply that failed after the decision was recorded (summary is what
+// the status already says, decided what the decision says).
+func (r *RolloutReconciler) applyFailed(ctx context.Context, ro *rampv1.Rollout, decided, summary plan.Summary, err error) (ctrl.Result, error) {
+	switch {
+	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
+		// The namespace is going away and the Rollout with it: its finalizer runs next.
+		return ctrl.Result{}, nil
+	case apierrors.IsConflict(err):
+		// An object changed since this pass read it (the Deployment controller writes a canary
+		// ramp just created): the next pass acts on the new version. A race, not a failure
+		// anyone must see or fix.
+		log.FromContext(ctx).V(1).Info("an object changed while applying; applying again", "error", err.Error())
+		return ctrl.Result{RequeueAfter: conflictRetry}, nil
+	}
+	// The API server's own words, on the Rollout: every failed apply is visible there, and
+	// Ready is never True while ramp's objects are missing or stale.
+	failed := plan.WithApplyFailure(decided, err.Error(), rejected(err))
+	if failed != summary {
+		r.Events.Eventf(ro, nil, corev1.EventTypeWarning, plan.ReasonApplyFailed, "Reconcile", "%s", err.Error())
+		if werr := r.writeStatus(ctx, ro, ro.Status, failed); werr != nil {
+			log.FromContext(ctx).Error(werr, "recording the failed apply")
+		}
+	}
+	return ctrl.Result{}, err
 }
 
 // writeStatus records st and the conditions of summary in one merge patch of the status,
