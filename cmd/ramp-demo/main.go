@@ -24,6 +24,8 @@ func main() {
 	flag.Float64Var(&o.RPS, "rps", 200, "Simulated requests per second.")
 	replicas := flag.Int("replicas", 4, "Replicas of the demo app.")
 	verbose := flag.Bool("v", false, "Show the controller's logs.")
+	flag.StringVar(&o.Picture, "picture", "bin/demo-story.svg", "Write the story as a chart (SVG: canary weight, error rate and P99 of stable and canary, each analysis round's verdict) to this file; empty for none.")
+	flag.BoolVar(&o.Keep, "keep", false, "Leave the local cluster, Prometheus, the mesh simulator and ramp running after the story, print the kubeconfig and commands to try, and wait for Ctrl-C.")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), `Usage: %s [flags]
 
@@ -35,7 +37,7 @@ and exports Istio's metrics. The
 story: v1 is deployed and adopted; v2 is rolled out 5%% → 25%% → 100%%, passes its error-rate
 and P99 checks and is promoted; v3 answers 8%% errors and is rolled back at the first step.
 A summary table lists each state, its weight, the metric values and verdicts, and the time
-taken. Ctrl-C stops everything.
+taken; a chart of the story is written to --picture. Ctrl-C stops everything.
 
 Flags:
 `, os.Args[0])

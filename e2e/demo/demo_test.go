@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -30,7 +31,8 @@ func TestStory(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	res, err := demo.Run(ctx, &out, demo.Options{Interval: 3 * time.Second, Replicas: 3})
+	picture := filepath.Join(t.TempDir(), "story.svg")
+	res, err := demo.Run(ctx, &out, demo.Options{Interval: 3 * time.Second, Replicas: 3, Picture: picture})
 	t.Log("\n" + out.String())
 	if err != nil {
 		t.Fatal(err)
@@ -52,6 +54,41 @@ func TestStory(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)
 		}
+	}
+	checkPicture(t, res, picture)
+}
+
+// checkPicture: the picture shows what happened, from Prometheus's own record: v3's canary
+// answered errors above the threshold and its round failed, v2's passed.
+func checkPicture(t *testing.T, res *demo.Result, path string) {
+	t.Helper()
+	svg, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("the picture was not written: %v", err)
+	}
+	for _, want := range []string{"v2 → Succeeded", "v3 → Failed", `data-verdict="Failed"`, `data-verdict="Passed"`, `data-track="canary"`, `data-track="stable"`} {
+		if !bytes.Contains(svg, []byte(want)) {
+			t.Errorf("the picture lacks %s", want)
+		}
+	}
+	pic := res.Picture
+	var v3 time.Duration
+	for _, r := range pic.Releases {
+		if r.Name == "v3" {
+			v3 = r.At
+		}
+	}
+	failed, worst := false, 0.0
+	for _, r := range pic.Rounds {
+		failed = failed || (r.At > v3 && r.Metric == demo.ErrorRateMetric && r.Verdict == rampv1.VerdictFailed)
+	}
+	for _, pt := range pic.ErrorRate["canary"] {
+		if pt.At > v3 {
+			worst = max(worst, pt.V)
+		}
+	}
+	if !failed || worst <= pic.Thresholds[demo.ErrorRateMetric] {
+		t.Errorf("the picture does not show v3 failing: a failed error-rate round %t, worst canary error rate %.2f%% (v3 at %s; canary error rate %v)", failed, worst, v3, pic.ErrorRate["canary"])
 	}
 }
 

@@ -10,9 +10,17 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -44,6 +52,11 @@ type Options struct {
 	Replicas int32
 	// Timeout bounds each release. Defaults to 2m.
 	Timeout time.Duration
+	// Picture, if set, is where the story's chart (SVG) is written.
+	Picture string
+	// Keep leaves the cluster, Prometheus, the mesh simulator and ramp running after the story
+	// until ctx ends (Ctrl-C), for people to try kubectl ramp against.
+	Keep bool
 }
 
 // Row is one line of the summary: a state the rollout was in and for how long.
@@ -63,6 +76,8 @@ type Result struct {
 	Rows []Row
 	// Outcome per release: the phase each one ended in.
 	Outcome map[string]string
+	// Picture is the story over time (weights, error rate, P99, verdicts).
+	Picture Picture
 }
 
 const (
@@ -177,7 +192,25 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 		return s.res, err
 	}
 	p.summary(s.res)
+	if err := s.drawPicture(ctx); err != nil {
+		return s.res, err
+	}
+	if o.Keep {
+		keep(p, env.Kubeconfig, prom.URL, ctx)
+	}
 	return s.res, nil
+}
+
+// keep says how to look around and waits for ctx to end.
+func keep(p *printer, kubeconfig, promURL string, ctx context.Context) {
+	p.say("")
+	p.say("--keep: everything keeps running until Ctrl-C. Try, from this checkout:")
+	p.say("  export KUBECONFIG=%s", kubeconfig)
+	p.say("  go run ./cmd/kubectl-ramp status %s -n %s --watch", appName, ns)
+	p.say("  go run ./cmd/kubectl-ramp list -A")
+	p.say("  kubectl -n %s set image deploy/%s %s=%s   # a new release (with kubectl installed)", ns, appName, appName, image("v2"))
+	p.say("  Prometheus: %s", promURL)
+	<-ctx.Done()
 }
 
 // istiodReport says how many of the story's Istio writes istiod validated, checks that
@@ -350,7 +383,7 @@ func (s *story) releaseV2(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.res.Outcome["v2"] = r.Status.Phase
+	s.outcome("v2", r.Status.Phase)
 	if r.Status.Phase != rampv1.PhaseSucceeded {
 		return fmt.Errorf("v2 was not promoted: %s", r.Status.Message)
 	}
@@ -373,7 +406,7 @@ func (s *story) releaseV3(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.res.Outcome["v3"] = r.Status.Phase
+	s.outcome("v3", r.Status.Phase)
 	if r.Status.Phase != rampv1.PhaseFailed {
 		return fmt.Errorf("v3 was promoted despite its errors")
 	}
@@ -381,7 +414,89 @@ func (s *story) releaseV3(ctx context.Context) error {
 	return nil
 }
 
+// outcome records how release v's rollout ended.
+func (s *story) outcome(v, phase string) {
+	s.res.Outcome[v] = phase
+	for i := range s.res.Picture.Releases {
+		if s.res.Picture.Releases[i].Name == v {
+			s.res.Picture.Releases[i].Outcome = phase
+		}
+	}
+}
+
+// drawPicture completes the picture with what Prometheus recorded of stable and canary over
+// the story, and writes it to Options.Picture.
+func (s *story) drawPicture(ctx context.Context) error {
+	pic := &s.res.Picture
+	// Two scrapes more, so the picture's last seconds have data (Prometheus scrapes every second).
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(2 * time.Second):
+	}
+	pic.End = time.Since(s.p.start)
+	pic.Thresholds = map[string]float64{ErrorRateMetric: 1, P99Metric: 300} // as deployV1's Rollout says
+	// Short rate windows: a canary step lasts a few seconds, and a longer window would mix the
+	// previous release's canary traffic into the next one's (both are <target>-canary).
+	sel := fmt.Sprintf(`reporter="destination",destination_workload_namespace=%q`, ns)
+	var err error
+	pic.ErrorRate, err = s.rangeByTrack(ctx, fmt.Sprintf(
+		`100 * (sum by (destination_workload) (rate(istio_requests_total{%s,response_code=~"5.."}[5s])) or sum by (destination_workload) (rate(istio_requests_total{%s}[5s])) * 0) / sum by (destination_workload) (rate(istio_requests_total{%s}[5s]))`,
+		sel, sel, sel))
+	if err != nil {
+		return err
+	}
+	pic.P99, err = s.rangeByTrack(ctx, fmt.Sprintf(
+		`histogram_quantile(0.99, sum by (le, destination_workload) (rate(istio_request_duration_milliseconds_bucket{%s}[5s])))`, sel))
+	if err != nil {
+		return err
+	}
+	if s.o.Picture == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(s.o.Picture), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(s.o.Picture, pic.SVG(), 0o644); err != nil {
+		return err
+	}
+	s.p.say("")
+	s.p.say("the story as a picture (weight, error rate, P99, verdicts): %s", s.o.Picture)
+	return nil
+}
+
+// rangeByTrack asks Prometheus for q over the story, one second apart, and files the series by
+// the workload's track (the target Deployment is stable, <target>-canary the canary).
+func (s *story) rangeByTrack(ctx context.Context, q string) (map[string][]Point, error) {
+	c, err := api.NewClient(api.Config{Address: s.prom.URL})
+	if err != nil {
+		return nil, err
+	}
+	v, _, _, err := promv1.NewAPI(c).QueryRange(ctx, q, promv1.Range{Start: s.p.start, End: time.Now(), Step: time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("Prometheus range query %s: %w", q, err)
+	}
+	m, ok := v.(model.Matrix)
+	if !ok {
+		return nil, fmt.Errorf("Prometheus range query %s: a %s, not a matrix", q, v.Type())
+	}
+	out := map[string][]Point{}
+	for _, ss := range m {
+		track := "stable"
+		if string(ss.Metric["destination_workload"]) == rampv1.CanaryNameFor(appName) {
+			track = "canary"
+		}
+		for _, sp := range ss.Values {
+			if f := float64(sp.Value); !math.IsNaN(f) && !math.IsInf(f, 0) {
+				out[track] = append(out[track], Point{At: sp.Timestamp.Time().Sub(s.p.start), V: f})
+			}
+		}
+	}
+	return out, nil
+}
+
 func (s *story) setImage(ctx context.Context, v string) error {
+	s.res.Picture.Releases = append(s.res.Picture.Releases, ReleaseMark{Name: v, At: time.Since(s.p.start)})
 	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: appName, Namespace: ns}}
 	patch := client.RawPatch(types.StrategicMergePatchType, []byte(fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":%q,"image":%q}]}}}}`, appName, image(v))))
 	return s.c.Patch(ctx, d, patch)
@@ -394,6 +509,8 @@ func (s *story) watch(ctx context.Context, release string, done func(*rampv1.Rol
 	defer cancel()
 	var last, lastMetrics string
 	var lastRow *Row
+	var lastRound *metav1.MicroTime
+	pic := &s.res.Picture
 	for {
 		ro := &rampv1.Rollout{}
 		if err := s.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: appName}, ro); err != nil {
@@ -404,6 +521,17 @@ func (s *story) watch(ctx context.Context, release string, done func(*rampv1.Rol
 		}
 		stable, canary := s.liveWeights(ctx)
 		st := ro.Status
+		if n := len(pic.Weight); canary >= 0 && (n == 0 || pic.Weight[n-1].V != float64(canary)) {
+			pic.Weight = append(pic.Weight, Point{At: time.Since(s.p.start), V: float64(canary)})
+		}
+		if t := st.LastAnalysisTime; t != nil && (lastRound == nil || !t.Equal(lastRound)) {
+			lastRound = t
+			for _, m := range st.LastAnalysis {
+				if v, err := strconv.ParseFloat(m.Value, 64); err == nil {
+					pic.Rounds = append(pic.Rounds, Round{At: t.Sub(s.p.start), Metric: m.Name, Value: v, Verdict: m.Verdict})
+				}
+			}
+		}
 		if st.Phase == "" {
 			st.Phase = "(not seen yet)"
 		}
