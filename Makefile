@@ -15,14 +15,15 @@ all: build
 ##@ Development
 
 .PHONY: generate
-generate: ## Regenerate deepcopy code, the CRD and RBAC from the API markers.
+generate: ## Regenerate deepcopy code, the CRD and RBAC from the API markers, and the Grafana board.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 	$(CONTROLLER_GEN) crd:allowDangerousTypes=true rbac:roleName=ramp-manager-role paths=./api/... paths=./controllers/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	go run ./cmd/ramp-release grafana --out config/grafana/ramp.json
 
 .PHONY: verify-generated
 verify-generated: generate ## Fail when the committed generated files differ from a fresh generation.
-	@git diff --exit-code -- api config/crd config/rbac || { echo "generated files are stale: run 'make generate' and commit"; exit 1; }
+	@git diff --exit-code -- api config/crd config/rbac config/grafana || { echo "generated files are stale: run 'make generate' and commit"; exit 1; }
 
 .PHONY: fmt
 fmt:

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/ramp-dev/ramp/internal/grafana"
 	"github.com/ramp-dev/ramp/internal/release"
 )
 
@@ -23,6 +24,8 @@ func main() {
 		err = image(os.Args[2:])
 	case "manifests":
 		err = manifests(os.Args[2:])
+	case "grafana":
+		err = grafanaBoard(os.Args[2:])
 	default:
 		usage()
 	}
@@ -39,8 +42,10 @@ func usage() {
       kind load image-archive, docker load and crane push read
   ramp-release manifests --image REGISTRY/REPOSITORY:TAG [--config DIR] --out FILE.yaml
       one install manifest (CRDs, RBAC, controller) from config/default, pinned to the image
+  ramp-release grafana --out FILE.json
+      ramp's Grafana dashboard (make generate writes config/grafana/ramp.json)
 
-Run through make: make image, make release-manifests (see README.md).
+Run through make: make image, make release-manifests, make generate (see README.md).
 `)
 	os.Exit(2)
 }
@@ -102,4 +107,15 @@ func manifests(args []string) error {
 	}
 	fmt.Printf("wrote %s: %s\n", *out, *img)
 	return nil
+}
+
+func grafanaBoard(args []string) error {
+	fs := flag.NewFlagSet("grafana", flag.ExitOnError)
+	out := fs.String("out", "config/grafana/ramp.json", "dashboard JSON to write")
+	_ = fs.Parse(args)
+	b, err := grafana.JSON()
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(*out, b, 0o644)
 }

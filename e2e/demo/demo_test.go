@@ -56,6 +56,11 @@ func TestStory(t *testing.T) {
 		}
 	}
 	checkPicture(t, res, picture)
+	// Every query of the Grafana board found data in the story's Prometheus (Run fails
+	// otherwise); all of them ran.
+	if len(res.Board) < 15 {
+		t.Errorf("the Grafana board check ran %d queries: %v", len(res.Board), res.Board)
+	}
 }
 
 // checkPicture: the picture shows what happened, from Prometheus's own record: v3's canary

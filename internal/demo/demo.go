@@ -12,6 +12,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/model"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -30,10 +32,12 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/ramp-dev/ramp/analysis/prometheustest"
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/endpoints"
+	"github.com/ramp-dev/ramp/internal/grafana"
 	"github.com/ramp-dev/ramp/internal/harness"
 	"github.com/ramp-dev/ramp/internal/manager"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
@@ -78,6 +82,9 @@ type Result struct {
 	Outcome map[string]string
 	// Picture is the story over time (weights, error rate, P99, verdicts).
 	Picture Picture
+	// Board is how many series each query of ramp's Grafana board found in the story's
+	// Prometheus, by where the query is.
+	Board map[string]int
 }
 
 const (
@@ -127,12 +134,21 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// ramp's own metrics (the manager runs in this process) on a second target, for the board.
+	rampLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		metricsLn.Close()
+		return nil, err
+	}
+	rampMetrics := &http.Server{Handler: promhttp.HandlerFor(ctrlmetrics.Registry, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = rampMetrics.Serve(rampLn) }()
+	defer func() { _ = rampMetrics.Close() }()
 	p.say("starting Prometheus and a local cluster: kube-apiserver, etcd, kube-controller-manager, kube-scheduler, KWOK fake nodes, istiod")
 	p.say("(the first run builds them from the Go module proxy and caches them in ~/.cache/ramp: 15-25 minutes)")
 	// As installed by config/default: Rollouts may name Istio's Prometheus only. The demo's
 	// Prometheus is the platform's choice, reached through its ClusterMetricTemplates.
 	allowed := endpoints.MustParse("http://prometheus.istio-system:9090")
-	stack, err := harness.Start(ctx, harness.Options{Prometheus: promBin, Targets: []string{metricsLn.Addr().String()}, Nodes: 2,
+	stack, err := harness.Start(ctx, harness.Options{Prometheus: promBin, Targets: []string{metricsLn.Addr().String(), rampLn.Addr().String()}, Nodes: 2,
 		// Analyzer left nil: the real Prometheus analysis.
 		Manager: manager.Options{Concurrency: 2, Plan: plan.Config{SubsetSettle: time.Second, RoutingGrace: plan.DefaultConfig().RoutingGrace},
 			AnalysisEndpoints: &allowed, PlatformNamespace: platformNamespace}})
@@ -144,7 +160,7 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 	env, prom := stack.Env, stack.Prom
 	p.say("cluster ready; kubeconfig: %s", env.Kubeconfig)
 	p.say("istiod ready (http %s): its webhook validates every VirtualService and DestinationRule written", env.Istiod.HTTPAddr)
-	p.say("Prometheus %s scraping the mesh simulator every second", prom.URL)
+	p.say("Prometheus %s scraping the mesh simulator and ramp every second", prom.URL)
 	p.say("ramp controller running in-process, analysing with Prometheus")
 
 	c := env.Client
@@ -193,6 +209,9 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 	}
 	p.summary(s.res)
 	if err := s.drawPicture(ctx); err != nil {
+		return s.res, err
+	}
+	if err := s.checkBoard(ctx); err != nil {
 		return s.res, err
 	}
 	if o.Keep {
@@ -462,6 +481,51 @@ func (s *story) drawPicture(ctx context.Context) error {
 	}
 	s.p.say("")
 	s.p.say("the story as a picture (weight, error rate, P99, verdicts): %s", s.o.Picture)
+	return nil
+}
+
+// checkBoard runs every query of ramp's Grafana board (config/grafana/ramp.json) against the
+// story's Prometheus, as Grafana would with this Rollout selected, and fails unless each
+// parses and finds data: the board names metrics ramp and Istio's proxies really export.
+func (s *story) checkBoard(ctx context.Context) error {
+	d, err := grafana.Board()
+	if err != nil {
+		return err
+	}
+	c, err := api.NewClient(api.Config{Address: s.prom.URL})
+	if err != nil {
+		return err
+	}
+	papi := promv1.NewAPI(c)
+	vars := map[string]string{"namespace": ns, "rollout": appName, "workload": appName, "datasource": "prometheus"}
+	s.res.Board = map[string]int{}
+	var empty []string
+	for _, q := range grafana.Queries(d) {
+		expr := grafana.Expand(q.Expr, vars, "15s")
+		if q.LabelValues != "" {
+			expr = fmt.Sprintf("count by (%s) (%s)", q.LabelValues, expr)
+		}
+		v, _, _, err := papi.QueryRange(ctx, expr, promv1.Range{Start: s.p.start, End: time.Now(), Step: time.Second})
+		if err != nil {
+			return fmt.Errorf("Grafana board, %s: %s: %w", q.Where, expr, err)
+		}
+		n := 0
+		if m, ok := v.(model.Matrix); ok {
+			for _, ss := range m {
+				if len(ss.Values) > 0 {
+					n++
+				}
+			}
+		}
+		s.res.Board[q.Where] = n
+		if n == 0 {
+			empty = append(empty, q.Where)
+		}
+	}
+	if len(empty) > 0 {
+		return fmt.Errorf("Grafana board: no data for %s", strings.Join(empty, ", "))
+	}
+	s.p.say("Grafana board config/grafana/ramp.json: its %d queries (panels, variables, the transitions annotation) all found data in this Prometheus", len(s.res.Board))
 	return nil
 }
 
