@@ -13,10 +13,13 @@
 //     DestinationRules and the simulated client. Route routes one Request with a Model and a
 //     seeded *rand.Rand and returns a Result: the route, subset and pod, the client's status,
 //     Envoy's response flags and latency, and every attempt that reached a pod.
-//   - Model maps container images to Behaviours (error rate, p50 and p99 latency).
+//   - Model maps container images to Behaviours (error rate, p50 and p99 latency, connect
+//     failures).
+//   - Outliers is the client proxy's outlier detection state; RouteWith routes with it (a Sim
+//     keeps one for its lifetime).
 //   - Result.Reports turns a Result into what the proxies report: one source report per
-//     request, one destination report per attempt. Telemetry exports reports as metrics;
-//     Stats counts them.
+//     request, one destination report per attempt that reached a pod. Telemetry exports
+//     reports as metrics; Stats counts them.
 //   - Sim ties them together: it refreshes the Router from the API server (every 200 ms by
 //     default), generates Traffic (a rate, and classes of requests such as a share with
 //     x-canary: true), serves /metrics and answers Stats over a recent window.
@@ -61,18 +64,36 @@
 //     first definition of a subset wins; rules with a workloadSelector apply only to a client
 //     with matching labels) to the Service's endpoints with all the subset's labels. Endpoints are the pods the Service selects that are Ready and not
 //     terminating (any running pod with publishNotReadyAddresses). A subset no rule defines,
-//     a port the Service lacks or another host has no cluster: 503 NC. A cluster without
-//     endpoints: 503 UH ("no healthy upstream"), not retried. Both are source-only.
-//   - Pods are picked uniformly at random within the cluster: Envoy's least-request and
-//     round-robin balancers give the same shares at the rates simulated.
+//     a port the Service lacks or another host has no cluster: 503 NC (destination_service is
+//     then the authority the client sent: Istio's Host header fallback). A cluster without
+//     endpoints, or with all of them ejected: 503 UH ("no healthy upstream"), not retried.
+//     Both are source-only, with destination_workload "unknown": Istio reads the destination
+//     workload from the chosen host's endpoint metadata, and there is none.
+//   - Pods are picked uniformly at random among the cluster's hosts not ejected: Envoy's
+//     least-request and round-robin balancers give the same shares at the rates simulated.
+//   - Outlier detection (a DestinationRule's trafficPolicy.outlierDetection, a subset's own
+//     replacing it; the oldest rule with a traffic policy gives it), as istiod configures
+//     Envoy: consecutive errors only (consecutive5xxErrors, unset meaning Envoy's 5 and 0
+//     off; consecutiveGatewayErrors, off unless set), per client proxy and cluster. Without
+//     split_external_local_origin_errors a connect failure counts as a 503 and a timeout as a
+//     504; any other status resets the host's counts. Ejection is immediate when a count is
+//     reached, unless the hosts ejected, this one included, would exceed maxEjectionPercent
+//     (default 10: a cluster of fewer than ten hosts ejects none). Every interval (default
+//     10s) hosts ejected for min(baseEjectionTime (default 30s) x their ejection count, 300s)
+//     come back; an ejected host gets no traffic, and istiod disables the panic threshold, so
+//     a cluster with every host ejected answers 503 UH.
+//   - Connection failures (Behaviour.ConnectFailureRate) are refused at once: the pod reports
+//     nothing, the client's proxy retries them under connect-failure (in Istio's default
+//     policy), reset, 5xx and gateway-error, and reports 503 UF, or UF,URX when retries ran
+//     out, naming the pod it last tried.
 //   - Retries follow istiod's retry.ConvertPolicy: without retries on the route, Istio's
 //     default policy (2 retries on connect-failure, refused-stream, unavailable, cancelled
 //     and retriable-status-codes with 503 only, so an application's 503s are retried and its
 //     500s are not); attempts 0 disables retries; otherwise attempts replaces the count and a
 //     non-empty retryOn replaces the conditions (integers in it are retriable status codes).
 //     Conditions simulated: 5xx, gateway-error (502, 503, 504), retriable-4xx (409),
-//     retriable-status-codes; a per-try timeout counts as a reset, retried under reset, 5xx
-//     and gateway-error. The others (connect-failure, refused-stream, ...) never occur here.
+//     retriable-status-codes, connect-failure; a per-try timeout counts as a reset, retried
+//     under reset, 5xx and gateway-error. The others (refused-stream, ...) never occur here.
 //     Retries prefer pods not tried yet (retryIgnorePreviousHosts, default true) and wait
 //     Envoy's jittered exponential back-off (base 25 ms or retries.backoff, uniform in
 //     [0, (2^n-1) base), at most 10 base). Every attempt is reported by the pod that got it
@@ -82,18 +103,34 @@
 //     route timeout (default none) bounds all attempts and back-offs, not the fault delay
 //     (the fault filter runs before the router, whose timer starts when it gets the request):
 //     504 UT. The pod whose attempt is cut reports response code 0 with flag DC, as Envoy
-//     reports a request the client reset.
+//     reports a request the client reset (Istio's response_code is 0 when no response was
+//     sent).
+//
+// # Telemetry (as Istio's stats filter reports it)
+//
+// istio_request_duration_milliseconds has Envoy's default buckets (0.5, 1, 5, 10, 25, 50,
+// 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000 ms).
+// Both metrics are created lazily, like Envoy's counters: a label set's series exists from
+// its first request on, so a fresh canary's first 5xx appear as a new series whose first
+// scraped value already counts them. The client's proxy reports reporter="source" for every
+// request (the status and flags the client got, its latency including retries and
+// back-off); each pod's proxy reports reporter="destination" for each attempt it received.
 //
 // # Not simulated (documented deviations)
 //
-// DestinationRule traffic policies (outlier detection, connection pools, load balancer
-// settings, TLS), circuit breaking, mirroring, delegate VirtualServices (404 NR), gRPC and
-// HTTP/2 aborts, exponential delays (istiod drops them too), header rewriting, exportTo, the
-// root namespace's rules (a Sim reads the Service's namespace only), mesh-wide
-// defaultHttpRetryPolicy, locality, connection failures and network latency (a request's
-// latency is fault delay + application time + back-off). Telemetry carries a subset of Istio's
-// labels: reporter, source_workload, source_workload_namespace, destination_workload,
-// destination_workload_namespace, destination_service, response_code and response_flags.
+// DestinationRule traffic policies other than outlier detection (connection pools, load
+// balancer settings, TLS), circuit breaking, outlier detection's success-rate and
+// failure-percentage detectors (istiod turns the first off; ramp sets neither), the outlier
+// detector's split of local-origin errors and its ejection jitter, mirroring, delegate
+// VirtualServices (404 NR), gRPC and HTTP/2 aborts, exponential delays (istiod drops them
+// too), header rewriting, exportTo, the root namespace's rules (a Sim reads the Service's
+// namespace only), mesh-wide defaultHttpRetryPolicy, locality, connect timeouts (a failed
+// connection is refused at once), connection reuse (each attempt draws its own connection
+// failure), clients that reset requests themselves (the source never reports code 0) and
+// network latency (a request's latency is fault delay + application time + back-off).
+// Telemetry carries a subset of Istio's labels: reporter, source_workload,
+// source_workload_namespace, destination_workload, destination_workload_namespace,
+// destination_service, response_code and response_flags.
 //
 // # Behaviour model
 //

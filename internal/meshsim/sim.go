@@ -130,9 +130,10 @@ type Sim struct {
 	tel     *Telemetry
 	ring    *statsRing
 
-	mu      sync.Mutex // guards rng and reports
-	rng     *rand.Rand
-	reports []Report
+	mu       sync.Mutex // guards rng, outliers and reports
+	rng      *rand.Rand
+	outliers *Outliers
+	reports  []Report
 
 	errMu    sync.Mutex // guards err and warnings
 	err      error
@@ -170,6 +171,8 @@ func New(o Options) (*Sim, error) {
 		tel:  NewTelemetry(o.Source.Workload, o.Source.Namespace),
 		ring: &statsRing{retention: o.StatsRetention},
 		rng:  rand.New(rand.NewPCG(o.Seed, 0x6d65736873696d)), // "meshsim"
+
+		outliers: NewOutliers(),
 	}
 	if err := s.SetTraffic(o.Traffic); err != nil {
 		return nil, err
@@ -251,6 +254,14 @@ func (s *Sim) Registry() *prometheus.Registry { return s.tel.Registry() }
 // Router is the routing in use.
 func (s *Sim) Router() *Router { return s.router.Load() }
 
+// Ejected reports whether the client's outlier detection has ejected pod from the cluster
+// named (outbound|PORT|SUBSET|HOST, e.g. outbound|80|canary|web.demo.svc.cluster.local).
+func (s *Sim) Ejected(cluster, pod string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.outliers.Ejected(cluster, pod)
+}
+
 // Model is the behaviour model in use.
 func (s *Sim) Model() *Model { return s.model.Load() }
 
@@ -308,8 +319,10 @@ func (s *Sim) send(n int, from, to time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	reps := s.reports[:0]
-	for range n {
-		res := r.Route(s.rng, m, tr.pick(s.rng))
+	step := to.Sub(from) / time.Duration(n)
+	for i := range n {
+		// Requests are spread over the tick, for outlier detection's clock.
+		res := r.RouteWith(s.rng, m, s.outliers, from.Add(time.Duration(i+1)*step), tr.pick(s.rng))
 		reps = res.Reports(reps)
 	}
 	s.reports = reps
