@@ -31,7 +31,7 @@ import (
 // requests (and its first 5xx) appear as new series whose first scraped value already counts
 // them; rate() and increase() only see growth between samples and lose those, or a whole
 // burst first scraped near the end of the window. Every count here is therefore
-// windowed(): increase() for series that existed when the window began, the current value for
+// windowed(): increase() for series that existed when the window began, the last value of
 // series born inside it (counted from zero, as Envoy did).
 
 // Label selectors of the built-ins. failed is what the caller got as a failure: a 5xx, or no
@@ -120,13 +120,14 @@ func count(metric, window string, selectors ...string) string {
 }
 
 // windowed is, per series of metric matched by sel, what it counted over the last window: the
-// increase() of a series that already existed when the window began, the current value of
-// one born inside it. A series counts as existing when `offset window` finds a sample
-// (within Prometheus' 5m lookback before the window's start). A series born up to a scrape
-// interval before the window counts whole: a little more evidence, never less.
+// increase() of a series that already existed when the window began, the last value of one
+// born inside it (last_over_time: also when its caller has gone since). A series counts as
+// existing when `offset window` finds a sample (within Prometheus' 5m lookback before the
+// window's start). A series born up to a scrape interval before the window counts whole: a
+// little more evidence, never less.
 func windowed(metric, sel, window string) string {
 	m := metric + "{" + sel + "}"
-	return fmt.Sprintf(`(increase(%[1]s[%[2]s]) and %[1]s offset %[2]s) or (%[1]s unless %[1]s offset %[2]s)`, m, window)
+	return fmt.Sprintf(`(increase(%[1]s[%[2]s]) and %[1]s offset %[2]s) or (last_over_time(%[1]s[%[2]s]) unless %[1]s offset %[2]s)`, m, window)
 }
 
 // unattributed selects what the callers report for requests to service in namespace that

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -60,22 +61,30 @@ func (e *lazyExporter) add(labels string, value func(time.Duration) float64) {
 	e.series = append(e.series, lazySeries{labels, value})
 }
 
-// sourceLabels are a client sidecar's labels for a request to workload (Unknown: none).
-func sourceLabels(workload, code, flags, service string) string {
+// remove drops the series whose labels contain s (a client pod gone with its counters).
+func (e *lazyExporter) remove(s string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.series = slices.DeleteFunc(e.series, func(ls lazySeries) bool { return strings.Contains(ls.labels, s) })
+}
+
+// sourceLabels are client's sidecar's labels for a request to workload (Unknown: none).
+func sourceLabels(client, workload, code, flags, service string) string {
 	ns := "demo"
 	if workload == "unknown" {
 		ns = "unknown"
 	}
-	return fmt.Sprintf(`reporter="source",source_workload="client",destination_workload=%q,destination_workload_namespace=%q,destination_service=%q,response_code=%q,response_flags=%q`,
-		workload, ns, service, code, flags)
+	return fmt.Sprintf(`reporter="source",source_workload=%q,destination_workload=%q,destination_workload_namespace=%q,destination_service=%q,response_code=%q,response_flags=%q`,
+		client, workload, ns, service, code, flags)
 }
 
 // A canary's first failures arrive as new series (a 503 series of the canary, a UH series
-// with destination_workload "unknown" once its pods are ejected), first scraped already at
-// their full count and then flat. rate() and increase() see no growth in them: the error
-// rate as ramp computed it before read ~0% and passed. The built-in counts a series born
-// inside the window from zero, and increase() for the series that existed at its start, so
-// the same canary fails its first round while a healthy canary passes.
+// with destination_workload "unknown" once its pods are ejected, the 503s another client saw
+// before it went away with its counters), first scraped already at their full count and then
+// flat or gone. rate() and increase() see no growth in them: the error rate as ramp computed
+// it before read ~0% and passed. The built-in counts a series born inside the window from
+// zero, and increase() for the series that existed at its start, so the same canary fails
+// its first round while a healthy canary passes.
 func TestIntegrationSeriesBornInTheWindowCountFromZero(t *testing.T) {
 	prometheus(t) // skips like the others without a binary or with -short
 	e := startLazyExporter(t)
@@ -83,8 +92,8 @@ func TestIntegrationSeriesBornInTheWindowCountFromZero(t *testing.T) {
 		return func(d time.Duration) float64 { return rps * d.Seconds() }
 	}
 	constant := func(v float64) func(time.Duration) float64 { return func(time.Duration) float64 { return v } }
-	e.add(sourceLabels("burst-canary", "200", "-", "burst.demo.svc.cluster.local"), steady(20))
-	e.add(sourceLabels("ok-canary", "200", "-", "ok.demo.svc.cluster.local"), steady(20))
+	e.add(sourceLabels("client", "burst-canary", "200", "-", "burst.demo.svc.cluster.local"), steady(20))
+	e.add(sourceLabels("client", "ok-canary", "200", "-", "ok.demo.svc.cluster.local"), steady(20))
 	srv, err := prometheustest.Start(prometheustest.Options{Targets: []string{e.addr}})
 	if err != nil {
 		t.Fatal(err)
@@ -92,18 +101,29 @@ func TestIntegrationSeriesBornInTheWindowCountFromZero(t *testing.T) {
 	defer srv.Stop()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	const window = 5 * time.Second
+	const window = 8 * time.Second
 	// The 200 series exist from before the window: their count over it is an increase().
-	if _, err := srv.WaitForData(ctx, `istio_requests_total{destination_workload="burst-canary"} offset 7s`); err != nil {
+	if _, err := srv.WaitForData(ctx, `istio_requests_total{destination_workload="burst-canary"} offset 10s`); err != nil {
 		t.Fatal(err)
 	}
 	// The burst: 60 of the canary's requests answered 503 between two scrapes, then 40 found
 	// both canary pods ejected (503 UH, destination unknown). Flat afterwards.
-	e.add(sourceLabels("burst-canary", "503", "-", "burst.demo.svc.cluster.local"), constant(60))
-	e.add(sourceLabels("unknown", "503", "UH", "burst.demo.svc.cluster.local"), constant(40))
+	e.add(sourceLabels("client", "burst-canary", "503", "-", "burst.demo.svc.cluster.local"), constant(60))
+	e.add(sourceLabels("client", "unknown", "503", "UH", "burst.demo.svc.cluster.local"), constant(40))
 	// A UH of another Service is not the canary's.
-	e.add(sourceLabels("unknown", "503", "UH", "other.demo.svc.cluster.local"), constant(1000))
-	if _, err := srv.WaitForData(ctx, `count_over_time(istio_requests_total{response_flags="UH",destination_service=~"burst.*"}[10s]) >= 2`); err != nil {
+	e.add(sourceLabels("client", "unknown", "503", "UH", "other.demo.svc.cluster.local"), constant(1000))
+	// Another client saw 200 503s, then went away: its series ends inside the window.
+	e.add(sourceLabels("gone", "burst-canary", "503", "-", "burst.demo.svc.cluster.local"), constant(200))
+	for _, q := range []string{
+		`count_over_time(istio_requests_total{response_flags="UH",destination_service=~"burst.*"}[10s]) >= 2`,
+		`count_over_time(istio_requests_total{source_workload="gone"}[10s]) >= 2`,
+	} {
+		if _, err := srv.WaitForData(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.remove(`source_workload="gone"`)
+	if _, err := srv.WaitForData(ctx, `absent(istio_requests_total{source_workload="gone"})`); err != nil {
 		t.Fatal(err)
 	}
 
@@ -114,8 +134,8 @@ func TestIntegrationSeriesBornInTheWindowCountFromZero(t *testing.T) {
 	ok := a.Analyze(ctx, newRollout(srv.URL, "ok", metrics...))
 	t.Logf("burst: %s %q; ok: %s %q", burst.Verdict, burst.Reason, ok.Verdict, ok.Reason)
 	er := metric(t, burst, "error-rate")
-	// 100 failures over ~100 successes in 5 s (20/s) + 100.
-	near(t, "burst-canary error-rate", er.Value, 40, 60)
+	// 300 failures over ~160 successes in 8 s (20/s) + 300.
+	near(t, "burst-canary error-rate", er.Value, 58, 72)
 	if burst.Verdict != rampv1.VerdictFailed || er.Verdict != rampv1.VerdictFailed {
 		t.Errorf("burst canary: round %s, error-rate %+v; want Failed", burst.Verdict, er)
 	}
@@ -135,16 +155,16 @@ func TestIntegrationSeriesBornInTheWindowCountFromZero(t *testing.T) {
 		}
 		return v
 	}
-	// The window's requests: ~100 successes (an increase(), not the series' total of 20/s
-	// since the exporter started) plus the 100 failures counted from zero.
-	cq, _ := analysis.CanaryRequestCountQuery("demo", "burst", "burst-canary", "5s")
-	total := query(`sum(istio_requests_total{destination_workload=~"burst-canary|unknown",destination_service=~"burst.*"})`)
-	if n := query(cq); n < 170 || n > 230 || total < n+100 {
-		t.Errorf("canary requests over 5s = %v (the series total %v), want ~200", n, total)
+	// The window's requests: ~160 successes (an increase(), not the 200 series' total of
+	// 20/s since the exporter started) plus the 300 failures counted from zero.
+	cq, _ := analysis.CanaryRequestCountQuery("demo", "burst", "burst-canary", "8s")
+	ok200 := query(`sum(istio_requests_total{destination_workload="burst-canary",response_code="200"})`)
+	if n := query(cq); n < 420 || n > 500 || ok200-(n-300) < 100 {
+		t.Errorf("canary requests over 8s = %v (the 200 series' total %v), want ~460", n, ok200)
 	}
 	// rate() alone, as the built-in was: the burst is invisible.
 	sel := `reporter="source",destination_workload_namespace="demo",destination_workload="burst-canary"`
-	if naive := query(`100 * (sum(rate(istio_requests_total{` + sel + `,response_code=~"5.."}[5s])) or vector(0)) / sum(rate(istio_requests_total{` + sel + `}[5s]))`); naive > 5 {
+	if naive := query(`100 * (sum(rate(istio_requests_total{` + sel + `,response_code=~"5.."}[8s])) or vector(0)) / sum(rate(istio_requests_total{` + sel + `}[8s]))`); naive > 5 {
 		t.Errorf("rate() reads %v%%: the test no longer shows what it guards against", naive)
 	} else {
 		t.Logf("rate() alone reads %.2f%% for the same canary", naive)

@@ -187,7 +187,7 @@ func TestIntegrationThresholdOnStableAndCanary(t *testing.T) {
 	tmpl := func(w string) string {
 		windowed := func(sel string) string {
 			m := `istio_requests_total{` + sel + `}`
-			return `(increase(` + m + `[{{ .Interval }}]) and ` + m + ` offset {{ .Interval }}) or (` + m + ` unless ` + m + ` offset {{ .Interval }})`
+			return `(increase(` + m + `[{{ .Interval }}]) and ` + m + ` offset {{ .Interval }}) or (last_over_time(` + m + `[{{ .Interval }}]) unless ` + m + ` offset {{ .Interval }})`
 		}
 		sel := `reporter="source",destination_workload_namespace="{{ .Namespace }}",destination_workload="{{ .` + w + ` }}"`
 		return `100 * (sum(` + windowed(sel+`,response_code=~"0|5.."`) + `) or vector(0)) / sum(` + windowed(sel) + `)`
