@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	networking "istio.io/api/networking/v1alpha3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
@@ -285,5 +288,70 @@ func TestTelemetryLazySeries(t *testing.T) {
 	}
 	if IstioBuckets[0] != 0.5 || IstioBuckets[2] != 5 {
 		t.Errorf("buckets %v, want Envoy's defaults 0.5, 1, 5, ...", IstioBuckets)
+	}
+}
+
+// fakeEnvoyOD stands for go-control-plane's *clusterv3.OutlierDetection.
+type fakeEnvoyOD struct {
+	c5, e5, gw, egw, pct *wrapperspb.UInt32Value
+	interval, base, maxT *durationpb.Duration
+	one                  *wrapperspb.BoolValue
+}
+
+func (f fakeEnvoyOD) GetConsecutive_5Xx() *wrapperspb.UInt32Value                    { return f.c5 }
+func (f fakeEnvoyOD) GetEnforcingConsecutive_5Xx() *wrapperspb.UInt32Value           { return f.e5 }
+func (f fakeEnvoyOD) GetConsecutiveGatewayFailure() *wrapperspb.UInt32Value          { return f.gw }
+func (f fakeEnvoyOD) GetEnforcingConsecutiveGatewayFailure() *wrapperspb.UInt32Value { return f.egw }
+func (f fakeEnvoyOD) GetInterval() *durationpb.Duration                              { return f.interval }
+func (f fakeEnvoyOD) GetBaseEjectionTime() *durationpb.Duration                      { return f.base }
+func (f fakeEnvoyOD) GetMaxEjectionTime() *durationpb.Duration                       { return f.maxT }
+func (f fakeEnvoyOD) GetMaxEjectionPercent() *wrapperspb.UInt32Value                 { return f.pct }
+func (f fakeEnvoyOD) GetAlwaysEjectOneHost() *wrapperspb.BoolValue                   { return f.one }
+
+// A CDS cluster's outlier_detection, with Envoy's defaults for what it leaves unset; the same
+// DestinationRule read by istiod's translation (applyOutlierDetection) and by outlierFromIstio
+// gives the same policy.
+func TestOutlierFromEnvoy(t *testing.T) {
+	u := wrapperspb.UInt32
+	defaults := outlierPolicy{consecutive5xx: 5, interval: 10 * time.Second, baseEjection: 30 * time.Second, maxEjection: 300 * time.Second, maxEjectionPercent: 10}
+	for _, tc := range []struct {
+		name string
+		in   fakeEnvoyOD
+		want func(p *outlierPolicy)
+	}{
+		{"empty", fakeEnvoyOD{}, func(*outlierPolicy) {}},
+		{"5xx not enforced", fakeEnvoyOD{c5: u(3), e5: u(0)}, func(p *outlierPolicy) { p.consecutive5xx = 0 }},
+		{"gateway counted, not enforced by default", fakeEnvoyOD{gw: u(2)}, func(*outlierPolicy) {}},
+		{"gateway enforced", fakeEnvoyOD{gw: u(2), egw: u(100)}, func(p *outlierPolicy) { p.consecutiveGateway = 2 }},
+		{"as istiod writes ramp's rule", fakeEnvoyOD{c5: u(3), e5: u(100), interval: durationpb.New(time.Second),
+			base: durationpb.New(400 * time.Second), pct: u(100)}, func(p *outlierPolicy) {
+			p.consecutive5xx, p.interval, p.baseEjection, p.maxEjection, p.maxEjectionPercent = 3, time.Second, 400*time.Second, 400*time.Second, 100
+		}},
+		{"always eject one", fakeEnvoyOD{one: wrapperspb.Bool(true), maxT: durationpb.New(time.Minute)}, func(p *outlierPolicy) {
+			p.alwaysEjectOne, p.maxEjection = true, time.Minute
+		}},
+	} {
+		want := defaults
+		tc.want(&want)
+		if got := outlierFromEnvoy(tc.in); *got != want {
+			t.Errorf("%s: %+v, want %+v", tc.name, *got, want)
+		}
+	}
+	od := &networking.OutlierDetection{Consecutive_5XxErrors: u(3), Interval: durationpb.New(time.Second),
+		BaseEjectionTime: durationpb.New(400 * time.Second), MaxEjectionPercent: 100}
+	// What istiod's applyOutlierDetection makes of it.
+	envoy := fakeEnvoyOD{c5: u(3), e5: u(100), interval: od.Interval, base: od.BaseEjectionTime, pct: u(100)}
+	if a, b := outlierFromIstio(od), outlierFromEnvoy(envoy); *a != *b {
+		t.Errorf("from the DestinationRule %+v, from CDS %+v", *a, *b)
+	}
+
+	// always_eject_one_host lets Envoy eject one of two hosts at max_ejection_percent 10.
+	d := &detector{policy: *outlierFromEnvoy(fakeEnvoyOD{c5: u(1), one: wrapperspb.Bool(true)}), hosts: map[string]*hostMonitor{}}
+	d.sync([]*Endpoint{{Pod: "a"}, {Pod: "b"}})
+	now := time.Now()
+	d.record("a", 503, now)
+	d.record("b", 503, now)
+	if !d.hosts["a"].ejected || d.hosts["b"].ejected {
+		t.Errorf("always_eject_one_host: a %v b %v, want only a", d.hosts["a"].ejected, d.hosts["b"].ejected)
 	}
 }

@@ -3,6 +3,8 @@ package meshsim
 import (
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
 )
 
@@ -16,6 +18,7 @@ type outlierPolicy struct {
 	baseEjection       time.Duration
 	maxEjection        time.Duration // cap of baseEjection * the host's ejection count
 	maxEjectionPercent uint32
+	alwaysEjectOne     bool // always_eject_one_host (istiod never sets it)
 }
 
 // Envoy's defaults for what a DestinationRule leaves unset.
@@ -50,6 +53,56 @@ func outlierFromIstio(od *networking.OutlierDetection) *outlierPolicy {
 		p.maxEjectionPercent = uint32(min(od.GetMaxEjectionPercent(), 100))
 	}
 	p.maxEjection = max(envoyMaxEjection, p.baseEjection)
+	return p
+}
+
+// envoyOutlier is what the simulator runs of an Envoy cluster's outlier_detection: the getters
+// of go-control-plane's *clusterv3.OutlierDetection.
+type envoyOutlier interface {
+	GetConsecutive_5Xx() *wrapperspb.UInt32Value
+	GetEnforcingConsecutive_5Xx() *wrapperspb.UInt32Value
+	GetConsecutiveGatewayFailure() *wrapperspb.UInt32Value
+	GetEnforcingConsecutiveGatewayFailure() *wrapperspb.UInt32Value
+	GetInterval() *durationpb.Duration
+	GetBaseEjectionTime() *durationpb.Duration
+	GetMaxEjectionTime() *durationpb.Duration
+	GetMaxEjectionPercent() *wrapperspb.UInt32Value
+	GetAlwaysEjectOneHost() *wrapperspb.BoolValue
+}
+
+// outlierFromEnvoy reads a CDS cluster's outlier_detection (call it only when the cluster has
+// one) with Envoy's defaults: consecutive_5xx 5, enforced unless enforcing_consecutive_5xx is
+// 0; consecutive_gateway_failure 5 but not enforced unless enforcing_consecutive_gateway_failure
+// is set above 0; interval 10s; base_ejection_time 30s; max_ejection_time max(300s, base);
+// max_ejection_percent 10. An enforcing percentage between 1 and 99 enforces every time.
+func outlierFromEnvoy(od envoyOutlier) *outlierPolicy {
+	p := &outlierPolicy{consecutive5xx: envoyConsecutive5xx, interval: envoyInterval, baseEjection: envoyBaseEjection,
+		maxEjectionPercent: envoyMaxEjectionPercent, alwaysEjectOne: od.GetAlwaysEjectOneHost().GetValue()}
+	if v := od.GetConsecutive_5Xx(); v != nil {
+		p.consecutive5xx = v.GetValue()
+	}
+	if v := od.GetEnforcingConsecutive_5Xx(); v != nil && v.GetValue() == 0 {
+		p.consecutive5xx = 0
+	}
+	if v := od.GetEnforcingConsecutiveGatewayFailure(); v != nil && v.GetValue() > 0 {
+		p.consecutiveGateway = envoyConsecutive5xx
+		if g := od.GetConsecutiveGatewayFailure(); g != nil {
+			p.consecutiveGateway = g.GetValue()
+		}
+	}
+	if d := od.GetInterval(); d != nil && d.AsDuration() > 0 {
+		p.interval = d.AsDuration()
+	}
+	if d := od.GetBaseEjectionTime(); d != nil && d.AsDuration() > 0 {
+		p.baseEjection = d.AsDuration()
+	}
+	p.maxEjection = max(envoyMaxEjection, p.baseEjection)
+	if d := od.GetMaxEjectionTime(); d != nil && d.AsDuration() > 0 {
+		p.maxEjection = d.AsDuration()
+	}
+	if v := od.GetMaxEjectionPercent(); v != nil {
+		p.maxEjectionPercent = min(v.GetValue(), 100)
+	}
 	return p
 }
 
@@ -97,10 +150,14 @@ func (o *Outliers) detector(c *cluster, now time.Time) *detector {
 	if o == nil || c.outlier == nil {
 		return nil
 	}
-	d := o.clusters[c.name]
+	name := c.name
+	if name == "" {
+		name = "outbound||" + c.subset + "|" + c.host
+	}
+	d := o.clusters[name]
 	if d == nil || d.policy != *c.outlier {
 		d = &detector{policy: *c.outlier, sweep: now.Add(c.outlier.interval), hosts: map[string]*hostMonitor{}}
-		o.clusters[c.name] = d
+		o.clusters[name] = d
 	}
 	if d.synced != c {
 		d.sync(c.endpoints)
@@ -176,9 +233,12 @@ func (d *detector) record(pod string, code int, now time.Time) {
 
 // eject ejects h unless it already is or the cluster would exceed maxEjectionPercent (Envoy
 // counts the host being ejected: with maxEjectionPercent 10, a cluster of fewer than ten hosts
-// ejects none).
+// ejects none, unless always_eject_one_host lets the first go).
 func (d *detector) eject(h *hostMonitor, now time.Time) {
-	if h.ejected || 100*(d.ejected+1) > int(d.policy.maxEjectionPercent)*len(d.hosts) {
+	if h.ejected {
+		return
+	}
+	if 100*(d.ejected+1) > int(d.policy.maxEjectionPercent)*len(d.hosts) && !(d.policy.alwaysEjectOne && d.ejected == 0) {
 		return
 	}
 	h.ejected, h.ejectedAt = true, now

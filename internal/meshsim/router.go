@@ -127,7 +127,7 @@ type cluster struct {
 	subset    string
 	endpoints []*Endpoint
 	missing   bool           // no such cluster: requests get 503 NC
-	outlier   *outlierPolicy // nil: no outlier detection
+	outlier   *outlierPolicy // nil: no outlier detection (from CDS: outlierFromEnvoy)
 }
 
 type fault struct {
