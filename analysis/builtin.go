@@ -17,9 +17,9 @@ import (
 // "destination") reports these as something else or not at all, so a canary failing that way
 // would pass on its numbers.
 //
-// Requests that reached a pod are scoped by destination_workload (the Deployment name:
-// <target>-canary or <target>) and destination_workload_namespace, which Istio reads from
-// the chosen host. Requests that reached none carry destination_workload="unknown" (and an
+// Requests are scoped by destination_workload (the Deployment name: <target>-canary or
+// <target>) and destination_workload_namespace, which Istio reads from the chosen host's
+// endpoint metadata (also when the connection to it failed). Requests that found none carry destination_workload="unknown" (and an
 // unknown namespace): nothing in Istio's labels tells which subset they were for. The
 // canary's queries charge the canary with those of the Rollout's Service (flag UH or NC):
 // failures that cannot be attributed must fail the canary rather than let it pass, and a
@@ -44,14 +44,14 @@ const (
 )
 
 // BuiltinQuery returns the PromQL of a built-in metric for workload in namespace over window
-// (a PromQL duration such as 1m), counting only requests that reached workload's pods: use it
-// for the stable side. CanaryBuiltinQuery is the canary's.
+// (a PromQL duration such as 1m), counting only requests whose chosen host was one of
+// workload's pods: use it for the stable side. CanaryBuiltinQuery is the canary's.
 //
 //   - error-rate, percent of requests that failed (5xx or no response). With requests but no
 //     failure it is 0 (the "or vector(0)"); with no requests at all the denominator is
 //     empty, so the result is empty (no data), never 0%.
 //   - latency-p99, the 99th percentile duration in milliseconds as the callers measured it
-//     (retries, back-off and timeouts included), over requests that reached a pod.
+//     (retries, back-off and timeouts included), over requests that found a host.
 func BuiltinQuery(builtin, namespace, workload, window string) (string, error) {
 	return builtinQuery(builtin, namespace, "", workload, window)
 }
@@ -85,8 +85,9 @@ func builtinQuery(builtin, namespace, service, workload, window string) (string,
 	return "", fmt.Errorf("unknown builtin metric %q (want %s or %s)", builtin, rampv1.BuiltinErrorRate, rampv1.BuiltinLatencyP99)
 }
 
-// RequestCountQuery returns the PromQL of the number of requests that reached workload's pods
-// over window, checked against a built-in metric's minRequests on the stable side.
+// RequestCountQuery returns the PromQL of the number of requests whose chosen host was one of
+// workload's pods over window, checked against a built-in metric's minRequests on the stable
+// side.
 func RequestCountQuery(namespace, workload, window string) (string, error) {
 	sel, err := istioSelector(namespace, workload, window)
 	if err != nil {
@@ -96,8 +97,8 @@ func RequestCountQuery(namespace, workload, window string) (string, error) {
 }
 
 // CanaryRequestCountQuery is RequestCountQuery for the canary: the denominator of its
-// error-rate, requests that reached it plus the requests for service that reached no pod, so
-// a canary whose every request fails with UH has the evidence to fail.
+// error-rate, its requests plus the requests for service that found no host, so a canary
+// whose every request fails with UH has the evidence to fail.
 func CanaryRequestCountQuery(namespace, service, workload, window string) (string, error) {
 	sel, err := istioSelector(namespace, workload, window)
 	if err != nil {
