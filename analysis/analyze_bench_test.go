@@ -27,7 +27,7 @@ func BenchmarkAnalyze(b *testing.B) {
 		switch q := r.FormValue("query"); {
 		case strings.Contains(q, "histogram_quantile"):
 			v = "100"
-		case strings.Contains(q, "increase("):
+		case strings.HasPrefix(q, "sum("): // the request count
 			v = "1000"
 		}
 		w.Header().Set("Content-Type", "application/json")

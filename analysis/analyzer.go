@@ -326,19 +326,19 @@ func planRound(ro *rampv1.Rollout, metrics []ResolvedMetric, now time.Time) []me
 			p.err = fmt.Errorf("metric %q: window: %w", m.Name, p.err)
 			continue
 		}
-		p.err = planMetric(p, ns, ro.Name, canaryW, stableW)
+		p.err = planMetric(p, ns, ro.Name, ro.ServiceName(), canaryW, stableW)
 	}
 	return plans
 }
 
-func planMetric(p *metricPlan, ns, name, canaryW, stableW string) error {
+func planMetric(p *metricPlan, ns, name, svc, canaryW, stableW string) error {
 	m := p.m
 	var err error
 	switch {
 	case m.Builtin != "" && m.Query != "":
 		return fmt.Errorf("metric %q: set builtin or query, not both", m.Name)
 	case m.Builtin != "":
-		if p.canary, err = BuiltinQuery(m.Builtin, ns, canaryW, p.window); err != nil {
+		if p.canary, err = CanaryBuiltinQuery(m.Builtin, ns, svc, canaryW, p.window); err != nil {
 			return fmt.Errorf("metric %q: %w", m.Name, err)
 		}
 		p.minRequests = rampv1.DefaultMinRequests
@@ -346,7 +346,7 @@ func planMetric(p *metricPlan, ns, name, canaryW, stableW string) error {
 			p.minRequests = *m.MinRequests
 		}
 		if p.minRequests > 0 {
-			if p.canaryReq, err = RequestCountQuery(ns, canaryW, p.window); err != nil {
+			if p.canaryReq, err = CanaryRequestCountQuery(ns, svc, canaryW, p.window); err != nil {
 				return fmt.Errorf("metric %q: %w", m.Name, err)
 			}
 		}

@@ -58,9 +58,9 @@ func mustQ(q string, err error) string {
 func fixedClock() func() time.Time { return func() time.Time { return testNow } }
 
 func TestAnalyzeRound(t *testing.T) {
-	errCanary := mustQ(BuiltinQuery(rampv1.BuiltinErrorRate, "demo", "web-canary", "1m"))
-	p99Canary := mustQ(BuiltinQuery(rampv1.BuiltinLatencyP99, "demo", "web-canary", "1m"))
-	reqCanary := mustQ(RequestCountQuery("demo", "web-canary", "1m"))
+	errCanary := mustQ(CanaryBuiltinQuery(rampv1.BuiltinErrorRate, "demo", "web", "web-canary", "1m"))
+	p99Canary := mustQ(CanaryBuiltinQuery(rampv1.BuiltinLatencyP99, "demo", "web", "web-canary", "1m"))
+	reqCanary := mustQ(CanaryRequestCountQuery("demo", "web", "web-canary", "1m"))
 	answers := map[string]string{errCanary: vectorOf(8.2), p99Canary: vectorOf(120), reqCanary: vectorOf(600)}
 	f := newFakeProm(t, func(q string) (int, string) {
 		if a, ok := answers[q]; ok {

@@ -3,46 +3,145 @@ package analysis
 import (
 	"fmt"
 	"regexp"
+	"strings"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 )
 
-// The built-in metrics read Istio's standard telemetry as reported by the server side
-// (reporter="destination"), so they measure what the workload's own sidecar saw, scoped by
-// destination_workload (the Deployment name: <target>-canary or <target>) and
-// destination_workload_namespace.
-
-// BuiltinQuery returns the PromQL of a built-in metric for workload in namespace over
-// window (a PromQL duration such as 1m).
+// The built-in metrics read Istio's standard telemetry as the calling proxies report it
+// (reporter="source": the client's sidecar or a gateway). Only the caller sees the failures
+// its own proxy produces: the route timeout ramp writes (504 UT; the pod's proxy reports the
+// reset request as code 0), connection failures (503 UF, UF,URX; the pod reports nothing),
+// retries that ran out, and requests that found no host because outlier detection ejected
+// them all or none is ready (503 UH; no pod involved). The pod's own proxy (reporter=
+// "destination") reports these as something else or not at all, so a canary failing that way
+// would pass on its numbers.
 //
-//   - error-rate, percent of requests answered 5xx. With requests but no 5xx series it is 0
-//     (the "or vector(0)"); with no requests at all the denominator is empty, so the result
-//     is empty (no data), never 0%.
-//   - latency-p99, the 99th percentile request duration in milliseconds.
+// Requests are scoped by destination_workload (the Deployment name: <target>-canary or
+// <target>) and destination_workload_namespace, which Istio reads from the chosen host's
+// endpoint metadata (also when the connection to it failed). Requests that found none carry destination_workload="unknown" (and an
+// unknown namespace): nothing in Istio's labels tells which subset they were for. The
+// canary's queries charge the canary with those of the Rollout's Service (flag UH or NC):
+// failures that cannot be attributed must fail the canary rather than let it pass, and a
+// rollback is the safe side. The stable queries do not count them, so a comparison with
+// stable is biased against the canary, never for it. Fault aborts ramp injects (FI) are not
+// counted: a fault step means them.
+//
+// Istio's proxies create a counter on a label set's first request, so a fresh canary's first
+// requests (and its first 5xx) appear as new series whose first scraped value already counts
+// them; rate() and increase() only see growth between samples and lose those, or a whole
+// burst first scraped near the end of the window. Every count here is therefore
+// windowed(): increase() for series that existed when the window began, the last value of
+// series born inside it (counted from zero, as Envoy did).
+
+// Label selectors of the built-ins. failed is what the caller got as a failure: a 5xx, or no
+// response at all (code 0).
+const (
+	failed     = `response_code=~"0|5.."`
+	noHost     = `reporter="source",destination_workload="unknown",response_flags=~"(.+,)?(UH|NC)(,.+)?"`
+	requests   = "istio_requests_total"
+	durationMs = "istio_request_duration_milliseconds_bucket"
+)
+
+// BuiltinQuery returns the PromQL of a built-in metric for workload in namespace over window
+// (a PromQL duration such as 1m), counting only requests whose chosen host was one of
+// workload's pods: use it for the stable side. CanaryBuiltinQuery is the canary's.
+//
+//   - error-rate, percent of requests that failed (5xx or no response). With requests but no
+//     failure it is 0 (the "or vector(0)"); with no requests at all the denominator is
+//     empty, so the result is empty (no data), never 0%.
+//   - latency-p99, the 99th percentile duration in milliseconds as the callers measured it
+//     (retries, back-off and timeouts included), over requests that found a host.
 func BuiltinQuery(builtin, namespace, workload, window string) (string, error) {
+	return builtinQuery(builtin, namespace, "", workload, window)
+}
+
+// CanaryBuiltinQuery is BuiltinQuery for the canary workload behind service (the Rollout's
+// Service, in namespace): error-rate also counts, as failed requests of the canary, the
+// requests for service that reached no pod (503 UH or NC).
+func CanaryBuiltinQuery(builtin, namespace, service, workload, window string) (string, error) {
+	if err := validateName("service", service, dns1123Label); err != nil {
+		return "", err
+	}
+	return builtinQuery(builtin, namespace, service, workload, window)
+}
+
+func builtinQuery(builtin, namespace, service, workload, window string) (string, error) {
 	sel, err := istioSelector(namespace, workload, window)
 	if err != nil {
 		return "", err
 	}
 	switch builtin {
 	case rampv1.BuiltinErrorRate:
-		return fmt.Sprintf(`100 * (sum(rate(istio_requests_total{%s,response_code=~"5.."}[%s])) or vector(0)) / sum(rate(istio_requests_total{%s}[%s]))`,
-			sel, window, sel, window), nil
+		all, failures := []string{sel}, []string{sel + "," + failed}
+		if service != "" {
+			u := unattributed(namespace, service)
+			all, failures = append(all, u...), append(failures, u...)
+		}
+		return fmt.Sprintf(`100 * (%s or vector(0)) / %s`, count(requests, window, failures...), count(requests, window, all...)), nil
 	case rampv1.BuiltinLatencyP99:
-		return fmt.Sprintf(`histogram_quantile(0.99, sum by (le) (rate(istio_request_duration_milliseconds_bucket{%s}[%s])))`,
-			sel, window), nil
+		return fmt.Sprintf(`histogram_quantile(0.99, sum by (le) (%s))`, windowed(durationMs, sel, window)), nil
 	}
 	return "", fmt.Errorf("unknown builtin metric %q (want %s or %s)", builtin, rampv1.BuiltinErrorRate, rampv1.BuiltinLatencyP99)
 }
 
-// RequestCountQuery returns the PromQL of the number of requests workload served over
-// window, checked against a built-in metric's minRequests.
+// RequestCountQuery returns the PromQL of the number of requests whose chosen host was one of
+// workload's pods over window, checked against a built-in metric's minRequests on the stable
+// side.
 func RequestCountQuery(namespace, workload, window string) (string, error) {
 	sel, err := istioSelector(namespace, workload, window)
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf(`sum(increase(istio_requests_total{%s}[%s]))`, sel, window), nil
+	return count(requests, window, sel), nil
+}
+
+// CanaryRequestCountQuery is RequestCountQuery for the canary: the denominator of its
+// error-rate, its requests plus the requests for service that found no host, so a canary
+// whose every request fails with UH has the evidence to fail.
+func CanaryRequestCountQuery(namespace, service, workload, window string) (string, error) {
+	sel, err := istioSelector(namespace, workload, window)
+	if err != nil {
+		return "", err
+	}
+	if err := validateName("service", service, dns1123Label); err != nil {
+		return "", err
+	}
+	return count(requests, window, append([]string{sel}, unattributed(namespace, service)...)...), nil
+}
+
+// count sums windowed() over the series of metric matched by any of the selectors (disjoint:
+// each names its own destination_workload).
+func count(metric, window string, selectors ...string) string {
+	parts := make([]string, len(selectors))
+	for i, s := range selectors {
+		parts[i] = windowed(metric, s, window)
+	}
+	return "sum(" + strings.Join(parts, " or ") + ")"
+}
+
+// windowed is, per series of metric matched by sel, what it counted over the last window: the
+// increase() of a series that already existed when the window began, the last value of one
+// born inside it (last_over_time: also when its caller has gone since). A series counts as
+// existing when `offset window` finds a sample (within Prometheus' 5m lookback before the
+// window's start). A series born up to a scrape interval before the window counts whole: a
+// little more evidence, never less.
+func windowed(metric, sel, window string) string {
+	m := metric + "{" + sel + "}"
+	return fmt.Sprintf(`(increase(%[1]s[%[2]s]) and %[1]s offset %[2]s) or (last_over_time(%[1]s[%[2]s]) unless %[1]s offset %[2]s)`, m, window)
+}
+
+// unattributed selects what the callers report for requests to service in namespace that
+// reached no pod: destination_service is the cluster's host (service.namespace.svc...) for
+// UH, and the Host header the client sent for NC, where Envoy has no cluster. A qualified
+// name (service.namespace...) names this Service from any caller; a bare one (service,
+// service:port) only from callers in namespace, as DNS resolves it: a Service of the same
+// name in another namespace must not charge its failures to this canary.
+func unattributed(namespace, service string) []string {
+	return []string{
+		fmt.Sprintf(`%s,destination_service=~"%s[.]%s([.:].+)?"`, noHost, service, namespace),
+		fmt.Sprintf(`%s,destination_service=~"%s(:[0-9]+)?",source_workload_namespace=%q`, noHost, service, namespace),
+	}
 }
 
 func istioSelector(namespace, workload, window string) (string, error) {
@@ -55,7 +154,7 @@ func istioSelector(namespace, workload, window string) (string, error) {
 	if err := ValidPromDuration(window); err != nil {
 		return "", fmt.Errorf("window: %w", err)
 	}
-	return fmt.Sprintf(`reporter="destination",destination_workload_namespace=%q,destination_workload=%q`,
+	return fmt.Sprintf(`reporter="source",destination_workload_namespace=%q,destination_workload=%q`,
 		namespace, workload), nil
 }
 

@@ -185,8 +185,12 @@ func TestIntegrationBuiltins(t *testing.T) {
 func TestIntegrationThresholdOnStableAndCanary(t *testing.T) {
 	srv := prometheus(t)
 	tmpl := func(w string) string {
-		sel := `reporter="destination",destination_workload_namespace="{{ .Namespace }}",destination_workload="{{ .` + w + ` }}"`
-		return `100 * (sum(rate(istio_requests_total{` + sel + `,response_code=~"5.."}[{{ .Interval }}])) or vector(0)) / sum(rate(istio_requests_total{` + sel + `}[{{ .Interval }}]))`
+		windowed := func(sel string) string {
+			m := `istio_requests_total{` + sel + `}`
+			return `(increase(` + m + `[{{ .Interval }}]) and ` + m + ` offset {{ .Interval }}) or (last_over_time(` + m + `[{{ .Interval }}]) unless ` + m + ` offset {{ .Interval }})`
+		}
+		sel := `reporter="source",destination_workload_namespace="{{ .Namespace }}",destination_workload="{{ .` + w + ` }}"`
+		return `100 * (sum(` + windowed(sel+`,response_code=~"0|5.."`) + `) or vector(0)) / sum(` + windowed(sel) + `)`
 	}
 	ro := newRollout(srv.URL, "web",
 		rampv1.Metric{Name: "stable-error-rate", Query: tmpl("StableWorkload"), ThresholdRange: upTo(1)},
@@ -271,7 +275,7 @@ func TestIntegrationQueryProblems(t *testing.T) {
 	}
 	for name, want := range map[string]string{
 		"syntax":         "query error (bad_data)",
-		"not-aggregated": "query returned 3 series",
+		"not-aggregated": "query returned 4 series",
 		"range":          "query error (unexpected_result): query returned a range vector",
 	} {
 		if m := metric(t, got, name); m.Verdict != rampv1.VerdictInconclusive || !strings.Contains(m.Message, want) {

@@ -153,8 +153,8 @@ func TestResolve(t *testing.T) {
 // A template's metric is judged by the Rollout's thresholds, its minRequests and comparison,
 // through the same evaluation as an inline one, against the template's Prometheus.
 func TestAnalyzeWithTemplates(t *testing.T) {
-	errCanary := mustQ(BuiltinQuery(rampv1.BuiltinErrorRate, "demo", "web-canary", "1m"))
-	reqCanary := mustQ(RequestCountQuery("demo", "web-canary", "1m"))
+	errCanary := mustQ(CanaryBuiltinQuery(rampv1.BuiltinErrorRate, "demo", "web", "web-canary", "1m"))
+	reqCanary := mustQ(CanaryRequestCountQuery("demo", "web", "web-canary", "1m"))
 	custom := func(w string) string { return `sum(rate(http_errors{workload="` + w + `"}[1m]))` }
 	answers := map[string]string{errCanary: vectorOf(0.5), reqCanary: vectorOf(5), custom("web-canary"): vectorOf(3), custom("web"): vectorOf(1)}
 	f := newFakeProm(t, func(q string) (int, string) {

@@ -37,10 +37,10 @@ type segment struct {
 
 // Exporter serves Istio-style telemetry at /metrics in the Prometheus text format:
 // istio_requests_total{reporter,destination_workload,destination_workload_namespace,
-// response_code} and istio_request_duration_milliseconds histograms. Counters are derived
-// from the time since the exporter started, so their rates are exact whenever Prometheus
-// scrapes. For every workload it also serves reporter="source" series that are all 503, so
-// a query that forgets reporter="destination" reads a wildly wrong error rate.
+// response_code} and istio_request_duration_milliseconds histograms, each for
+// reporter="source" (the callers' proxies) and reporter="destination" (the workload's), which
+// agree: every request reaches a pod and nothing fails between. Counters are derived from the
+// time since the exporter started, so their rates are exact whenever Prometheus scrapes.
 //
 // Set adds a workload or changes its traffic while the exporter runs; counters carry on from
 // where they were, so they never go down.
@@ -153,19 +153,21 @@ func (e *Exporter) Render(elapsed time.Duration) string {
 		for _, c := range []struct {
 			reporter, code string
 			v              float64
-		}{{"destination", "200", t.ok}, {"destination", "503", t.errs}, {"source", "503", t.n}} {
+		}{{"source", "200", t.ok}, {"source", "503", t.errs}, {"destination", "200", t.ok}, {"destination", "503", t.errs}} {
 			fmt.Fprintf(&b, "istio_requests_total{%s,response_code=%q} %s\n", labels(c.reporter, t.w), c.code, num(math.Floor(c.v)))
 		}
 	}
 	b.WriteString("# TYPE istio_request_duration_milliseconds histogram\n")
 	for _, t := range all {
-		sel := labels("destination", t.w)
-		for _, le := range t.les {
-			fmt.Fprintf(&b, "istio_request_duration_milliseconds_bucket{%s,le=%q} %s\n", sel, num(le), num(math.Floor(t.buckets[le])))
+		for _, reporter := range []string{"source", "destination"} {
+			sel := labels(reporter, t.w)
+			for _, le := range t.les {
+				fmt.Fprintf(&b, "istio_request_duration_milliseconds_bucket{%s,le=%q} %s\n", sel, num(le), num(math.Floor(t.buckets[le])))
+			}
+			fmt.Fprintf(&b, "istio_request_duration_milliseconds_bucket{%s,le=\"+Inf\"} %s\n", sel, num(math.Floor(t.n)))
+			fmt.Fprintf(&b, "istio_request_duration_milliseconds_sum{%s} %s\n", sel, num(t.sum))
+			fmt.Fprintf(&b, "istio_request_duration_milliseconds_count{%s} %s\n", sel, num(math.Floor(t.n)))
 		}
-		fmt.Fprintf(&b, "istio_request_duration_milliseconds_bucket{%s,le=\"+Inf\"} %s\n", sel, num(math.Floor(t.n)))
-		fmt.Fprintf(&b, "istio_request_duration_milliseconds_sum{%s} %s\n", sel, num(t.sum))
-		fmt.Fprintf(&b, "istio_request_duration_milliseconds_count{%s} %s\n", sel, num(math.Floor(t.n)))
 	}
 	return b.String()
 }

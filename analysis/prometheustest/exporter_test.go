@@ -58,6 +58,9 @@ func TestExporterSet(t *testing.T) {
 	check(after, `istio_request_duration_milliseconds_bucket{`+sel+`,le="100"}`, 1000+500) // both
 	check(after, `istio_request_duration_milliseconds_bucket{`+sel+`,le="1000"}`, 2000)
 	check(after, `istio_request_duration_milliseconds_count{`+sel+`}`, 2000)
+	src := strings.Replace(sel, "destination", "source", 1) // the callers saw the same answers
+	check(after, `istio_requests_total{`+src+`,response_code="503"}`, 10+100)
+	check(after, `istio_request_duration_milliseconds_count{`+src+`}`, 2000)
 	late := `reporter="destination",destination_workload="late",destination_workload_namespace="ns"`
 	check(at, `istio_request_duration_milliseconds_count{`+late+`}`, 0)
 	check(after, `istio_request_duration_milliseconds_count{`+late+`}`, 50)

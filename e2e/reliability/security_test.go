@@ -283,7 +283,7 @@ func TestRampUnderItsOwnRBAC(t *testing.T) {
 			return
 		}
 		v := "0.1"
-		if strings.Contains(r.FormValue("query"), "increase(") {
+		if strings.HasPrefix(r.FormValue("query"), "sum(") { // the request count; the error rate is 100 * ...
 			v = "1000"
 		}
 		w.Header().Set("Content-Type", "application/json")

@@ -20,6 +20,10 @@ type Behaviour struct {
 	// ErrorCode is the status of an error: 0 answers 500 or 503 with equal odds. Note that
 	// Istio's default retry policy retries 503 (not 500) twice: see the package documentation.
 	ErrorCode int
+	// ConnectFailureRate is the probability (0..1) that the client's proxy cannot connect to
+	// the pod (refused at once: its proxy or port is down). Only the client's proxy sees it
+	// (503 UF, or UF,URX when retries ran out); the pod reports nothing.
+	ConnectFailureRate float64
 }
 
 // DefaultBehaviour is what pods whose image has no Behaviour do: no errors, 20 ms median,
@@ -41,6 +45,8 @@ func (b Behaviour) Validate() error {
 		return fmt.Errorf("meshsim: negative p50 %s", b.LatencyP50)
 	case b.LatencyP99 < b.LatencyP50:
 		return fmt.Errorf("meshsim: p99 %s below p50 %s", b.LatencyP99, b.LatencyP50)
+	case math.IsNaN(b.ConnectFailureRate) || b.ConnectFailureRate < 0 || b.ConnectFailureRate > 1:
+		return fmt.Errorf("meshsim: connect failure rate %v outside 0..1", b.ConnectFailureRate)
 	case b.ErrorCode != 0 && (b.ErrorCode < 100 || b.ErrorCode > 599):
 		return fmt.Errorf("meshsim: error code %d is not an HTTP status", b.ErrorCode)
 	}
@@ -60,6 +66,12 @@ func newSampler(b Behaviour) *sampler {
 		s.sigma = math.Log(float64(b.LatencyP99)/float64(b.LatencyP50)) / z99
 	}
 	return s
+}
+
+// connectFails draws whether a connection to the pod fails. It draws nothing when the
+// Behaviour has no connect failures, so seeded runs without them route as before.
+func (s *sampler) connectFails(rng *rand.Rand) bool {
+	return s.b.ConnectFailureRate > 0 && rng.Float64() < s.b.ConnectFailureRate
 }
 
 // sample draws one response: its status and how long the application took.

@@ -15,10 +15,13 @@
 //     Model and a seeded *rand.Rand and returns a Result: the route, subset and pod, the
 //     client's status, Envoy's response flags and latency, and every attempt that reached a
 //     pod.
-//   - Model maps container images to Behaviours (error rate, p50 and p99 latency).
+//   - Model maps container images to Behaviours (error rate, p50 and p99 latency, connect
+//     failures).
+//   - Outliers is the client proxy's outlier detection state; RouteWith routes with it (a Sim
+//     keeps one for its lifetime).
 //   - Result.Reports turns a Result into what the proxies report: one source report per
-//     request, one destination report per attempt. Telemetry exports reports as metrics;
-//     Stats counts them.
+//     request, one destination report per attempt that reached a pod. Telemetry exports
+//     reports as metrics; Stats counts them.
 //   - Sim ties them together. With Options.XDSAddr (istiod's plain-text gRPC address; every
 //     suite and the demo set it to testenv's Env.Istiod.GRPCAddr) it opens one ADS stream
 //     (envoy.service.discovery.v3, Envoy's typed protos from go-control-plane) as node
@@ -72,9 +75,10 @@
 //     round-robin balancers give the same shares at the rates simulated.
 //   - Retries: the route's retry_policy (else the virtual host's; none: no retries):
 //     num_retries (Envoy's default 1), retry_on (simulated: 5xx, gateway-error (502, 503,
-//     504), retriable-4xx (409), retriable-status-codes with retriable_status_codes, reset; a
-//     per-try timeout counts as a reset, retried under reset, 5xx and gateway-error; the
-//     others, such as connect-failure, never occur here), per_try_timeout, the previous_hosts
+//     504), retriable-4xx (409), retriable-status-codes with retriable_status_codes, reset,
+//     connect-failure; a per-try timeout counts as a reset, retried under reset, 5xx and
+//     gateway-error; the others, such as refused-stream, never occur here), per_try_timeout,
+//     the previous_hosts
 //     predicate with host_selection_retry_max_attempts, and retry_back_off's base interval
 //     (default 25 ms; Envoy's jittered exponential back-off, uniform in [0, (2^n-1) base), at
 //     most 10 base). istiod gives a route without retries Istio's default policy: 2 retries on
@@ -82,16 +86,45 @@
 //     no status code listed, so an application's 503 is not retried. Every attempt is
 //     reported by the pod that got it; the source reports the last attempt's status, with URX
 //     when retries ran out.
+//   - Outlier detection: the cluster's outlier_detection from CDS (istiod's translation of
+//     the DestinationRule's outlierDetection; the fallback reads the rule itself), as Envoy
+//     runs it: consecutive errors only (consecutive5xxErrors, unset meaning Envoy's 5 and 0
+//     off; consecutiveGatewayErrors, off unless set), per client proxy and cluster. Without
+//     split_external_local_origin_errors a connect failure counts as a 503 and a timeout as a
+//     504; any other status resets the host's counts. Ejection is immediate when a count is
+//     reached, unless the hosts ejected, this one included, would exceed maxEjectionPercent
+//     (default 10: a cluster of fewer than ten hosts ejects none). Every interval (default
+//     10s) hosts ejected for min(baseEjectionTime (default 30s) x their ejection count, 300s)
+//     come back; an ejected host gets no traffic, and istiod disables the panic threshold, so
+//     a cluster with every host ejected answers 503 UH.
+//   - Connection failures (Behaviour.ConnectFailureRate) are refused at once: the pod reports
+//     nothing, the client's proxy retries them under connect-failure (in Istio's default
+//     policy), reset, 5xx and gateway-error, and reports 503 UF, or UF,URX when retries ran
+//     out, naming the pod it last tried.
 //   - Timeouts: the route's timeout (0 disables it; unset is Envoy's 15 s) bounds all
 //     attempts and back-offs, not the fault delay: 504 UT. per_try_timeout cuts an attempt
 //     (504 UT if it is the last). The pod whose attempt is cut reports response code 0 with
 //     flag DC, as Envoy reports a request the client reset.
 //
+// # Telemetry (as Istio's stats filter reports it)
+//
+// istio_request_duration_milliseconds has Envoy's default buckets (0.5, 1, 5, 10, 25, 50,
+// 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000 ms).
+// Both metrics are created lazily, like Envoy's counters: a label set's series exists from
+// its first request on, so a fresh canary's first 5xx appear as a new series whose first
+// scraped value already counts them. The client's proxy reports reporter="source" for every
+// request (the status and flags the client got, its latency including retries and
+// back-off); each pod's proxy reports reporter="destination" for each attempt it received.
+//
 // # Not simulated (documented deviations)
 //
-// Cluster settings from CDS (outlier detection, connection pools, circuit breaking, load
-// balancer policy, TLS), mirroring, cluster_header routing, gRPC aborts, header rewriting,
-// locality, gateways (the client is always a sidecar), connection failures and network
+// Cluster settings from CDS other than outlier detection (connection pools, circuit breaking,
+// load balancer policy, TLS), outlier detection's success-rate and failure-percentage
+// detectors (istiod turns the first off; ramp sets neither), its split of local-origin errors
+// and ejection jitter, mirroring, cluster_header routing, gRPC aborts, header rewriting,
+// locality, gateways (the client is always a sidecar), connect timeouts (a failed connection
+// is refused at once), connection reuse (each attempt draws its own connection failure),
+// clients that reset requests themselves (the source never reports code 0) and network
 // latency (a request's latency is fault delay + application time + back-off). Telemetry
 // carries a subset of Istio's labels: reporter, source_workload, source_workload_namespace,
 // destination_workload, destination_workload_namespace, destination_service, response_code

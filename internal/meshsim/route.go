@@ -2,6 +2,7 @@ package meshsim
 
 import (
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 )
@@ -25,6 +26,7 @@ type Request struct {
 const (
 	flagUH    = 1 << iota // no healthy upstream
 	flagUT                // upstream request timeout (route timeout or per-try timeout)
+	flagUF                // upstream connection failure
 	flagNR                // no route
 	flagDI                // delay injected
 	flagFI                // fault (abort) injected
@@ -34,7 +36,7 @@ const (
 	flagCount = iota
 )
 
-var flagNames = [...]string{"UH", "UT", "NR", "DI", "FI", "DC", "URX", "NC"}
+var flagNames = [...]string{"UH", "UT", "UF", "NR", "DI", "FI", "DC", "URX", "NC"}
 
 // flagStrings[f] renders a flag set, "-" for none, in Envoy's order.
 var flagStrings = func() (s [1 << flagCount]string) {
@@ -64,8 +66,9 @@ type Result struct {
 	// Route is the name of the HTTP route that matched ("default": the Service's default
 	// route, used when no VirtualService binds the host; "": no route, or an unnamed one).
 	Route string
-	// Service is the destination host (destination_service): the chosen destination's, or for
-	// an abort the route's destinations' when they share one; Unknown otherwise.
+	// Service is destination_service as Istio reports it: the chosen cluster's host; for an
+	// abort the route's destinations' host when they share one; without a cluster (NC) the
+	// authority the client sent (Istio's Host header fallback); Unknown otherwise.
 	Service string
 	// Subset of the destination chosen ("" for the whole Service or none).
 	Subset string
@@ -74,9 +77,10 @@ type Result struct {
 	Code    int
 	Flags   string
 	Latency time.Duration
-	// Endpoint answered the last attempt; nil when the request reached no pod.
+	// Endpoint is the pod of the last attempt (whose connection may have failed); nil when no
+	// pod was chosen.
 	Endpoint *Endpoint
-	// Attempts reached a pod, in order (retries add attempts).
+	// Attempts reached a pod, in order (retries add attempts; failed connections do not).
 	Attempts []Attempt
 }
 
@@ -93,13 +97,22 @@ type Attempt struct {
 }
 
 // Route routes one request with the behaviours of model (nil: DefaultBehaviour everywhere),
-// drawing every random choice from rng. It never sleeps: latencies are computed, not waited.
+// drawing every random choice from rng, without outlier detection state (see RouteWith). It
+// never sleeps: latencies are computed, not waited.
 //
 // The steps, in Envoy's order: virtual host by authority; the first HTTP route with a
 // matching match (a route without matches matches everything); its fault filter (delay, then
 // abort); one weighted destination (its cluster, i.e. subset, kept for all retries); then
-// attempts at random ready pods of that cluster, with the route's retry policy and timeout.
+// attempts at random ready pods of that cluster not ejected by outlier detection, with the
+// route's retry policy and timeout.
 func (r *Router) Route(rng *rand.Rand, model *Model, req *Request) Result {
+	return r.RouteWith(rng, model, nil, time.Time{}, req)
+}
+
+// RouteWith is Route with the client proxy's outlier detection state at time now: clusters
+// with outlier detection eject hosts that keep failing, and their outcomes update it. A nil
+// Outliers detects nothing.
+func (r *Router) RouteWith(rng *rand.Rand, model *Model, outliers *Outliers, now time.Time, req *Request) Result {
 	res := Result{Service: Unknown}
 	auth := req.Authority
 	if auth == "" {
@@ -148,33 +161,75 @@ func (r *Router) Route(rng *rand.Rand, model *Model, req *Request) Result {
 	}
 
 	c := rt.pick(rng)
-	if c == nil {
+	if c == nil || c.missing {
+		// No cluster: Istio's stats fall back to the Host header for destination_service.
+		res.Service = auth
+		if c != nil {
+			res.Subset = c.subset
+		}
 		return done(503, flagNC)
 	}
 	res.Service, res.Subset = c.host, c.subset
-	if c.missing {
-		return done(503, flagNC)
+	od := outliers.detector(c, now)
+	eps := c.endpoints
+	if od != nil {
+		eps = outliers.healthy(od, eps)
 	}
-	if len(c.endpoints) == 0 {
+	if len(eps) == 0 {
 		return done(503, flagUH) // "no healthy upstream"; Envoy does not retry it
 	}
 
 	policy := &rt.retry
 	var elapsed time.Duration // since the router forwarded the request
+	var tried [4]*Endpoint
+	triedHosts := tried[:0]
 	res.Attempts = make([]Attempt, 0, 1)
 	for try := 0; ; try++ {
-		ep := pickEndpoint(rng, c.endpoints, res.Attempts, policy.previousHosts, policy.hostAttempts)
-		code, lat := model.samplerFor(ep.Images).sample(rng)
+		if try > 0 && od != nil {
+			if eps = outliers.healthy(od, c.endpoints); len(eps) == 0 {
+				res.Latency += elapsed
+				return done(503, flagUH) // every host ejected while this request retried
+			}
+		}
+		ep := pickEndpoint(rng, eps, triedHosts, policy.previousHosts, policy.hostAttempts)
+		triedHosts = append(triedHosts, ep)
+		res.Endpoint = ep
+		s := model.samplerFor(ep.Images)
+		if s.connectFails(rng) {
+			// Refused at once: nothing reaches the pod; the outlier detector counts a 503.
+			if od != nil {
+				od.record(ep.Pod, 503, now)
+			}
+			retriable := policy.retriableConnect()
+			if !retriable || try >= policy.retries {
+				f := flagUF
+				if retriable && policy.retries > 0 {
+					f |= flagURX
+				}
+				res.Latency += elapsed
+				return done(503, f)
+			}
+			b := backoff(rng, policy.backoff, try+1)
+			if rt.timeout > 0 && elapsed+b >= rt.timeout {
+				res.Latency += rt.timeout
+				return done(504, flagUT)
+			}
+			elapsed += b
+			continue
+		}
+		code, lat := s.sample(rng)
 		att := Attempt{Endpoint: ep, Code: code, Flags: "-", Latency: lat}
 		perTryTimeout := policy.perTry > 0 && lat > policy.perTry
 		if perTryTimeout {
 			att.Code, att.Flags, att.Latency = 0, "DC", policy.perTry
 		}
-		res.Endpoint = ep
 		if rt.timeout > 0 && elapsed+att.Latency > rt.timeout {
 			att.Code, att.Flags, att.Latency = 0, "DC", rt.timeout-elapsed
 			res.Attempts = append(res.Attempts, att)
 			res.Latency += rt.timeout
+			if od != nil {
+				od.record(ep.Pod, 504, now)
+			}
 			return done(504, flagUT)
 		}
 		elapsed += att.Latency
@@ -184,6 +239,9 @@ func (r *Router) Route(rng *rand.Rand, model *Model, req *Request) Result {
 		retriable := policy.retriableStatus(code)
 		if perTryTimeout {
 			status, f, retriable = 504, flagUT, policy.retriableTimeout()
+		}
+		if od != nil {
+			od.record(ep.Pod, status, now)
 		}
 		if !retriable || try >= policy.retries {
 			if retriable && policy.retries > 0 {
@@ -237,25 +295,16 @@ const hostSelectionAttempts = 5
 
 // pickEndpoint picks a pod at random (Envoy balances load; a uniform pick has the same
 // shares). With previousHosts, retries avoid pods already tried, as far as attempts re-picks
-// allow.
-func pickEndpoint(rng *rand.Rand, eps []*Endpoint, tried []Attempt, previousHosts bool, attempts int) *Endpoint {
+// allow (Envoy's host_selection_retry_max_attempts).
+func pickEndpoint(rng *rand.Rand, eps []*Endpoint, tried []*Endpoint, previousHosts bool, attempts int) *Endpoint {
 	ep := eps[rng.IntN(len(eps))]
 	if !previousHosts || len(tried) == 0 || len(eps) == 1 {
 		return ep
 	}
-	for i := 0; i < attempts && wasTried(ep, tried); i++ {
+	for i := 0; i < attempts && slices.Contains(tried, ep); i++ {
 		ep = eps[rng.IntN(len(eps))]
 	}
 	return ep
-}
-
-func wasTried(ep *Endpoint, tried []Attempt) bool {
-	for _, a := range tried {
-		if a.Endpoint == ep {
-			return true
-		}
-	}
-	return false
 }
 
 // backoff is Envoy's jittered exponential back-off before retry n (1-based): uniform in
@@ -291,8 +340,10 @@ type Report struct {
 }
 
 // Reports appends the reports of res to dst: the source's, then one destination report per
-// attempt. Requests that reached no pod (fault aborts, no healthy upstream, no route) have
-// only a source report.
+// attempt. Requests that reached no pod (fault aborts, no healthy upstream, no route, failed
+// connections) have only a source report. The source report names the pod of the last
+// attempt, as Istio reads the peer from the chosen host's endpoint metadata; without a chosen
+// host (UH, NC, NR, FI) destination_workload and its namespace are Unknown.
 func (res *Result) Reports(dst []Report) []Report {
 	src := Report{Reporter: ReporterSource, Route: res.Route, Service: res.Service, Subset: res.Subset,
 		Workload: Unknown, Namespace: Unknown, Code: res.Code, Flags: res.Flags, Latency: res.Latency}

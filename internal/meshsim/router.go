@@ -85,6 +85,8 @@ type Router struct {
 	def       *vhost         // the Service's own virtual host when no VirtualService binds it
 	endpoints []*Endpoint    // ready endpoints the Service selects
 	warnings  []string
+	// unmapped counts endpoints istiod sent whose address is no pod the Sim has read yet.
+	unmapped int
 	// rawAuthority: virtual hosts are keyed on Envoy's domains (from xDS), matched against
 	// the authority as sent, in lower case.
 	rawAuthority bool
@@ -139,10 +141,12 @@ type weightedDest struct {
 
 // cluster is an Envoy cluster: the Service (subset "") or one of its subsets.
 type cluster struct {
+	name      string // outbound|PORT|SUBSET|HOST: keys its outlier detection state across Routers
 	host      string
 	subset    string
 	endpoints []*Endpoint
-	missing   bool // no such cluster: requests get 503 NC
+	missing   bool           // no such cluster: requests get 503 NC
+	outlier   *outlierPolicy // nil: no outlier detection (from CDS: outlierFromEnvoy)
 }
 
 type fault struct {
@@ -158,6 +162,7 @@ type retryPolicy struct {
 	onGatewayErr  bool
 	onReset       bool
 	on4xx         bool // retriable-4xx: 409
+	onConnect     bool // connect-failure
 	onCodes       bool // retriable-status-codes
 	codes         []int
 	previousHosts bool
@@ -169,7 +174,7 @@ type retryPolicy struct {
 // 2 retries on connect-failure, refused-stream, unavailable, cancelled and status 503, to
 // another host when there is one.
 func defaultRetry() retryPolicy {
-	return retryPolicy{retries: 2, onCodes: true, codes: []int{503}, previousHosts: true, hostAttempts: hostSelectionAttempts, backoff: defaultBackoff}
+	return retryPolicy{retries: 2, onCodes: true, codes: []int{503}, onConnect: true, previousHosts: true, hostAttempts: hostSelectionAttempts, backoff: defaultBackoff}
 }
 
 // defaultBackoff is Envoy's default retry back-off base interval.
@@ -328,6 +333,7 @@ type clusterSet struct {
 	r       *Router
 	svc     *corev1.Service
 	subsets map[string]map[string]string // name -> labels
+	outlier map[string]*outlierPolicy    // subset ("": the whole Service) -> its policy
 	byKey   map[string]*cluster
 }
 
@@ -336,7 +342,10 @@ func (cs *clusterSet) get(host, subset string, port uint32) *cluster {
 	if c, ok := cs.byKey[key]; ok {
 		return c
 	}
-	c := &cluster{host: host, subset: subset}
+	if port == 0 {
+		port = cs.r.src.Port
+	}
+	c := &cluster{name: "outbound|" + strconv.FormatUint(uint64(port), 10) + "|" + subset + "|" + host, host: host, subset: subset}
 	labels, known := cs.subsets[subset]
 	switch {
 	case host != cs.r.fqdn:
@@ -350,6 +359,10 @@ func (cs *clusterSet) get(host, subset string, port uint32) *cluster {
 			if subsetOf(labels, ep.Labels) {
 				c.endpoints = append(c.endpoints, ep)
 			}
+		}
+		c.outlier = cs.outlier[subset]
+		if c.outlier == nil {
+			c.outlier = cs.outlier[""]
 		}
 	}
 	cs.byKey[key] = c
@@ -370,7 +383,7 @@ func hasPort(svc *corev1.Service, port uint32) bool {
 // longest wildcard) and merges rules for that same host in creation order: the first
 // definition of a subset name wins.
 func (r *Router) clusters(svc *corev1.Service, drs []unstructured.Unstructured) *clusterSet {
-	cs := &clusterSet{r: r, svc: svc, subsets: map[string]map[string]string{}, byKey: map[string]*cluster{}}
+	cs := &clusterSet{r: r, svc: svc, subsets: map[string]map[string]string{}, outlier: map[string]*outlierPolicy{}, byKey: map[string]*cluster{}}
 	type candidate struct {
 		u    *unstructured.Unstructured
 		spec *networking.DestinationRule
@@ -415,9 +428,15 @@ func (r *Router) clusters(svc *corev1.Service, drs []unstructured.Unstructured) 
 	}
 	cands = slices.DeleteFunc(cands, func(c candidate) bool { return c.host != best })
 	slices.SortStableFunc(cands, func(a, b candidate) int { return olderFirst(a.u, b.u) })
+	var policy *networking.TrafficPolicy
 	for _, c := range cands {
-		if c.spec.GetTrafficPolicy().GetOutlierDetection() != nil {
-			r.warnf("DestinationRule %s: outlierDetection is not simulated", objName(c.u))
+		// The oldest rule with a traffic policy gives it (istiod does not merge policies); a
+		// subset's own outlierDetection replaces it for that subset.
+		if policy == nil && c.spec.TrafficPolicy != nil {
+			policy = c.spec.TrafficPolicy
+			if od := policy.GetOutlierDetection(); od != nil {
+				cs.outlier[""] = outlierFromIstio(od)
+			}
 		}
 		for _, s := range c.spec.Subsets {
 			if _, dup := cs.subsets[s.Name]; dup {
@@ -425,6 +444,9 @@ func (r *Router) clusters(svc *corev1.Service, drs []unstructured.Unstructured) 
 				continue
 			}
 			cs.subsets[s.Name] = s.Labels
+			if od := s.GetTrafficPolicy().GetOutlierDetection(); od != nil {
+				cs.outlier[s.Name] = outlierFromIstio(od)
+			}
 		}
 	}
 	return cs
@@ -695,7 +717,7 @@ func compileRetry(in *networking.HTTPRetry) retryPolicy {
 	}
 	p.retries = int(in.Attempts)
 	if in.RetryOn != "" {
-		p.onCodes, p.codes = false, nil
+		p.onCodes, p.codes, p.onConnect = false, nil, false
 		for part := range strings.SplitSeq(in.RetryOn, ",") {
 			part = strings.TrimSpace(part)
 			if code, err := strconv.Atoi(part); err == nil && code >= 100 && code <= 599 {
@@ -714,6 +736,8 @@ func compileRetry(in *networking.HTTPRetry) retryPolicy {
 				p.on4xx = true
 			case "retriable-status-codes":
 				p.onCodes = true
+			case "connect-failure":
+				p.onConnect = true
 			}
 		}
 	}
@@ -747,6 +771,10 @@ func (p *retryPolicy) retriableStatus(code int) bool {
 // retriableTimeout reports whether a per-try timeout is retried: Envoy counts it as a reset,
 // retried under reset, 5xx and gateway-error.
 func (p *retryPolicy) retriableTimeout() bool { return p.onReset || p.on5xx || p.onGatewayErr }
+
+// retriableConnect reports whether a connection failure is retried: under connect-failure,
+// and as a reset under reset, 5xx and gateway-error.
+func (p *retryPolicy) retriableConnect() bool { return p.onConnect || p.retriableTimeout() }
 
 // vhostFor returns the virtual host of a normalized authority, as Envoy picks domains: exact,
 // then the longest wildcard suffix, then "*"; the Service's own name falls back to its

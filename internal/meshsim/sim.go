@@ -140,9 +140,10 @@ type Sim struct {
 	tel     *Telemetry
 	ring    *statsRing
 
-	mu      sync.Mutex // guards rng and reports
-	rng     *rand.Rand
-	reports []Report
+	mu       sync.Mutex // guards rng, outliers and reports
+	rng      *rand.Rand
+	outliers *Outliers
+	reports  []Report
 
 	errMu    sync.Mutex // guards err and warnings
 	err      error
@@ -155,6 +156,9 @@ type Sim struct {
 	// envoyReady is closed when the first complete configuration from istiod arrives.
 	envoyReady chan struct{}
 	readyOnce  sync.Once
+	// unmappedSince is when a rebuild first found endpoints naming pods not read yet (zero:
+	// none). Guarded by buildMu.
+	unmappedSince time.Time
 	// kick asks the refresh loop to re-read the pods now: istiod's endpoints may name pods
 	// the last read did not see yet.
 	kick chan struct{}
@@ -200,6 +204,7 @@ func New(o Options) (*Sim, error) {
 
 		envoyReady: make(chan struct{}),
 		kick:       make(chan struct{}, 1),
+		outliers:   NewOutliers(),
 	}
 	if err := s.SetTraffic(o.Traffic); err != nil {
 		return nil, err
@@ -289,6 +294,14 @@ func (s *Sim) Registry() *prometheus.Registry { return s.tel.Registry() }
 // Router is the routing in use.
 func (s *Sim) Router() *Router { return s.router.Load() }
 
+// Ejected reports whether the client's outlier detection has ejected pod from the cluster
+// named (outbound|PORT|SUBSET|HOST, e.g. outbound|80|canary|web.demo.svc.cluster.local).
+func (s *Sim) Ejected(cluster, pod string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.outliers.Ejected(cluster, pod)
+}
+
 // Model is the behaviour model in use.
 func (s *Sim) Model() *Model { return s.model.Load() }
 
@@ -350,8 +363,10 @@ func (s *Sim) send(n int, from, to time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	reps := s.reports[:0]
-	for range n {
-		res := r.Route(s.rng, m, tr.pick(s.rng))
+	step := to.Sub(from) / time.Duration(n)
+	for i := range n {
+		// Requests are spread over the tick, for outlier detection's clock.
+		res := r.RouteWith(s.rng, m, s.outliers, from.Add(time.Duration(i+1)*step), tr.pick(s.rng))
 		reps = res.Reports(reps)
 	}
 	s.reports = reps
@@ -429,9 +444,30 @@ func (s *Sim) rebuild() string {
 		}
 	}
 	r := NewRouter(t)
+	// istiod's endpoints can name a pod a moment before the Sim has read it (a new canary
+	// pod) or after it has gone: Envoy would route to it, a Router without it would answer
+	// 503 UH for a cluster that has pods. Keep the previous Router and read the pods again,
+	// for at most unmappedGrace; a mismatch that lasts is routed as it is, with a warning.
+	if r.unmapped > 0 && s.router.Load() != nil {
+		if s.unmappedSince.IsZero() {
+			s.unmappedSince = time.Now()
+		}
+		if time.Since(s.unmappedSince) < unmappedGrace {
+			select {
+			case s.kick <- struct{}{}:
+			default: // a re-read is already due
+			}
+			return ""
+		}
+	}
+	s.unmappedSince = time.Time{}
 	s.router.Store(r)
 	return strings.Join(r.Warnings(), "; ")
 }
+
+// unmappedGrace bounds how long a Sim keeps routing by its previous Router while istiod's
+// endpoints name pods it has not read.
+const unmappedGrace = 2 * time.Second
 
 // report records the outcome of a refresh, logging changes.
 func (s *Sim) report(err error, warnings string) {

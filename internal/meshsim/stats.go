@@ -94,8 +94,8 @@ func (s Stats) by(reporter string, f func(Key) string) map[string]int64 {
 	return out
 }
 
-// ErrorRate is the share (0..1) of reporter's reports for workload ("": any) that are 5xx,
-// as ramp's error-rate computes it from reporter="destination". NaN when there are none.
+// ErrorRate is the share (0..1) of reporter's reports for workload ("": any) that are 5xx.
+// NaN when there are none.
 func (s Stats) ErrorRate(reporter, workload string) float64 {
 	var all, errs int64
 	for k, c := range s.Counts {

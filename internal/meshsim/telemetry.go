@@ -9,8 +9,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// IstioBuckets are the bucket bounds (ms) of Istio's istio_request_duration_milliseconds.
-var IstioBuckets = []float64{1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000}
+// IstioBuckets are the bucket bounds (ms) of istio_request_duration_milliseconds: Envoy's
+// default histogram buckets (HistogramSettingsImpl::defaultBuckets), which Istio keeps unless
+// a pod sets the sidecar.istio.io/statsHistogramBuckets annotation.
+var IstioBuckets = []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000}
 
 // Labels of both metrics: a small subset of Istio's standard labels (enough for ramp's
 // queries and for telling what happened), so cardinality stays at a handful of series per
@@ -23,7 +25,10 @@ var metricLabels = []string{
 }
 
 // Telemetry exports Reports as Istio's standard metrics, istio_requests_total and
-// istio_request_duration_milliseconds, on its own registry. It is safe for concurrent use.
+// istio_request_duration_milliseconds, on its own registry. As in Envoy, a series exists
+// from the first request with its labels on (a fresh canary's first 503 creates its 503
+// series, which Prometheus first sees already counting), never before. It is safe for
+// concurrent use.
 type Telemetry struct {
 	registry     *prometheus.Registry
 	requests     *prometheus.CounterVec

@@ -87,7 +87,10 @@ func (r *Router) compileEnvoy(e *EnvoyConfig, pods []corev1.Pod) {
 		if !ok {
 			continue
 		}
-		cl := &cluster{host: host, subset: subset}
+		cl := &cluster{name: name, host: host, subset: subset}
+		if od := c.GetOutlierDetection(); od != nil {
+			cl.outlier = outlierFromEnvoy(od)
+		}
 		clusters[name] = cl
 		cla, warm := loads[name]
 		if host != r.fqdn || c.GetType() != clusterv3.Cluster_EDS || !warm {
@@ -104,6 +107,7 @@ func (r *Router) compileEnvoy(e *EnvoyConfig, pods []corev1.Pod) {
 				ip := lb.GetEndpoint().GetAddress().GetSocketAddress().GetAddress()
 				p := byIP[ip]
 				if p == nil {
+					r.unmapped++
 					r.warnf("cluster %s: endpoint %s is no pod meshsim lists (deleted since, or not read yet): skipped", name, ip)
 					continue
 				}
@@ -129,7 +133,7 @@ func (r *Router) compileEnvoy(e *EnvoyConfig, pods []corev1.Pod) {
 		if !ok {
 			host = name
 		}
-		c := &cluster{host: host, subset: subset, missing: true}
+		c := &cluster{name: name, host: host, subset: subset, missing: true}
 		clusters[name] = c
 		return c
 	}
@@ -334,6 +338,8 @@ func compileEnvoyRetry(rp *routev3.RetryPolicy) retryPolicy {
 			p.onGatewayErr = true
 		case "reset":
 			p.onReset = true
+		case "connect-failure":
+			p.onConnect = true
 		case "retriable-4xx":
 			p.on4xx = true
 		case "retriable-status-codes":

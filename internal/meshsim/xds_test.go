@@ -117,7 +117,7 @@ func TestEnvoyRetryAndFault(t *testing.T) {
 		{"num_retries defaults to 1", &routev3.RetryPolicy{RetryOn: "5xx"}, retryPolicy{retries: 1, on5xx: true, backoff: defaultBackoff}},
 		{"Istio's default", &routev3.RetryPolicy{RetryOn: "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes", NumRetries: wrapperspb.UInt32(2),
 			RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{Name: "envoy.retry_host_predicates.previous_hosts"}}, HostSelectionRetryMaxAttempts: 5},
-			retryPolicy{retries: 2, onCodes: true, previousHosts: true, hostAttempts: 5, backoff: defaultBackoff}},
+			retryPolicy{retries: 2, onCodes: true, onConnect: true, previousHosts: true, hostAttempts: 5, backoff: defaultBackoff}},
 		{"codes, per try, back-off", &routev3.RetryPolicy{RetryOn: "gateway-error,reset,retriable-4xx,retriable-status-codes", NumRetries: wrapperspb.UInt32(3), RetriableStatusCodes: []uint32{503, 429},
 			PerTryTimeout: durationpb.New(time.Second), RetryBackOff: &routev3.RetryPolicy_RetryBackOff{BaseInterval: durationpb.New(100 * time.Millisecond)}},
 			retryPolicy{retries: 3, onGatewayErr: true, onReset: true, on4xx: true, onCodes: true, codes: []int{503, 429}, perTry: time.Second, backoff: 100 * time.Millisecond}},
