@@ -188,10 +188,14 @@ func (r *RolloutReconciler) observeTarget(ctx context.Context, d *appsv1.Deploym
 		replicas = *d.Spec.Replicas
 	}
 	t := plan.Target{
-		Exists:   true,
-		Revision: revision.Of(&d.Spec.Template),
-		Replicas: replicas,
-		Paused:   d.Spec.Paused,
+		Exists:         true,
+		Revision:       revision.Of(&d.Spec.Template),
+		Replicas:       replicas,
+		Paused:         d.Spec.Paused,
+		UID:            d.UID,
+		Selector:       metav1.FormatLabelSelector(d.Spec.Selector),
+		CanarySelector: metav1.FormatLabelSelector(canarySelector(d)),
+		ReadyPods:      map[string]int32{},
 	}
 	st := d.Status
 	t.RolledOut = st.ObservedGeneration >= d.Generation && st.UpdatedReplicas == replicas &&
@@ -212,9 +216,10 @@ func (r *RolloutReconciler) observeTarget(ctx context.Context, d *appsv1.Deploym
 		if !metav1.IsControlledBy(rs, d) || rs.DeletionTimestamp != nil {
 			continue
 		}
-		if revision.Of(&rs.Spec.Template) == t.Revision {
-			t.PodTemplateHash = rs.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
-			break
+		hash := rs.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
+		t.ReadyPods[hash] += rs.Status.ReadyReplicas
+		if t.PodTemplateHash == "" && revision.Of(&rs.Spec.Template) == t.Revision {
+			t.PodTemplateHash = hash
 		}
 	}
 	return t, nil
@@ -223,7 +228,8 @@ func (r *RolloutReconciler) observeTarget(ctx context.Context, d *appsv1.Deploym
 // observeCanary counts only ready pods of the canary's latest template: while old pods are
 // still around it assumes they are the ready ones (a lower bound).
 func observeCanary(d *appsv1.Deployment) plan.Canary {
-	c := plan.Canary{Exists: true, Revision: d.Annotations[revision.Annotation], Replicas: ptr.Deref(d.Spec.Replicas, 1)}
+	c := plan.Canary{Exists: true, Revision: d.Annotations[revision.Annotation], Replicas: ptr.Deref(d.Spec.Replicas, 1),
+		Selector: metav1.FormatLabelSelector(d.Spec.Selector), ReadyPods: d.Status.ReadyReplicas}
 	st := d.Status
 	if st.ObservedGeneration < d.Generation {
 		c.Unobserved = true
