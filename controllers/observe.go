@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/credentials"
@@ -55,6 +57,7 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 		Abort:       ro.Annotations[rampv1.AnnotationAbort],
 		Retry:       ro.Annotations[rampv1.AnnotationRetry],
 		Paused:      ro.Annotations[rampv1.AnnotationPaused] == "true",
+		PausedBy:    pausedBy(ro),
 	}
 
 	if w.obs.Peers, err = r.peers(ctx, ro); err != nil {
@@ -159,6 +162,37 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 		w.obs.ForeignObject = strings.Join(foreign, "; ") + ". ramp takes over no object it did not create; this Rollout changes nothing until then"
 	}
 	return w, nil
+}
+
+// pluginFieldManager is kubectl ramp's field manager (internal/plugin.FieldManager; a test
+// keeps the two equal).
+const pluginFieldManager = "ramp-plugin"
+
+// pausedBy names who wrote the annotation ramp.dev/paused when it was not kubectl ramp, for
+// the status message ("" when kubectl ramp did, or nobody is recorded).
+func pausedBy(ro *rampv1.Rollout) string {
+	if ro.Annotations[rampv1.AnnotationPaused] != "true" {
+		return ""
+	}
+	path := fieldpath.MakePathOrDie("metadata", "annotations", rampv1.AnnotationPaused)
+	var writers []string
+	for _, e := range ro.ManagedFields {
+		if e.FieldsV1 == nil {
+			continue
+		}
+		set := &fieldpath.Set{}
+		if err := set.FromJSON(bytes.NewReader(e.FieldsV1.Raw)); err != nil || !set.Has(path) {
+			continue
+		}
+		if e.Manager == pluginFieldManager {
+			return ""
+		}
+		writers = append(writers, e.Manager)
+	}
+	if len(writers) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("the annotation %s (written by %s)", rampv1.AnnotationPaused, strings.Join(writers, ", "))
 }
 
 // foreignObject names an object ramp did not create and who manages it: its controller, if

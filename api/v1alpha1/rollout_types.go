@@ -327,11 +327,17 @@ type RolloutStatus struct {
 	// +optional
 	Stage string `json:"stage,omitempty"`
 
-	// StageStartedAt is when the current stage began; pauses, analysis intervals and the
-	// progress deadline count from it.
+	// StageStartedAt is when the current stage began, moved forward by the time the rollout
+	// spent paused in it; pauses, analysis intervals and the progress deadline count from it.
 	// +optional
 	// Microsecond precision: second-precision timestamps would cut short sub-minute pauses.
 	StageStartedAt *metav1.MicroTime `json:"stageStartedAt,omitempty"`
+
+	// PausedAt is when the rollout was paused (spec.paused or the annotation ramp.dev/paused);
+	// set while it is paused. The stage's clocks stop meanwhile: on resume, stageStartedAt
+	// moves forward by the time spent paused, so a step's pause is served in full.
+	// +optional
+	PausedAt *metav1.MicroTime `json:"pausedAt,omitempty"`
 
 	// FailedChecks counts failed analysis rounds of the current rollout.
 	// +optional

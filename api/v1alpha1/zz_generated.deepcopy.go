@@ -664,6 +664,10 @@ func (in *RolloutStatus) DeepCopyInto(out *RolloutStatus) {
 		in, out := &in.StageStartedAt, &out.StageStartedAt
 		*out = (*in).DeepCopy()
 	}
+	if in.PausedAt != nil {
+		in, out := &in.PausedAt, &out.PausedAt
+		*out = (*in).DeepCopy()
+	}
 	if in.LastAnalysisTime != nil {
 		in, out := &in.LastAnalysisTime, &out.LastAnalysisTime
 		*out = (*in).DeepCopy()

@@ -335,6 +335,7 @@ func (d *decider) enterStep(k int32) {
 }
 
 func (d *decider) clearProgress() {
+	d.st.PausedAt = nil
 	d.st.CurrentStep, d.st.Steps, d.st.CanaryWeight = 0, 0, 0
 	d.st.Stage, d.st.StageStartedAt = "", nil
 	d.st.StepAnalysisPassed = false
@@ -407,6 +408,12 @@ func (d *decider) active() {
 		by := "spec.paused"
 		if !d.spec.Paused {
 			by = "kubectl ramp pause"
+			if d.obs.Requests.PausedBy != "" {
+				by = d.obs.Requests.PausedBy
+			}
+		}
+		if d.st.PausedAt == nil {
+			d.st.PausedAt = d.nowTime()
 		}
 		msg := fmt.Sprintf("paused by %s at step %d/%d, %d%% to canary", by, d.st.CurrentStep, d.st.Steps, d.st.CanaryWeight)
 		if d.prevPhase != rampv1.PhasePaused && d.st.Phase != rampv1.PhasePaused {
@@ -415,6 +422,8 @@ func (d *decider) active() {
 		d.setPhase(rampv1.PhasePaused, msg)
 		return
 	}
+
+	d.resumeClocks()
 
 	if promoting {
 		// Left pending, a promote request would complete a step of the next rollout.
@@ -701,6 +710,7 @@ func (d *decider) promotion() {
 // --- rollback ------------------------------------------------------------------------------
 
 func (d *decider) rollback(reason, msg string) {
+	d.st.PausedAt = nil
 	d.st.CanaryWeight = 0
 	d.setPhase(rampv1.PhaseRollingBack, msg)
 	d.event(true, reason, "rolling back: "+msg)
@@ -751,7 +761,24 @@ func (d *decider) setPhase(phase, msg string) {
 func (d *decider) setStage(stage string) {
 	d.st.Stage = stage
 	d.st.StageStartedAt = d.nowTime()
+	d.st.PausedAt = nil
 }
+
+// resumeClocks ends a pause: the stage's clocks stood still while it lasted, so the stage's
+// start moves forward by its length. A step paused for 5 minutes and held for 2 before a
+// 10-minute kubectl ramp pause still holds 3 minutes after resume, instead of ending at once;
+// the progress deadline likewise does not run while a person holds the rollout.
+func (d *decider) resumeClocks() {
+	if d.st.PausedAt == nil {
+		return
+	}
+	if paused := d.now.Sub(d.st.PausedAt.Time); paused > 0 && d.st.StageStartedAt != nil {
+		d.st.StageStartedAt = mtimeOf(d.st.StageStartedAt.Add(paused))
+	}
+	d.st.PausedAt = nil
+}
+
+func mtimeOf(t time.Time) *metav1.MicroTime { m := metav1.NewMicroTime(t); return &m }
 
 func (d *decider) nowTime() *metav1.MicroTime { t := metav1.NewMicroTime(d.now); return &t }
 

@@ -160,6 +160,9 @@ type AnalysisResult struct {
 type Requests struct {
 	Promote, PromoteFull, Abort, Retry string
 	Paused                             bool
+	// PausedBy names who wrote the pause annotation, for messages ("" for kubectl ramp pause,
+	// its usual writer).
+	PausedBy string
 }
 
 // Decision is the outcome of one pass.
