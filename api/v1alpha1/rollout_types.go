@@ -333,6 +333,12 @@ type RolloutStatus struct {
 	// Microsecond precision: second-precision timestamps would cut short sub-minute pauses.
 	StageStartedAt *metav1.MicroTime `json:"stageStartedAt,omitempty"`
 
+	// TargetReplicas is the target's replica count the rollout in progress was sized with:
+	// its largest since the rollout started, lowered when ramp warns that it shrank
+	// (event TargetShrunk).
+	// +optional
+	TargetReplicas int32 `json:"targetReplicas,omitempty"`
+
 	// PausedAt is when the rollout was paused (spec.paused or the annotation ramp.dev/paused);
 	// set while it is paused. The stage's clocks stop meanwhile: on resume, stageStartedAt
 	// moves forward by the time spent paused, so a step's pause is served in full.

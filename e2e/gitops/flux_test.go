@@ -128,6 +128,14 @@ func (g *gitRepo) commit(kind string, change func(*unstructured.Unstructured)) {
 	}
 }
 
+// drop removes the manifests of kind from Git (a commit).
+func (g *gitRepo) drop(kind string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.commits++
+	g.objs = slices.DeleteFunc(g.objs, func(o *unstructured.Unstructured) bool { return o.GetKind() == kind })
+}
+
 // head is the number of commits so far.
 func (g *gitRepo) head() int {
 	g.mu.Lock()

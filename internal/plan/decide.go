@@ -318,6 +318,7 @@ func (d *decider) steady() {
 func (d *decider) start(reason string) {
 	d.st.ReleasedWithoutCanary = nil
 	d.st.CanaryRevision = d.obs.Target.Revision
+	d.st.TargetReplicas = d.obs.Target.Replicas
 	d.st.RolloutStartedAt = &metav1.Time{Time: d.now}
 	d.st.FailedChecks, d.st.InconclusiveChecks = 0, 0
 	d.st.LastAnalysis, d.st.LastAnalysisTime = nil, nil
@@ -336,6 +337,7 @@ func (d *decider) enterStep(k int32) {
 
 func (d *decider) clearProgress() {
 	d.st.PausedAt = nil
+	d.st.TargetReplicas = 0
 	d.st.CurrentStep, d.st.Steps, d.st.CanaryWeight = 0, 0, 0
 	d.st.Stage, d.st.StageStartedAt = "", nil
 	d.st.StepAnalysisPassed = false
@@ -381,6 +383,7 @@ func (d *decider) active() {
 	case t.Revision != d.st.CanaryRevision && !lateStage:
 		from := d.st.CanaryRevision
 		d.st.CanaryRevision = t.Revision
+		d.st.TargetReplicas = t.Replicas
 		d.st.RolloutStartedAt = &metav1.Time{Time: d.now}
 		d.st.CanaryWeight = 0
 		d.st.FailedChecks, d.st.InconclusiveChecks = 0, 0
@@ -391,6 +394,8 @@ func (d *decider) active() {
 		d.event(false, "RolloutRestarted", fmt.Sprintf("revision %s replaced %s mid-rollout: traffic back to stable, restarting %s", t.Revision, from, d.planText()))
 		return
 	}
+
+	d.watchTargetSize()
 
 	if !promoting && d.st.CanaryWeight > 0 && d.canaryLost() {
 		// Traffic must not wait for pods that are gone: back to stable, and the step starts
@@ -762,6 +767,27 @@ func (d *decider) setStage(stage string) {
 	d.st.Stage = stage
 	d.st.StageStartedAt = d.nowTime()
 	d.st.PausedAt = nil
+}
+
+// watchTargetSize warns when the target shrinks below what the traffic on stable needs at
+// the size the rollout was sized with: its share of the replicas the target had (e.g. Git
+// dropped spec.replicas, and Flux's apply reset it to the API default of 1, with 80% of
+// traffic on stable). The canary follows the target's size; nothing else changes.
+func (d *decider) watchTargetSize() {
+	st, n := &d.st, d.obs.Target.Replicas
+	if n > st.TargetReplicas {
+		st.TargetReplicas = n
+		return
+	}
+	w := st.CanaryWeight
+	if d.isPromotionStage() || w >= 100 {
+		return
+	}
+	if need := CanaryReplicas(st.TargetReplicas, 100-w); n < need {
+		d.event(true, "TargetShrunk", fmt.Sprintf("Deployment %q shrank from %d to %d replicas at step %d/%d with %d%% of traffic on stable, which needs %d at the size the rollout started with; did Git drop spec.replicas (Flux then resets it to 1)? See docs/gitops.md",
+			d.spec.TargetRef.Name, st.TargetReplicas, n, st.CurrentStep, st.Steps, 100-w, need))
+		st.TargetReplicas = n
+	}
 }
 
 // resumeClocks ends a pause: the stage's clocks stood still while it lasted, so the stage's

@@ -74,3 +74,54 @@ func TestDecidePauseStopsTheStageClock(t *testing.T) {
 		},
 	})
 }
+
+func targetReplicas(n int32) roOpt {
+	return withStatus(func(st *rampv1.RolloutStatus) { st.TargetReplicas = n })
+}
+
+func replicasNow(n int32) obsOpt { return func(o *Observation) { o.Target.Replicas = n } }
+
+func statusTargetReplicas(n int32) func(t *testing.T, d Decision) {
+	return func(t *testing.T, d Decision) {
+		t.Helper()
+		if d.Status.TargetReplicas != n {
+			t.Errorf("targetReplicas = %d, want %d", d.Status.TargetReplicas, n)
+		}
+	}
+}
+
+// A target that shrinks mid-rollout below what the traffic on stable needs (Git dropped
+// spec.replicas and Flux reset it to 1) is warned about, once.
+func TestDecideWarnsWhenTheTargetShrinks(t *testing.T) {
+	runCases(t, []tcase{
+		{
+			name: "10 → 1 replicas with 75% on stable: TargetShrunk",
+			ro:   newRollout(pausedSteps, inRollout(progressing, holding, 2, 25, ago(time.Minute)), targetReplicas(10)),
+			obs:  observe(t0, canaryReady(3), routing(25), replicasNow(1)),
+			want: want{phase: progressing, stage: holding, step: 2, weight: 25, events: []string{"TargetShrunk"},
+				desired: dRun(1, 25, true), requeue: 4 * time.Minute,
+				check: checks(statusTargetReplicas(1), warnings(true))},
+		},
+		{
+			name: "warned already: no second event",
+			ro:   newRollout(pausedSteps, inRollout(progressing, holding, 2, 25, ago(time.Minute)), targetReplicas(1)),
+			obs:  observe(t0, canaryReady(3), routing(25), replicasNow(1)),
+			want: want{phase: progressing, stage: holding, step: 2, weight: 25, desired: dRun(1, 25, true), requeue: 4 * time.Minute,
+				check: statusTargetReplicas(1)},
+		},
+		{
+			name: "an autoscaler's 10 → 8 leaves stable what 75% needs: no warning",
+			ro:   newRollout(pausedSteps, inRollout(progressing, holding, 2, 25, ago(time.Minute)), targetReplicas(10)),
+			obs:  observe(t0, canaryReady(3), routing(25), replicasNow(8)),
+			want: want{phase: progressing, stage: holding, step: 2, weight: 25, desired: dRun(2, 25, true), requeue: 4 * time.Minute,
+				check: statusTargetReplicas(10)},
+		},
+		{
+			name: "the target grows: the rollout is sized with its new size",
+			ro:   newRollout(pausedSteps, inRollout(progressing, holding, 2, 25, ago(time.Minute)), targetReplicas(10)),
+			obs:  observe(t0, canaryReady(3), routing(25), replicasNow(12)),
+			want: want{phase: progressing, stage: holding, step: 2, weight: 25, desired: dRun(3, 25, true), requeue: 4 * time.Minute,
+				check: statusTargetReplicas(12)},
+		},
+	})
+}
