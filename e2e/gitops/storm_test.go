@@ -241,6 +241,24 @@ func TestFluxReapplyStormDuringRollout(t *testing.T) {
 		}
 	}
 	t.Logf("phase/step: %v", steps)
+	// The time paused did not count towards the 25% step's own 4s pause: the pass that
+	// resumed moved the stage's start forward by it, and the step went on holding.
+	var pausedVersion, resumedVersion *rampv1.Rollout
+	for _, v := range tl.Rollouts("podinfo") {
+		if v.Status.Phase == rampv1.PhasePaused && pausedVersion == nil {
+			pausedVersion = v
+		} else if pausedVersion != nil && v.Status.Phase != rampv1.PhasePaused {
+			resumedVersion = v
+			break
+		}
+	}
+	if pausedVersion == nil || resumedVersion == nil {
+		t.Errorf("no pause and resume in the timeline")
+	} else if r, p := resumedVersion.Status, pausedVersion.Status; r.Stage != "Holding" || r.CurrentStep != 2 ||
+		r.StageStartedAt == nil || p.StageStartedAt == nil || r.StageStartedAt.Sub(p.StageStartedAt.Time) < 1500*time.Millisecond {
+		t.Errorf("after resume: %s/%s step %d, stage started %v (%v before the pause): the time paused counted towards the step's pause",
+			r.Phase, r.Stage, r.CurrentStep, r.StageStartedAt, p.StageStartedAt)
+	}
 	reasons := eventReasons(t, ns, "podinfo")
 	started := 0
 	for _, r := range reasons {
