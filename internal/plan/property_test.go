@@ -56,7 +56,8 @@ func randomRollout(rng *rand.Rand) *rampv1.Rollout {
 	return ro
 }
 
-// TestDecideProperties drives Decide through random worlds: Git commits and reverts, slow
+// TestDecideProperties drives Decide through random worlds: Git commits and reverts, targets
+// recreated (new UID and selector, as by Flux's force), every stable pod failing, slow
 // or failing canaries, missing VirtualServices, analysis verdicts, kubectl ramp requests,
 // pauses, windows, stalls and clock jumps. Whatever happens, Decide must not panic and every
 // pass must keep the invariants of checkPass (weights within 0..100, traffic only forward
