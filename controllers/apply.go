@@ -100,7 +100,9 @@ func (r *RolloutReconciler) applyCanary(ctx context.Context, ro *rampv1.Rollout,
 			}
 			return nil
 		}
-		if err := r.ownCreatedFields(ctx, w.canary); err != nil {
+		// A conflict here is the Deployment controller writing the canary since ramp read it
+		// (a watch event brings the next pass, which finishes the move): not a failed pass.
+		if err := r.ownCreatedFields(ctx, w.canary); err != nil && !apierrors.IsConflict(err) {
 			return err
 		}
 		if canaryUpToDate(w.canary, want) {
