@@ -30,7 +30,7 @@ import (
 // un-pause the target last; or, when traffic leaves the canary, the routes before the canary.
 // Objects already as desired are not written.
 func (r *RolloutReconciler) apply(ctx context.Context, ro *rampv1.Rollout, w *world, d *plan.Desired) error {
-	if d.TargetPaused {
+	if d.TargetPaused && !d.TargetUntouched {
 		if err := r.setTargetPaused(ctx, w.target, true); err != nil {
 			return err
 		}
@@ -56,7 +56,7 @@ func (r *RolloutReconciler) apply(ctx context.Context, ro *rampv1.Rollout, w *wo
 			return err
 		}
 	}
-	if !d.TargetPaused {
+	if !d.TargetPaused && !d.TargetUntouched {
 		return r.setTargetPaused(ctx, w.target, false)
 	}
 	return nil
@@ -88,13 +88,21 @@ func (r *RolloutReconciler) applyCanary(ctx context.Context, ro *rampv1.Rollout,
 		if err != nil {
 			return err
 		}
+		if d.RecreateCanary && w.canary != nil {
+			if err := r.deleteCanary(ctx, w.canary); err != nil {
+				return err
+			}
+			w.canary = nil
+		}
 		if w.canary == nil {
 			if err := r.create(ctx, want); err != nil {
 				return fmt.Errorf("creating canary Deployment: %w", err)
 			}
 			return nil
 		}
-		if err := r.ownCreatedFields(ctx, w.canary); err != nil {
+		// A conflict here is the Deployment controller writing the canary since ramp read it
+		// (a watch event brings the next pass, which finishes the move): not a failed pass.
+		if err := r.ownCreatedFields(ctx, w.canary); err != nil && !apierrors.IsConflict(err) {
 			return err
 		}
 		if canaryUpToDate(w.canary, want) {
@@ -117,6 +125,31 @@ func (r *RolloutReconciler) applyCanary(ctx context.Context, ro *rampv1.Rollout,
 	return nil
 }
 
+// deleteCanary deletes the canary Deployment observed, and only that one: the request is
+// conditional on its UID (never an object someone created since under that name) and its
+// resourceVersion (never one changed since ramp decided). Its ReplicaSets and pods go in the
+// background; the new canary's pods do not match their labels.
+func (r *RolloutReconciler) deleteCanary(ctx context.Context, canary *appsv1.Deployment) error {
+	err := r.Delete(ctx, canary, client.Preconditions{UID: &canary.UID, ResourceVersion: &canary.ResourceVersion},
+		client.PropagationPolicy(metav1.DeletePropagationBackground))
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting canary Deployment %q to recreate it with the target's new selector: %w", canary.Name, err)
+	}
+	return nil
+}
+
+// canarySelector is the canary Deployment's selector: the target's labels plus the track
+// label, so it selects only the canary's pods.
+func canarySelector(target *appsv1.Deployment) *metav1.LabelSelector {
+	sel := map[string]string{istio.TrackLabel: istio.TrackCanary}
+	if target.Spec.Selector != nil {
+		for k, v := range target.Spec.Selector.MatchLabels {
+			sel[k] = v
+		}
+	}
+	return &metav1.LabelSelector{MatchLabels: sel}
+}
+
 // renderCanary builds <target>-canary: the target's pod template plus the track label, so
 // the DestinationRule's canary subset selects exactly its pods.
 func renderCanary(ro *rampv1.Rollout, target *appsv1.Deployment, replicas int32) (*unstructured.Unstructured, error) {
@@ -125,12 +158,6 @@ func renderCanary(ro *rampv1.Rollout, target *appsv1.Deployment, replicas int32)
 		tmpl.Labels = map[string]string{}
 	}
 	tmpl.Labels[istio.TrackLabel] = istio.TrackCanary
-	sel := map[string]string{istio.TrackLabel: istio.TrackCanary}
-	if target.Spec.Selector != nil {
-		for k, v := range target.Spec.Selector.MatchLabels {
-			sel[k] = v
-		}
-	}
 	dep := &appsv1.Deployment{
 		TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 		ObjectMeta: metav1.ObjectMeta{
@@ -149,7 +176,7 @@ func renderCanary(ro *rampv1.Rollout, target *appsv1.Deployment, replicas int32)
 		},
 		Spec: appsv1.DeploymentSpec{
 			Replicas:        ptr.To(replicas),
-			Selector:        &metav1.LabelSelector{MatchLabels: sel},
+			Selector:        canarySelector(target),
 			Template:        *tmpl,
 			MinReadySeconds: target.Spec.MinReadySeconds,
 		},

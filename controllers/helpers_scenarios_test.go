@@ -36,13 +36,13 @@ func withSteps(ro *rampv1.Rollout, steps ...rampv1.CanaryStep) *rampv1.Rollout {
 }
 
 // annotate sets (value != nil) or removes (nil) an annotation of the Rollout with a JSON
-// merge patch, as kubectl annotate does.
+// merge patch, as kubectl ramp's field manager.
 func annotate(t *testing.T, ro *rampv1.Rollout, key string, value *string) {
 	t.Helper()
 	b, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{key: value}}})
 	must(t, err)
 	p := &rampv1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: ro.Name}}
-	must(t, env.Client.Patch(context.Background(), p, client.RawPatch(types.MergePatchType, b), client.FieldOwner("kubectl-ramp")))
+	must(t, env.Client.Patch(context.Background(), p, client.RawPatch(types.MergePatchType, b), client.FieldOwner(pluginFieldManager)))
 }
 
 // waitRollout polls the Rollout until cond holds; ro is left as last read.

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
 	"github.com/ramp-dev/ramp/analysis"
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
@@ -56,6 +58,7 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 		Abort:       ro.Annotations[rampv1.AnnotationAbort],
 		Retry:       ro.Annotations[rampv1.AnnotationRetry],
 		Paused:      ro.Annotations[rampv1.AnnotationPaused] == "true",
+		PausedBy:    pausedBy(ro),
 	}
 
 	if w.obs.Peers, err = r.peers(ctx, ro); err != nil {
@@ -162,6 +165,37 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 	return w, nil
 }
 
+// pluginFieldManager is kubectl ramp's field manager (internal/plugin.FieldManager; a test
+// keeps the two equal).
+const pluginFieldManager = "ramp-plugin"
+
+// pausedBy names who wrote the annotation ramp.dev/paused when it was not kubectl ramp, for
+// the status message ("" when kubectl ramp did, or nobody is recorded).
+func pausedBy(ro *rampv1.Rollout) string {
+	if ro.Annotations[rampv1.AnnotationPaused] != "true" {
+		return ""
+	}
+	path := fieldpath.MakePathOrDie("metadata", "annotations", rampv1.AnnotationPaused)
+	var writers []string
+	for _, e := range ro.ManagedFields {
+		if e.FieldsV1 == nil {
+			continue
+		}
+		set := &fieldpath.Set{}
+		if err := set.FromJSON(bytes.NewReader(e.FieldsV1.Raw)); err != nil || !set.Has(path) {
+			continue
+		}
+		if e.Manager == pluginFieldManager {
+			return ""
+		}
+		writers = append(writers, e.Manager)
+	}
+	if len(writers) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("the annotation %s (written by %s)", rampv1.AnnotationPaused, strings.Join(writers, ", "))
+}
+
 // foreignObject names an object ramp did not create and who manages it: its controller, if
 // any, and the field managers that wrote it.
 func foreignObject(kind string, o metav1.Object) string {
@@ -189,10 +223,14 @@ func (r *RolloutReconciler) observeTarget(ctx context.Context, d *appsv1.Deploym
 		replicas = *d.Spec.Replicas
 	}
 	t := plan.Target{
-		Exists:   true,
-		Revision: revision.Of(&d.Spec.Template),
-		Replicas: replicas,
-		Paused:   d.Spec.Paused,
+		Exists:         true,
+		Revision:       revision.Of(&d.Spec.Template),
+		Replicas:       replicas,
+		Paused:         d.Spec.Paused,
+		UID:            d.UID,
+		Selector:       metav1.FormatLabelSelector(d.Spec.Selector),
+		CanarySelector: metav1.FormatLabelSelector(canarySelector(d)),
+		ReadyPods:      map[string]int32{},
 	}
 	st := d.Status
 	t.RolledOut = st.ObservedGeneration >= d.Generation && st.UpdatedReplicas == replicas &&
@@ -213,9 +251,10 @@ func (r *RolloutReconciler) observeTarget(ctx context.Context, d *appsv1.Deploym
 		if !metav1.IsControlledBy(rs, d) || rs.DeletionTimestamp != nil {
 			continue
 		}
-		if revision.Of(&rs.Spec.Template) == t.Revision {
-			t.PodTemplateHash = rs.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
-			break
+		hash := rs.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
+		t.ReadyPods[hash] += rs.Status.ReadyReplicas
+		if t.PodTemplateHash == "" && revision.Of(&rs.Spec.Template) == t.Revision {
+			t.PodTemplateHash = hash
 		}
 	}
 	return t, nil
@@ -224,7 +263,8 @@ func (r *RolloutReconciler) observeTarget(ctx context.Context, d *appsv1.Deploym
 // observeCanary counts only ready pods of the canary's latest template: while old pods are
 // still around it assumes they are the ready ones (a lower bound).
 func observeCanary(d *appsv1.Deployment) plan.Canary {
-	c := plan.Canary{Exists: true, Revision: d.Annotations[revision.Annotation], Replicas: ptr.Deref(d.Spec.Replicas, 1)}
+	c := plan.Canary{Exists: true, Revision: d.Annotations[revision.Annotation], Replicas: ptr.Deref(d.Spec.Replicas, 1),
+		Selector: metav1.FormatLabelSelector(d.Spec.Selector), ReadyPods: d.Status.ReadyReplicas}
 	st := d.Status
 	if st.ObservedGeneration < d.Generation {
 		c.Unobserved = true

@@ -67,6 +67,16 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 		// Status writes are ramp's own: only spec and annotation (request) changes wake it.
 		For(&rampv1.Rollout{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsForDeployment)).
+		// The routes follow the target's ready pods (a recreated target's new pods becoming
+		// ready); its ReplicaSets' ready counts may reach the cache after its own status.
+		Watches(&appsv1.ReplicaSet{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsForReplicaSet), builder.WithPredicates(predicate.Funcs{
+			UpdateFunc: func(e event.UpdateEvent) bool {
+				o, ok1 := e.ObjectOld.(*appsv1.ReplicaSet)
+				n, ok2 := e.ObjectNew.(*appsv1.ReplicaSet)
+				return ok1 && ok2 && o.Status.ReadyReplicas != n.Status.ReadyReplicas
+			},
+			GenericFunc: func(event.GenericEvent) bool { return false },
+		})).
 		// A Rollout gone wakes the others of its Deployment: the next one takes over.
 		Watches(&rampv1.Rollout{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsSharingTarget), builder.WithPredicates(predicate.Funcs{
 			CreateFunc:  func(event.CreateEvent) bool { return false },
@@ -111,6 +121,16 @@ func (r *RolloutReconciler) rolloutsForDeployment(ctx context.Context, o client.
 		reqs = append(reqs, r.rolloutsBy(ctx, o.GetNamespace(), targetIndex, t)...)
 	}
 	return reqs
+}
+
+// rolloutsForReplicaSet maps a ReplicaSet to the Rollouts targeting the Deployment that
+// controls it.
+func (r *RolloutReconciler) rolloutsForReplicaSet(ctx context.Context, o client.Object) []reconcile.Request {
+	ref := metav1.GetControllerOf(o)
+	if ref == nil || ref.Kind != "Deployment" {
+		return nil
+	}
+	return r.rolloutsBy(ctx, o.GetNamespace(), targetIndex, ref.Name)
 }
 
 // rolloutsForService maps a Service to the Rollouts routing its traffic.

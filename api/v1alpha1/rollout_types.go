@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // RolloutSpec says which Deployment ramp delivers progressively and how.
@@ -326,11 +327,23 @@ type RolloutStatus struct {
 	// +optional
 	Stage string `json:"stage,omitempty"`
 
-	// StageStartedAt is when the current stage began; pauses, analysis intervals and the
-	// progress deadline count from it.
+	// StageStartedAt is when the current stage began, moved forward by the time the rollout
+	// spent paused in it; pauses, analysis intervals and the progress deadline count from it.
 	// +optional
 	// Microsecond precision: second-precision timestamps would cut short sub-minute pauses.
 	StageStartedAt *metav1.MicroTime `json:"stageStartedAt,omitempty"`
+
+	// TargetReplicas is the target's replica count the rollout in progress was sized with:
+	// its largest since the rollout started, lowered when ramp warns that it shrank
+	// (event TargetShrunk).
+	// +optional
+	TargetReplicas int32 `json:"targetReplicas,omitempty"`
+
+	// PausedAt is when the rollout was paused (spec.paused or the annotation ramp.dev/paused);
+	// set while it is paused. The stage's clocks stop meanwhile: on resume, stageStartedAt
+	// moves forward by the time spent paused, so a step's pause is served in full.
+	// +optional
+	PausedAt *metav1.MicroTime `json:"pausedAt,omitempty"`
 
 	// FailedChecks counts failed analysis rounds of the current rollout.
 	// +optional
@@ -357,6 +370,37 @@ type RolloutStatus struct {
 	// HandledRequests records the plugin requests (annotation tokens) already acted on.
 	// +optional
 	HandledRequests HandledRequests `json:"handledRequests,omitempty"`
+
+	// Target identifies the Deployment ramp adopted. A Deployment of the same name with another
+	// UID was deleted and created again (Flux's force does that when Git changes an immutable
+	// field such as spec.selector): its pods started on Git's template at once, without a
+	// canary, and ramp routes to them.
+	// +optional
+	Target *TargetStatus `json:"target,omitempty"`
+
+	// ReleasedWithoutCanary records the last revision that went live without a canary, and
+	// why; it is cleared when the next rollout starts.
+	// +optional
+	ReleasedWithoutCanary *Release `json:"releasedWithoutCanary,omitempty"`
+}
+
+// TargetStatus identifies the adopted target Deployment.
+type TargetStatus struct {
+	// UID of the Deployment.
+	UID types.UID `json:"uid"`
+	// Selector is its spec.selector, as a label selector string (e.g. "app=web").
+	// +optional
+	Selector string `json:"selector,omitempty"`
+}
+
+// Release is a revision that went live without a canary.
+type Release struct {
+	// Revision is ramp's hash of the pod template that went live.
+	Revision string `json:"revision"`
+	// Reason says why it went live without a canary.
+	Reason string `json:"reason"`
+	// Time is when ramp noticed.
+	Time metav1.Time `json:"time"`
 }
 
 // HandledRequests records, per verb, the token of the last request acted on, so a request is

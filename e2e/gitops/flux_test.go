@@ -3,7 +3,6 @@ package gitops
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"reflect"
@@ -14,7 +13,7 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -24,32 +23,42 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
+	"github.com/fluxcd/pkg/ssa"
+	"github.com/fluxcd/pkg/ssa/normalize"
+
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/plugin"
 )
 
-// How Flux's kustomize-controller applies a Git manifest, as far as ramp can tell:
+// Flux's kustomize-controller applies a Kustomization's manifests with fluxcd/pkg/ssa's
+// ResourceManager; fluxEngine drives the same library, configured as kustomize-controller's
+// apply() configures it:
 //
-//  1. Unless the manifest carries kustomize.toolkit.fluxcd.io/ssa: Merge, it takes over the
-//     fields of "kubectl edits" (fluxcd/pkg/ssa PatchReplaceFieldsManagers): managedFields
-//     entries whose manager name starts with "kubectl" (Apply or Update), or is
-//     "before-first-apply" (Update), "kustomize-controller" (Update) or "helm" (Update) become
-//     part of its own Apply entry. Fields it then owns but does not apply are removed by the
-//     apply that follows: that is how Flux reverts kubectl edits.
-//  2. It server-side applies the manifest as field manager kustomize-controller, forcing
-//     conflicts, with its ownership labels added.
+//   - the manifests are normalised (normalize.UnstructuredList: e.g. spec.paused: false and
+//     other zero values the API server would drop are dropped);
+//   - ApplyAllStaged: each object is dry-run applied first and applied only when the dry-run
+//     differs from the live object (drift detection); the ChangeSet says created, configured
+//     or unchanged per object;
+//   - field-manager cleanup before applying (unless the object carries
+//     kustomize.toolkit.fluxcd.io/ssa: Merge): managedFields entries of kubectl (Apply and
+//     Update), before-first-apply and kustomize-controller (Update) become Flux's, so a field
+//     they set that Git does not is removed: that is how Flux reverts kubectl edits;
+//   - force (spec.force or the annotation kustomize.toolkit.fluxcd.io/force: Enabled): an
+//     object whose dry-run fails on an immutable field is deleted and created again.
 //
 // Subresource entries (status, scale) are never taken over.
 
 const (
 	fluxManager    = "kustomize-controller"
+	fluxGroup      = "kustomize.toolkit.fluxcd.io"
 	fluxSSAPolicy  = "kustomize.toolkit.fluxcd.io/ssa"
 	fluxNameLabel  = "kustomize.toolkit.fluxcd.io/name"
 	fluxNsLabel    = "kustomize.toolkit.fluxcd.io/namespace"
 	fluxKustomized = "podinfo"
 )
 
-// fluxTakesOver reports whether Flux's cleanup takes over a managedFields entry.
+// fluxTakesOver reports whether Flux's cleanup takes over a managedFields entry (the engine
+// matches manager names by prefix): what TestFluxApplyKeepsRampFields expects of it.
 func fluxTakesOver(e metav1.ManagedFieldsEntry) bool {
 	if e.Subresource != "" {
 		return false
@@ -68,6 +77,8 @@ func fluxTakesOver(e metav1.ManagedFieldsEntry) bool {
 type gitRepo struct {
 	mu   sync.Mutex
 	objs []*unstructured.Unstructured
+	// commits counts the commits since readGit.
+	commits int
 }
 
 // readGit builds examples/flux/apps/podinfo with kustomize, as kustomize-controller does, into
@@ -109,11 +120,27 @@ func readGit(t testing.TB, ns string, edit func(*unstructured.Unstructured)) *gi
 func (g *gitRepo) commit(kind string, change func(*unstructured.Unstructured)) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.commits++
 	for _, o := range g.objs {
 		if o.GetKind() == kind {
 			change(o)
 		}
 	}
+}
+
+// drop removes the manifests of kind from Git (a commit).
+func (g *gitRepo) drop(kind string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.commits++
+	g.objs = slices.DeleteFunc(g.objs, func(o *unstructured.Unstructured) bool { return o.GetKind() == kind })
+}
+
+// head is the number of commits so far.
+func (g *gitRepo) head() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.commits
 }
 
 func (g *gitRepo) manifests() []*unstructured.Unstructured {
@@ -126,82 +153,45 @@ func (g *gitRepo) manifests() []*unstructured.Unstructured {
 	return out
 }
 
-// fluxApply applies the Git manifests as kustomize-controller does.
+// fluxApply applies the Git manifests as kustomize-controller does, without force.
 func (g *gitRepo) fluxApply(ctx context.Context) error {
-	for _, o := range g.manifests() {
-		if err := fluxApplyOne(ctx, o); err != nil {
-			return fmt.Errorf("%s %s: %w", o.GetKind(), o.GetName(), err)
-		}
-	}
-	return nil
-}
-
-func fluxApplyOne(ctx context.Context, desired *unstructured.Unstructured) error {
-	if !strings.EqualFold(desired.GetAnnotations()[fluxSSAPolicy], "merge") {
-		if err := fluxTakeOver(ctx, desired); err != nil {
-			return fmt.Errorf("taking over kubectl-managed fields: %w", err)
-		}
-	}
-	return env.Client.Patch(ctx, desired, client.Apply, client.FieldOwner(fluxManager), client.ForceOwnership)
-}
-
-// fluxTakeOver merges the managedFields entries Flux takes over into its own Apply entry. The
-// patch is conditional on the version read (a concurrent write, e.g. of the status, would
-// otherwise lose its entry), so it is retried on a fresh read.
-func fluxTakeOver(ctx context.Context, desired *unstructured.Unstructured) error {
-	var err error
-	for range 10 {
-		if err = fluxTakeOverOnce(ctx, desired); err == nil || ctx.Err() != nil {
-			return err
-		}
-	}
+	_, err := g.fluxApplyWith(ctx, false)
 	return err
 }
 
-func fluxTakeOverOnce(ctx context.Context, desired *unstructured.Unstructured) error {
-	live, err := getUnstructured(ctx, desired.GetAPIVersion(), desired.GetKind(), desired.GetNamespace(), desired.GetName())
-	if apierrors.IsNotFound(err) {
-		return nil
-	} else if err != nil {
-		return err
+// fluxApplyWith applies the Git manifests with Flux's engine (see fluxEngine), force as the
+// Kustomization's spec.force, and returns its ChangeSet.
+func (g *gitRepo) fluxApplyWith(ctx context.Context, force bool) (*ssa.ChangeSet, error) {
+	objects := g.manifests()
+	if err := normalize.UnstructuredList(objects); err != nil {
+		return nil, err
 	}
-	var own *metav1.ManagedFieldsEntry
-	var taken []metav1.ManagedFieldsEntry
-	var kept []metav1.ManagedFieldsEntry
-	for _, e := range live.GetManagedFields() {
-		switch {
-		case e.Manager == fluxManager && e.Operation == metav1.ManagedFieldsOperationApply && e.Subresource == "":
-			own = e.DeepCopy()
-		case fluxTakesOver(e):
-			taken = append(taken, e)
-		default:
-			kept = append(kept, e)
-		}
+	rm := ssa.NewResourceManager(env.Client, nil, ssa.Owner{Field: fluxManager, Group: fluxGroup})
+	return rm.ApplyAllStaged(ctx, objects, fluxApplyOptions(force))
+}
+
+// fluxApplyOptions are kustomize-controller's apply() options.
+func fluxApplyOptions(force bool) ssa.ApplyOptions {
+	opts := ssa.DefaultApplyOptions()
+	opts.Force = force
+	opts.ExclusionSelector = map[string]string{
+		fluxGroup + "/reconcile": "disabled",
+		fluxSSAPolicy:            "Ignore",
 	}
-	if len(taken) == 0 {
-		return nil
+	opts.IfNotPresentSelector = map[string]string{fluxSSAPolicy: "IfNotPresent"}
+	opts.ForceSelector = map[string]string{fluxGroup + "/force": "Enabled"}
+	opts.Cleanup = ssa.ApplyCleanupOptions{
+		Annotations: []string{corev1.LastAppliedConfigAnnotation, fluxGroup + "/checksum", "fluxcd.io/sync-checksum"},
+		Labels:      []string{"fluxcd.io/sync-gc-mark"},
+		FieldManagers: []ssa.FieldManager{
+			{Name: "kubectl", OperationType: metav1.ManagedFieldsOperationApply},
+			{Name: "kubectl", OperationType: metav1.ManagedFieldsOperationUpdate},
+			{Name: "before-first-apply", OperationType: metav1.ManagedFieldsOperationUpdate},
+			{Name: fluxManager, OperationType: metav1.ManagedFieldsOperationUpdate},
+		},
+		Exclusions: map[string]string{fluxSSAPolicy: "Merge"},
 	}
-	for _, e := range taken {
-		if own == nil {
-			e := e
-			e.Manager, e.Operation = fluxManager, metav1.ManagedFieldsOperationApply
-			own = &e
-			continue
-		}
-		merged, err := unionFields(own.FieldsV1, e.FieldsV1)
-		if err != nil {
-			return err
-		}
-		own.FieldsV1 = merged
-	}
-	patch, err := json.Marshal([]map[string]any{
-		{"op": "test", "path": "/metadata/resourceVersion", "value": live.GetResourceVersion()},
-		{"op": "replace", "path": "/metadata/managedFields", "value": append(kept, *own)},
-	})
-	if err != nil {
-		return err
-	}
-	return env.Client.Patch(ctx, live, client.RawPatch(types.JSONPatchType, patch))
+	return opts
 }
 
 func fieldSet(f *metav1.FieldsV1) (*fieldpath.Set, error) {
@@ -210,19 +200,6 @@ func fieldSet(f *metav1.FieldsV1) (*fieldpath.Set, error) {
 		return s, nil
 	}
 	return s, s.FromJSON(bytes.NewReader(f.Raw))
-}
-
-func unionFields(a, b *metav1.FieldsV1) (*metav1.FieldsV1, error) {
-	sa, err := fieldSet(a)
-	if err != nil {
-		return nil, err
-	}
-	sb, err := fieldSet(b)
-	if err != nil {
-		return nil, err
-	}
-	raw, err := sa.Union(sb).ToJSON()
-	return &metav1.FieldsV1{Raw: raw}, err
 }
 
 // owners lists the managers (manager/Operation[/subresource]) owning the field at path.

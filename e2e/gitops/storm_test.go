@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fluxcd/pkg/ssa"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -66,14 +67,19 @@ func TestFluxReapplyStormDuringRollout(t *testing.T) {
 		return err == nil && target.Spec.Paused, err
 	})
 	generation, stableHash := ro.Generation, ro.Status.StablePodTemplateHash
-	tl := env.RecordTimeline(t, ns, testenv.VirtualServices, testenv.Rollouts)
+	tl := env.RecordTimeline(t, ns, testenv.VirtualServices, testenv.Rollouts, testenv.DestinationRules, testenv.ReplicaSets)
 
 	// The storm.
 	var (
 		mu       sync.Mutex
 		applies  int
 		problems []string
+		// drift lists the objects Flux's drift detection reported configured although Git
+		// had not changed since its previous apply.
+		drift    []string
+		lastHead = git.head()
 	)
+	stormStart := time.Now()
 	problem := func(format string, args ...any) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -93,7 +99,8 @@ func TestFluxReapplyStormDuringRollout(t *testing.T) {
 				return
 			case <-tick.C:
 			}
-			err := git.fluxApply(stormCtx)
+			head := git.head()
+			cs, err := git.fluxApplyWith(stormCtx, false)
 			if stormCtx.Err() != nil {
 				return
 			}
@@ -107,6 +114,12 @@ func TestFluxReapplyStormDuringRollout(t *testing.T) {
 			}
 			mu.Lock()
 			applies++
+			for _, e := range cs.Entries {
+				if e.Action == ssa.ConfiguredAction && head == lastHead {
+					drift = append(drift, fmt.Sprintf("%s at %s", e.Subject, time.Since(stormStart).Round(time.Millisecond)))
+				}
+			}
+			lastHead = head
 			mu.Unlock()
 			// ramp alone owns the target's spec.paused, whatever Flux applied.
 			d, err := getUnstructured(stormCtx, "apps/v1", "Deployment", ns, "podinfo")
@@ -176,6 +189,22 @@ func TestFluxReapplyStormDuringRollout(t *testing.T) {
 
 	mu.Lock()
 	t.Logf("%d applies of the Git manifests (every 200 ms) during the rollout", applies)
+	// Drift detection: with Git unchanged, Flux's dry-run finds the live objects as Git has
+	// them: ramp's spec.paused and its requests are not drift. The one exception is benign: a
+	// dry-run that lands in the instant ramp un-pauses or re-pauses the target during
+	// promotion sees the Deployment change under it (docs/gitops.md).
+	t.Logf("configured with Git unchanged: %v", drift)
+	deploymentDrift := 0
+	for _, d := range drift {
+		if strings.HasPrefix(d, "Deployment/") {
+			deploymentDrift++
+			continue
+		}
+		t.Errorf("Flux reported %s configured although Git did not change", d)
+	}
+	if deploymentDrift > 2 {
+		t.Errorf("Flux reported the Deployment configured %d times although Git did not change: %v", deploymentDrift, drift)
+	}
 	if applies < 20 {
 		t.Errorf("only %d applies: the storm did not run", applies)
 	}
@@ -184,10 +213,12 @@ func TestFluxReapplyStormDuringRollout(t *testing.T) {
 	}
 	mu.Unlock()
 
-	// The rollout ran once, forward only.
+	// The rollout ran once, forward only, and its routes followed the ready pods.
 	if _, err := tl.Routings("podinfo"); err != nil {
 		t.Error(err)
 	}
+	must(t, tl.Sync(ctx))
+	tl.CheckRoutesFollowReadyPods(t, "podinfo", 2*time.Second)
 	if got := fmt.Sprint(tl.Weights("podinfo")); got != "[0 5 25 100 0]" {
 		t.Errorf("VirtualService canary weights %s, want [0 5 25 100 0]", got)
 	}
@@ -210,6 +241,24 @@ func TestFluxReapplyStormDuringRollout(t *testing.T) {
 		}
 	}
 	t.Logf("phase/step: %v", steps)
+	// The time paused did not count towards the 25% step's own 4s pause: the pass that
+	// resumed moved the stage's start forward by it, and the step went on holding.
+	var pausedVersion, resumedVersion *rampv1.Rollout
+	for _, v := range tl.Rollouts("podinfo") {
+		if v.Status.Phase == rampv1.PhasePaused && pausedVersion == nil {
+			pausedVersion = v
+		} else if pausedVersion != nil && v.Status.Phase != rampv1.PhasePaused {
+			resumedVersion = v
+			break
+		}
+	}
+	if pausedVersion == nil || resumedVersion == nil {
+		t.Errorf("no pause and resume in the timeline")
+	} else if r, p := resumedVersion.Status, pausedVersion.Status; r.Stage != "Holding" || r.CurrentStep != 2 ||
+		r.StageStartedAt == nil || p.StageStartedAt == nil || r.StageStartedAt.Sub(p.StageStartedAt.Time) < 1500*time.Millisecond {
+		t.Errorf("after resume: %s/%s step %d, stage started %v (%v before the pause): the time paused counted towards the step's pause",
+			r.Phase, r.Stage, r.CurrentStep, r.StageStartedAt, p.StageStartedAt)
+	}
 	reasons := eventReasons(t, ns, "podinfo")
 	started := 0
 	for _, r := range reasons {

@@ -444,6 +444,9 @@ func finalState(t *testing.T, ro *rampv1.Rollout) string {
 	must(t, env.Client.Get(ctx, client.ObjectKeyFromObject(ro), cur))
 	st := cur.Status.DeepCopy()
 	st.RolloutStartedAt, st.StageStartedAt, st.LastAnalysisTime = nil, nil, nil
+	if st.Target != nil {
+		st.Target.UID = "" // each run's own Deployment
+	}
 	for i := range st.Conditions {
 		st.Conditions[i].LastTransitionTime = metav1.Time{}
 	}

@@ -100,6 +100,12 @@ func (d *decider) run(target string) {
 		}
 		return
 	}
+	if d.recreated() {
+		d.targetRecreated(target)
+	} else if d.st.Target == nil && d.st.StablePodTemplateHash != "" && d.obs.Target.UID != "" {
+		// Adopted before the status recorded the target's identity.
+		d.st.Target = d.targetStatus()
+	}
 	for i := 0; i < maxTransitions; i++ {
 		before := d.position()
 		switch d.st.Phase {
@@ -140,6 +146,9 @@ func (d *decider) position() position {
 
 func (d *decider) adopt(target string) {
 	t := d.obs.Target
+	// A recreated target is adopted again: its pods are the stable subset at once, and ramp
+	// routes to them while it waits for the rollout to finish.
+	readopt := d.st.StablePodTemplateHash != ""
 	if t.Paused {
 		// ramp has not paused it yet, so Git (or a human) did: a Deployment created paused never
 		// rolls out, and one Git keeps paused would fight ramp's promotions.
@@ -147,6 +156,18 @@ func (d *decider) adopt(target string) {
 		return
 	}
 	if !t.RolledOut || t.PodTemplateHash == "" {
+		if readopt {
+			if t.PodTemplateHash != "" {
+				d.st.StableRevision, d.st.StablePodTemplateHash = t.Revision, t.PodTemplateHash
+			}
+			d.st.Phase = rampv1.PhaseInitializing
+			d.st.Message = fmt.Sprintf("Deployment %q was recreated: the stable subset selects its pods (pod-template-hash %s); waiting for it to finish rolling out before pausing it",
+				target, d.st.StablePodTemplateHash)
+			if r := d.releasedNow(); r != nil {
+				d.st.Message = fmt.Sprintf("revision %s went live without a canary: %s; waiting for the Deployment to finish rolling out before pausing it", r.Revision, r.Reason)
+			}
+			return
+		}
 		d.st.Phase = rampv1.PhaseInitializing
 		d.st.Message = fmt.Sprintf("waiting for Deployment %q to finish rolling out before adopting it", target)
 		d.noDesired = true
@@ -155,8 +176,74 @@ func (d *decider) adopt(target string) {
 	d.st.StableRevision = t.Revision
 	d.st.StablePodTemplateHash = t.PodTemplateHash
 	d.st.CanaryRevision = ""
-	d.setPhase(rampv1.PhaseIdle, fmt.Sprintf("managing Deployment %q at revision %s", target, t.Revision))
+	d.st.Target = d.targetStatus()
+	msg := fmt.Sprintf("managing Deployment %q at revision %s", target, t.Revision)
+	if r := d.releasedNow(); readopt && r != nil {
+		msg = fmt.Sprintf("revision %s went live without a canary: %s; ramp manages the Deployment again", r.Revision, r.Reason)
+	}
+	d.setPhase(rampv1.PhaseIdle, msg)
 	d.event(false, "Adopted", fmt.Sprintf("paused Deployment %q at revision %s; all traffic to stable", target, t.Revision))
+}
+
+// targetStatus is the identity of the observed target, or nil when it has none (unit tests).
+func (d *decider) targetStatus() *rampv1.TargetStatus {
+	if d.obs.Target.UID == "" {
+		return nil
+	}
+	return &rampv1.TargetStatus{UID: d.obs.Target.UID, Selector: d.obs.Target.Selector}
+}
+
+// recreated reports that the target is not the Deployment ramp adopted but one of the same
+// name created since.
+func (d *decider) recreated() bool {
+	t := d.obs.Target
+	return d.st.Target != nil && t.UID != "" && t.UID != d.st.Target.UID
+}
+
+// releasedNow is the record of the stable revision going live without a canary, if it did.
+func (d *decider) releasedNow() *rampv1.Release {
+	if r := d.st.ReleasedWithoutCanary; r != nil && r.Revision == d.st.StableRevision {
+		return r
+	}
+	return nil
+}
+
+// targetRecreated handles a target Deployment deleted and created again under its name (Flux's
+// force: true does that for a change of its immutable selector). The new Deployment is not
+// paused: Kubernetes starts all its pods on Git's template at once, whatever ramp was doing.
+// The pods ramp routed to as stable are going away with the old Deployment, so the stable
+// subset follows the new Deployment's pods at once, a rollout in progress ends (its canary
+// revision was not promoted and is not what Git holds), and ramp says plainly which revision
+// went live without a canary and why. It adopts the Deployment again (pausing it) once it has
+// rolled out; the canary Deployment is recreated when its selector must change (Desired.RecreateCanary).
+func (d *decider) targetRecreated(target string) {
+	st, t := &d.st, d.obs.Target
+	why := fmt.Sprintf("Deployment %q was deleted and created again (UID %s, was %s)", target, t.UID, st.Target.UID)
+	if st.Target.Selector != t.Selector {
+		why += fmt.Sprintf(" because its selector changed from %q to %q, which Kubernetes allows only by recreating it (Flux does with force: true)", st.Target.Selector, t.Selector)
+	}
+	why += ", so Kubernetes started all its pods on Git's template at once"
+	var ended string
+	switch {
+	case st.CanaryRevision != "" && st.Phase == rampv1.PhaseFailed:
+		ended = fmt.Sprintf("; the rollout of revision %s had failed and been rolled back", st.CanaryRevision)
+	case st.CanaryRevision != "":
+		ended = fmt.Sprintf("; the rollout of revision %s (step %d/%d, %d%% to canary) ended unpromoted", st.CanaryRevision, st.CurrentStep, st.Steps, st.CanaryWeight)
+	}
+	if t.Revision != st.StableRevision {
+		st.ReleasedWithoutCanary = &rampv1.Release{Revision: t.Revision, Reason: why + ended, Time: metav1.NewTime(d.now)}
+		d.event(true, "ReleasedWithoutCanary", fmt.Sprintf("revision %s went live without a canary: %s%s", t.Revision, why, ended))
+	} else {
+		d.event(true, "TargetRecreated", fmt.Sprintf("%s; it runs the stable revision %s%s", why, t.Revision, ended))
+	}
+	st.Target = d.targetStatus()
+	st.StableRevision = t.Revision
+	if t.PodTemplateHash != "" {
+		st.StablePodTemplateHash = t.PodTemplateHash
+	}
+	st.CanaryRevision = ""
+	d.clearProgress()
+	d.st.Phase = rampv1.PhaseInitializing
 }
 
 // targetGone reports a missing target. Before adoption ramp has written nothing; after it,
@@ -181,6 +268,7 @@ func (d *decider) targetGone(target string) {
 		d.noDesired = false
 		d.rescue = &Desired{
 			TargetPaused:          true,
+			TargetUntouched:       true, // there is none
 			CanaryRevision:        st.CanaryRevision,
 			CanaryReplicas:        max(c.Replicas, c.ReadyReplicas),
 			StablePodTemplateHash: st.StablePodTemplateHash,
@@ -228,7 +316,9 @@ func (d *decider) steady() {
 }
 
 func (d *decider) start(reason string) {
+	d.st.ReleasedWithoutCanary = nil
 	d.st.CanaryRevision = d.obs.Target.Revision
+	d.st.TargetReplicas = d.obs.Target.Replicas
 	d.st.RolloutStartedAt = &metav1.Time{Time: d.now}
 	d.st.FailedChecks, d.st.InconclusiveChecks = 0, 0
 	d.st.LastAnalysis, d.st.LastAnalysisTime = nil, nil
@@ -246,6 +336,8 @@ func (d *decider) enterStep(k int32) {
 }
 
 func (d *decider) clearProgress() {
+	d.st.PausedAt = nil
+	d.st.TargetReplicas = 0
 	d.st.CurrentStep, d.st.Steps, d.st.CanaryWeight = 0, 0, 0
 	d.st.Stage, d.st.StageStartedAt = "", nil
 	d.st.StepAnalysisPassed = false
@@ -291,6 +383,7 @@ func (d *decider) active() {
 	case t.Revision != d.st.CanaryRevision && !lateStage:
 		from := d.st.CanaryRevision
 		d.st.CanaryRevision = t.Revision
+		d.st.TargetReplicas = t.Replicas
 		d.st.RolloutStartedAt = &metav1.Time{Time: d.now}
 		d.st.CanaryWeight = 0
 		d.st.FailedChecks, d.st.InconclusiveChecks = 0, 0
@@ -301,6 +394,8 @@ func (d *decider) active() {
 		d.event(false, "RolloutRestarted", fmt.Sprintf("revision %s replaced %s mid-rollout: traffic back to stable, restarting %s", t.Revision, from, d.planText()))
 		return
 	}
+
+	d.watchTargetSize()
 
 	if !promoting && d.st.CanaryWeight > 0 && d.canaryLost() {
 		// Traffic must not wait for pods that are gone: back to stable, and the step starts
@@ -318,6 +413,12 @@ func (d *decider) active() {
 		by := "spec.paused"
 		if !d.spec.Paused {
 			by = "kubectl ramp pause"
+			if d.obs.Requests.PausedBy != "" {
+				by = d.obs.Requests.PausedBy
+			}
+		}
+		if d.st.PausedAt == nil {
+			d.st.PausedAt = d.nowTime()
 		}
 		msg := fmt.Sprintf("paused by %s at step %d/%d, %d%% to canary", by, d.st.CurrentStep, d.st.Steps, d.st.CanaryWeight)
 		if d.prevPhase != rampv1.PhasePaused && d.st.Phase != rampv1.PhasePaused {
@@ -326,6 +427,8 @@ func (d *decider) active() {
 		d.setPhase(rampv1.PhasePaused, msg)
 		return
 	}
+
+	d.resumeClocks()
 
 	if promoting {
 		// Left pending, a promote request would complete a step of the next rollout.
@@ -628,6 +731,7 @@ func (d *decider) promotion() {
 // --- rollback ------------------------------------------------------------------------------
 
 func (d *decider) rollback(reason, msg string) {
+	d.st.PausedAt = nil
 	d.st.CanaryWeight = 0
 	d.setPhase(rampv1.PhaseRollingBack, msg)
 	d.event(true, reason, "rolling back: "+msg)
@@ -678,7 +782,45 @@ func (d *decider) setPhase(phase, msg string) {
 func (d *decider) setStage(stage string) {
 	d.st.Stage = stage
 	d.st.StageStartedAt = d.nowTime()
+	d.st.PausedAt = nil
 }
+
+// watchTargetSize warns when the target shrinks below what the traffic on stable needs at
+// the size the rollout was sized with: its share of the replicas the target had (e.g. Git
+// dropped spec.replicas, and Flux's apply reset it to the API default of 1, with 80% of
+// traffic on stable). The canary follows the target's size; nothing else changes.
+func (d *decider) watchTargetSize() {
+	st, n := &d.st, d.obs.Target.Replicas
+	if n > st.TargetReplicas {
+		st.TargetReplicas = n
+		return
+	}
+	w := st.CanaryWeight
+	if d.isPromotionStage() || w >= 100 {
+		return
+	}
+	if need := CanaryReplicas(st.TargetReplicas, 100-w); n < need {
+		d.event(true, "TargetShrunk", fmt.Sprintf("Deployment %q shrank from %d to %d replicas at step %d/%d with %d%% of traffic on stable, which needs %d at the size the rollout started with; did Git drop spec.replicas (Flux then resets it to 1)? See docs/gitops.md",
+			d.spec.TargetRef.Name, st.TargetReplicas, n, st.CurrentStep, st.Steps, 100-w, need))
+		st.TargetReplicas = n
+	}
+}
+
+// resumeClocks ends a pause: the stage's clocks stood still while it lasted, so the stage's
+// start moves forward by its length. A step paused for 5 minutes and held for 2 before a
+// 10-minute kubectl ramp pause still holds 3 minutes after resume, instead of ending at once;
+// the progress deadline likewise does not run while a person holds the rollout.
+func (d *decider) resumeClocks() {
+	if d.st.PausedAt == nil {
+		return
+	}
+	if paused := d.now.Sub(d.st.PausedAt.Time); paused > 0 && d.st.StageStartedAt != nil {
+		d.st.StageStartedAt = mtimeOf(d.st.StageStartedAt.Add(paused))
+	}
+	d.st.PausedAt = nil
+}
+
+func mtimeOf(t time.Time) *metav1.MicroTime { m := metav1.NewMicroTime(t); return &m }
 
 func (d *decider) nowTime() *metav1.MicroTime { t := metav1.NewMicroTime(d.now); return &t }
 

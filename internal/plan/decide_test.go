@@ -180,7 +180,7 @@ func TestDecideStalls(t *testing.T) {
 			var desired *Desired
 			if o.reason == "TargetNotFound" && st.CanaryRevision != "" && st.Phase != failedPhase {
 				// The target's pods are gone and the canary's are ready: they take all traffic.
-				desired = &Desired{TargetPaused: true, CanaryRevision: st.CanaryRevision, CanaryReplicas: 10, StablePodTemplateHash: st.StablePodTemplateHash, CanaryWeight: 100}
+				desired = &Desired{TargetPaused: true, TargetUntouched: true, CanaryRevision: st.CanaryRevision, CanaryReplicas: 10, StablePodTemplateHash: st.StablePodTemplateHash, CanaryWeight: 100}
 			}
 			cases = append(cases, tcase{
 				name: s.name + ": " + o.name,

@@ -8,7 +8,7 @@ import (
 )
 
 func (d *decider) decision() Decision {
-	out := Decision{Status: d.st, Events: d.events, Summary: d.summarize()}
+	out := Decision{Status: d.st, Summary: d.summarize()}
 	switch {
 	case d.rescue != nil:
 		out.Desired = d.rescue
@@ -16,8 +16,14 @@ func (d *decider) decision() Decision {
 		out.Desired = d.desired()
 	}
 	if out.Desired != nil {
+		if note := d.followReadyPods(out.Desired); note != "" && !out.Summary.Stalled {
+			out.Summary.Ready = false
+			out.Summary.Reconciling = true
+			out.Summary.Message += "; " + note
+		}
 		d.order(out.Desired)
 	}
+	out.Events = d.events
 	if !d.requeue.IsZero() {
 		out.RequeueAfter = d.requeue.Sub(d.now)
 		if out.RequeueAfter < time.Millisecond {
@@ -39,7 +45,13 @@ func (d *decider) desired() *Desired {
 		return nil // not adopted yet: nothing to route to
 	}
 	switch st.Phase {
-	case rampv1.PhaseInitializing, rampv1.PhaseIdle, rampv1.PhaseSucceeded, rampv1.PhaseFailed:
+	case rampv1.PhaseInitializing, rampv1.PhaseStalled:
+		// Adopting a recreated target again (the stable subset already selects its pods): route
+		// to them, and leave the Deployment alone until it has rolled out.
+		out.CanaryWeight = 0
+		out.TargetUntouched = true
+		return out
+	case rampv1.PhaseIdle, rampv1.PhaseSucceeded, rampv1.PhaseFailed:
 		out.CanaryWeight = 0
 		return out
 	}
@@ -74,10 +86,56 @@ func (d *decider) desired() *Desired {
 	if st.Stage == StageHolding && st.Phase != rampv1.PhasePaused {
 		out.Fault = s.fault
 	}
-	if st.Stage == StageUpdatingStable && d.obs.Target.Revision == st.CanaryRevision {
+	if st.Stage == StageUpdatingStable && d.obs.Target.Revision == st.CanaryRevision && d.routed(100) {
+		// Only while the live routes send the target nothing: they may have gone back to it
+		// (followReadyPods) since the stage began.
 		out.TargetPaused = false
 	}
 	return out
+}
+
+// followReadyPods keeps the routes off a subset with no ready pods while the other subset
+// has some: the stable subset's pods gone (a recreated target whose new pods are starting,
+// every stable pod failing) sends all traffic to the canary's ready pods, and a canary without
+// ready pods during promotion sends it back to stable (before promotion the state machine
+// does, CanaryLost). The status keeps the plan's weight; this pass's routing follows the pods.
+// It returns what it changed, for the conditions, and records an event when the live routes
+// change for it.
+func (d *decider) followReadyPods(want *Desired) string {
+	t, c := d.obs.Target, d.obs.Canary
+	if t.ReadyPods == nil {
+		return ""
+	}
+	stable := t.ReadyPods[want.StablePodTemplateHash]
+	canary := int32(0)
+	if c.Exists {
+		canary = c.ReadyPods
+	}
+	live := d.obs.Routing
+	var reason, note string
+	switch {
+	case want.CanaryWeight < 100 && stable == 0 && canary > 0:
+		want.CanaryWeight = 100
+		want.CanaryReplicas = max(want.CanaryReplicas, c.Replicas)
+		if want.CanaryRevision != c.Revision {
+			want.CanaryRevision = "" // keep the template that has the ready pods
+		}
+		reason = "StableUnavailable"
+		note = fmt.Sprintf("the stable subset (pod-template-hash %s) has no ready pods: all traffic goes to the canary's %d ready pods (revision %s) until it has",
+			want.StablePodTemplateHash, canary, c.Revision)
+	case want.CanaryWeight > 0 && canary == 0 && stable > 0:
+		want.CanaryWeight = 0
+		want.TargetPaused = true // its rolling update would take the stable pods away
+		reason = "CanaryUnavailable"
+		note = fmt.Sprintf("canary Deployment %q has no ready pods: all traffic goes to the %d ready pods of the stable subset (pod-template-hash %s) until it has",
+			rampv1.CanaryNameFor(d.spec.TargetRef.Name), stable, want.StablePodTemplateHash)
+	default:
+		return ""
+	}
+	if live == nil || live.CanaryWeight != want.CanaryWeight {
+		d.event(true, reason, note)
+	}
+	return note
 }
 
 // order decides how want is reached from the live objects (see Desired.RouteFirst).
@@ -85,6 +143,16 @@ func (d *decider) order(want *Desired) {
 	t := d.obs.Target
 	want.RenderCanary = want.CanaryRevision != "" && t.Exists && want.CanaryRevision == t.Revision
 	live := d.obs.Routing
+	if c := d.obs.Canary; want.RenderCanary && c.Exists && c.Selector != t.CanarySelector {
+		// The canary's selector is immutable: it is deleted and created again, only while the
+		// live routes are known to send it nothing; until then it is left as it is.
+		if live != nil && live.CanaryWeight == 0 && !live.HeaderRoute && !d.obs.RoutingUnreadable {
+			want.RecreateCanary = true
+		} else {
+			want.RenderCanary = false
+			want.CanaryReplicas = c.Replicas
+		}
+	}
 	want.RouteFirst = d.obs.RoutingUnreadable ||
 		(live != nil && (want.CanaryWeight < live.CanaryWeight || (live.HeaderRoute && !want.HeaderRoute)))
 }
@@ -95,6 +163,9 @@ func (d *decider) summarize() Summary {
 	}
 	st := &d.st
 	s := Summary{Reason: st.Phase, Message: st.Message}
+	if d.releasedNow() != nil && (st.Phase == rampv1.PhaseInitializing || st.Phase == rampv1.PhaseIdle) {
+		s.Reason = ReasonReleasedWithoutCanary
+	}
 	switch st.Phase {
 	case rampv1.PhaseIdle, rampv1.PhaseSucceeded:
 		if s.Message == "" {
@@ -130,6 +201,10 @@ func WithApplyFailure(s Summary, msg string, permanent bool) Summary {
 	}
 	return Summary{Reconciling: !permanent, Stalled: permanent, Reason: ReasonApplyFailed, Message: msg}
 }
+
+// ReasonReleasedWithoutCanary is the condition reason while the stable revision is one that
+// went live without a canary (status.releasedWithoutCanary says why), until the next rollout.
+const ReasonReleasedWithoutCanary = "ReleasedWithoutCanary"
 
 // ReasonApplyFailed is the condition reason of a pass whose desired state was not applied.
 const ReasonApplyFailed = "ApplyFailed"

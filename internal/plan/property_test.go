@@ -56,12 +56,15 @@ func randomRollout(rng *rand.Rand) *rampv1.Rollout {
 	return ro
 }
 
-// TestDecideProperties drives Decide through random worlds: Git commits and reverts, slow
+// TestDecideProperties drives Decide through random worlds: Git commits and reverts, targets
+// recreated (new UID and selector, as by Flux's force), every stable pod failing, slow
 // or failing canaries, missing VirtualServices, analysis verdicts, kubectl ramp requests,
 // pauses, windows, stalls and clock jumps. Whatever happens, Decide must not panic and every
 // pass must keep the invariants of checkPass (weights within 0..100, traffic only forward
 // along the plan or back to 0, never more traffic than the canary was seen ready for, the
-// target un-paused only under 100% canary, stable traffic only to running pods, requests
+// target un-paused only under 100% canary, stable traffic only to running pods, no weight on
+// a subset without ready pods while the other has some, a canary recreated only when its
+// selector must change and nothing routes to it, requests
 // acknowledged only with their own token, ...), and must leave its argument alone.
 func TestDecideProperties(t *testing.T) {
 	seeds, passes := 300, 250
@@ -69,7 +72,7 @@ func TestDecideProperties(t *testing.T) {
 		seeds = 50
 	}
 	revs := []string{"r1", "r2", "r3", "r4"}
-	phases := map[string]int{}
+	phases, events := map[string]int{}, map[string]int{}
 	for seed := int64(1); seed <= int64(seeds); seed++ {
 		rng := rand.New(rand.NewSource(seed))
 		ro := randomRollout(rng)
@@ -88,6 +91,10 @@ func TestDecideProperties(t *testing.T) {
 			if rng.Intn(12) == 0 {
 				w.gitRev = revs[rng.Intn(len(revs))]
 			}
+			if rng.Intn(40) == 0 {
+				// Git changes the target's selector (or Flux's force recreates it anyway).
+				w.recreate(revs[rng.Intn(len(revs))], []string{"app=web", "app=web,tier=front"}[rng.Intn(2)])
+			}
 			obs := w.observe()
 			obs.Routing = nil
 			if w.vs != nil && rng.Intn(15) > 0 {
@@ -101,7 +108,12 @@ func TestDecideProperties(t *testing.T) {
 			}
 			if rng.Intn(5) == 0 && obs.Canary.ReadyReplicas > 0 {
 				obs.Canary.ReadyReplicas = int32(rng.Intn(int(obs.Canary.ReadyReplicas))) // pods crash
+				obs.Canary.ReadyPods = obs.Canary.ReadyReplicas
 			}
+			if rng.Intn(30) == 0 {
+				obs.Target.ReadyPods = map[string]int32{} // every stable pod fails
+			}
+
 			if rng.Intn(3) == 0 {
 				obs.WindowOpen, obs.WindowOpensAt = false, w.now.Add(time.Duration(rng.Intn(180))*time.Minute)
 			}
@@ -140,15 +152,21 @@ func TestDecideProperties(t *testing.T) {
 			}
 			checkPass(t, ro, obs, d, w)
 			st := d.Status
-			hist = append(hist, fmt.Sprintf("%d +%v %s/%s step %d weight %d vs %v events %v", i, w.now.Sub(t0), st.Phase, st.Stage, st.CurrentStep, st.CanaryWeight, obs.Routing, reasons(d.Events)))
+			hist = append(hist, fmt.Sprintf("%d +%v %s/%s step %d weight %d vs %v events %v target %s %v", i, w.now.Sub(t0), st.Phase, st.Stage, st.CurrentStep, st.CanaryWeight, obs.Routing, reasons(d.Events), obs.Target.UID, st.Target))
 			if t.Failed() {
 				from := max(0, len(hist)-15)
 				t.Fatalf("seed %d pass %d (spec %+v):\n%s", seed, i, ro.Spec.Strategy, joinLines(hist[from:]))
 			}
 			phases[st.Phase+"/"+st.Stage]++
+			for _, e := range d.Events {
+				events[e.Reason]++
+			}
 
 			ro.Status = d.Status
 			w.apply(d.Desired)
+			if len(w.errs) > 0 {
+				t.Fatalf("seed %d pass %d: %v\n%s", seed, i, w.errs, joinLines(hist[max(0, len(hist)-15):]))
+			}
 			// The clock: the requeue, a watch event, or a long silence.
 			switch rng.Intn(6) {
 			case 0:
@@ -171,6 +189,11 @@ func TestDecideProperties(t *testing.T) {
 	} {
 		if phases[s] == 0 {
 			t.Errorf("no random pass ended in %s: %v", s, phases)
+		}
+	}
+	for _, r := range []string{"ReleasedWithoutCanary", "TargetRecreated", "StableUnavailable", "CanaryUnavailable", "CanaryLost"} {
+		if events[r] == 0 {
+			t.Errorf("no random pass recorded a %s event: %v", r, events)
 		}
 	}
 }

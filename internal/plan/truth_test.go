@@ -125,7 +125,7 @@ func TestDecideTellsTheTruth(t *testing.T) {
 			ro:   newRollout(inRollout(progressing, holding, 2, 25, ago(time.Minute))),
 			obs:  observe(t0, targetMissing(), canaryReady(3), routing(25)),
 			want: want{phase: progressing, stage: holding, step: 2, weight: 25, summary: stalled("TargetNotFound"),
-				desired: &Desired{TargetPaused: true, CanaryRevision: newRev, CanaryReplicas: 3, StablePodTemplateHash: stableHash, CanaryWeight: 100},
+				desired: &Desired{TargetPaused: true, TargetUntouched: true, CanaryRevision: newRev, CanaryReplicas: 3, StablePodTemplateHash: stableHash, CanaryWeight: 100},
 				check:   messageHas("its pods are gone, so all traffic goes to the canary, the only pods left (3 ready, revision r2, not fully analysed)")},
 		},
 	})

@@ -6,6 +6,8 @@ package plan
 import (
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
+
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 )
 
@@ -112,6 +114,17 @@ type Target struct {
 	RolledOut bool
 	// PodTemplateHash is the pod-template-hash of the ReplicaSet that runs Revision, if any.
 	PodTemplateHash string
+
+	// UID is the Deployment's: another UID than the status records means it was deleted and
+	// created again (Flux's force does that when Git changes its immutable selector).
+	UID types.UID
+	// Selector is its spec.selector as a string; CanarySelector the selector the canary
+	// Deployment rendered from it has (the target's plus the track label).
+	Selector, CanarySelector string
+	// ReadyPods counts the ready pods of the Deployment's ReplicaSets by pod-template-hash:
+	// what each value of the stable subset would route to. Nil when not observed (unit tests
+	// of other behaviour): then routing does not follow ready pods.
+	ReadyPods map[string]int32
 }
 
 // Canary is the <target>-canary Deployment ramp manages.
@@ -127,6 +140,11 @@ type Canary struct {
 	// Unobserved: the Deployment controller has not yet observed the latest spec, so
 	// ReadyReplicas says nothing (a freshly scaled canary is not a canary without pods).
 	Unobserved bool
+	// ReadyPods counts its ready pods of any template: what the canary subset routes to.
+	ReadyPods int32
+	// Selector is its spec.selector as a string (immutable: a canary whose selector is not
+	// the target's CanarySelector must be recreated to be rendered).
+	Selector string
 }
 
 // ObservedRouting is the live VirtualService's split.
@@ -149,6 +167,9 @@ type AnalysisResult struct {
 type Requests struct {
 	Promote, PromoteFull, Abort, Retry string
 	Paused                             bool
+	// PausedBy names who wrote the pause annotation, for messages ("" for kubectl ramp pause,
+	// its usual writer).
+	PausedBy string
 }
 
 // Decision is the outcome of one pass.
@@ -182,6 +203,14 @@ type Desired struct {
 	// RenderCanary: the canary Deployment is rendered from the target's template (it must run
 	// the target's revision); otherwise it is only scaled.
 	RenderCanary bool
+	// RecreateCanary: the canary Deployment is rendered but its selector, which Kubernetes
+	// does not let change, is not the target's: it is deleted (only the object observed,
+	// conditional on its UID and resourceVersion) and created again.
+	RecreateCanary bool
+	// TargetUntouched: ramp writes nothing on the target. A recreated Deployment is not paused
+	// until it has rolled out: paused before its controller creates the ReplicaSet, it would
+	// get no pods at all.
+	TargetUntouched bool
 	// RouteFirst: the routes change before the canary does, because traffic leaves the
 	// canary (a lower weight, no more header route, or a live split ramp cannot read): the
 	// canary is neither shrunk nor re-rendered while it still takes that traffic. Otherwise the

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
+
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 )
 
@@ -16,7 +18,10 @@ import (
 //   - the canary Deployment gets the revision and size Desired asks for; its pods are ready
 //     canaryDelay after they were asked for;
 //   - the VirtualService takes the desired weight at once (no VirtualService before the
-//     first Desired), the DestinationRule's stable subset the desired hash.
+//     first Desired), the DestinationRule's stable subset the desired hash;
+//   - Git may recreate the target (recreate): a new UID, maybe a new selector, not paused,
+//     its ReplicaSet created a moment later and its pods ready rolloutDelay after that. The
+//     canary's selector is immutable: rendering it over another selector fails (errs).
 type fakeWorld struct {
 	now time.Time
 
@@ -42,26 +47,57 @@ type fakeWorld struct {
 	// windowOpensAt: promotion windows are closed before it (zero: always open).
 	windowOpensAt time.Time
 
-	// rescued: the last pass routed all traffic to the canary because the target was gone.
-	rescued bool
+	// rescued: the last pass routed all traffic to the canary because the target was gone;
+	// followed: because a subset had no ready pods (Decider.followReadyPods).
+	rescued, followed bool
+
+	uid       int
+	selector  string
+	canarySel string
+	// rsAt is when a recreated target's ReplicaSet appears, readyAt when its pods are ready.
+	rsAt, readyAt time.Time
+	// errs are what the API server or the Deployment controller would have made of the
+	// desired states applied (an immutable field changed, a Deployment paused without pods).
+	errs []string
 }
+
+// recreate deletes the target and creates it again from Git at rev with selector, as Flux's
+// force does: a new UID, not paused, all its pods on rev at once.
+func (w *fakeWorld) recreate(rev, selector string) {
+	w.uid++
+	w.selector, w.gitRev, w.runningRev = selector, rev, rev
+	w.targetPaused, w.rolloutAt = false, time.Time{}
+	w.rsAt = w.now.Add(100 * time.Millisecond)
+	w.readyAt = w.rsAt.Add(w.rolloutDelay)
+}
+
+func (w *fakeWorld) hasRS() bool       { return !w.now.Before(w.rsAt) }
+func (w *fakeWorld) targetReady() bool { return w.hasRS() && !w.now.Before(w.readyAt) }
+
+func (w *fakeWorld) canarySelector() string { return w.selector + ",ramp.dev/track=canary" }
 
 func hashOf(rev string) string { return "h" + rev[1:] }
 
 func newWorld() *fakeWorld {
-	return &fakeWorld{now: t0, gitRev: stableRev, runningRev: stableRev, replicas: replicas}
+	return &fakeWorld{now: t0, gitRev: stableRev, runningRev: stableRev, replicas: replicas, uid: 1, selector: "app=web"}
 }
 
 func (w *fakeWorld) observe() Observation {
 	o := Observation{
 		Now: w.now,
 		Target: Target{Exists: true, Revision: w.gitRev, Replicas: w.replicas, Paused: w.targetPaused,
-			RolledOut: w.runningRev == w.gitRev},
-		Canary:     Canary{Exists: w.canaryExists, Revision: w.canaryRev, ReadyReplicas: w.canaryReady},
+			RolledOut: w.runningRev == w.gitRev && w.targetReady(),
+			UID:       types.UID(fmt.Sprintf("uid-%d", w.uid)), Selector: w.selector, CanarySelector: w.canarySelector(),
+			ReadyPods: map[string]int32{}},
+		Canary: Canary{Exists: w.canaryExists, Revision: w.canaryRev, ReadyReplicas: w.canaryReady,
+			Replicas: w.canaryWant, ReadyPods: w.canaryReady, Selector: w.canarySel},
 		WindowOpen: true,
 	}
-	if o.Target.RolledOut {
+	if w.runningRev == w.gitRev && w.hasRS() {
 		o.Target.PodTemplateHash = hashOf(w.runningRev)
+	}
+	if w.targetReady() {
+		o.Target.ReadyPods[hashOf(w.runningRev)] = w.replicas
 	}
 	if w.vs != nil {
 		o.Routing = &ObservedRouting{CanaryWeight: *w.vs}
@@ -75,9 +111,23 @@ func (w *fakeWorld) observe() Observation {
 // apply converges the world to d (nil: touch nothing).
 func (w *fakeWorld) apply(d *Desired) {
 	if d != nil {
-		w.targetPaused = d.TargetPaused
-		if d.CanaryRevision != "" && d.CanaryRevision != w.canaryRev {
-			w.canaryExists, w.canaryRev, w.canaryReady, w.canaryWant = true, d.CanaryRevision, 0, 0
+		if !d.TargetUntouched {
+			if d.TargetPaused && !w.hasRS() {
+				w.errs = append(w.errs, "the recreated target paused before its ReplicaSet existed: it gets no pods")
+			}
+			w.targetPaused = d.TargetPaused
+		}
+		if d.RecreateCanary {
+			if !w.canaryExists || w.canarySel == w.canarySelector() {
+				w.errs = append(w.errs, fmt.Sprintf("canary recreated needlessly (exists %t, selector %q)", w.canaryExists, w.canarySel))
+			}
+			w.canaryExists, w.canaryRev, w.canaryReady, w.canaryWant, w.canarySel = false, "", 0, 0, ""
+		}
+		if d.RenderCanary && w.canaryExists && w.canarySel != w.canarySelector() {
+			w.errs = append(w.errs, fmt.Sprintf("canary rendered with selector %q over its immutable %q", w.canarySelector(), w.canarySel))
+		}
+		if d.RenderCanary && d.CanaryRevision != w.canaryRev {
+			w.canaryExists, w.canaryRev, w.canaryReady, w.canaryWant, w.canarySel = true, d.CanaryRevision, 0, 0, w.canarySelector()
 		}
 		if d.CanaryReplicas != w.canaryWant {
 			if d.CanaryReplicas < w.canaryReady {
@@ -123,6 +173,8 @@ func (w *fakeWorld) nextEvent() time.Time {
 		consider(w.canaryAsked.Add(w.canaryDelay))
 	}
 	consider(w.rolloutAt)
+	consider(w.rsAt)
+	consider(w.readyAt)
 	return next
 }
 
@@ -163,12 +215,15 @@ func (dr *driver) run(until func(*rampv1.Rollout) bool, maxPasses int) {
 		d := Decide(dr.cfg, dr.ro, obs)
 		dr.passes = append(dr.passes, pass{obs, d})
 		checkPass(t, dr.ro, obs, d, dr.w)
+		dr.w.apply(d.Desired)
+		for _, e := range dr.w.errs {
+			t.Error(e)
+		}
 		if t.Failed() {
 			t.Fatalf("pass %d at %v: %s", i, obs.Now.Sub(t0), dr.trace())
 		}
 		statusChanged := !reflect.DeepEqual(dr.ro.Status, d.Status)
 		dr.ro.Status = d.Status
-		dr.w.apply(d.Desired)
 		if until(dr.ro) {
 			return
 		}
@@ -271,10 +326,24 @@ func checkPass(t *testing.T, ro *rampv1.Rollout, obs Observation, d Decision, w 
 		}
 	}
 
-	rescuedBefore := w.rescued // until a desired state replaces the rescue's routing
+	rescuedBefore, followedBefore := w.rescued, w.followed // until a desired state replaces that routing
 	dd := d.Desired
 	if dd != nil {
-		w.rescued = false
+		w.rescued, w.followed = false, false
+	}
+	var stableReady, canaryReady int32
+	if dd != nil {
+		// No route carries weight to a subset with no ready pods while the other has some.
+		stableReady = obs.Target.ReadyPods[dd.StablePodTemplateHash]
+		if obs.Canary.Exists {
+			canaryReady = obs.Canary.ReadyPods
+		}
+		if dd.CanaryWeight > 0 && canaryReady == 0 && stableReady > 0 {
+			t.Errorf("%d%% to the canary subset, which has no ready pods, while the stable subset %s has %d", dd.CanaryWeight, dd.StablePodTemplateHash, stableReady)
+		}
+		if dd.CanaryWeight < 100 && stableReady == 0 && canaryReady > 0 {
+			t.Errorf("%d%% to the stable subset %s, which has no ready pods, while the canary has %d", 100-dd.CanaryWeight, dd.StablePodTemplateHash, canaryReady)
+		}
 	}
 	if dd != nil && !obs.Target.Exists {
 		// The target is gone mid-rollout: all traffic to the canary, the only pods left, and
@@ -292,16 +361,25 @@ func checkPass(t *testing.T, ro *rampv1.Rollout, obs Observation, d Decision, w 
 		}
 		return
 	}
-	if st.Phase == "" || st.Phase == rampv1.PhaseInitializing {
-		t.Errorf("desired state before adoption")
+	if (st.Phase == "" || st.Phase == rampv1.PhaseInitializing) && (st.StablePodTemplateHash == "" || !dd.TargetUntouched) {
+		t.Errorf("desired state before adoption (untouched target %t)", dd.TargetUntouched)
 	}
+	followed := false
 	if dd.CanaryWeight != st.CanaryWeight {
-		t.Errorf("desired weight %d != status weight %d", dd.CanaryWeight, st.CanaryWeight)
+		// Only to keep traffic on the subset that has ready pods.
+		followed = (dd.CanaryWeight == 100 && stableReady == 0 && canaryReady > 0) || (dd.CanaryWeight == 0 && canaryReady == 0 && stableReady > 0)
+		if !followed {
+			t.Errorf("desired weight %d != status weight %d (ready pods: stable %d, canary %d)", dd.CanaryWeight, st.CanaryWeight, stableReady, canaryReady)
+		}
+		w.followed = true
+	}
+	if dd.RecreateCanary && (!obs.Canary.Exists || obs.Routing == nil || obs.Routing.CanaryWeight != 0 || obs.Routing.HeaderRoute) {
+		t.Errorf("canary recreated while it may take traffic (routing %+v)", obs.Routing)
 	}
 	if dd.CanaryReplicas < 0 || dd.CanaryReplicas > max(obs.Target.Replicas, 1) {
 		t.Errorf("canary replicas %d out of range", dd.CanaryReplicas)
 	}
-	if dd.CanaryReplicas > 0 && dd.CanaryRevision != st.CanaryRevision {
+	if dd.CanaryReplicas > 0 && dd.CanaryRevision != st.CanaryRevision && !followed {
 		t.Errorf("canary scaled to %d at revision %q, rollout of %q", dd.CanaryReplicas, dd.CanaryRevision, st.CanaryRevision)
 	}
 	if dd.StablePodTemplateHash != st.StablePodTemplateHash || dd.StablePodTemplateHash == "" {
@@ -310,7 +388,7 @@ func checkPass(t *testing.T, ro *rampv1.Rollout, obs Observation, d Decision, w 
 	if dd.Fault != nil && (st.Stage != StageHolding || st.Phase == rampv1.PhasePaused || !dd.HeaderRoute) {
 		t.Errorf("fault outside holding: %s/%s header %v", st.Phase, st.Stage, dd.HeaderRoute)
 	}
-	if st.Phase == rampv1.PhaseRollingBack && (dd.HeaderRoute || dd.CanaryWeight != 0) {
+	if st.Phase == rampv1.PhaseRollingBack && (dd.HeaderRoute || (dd.CanaryWeight != 0 && !followed)) {
 		t.Errorf("rolling back with header route %v, weight %d", dd.HeaderRoute, dd.CanaryWeight)
 	}
 
@@ -321,11 +399,13 @@ func checkPass(t *testing.T, ro *rampv1.Rollout, obs Observation, d Decision, w 
 	}
 	next := dd.CanaryWeight
 	switch {
-	case next == prev, rescuedBefore:
+	case next == prev, rescuedBefore, followed, followedBefore:
 	case next == 0:
 		ok := slices.Contains([]string{rampv1.PhaseRollingBack, rampv1.PhaseFailed, rampv1.PhaseIdle, rampv1.PhaseSucceeded}, st.Phase) ||
 			st.Stage == StageRoutingToStable ||
 			slices.Contains(reasons(d.Events), "RolloutRestarted") ||
+			// The target was recreated: the rollout is over, its pods serve Git's template.
+			slices.Contains(reasons(d.Events), "ReleasedWithoutCanary") || slices.Contains(reasons(d.Events), "TargetRecreated") ||
 			(slices.Contains(reasons(d.Events), "CanaryLost") && (!obs.Canary.Exists || obs.Canary.ReadyReplicas == 0))
 		if !ok {
 			t.Errorf("weight %d → 0 in %s/%s", prev, st.Phase, st.Stage)
@@ -355,8 +435,9 @@ func checkPass(t *testing.T, ro *rampv1.Rollout, obs Observation, d Decision, w 
 	if !dd.TargetPaused && (w.vs == nil || *w.vs != 100 || next != 100) {
 		t.Errorf("target un-paused while the VirtualService routes %v%% (desired %d) to the canary", w.vs, next)
 	}
-	// Stable traffic only ever goes to the subset of the pods the target runs.
-	if next < 100 && dd.StablePodTemplateHash != hashOf(w.runningRev) {
+	// Stable traffic only ever goes to the subset of the pods the target runs (unless no pods
+	// are ready anywhere: a recreated target before its ReplicaSet exists).
+	if next < 100 && dd.StablePodTemplateHash != hashOf(w.runningRev) && (stableReady > 0 || canaryReady > 0) {
 		t.Errorf("%d%% to stable subset %s while the target runs %s", 100-next, dd.StablePodTemplateHash, w.runningRev)
 	}
 }

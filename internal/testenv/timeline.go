@@ -34,6 +34,8 @@ var (
 	Deployments      = Kind{"apps/v1", "Deployment"}
 	VirtualServices  = Kind{istio.APIVersion, istio.KindVirtualService}
 	DestinationRules = Kind{istio.APIVersion, istio.KindDestinationRule}
+	// ReplicaSets tell how many ready pods each subset has (CheckRoutesFollowReadyPods).
+	ReplicaSets = Kind{"apps/v1", "ReplicaSet"}
 )
 
 // Version is one version of an object, as the API server's watch delivered it.
@@ -314,6 +316,101 @@ func (tl *Timeline) CheckCanaryServes(t TB, rollout, canary string, targetReplic
 	}
 	if len(problems) > 0 {
 		t.Errorf("traffic sent to a canary that could not serve it:\n  %s", strings.Join(problems, "\n  "))
+	}
+}
+
+// CheckRoutesFollowReadyPods replays the namespace and reports (t.Errorf) every time the named
+// Rollout's VirtualService carried weight to a subset with no ready pods while the other
+// subset had some, for longer than grace (ramp reacts to what it watches, so a moment passes
+// between pods changing and the routes following). The stable subset's pods are the
+// ReplicaSets with the pod-template-hash its DestinationRule selects, the canary subset's
+// those labelled ramp.dev/track=canary. The timeline must record VirtualServices,
+// DestinationRules and ReplicaSets.
+func (tl *Timeline) CheckRoutesFollowReadyPods(t TB, rollout string, grace time.Duration) {
+	t.Helper()
+	for _, k := range []Kind{VirtualServices, DestinationRules, ReplicaSets} {
+		if !slices.Contains(tl.kinds, k) {
+			t.Errorf("CheckRoutesFollowReadyPods needs a timeline of %ss", k.Kind)
+			return
+		}
+	}
+	type rsState struct {
+		hash   string
+		canary bool
+		ready  int64
+	}
+	var (
+		weight    int32
+		routed    bool
+		subset    string
+		rss       = map[string]rsState{}
+		badSince  time.Time
+		badRV     int64
+		badDetail string
+		problems  []string
+	)
+	ready := func() (stable, canary int64) {
+		for _, r := range rss {
+			if r.canary {
+				canary += r.ready
+			} else if subset != "" && r.hash == subset {
+				stable += r.ready
+			}
+		}
+		return stable, canary
+	}
+	end := func(at time.Time, rv int64) {
+		if !badSince.IsZero() && at.Sub(badSince) > grace {
+			problems = append(problems, fmt.Sprintf("rv %d to %d (%s): %s", badRV, rv, at.Sub(badSince).Round(time.Millisecond), badDetail))
+		}
+		badSince = time.Time{}
+	}
+	for _, v := range tl.Versions() {
+		switch {
+		case v.Kind == istio.KindVirtualService && v.Object.GetName() == rollout:
+			routed = !v.Deleted
+			if r, err := istio.ObservedRouting(v.Object); err == nil && routed {
+				weight = r.CanaryWeight
+			}
+		case v.Kind == istio.KindDestinationRule && v.Object.GetName() == rollout:
+			subset = ""
+			if !v.Deleted {
+				subsets, _, _ := unstructured.NestedSlice(v.Object.Object, "spec", "subsets")
+				for _, sub := range subsets {
+					if m, ok := sub.(map[string]any); ok && m["name"] == istio.StableSubset {
+						subset, _, _ = unstructured.NestedString(m, "labels", istio.PodTemplateHashLabel)
+					}
+				}
+			}
+		case v.Kind == ReplicaSets.Kind:
+			if v.Deleted {
+				delete(rss, v.Object.GetName())
+				break
+			}
+			n, _, _ := unstructured.NestedInt64(v.Object.Object, "status", "readyReplicas")
+			l := v.Object.GetLabels()
+			rss[v.Object.GetName()] = rsState{hash: l["pod-template-hash"], canary: l[istio.TrackLabel] == istio.TrackCanary, ready: n}
+		default:
+			continue
+		}
+		stable, canary := ready()
+		bad := ""
+		switch {
+		case !routed:
+		case weight > 0 && canary == 0 && stable > 0:
+			bad = fmt.Sprintf("%d%% to the canary subset, which has no ready pods, while the stable subset (%s) has %d", weight, subset, stable)
+		case weight < 100 && stable == 0 && canary > 0:
+			bad = fmt.Sprintf("%d%% to the stable subset (%s), which has no ready pods, while the canary subset has %d", 100-weight, subset, canary)
+		}
+		if bad == "" {
+			end(v.Seen, v.RV)
+		} else if badSince.IsZero() {
+			badSince, badRV, badDetail = v.Seen, v.RV, bad
+		}
+	}
+	end(time.Now(), 0)
+	if len(problems) > 0 {
+		t.Errorf("routes carried weight to a subset without ready pods while the other had some, for longer than %s:\n  %s", grace, strings.Join(problems, "\n  "))
 	}
 }
 
