@@ -53,6 +53,13 @@ type RolloutSpec struct {
 	// Paused holds the rollout where it is: no step advances, no analysis runs.
 	// +optional
 	Paused bool `json:"paused,omitempty"`
+
+	// Gates are HTTP calls at named points of a rollout (docs/gates.md).
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	Gates []Gate `json:"gates,omitempty"`
 }
 
 // TargetReference names the Deployment in the Rollout's namespace.
@@ -357,6 +364,10 @@ type RolloutStatus struct {
 	// HandledRequests records the plugin requests (annotation tokens) already acted on.
 	// +optional
 	HandledRequests HandledRequests `json:"handledRequests,omitempty"`
+
+	// Gates records the gates of the point the rollout is at (spec.gates).
+	// +optional
+	Gates *GateStatus `json:"gates,omitempty"`
 }
 
 // HandledRequests records, per verb, the token of the last request acted on, so a request is
