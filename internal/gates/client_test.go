@@ -143,7 +143,9 @@ func TestCallBoundsTheAnswer(t *testing.T) {
 	}))
 	defer srv.Close()
 	done := make(chan Outcome, 1)
-	go func() { done <- testClient(srv.URL).Call(context.Background(), &rampv1.Gate{Name: "big", URL: srv.URL}, &rampv1.GateRequest{}) }()
+	go func() {
+		done <- testClient(srv.URL).Call(context.Background(), &rampv1.Gate{Name: "big", URL: srv.URL}, &rampv1.GateRequest{})
+	}()
 	select {
 	case out := <-done:
 		if !out.Passed {
