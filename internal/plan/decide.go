@@ -45,6 +45,8 @@ type decider struct {
 	// rescue replaces the desired state derived from the status when the world lost what the
 	// status routes to (the target deleted mid-rollout).
 	rescue *Desired
+	// calls are the gate calls due where the rollout stands.
+	calls *GateCalls
 }
 
 // halt is what stops a rollout before the state machine runs.
@@ -102,6 +104,7 @@ func (d *decider) run(target string) {
 	}
 	for i := 0; i < maxTransitions; i++ {
 		before := d.position()
+		d.calls = nil
 		switch d.st.Phase {
 		case "", rampv1.PhaseInitializing, rampv1.PhaseStalled:
 			d.adopt(target)
@@ -206,6 +209,7 @@ func (d *decider) steady() {
 	if reqs := taken(map[string]bool{rampv1.AnnotationPromote: promote, rampv1.AnnotationPromoteFull: promoteFull, rampv1.AnnotationAbort: abort}); len(reqs) > 0 {
 		d.ignored("no rollout in progress: nothing to promote or abort", reqs...)
 	}
+	d.afterRollout()
 	switch {
 	case t.Revision == d.st.StableRevision:
 		if failed {
@@ -234,6 +238,7 @@ func (d *decider) start(reason string) {
 	d.st.LastAnalysis, d.st.LastAnalysisTime = nil, nil
 	d.st.CanaryWeight = 0
 	d.st.Steps = int32(len(d.steps))
+	d.st.Gates = nil
 	d.enterStep(1)
 	d.setPhase(rampv1.PhaseProgressing, "")
 	d.event(false, "RolloutStarted", fmt.Sprintf("%s: %s", reason, d.planText()))
@@ -296,6 +301,7 @@ func (d *decider) active() {
 		d.st.FailedChecks, d.st.InconclusiveChecks = 0, 0
 		d.st.LastAnalysis, d.st.LastAnalysisTime = nil, nil
 		d.st.Steps = int32(len(d.steps))
+		d.st.Gates = nil
 		d.enterStep(1)
 		d.setPhase(rampv1.PhaseProgressing, "")
 		d.event(false, "RolloutRestarted", fmt.Sprintf("revision %s replaced %s mid-rollout: traffic back to stable, restarting %s", t.Revision, from, d.planText()))
@@ -363,6 +369,18 @@ func (d *decider) scaling() {
 		d.event(false, "PromoteRequested", "kubectl ramp promote --full: skipping remaining steps, analysis and promotion windows")
 		d.startPromotion()
 		return
+	}
+	if d.st.CurrentStep <= 1 && d.st.CanaryWeight == 0 {
+		// BeforeRollout gates: the canary is neither scaled nor given traffic until they pass.
+		switch o := d.gates(GatePoint{At: rampv1.GateBeforeRollout, Revision: d.st.CanaryRevision}); {
+		case o.rolledBack:
+			return
+		case !o.passed:
+			d.setPhase(rampv1.PhaseProgressing, fmt.Sprintf("waiting for %s before scaling the canary; all traffic on stable meanwhile", o.waiting))
+			return
+		case o.justPassed:
+			d.setStage(StageScalingCanary) // the progress deadline counts from now
+		}
 	}
 	if s.weight == 100 && !d.windowAllows() {
 		if d.st.Stage != StageWaitingForWindow {
@@ -455,6 +473,14 @@ func (d *decider) holding() {
 		if s.analysis && !d.st.StepAnalysisPassed {
 			waiting = append(waiting, "a passing analysis round")
 		}
+		// EachStep gates are called once the weight is routed, beside the pause and analysis.
+		o := d.gates(GatePoint{At: rampv1.GateEachStep, Step: d.st.CurrentStep, Revision: d.st.CanaryRevision})
+		if o.rolledBack {
+			return
+		}
+		if !o.passed {
+			waiting = append(waiting, o.waiting)
+		}
 	}
 	if len(waiting) > 0 {
 		wakeForAnalysis()
@@ -463,6 +489,14 @@ func (d *decider) holding() {
 	}
 	if int(d.st.CurrentStep) < len(d.steps) {
 		d.enterStep(d.st.CurrentStep + 1)
+		return
+	}
+	switch o := d.gates(GatePoint{At: rampv1.GateBeforePromotion, Revision: d.st.CanaryRevision}); {
+	case o.rolledBack:
+		return
+	case !o.passed:
+		wakeForAnalysis()
+		d.setPhase(rampv1.PhaseProgressing, fmt.Sprintf("%s; waiting for %s before promotion", d.stepText(s), o.waiting))
 		return
 	}
 	if !d.windowAllows() {
@@ -601,6 +635,7 @@ func (d *decider) promotion() {
 			d.st.StableRevision = rev
 			d.st.CanaryRevision = ""
 			d.clearProgress()
+			d.ended(rev)
 			d.setPhase(rampv1.PhaseSucceeded, "revision "+rev+" promoted")
 			d.event(false, "Promoted", fmt.Sprintf("revision %s promoted: the target runs it and takes all traffic", rev))
 			return
@@ -619,6 +654,7 @@ func (d *decider) rollback(reason, msg string) {
 
 func (d *decider) rollingBack() {
 	if d.obs.Routing != nil && d.obs.Routing.CanaryWeight == 0 {
+		d.ended(d.st.CanaryRevision)
 		d.setPhase(rampv1.PhaseFailed, d.st.Message)
 		d.event(true, "RolledBack", fmt.Sprintf("all traffic on stable revision %s; canary scaled to zero: %s", d.st.StableRevision, d.st.Message))
 		return
