@@ -59,6 +59,11 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 	if err := mgr.Add(runner); err != nil {
 		return err
 	}
+	// So do gate calls.
+	gateRunner := r.gateRunner()
+	if err := mgr.Add(gateRunner); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("rollout").
 		WithOptions(opts).
@@ -81,6 +86,7 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 		Watches(&networkingv1.VirtualService{}, handler.EnqueueRequestsFromMapFunc(rolloutOfSameName)).
 		Watches(&networkingv1.DestinationRule{}, handler.EnqueueRequestsFromMapFunc(rolloutOfSameName)).
 		WatchesRawSource(runner.Source()).
+		WatchesRawSource(gateRunner.Source()).
 		Complete(r)
 }
 

@@ -150,7 +150,7 @@ func startManager(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	allowed := endpoints.MustParse("http://prometheus.invalid:9090")
+	allowed := endpoints.MustParse("http://prometheus.invalid:9090," + gateServer.URL)
 	r := &RolloutReconciler{
 		Client: mgr.GetClient(), APIReader: apiReader, Scheme: env.Scheme,
 		AnalysisEndpoints: &allowed,
