@@ -125,7 +125,10 @@ func (g *Gate) RollsBack() bool { return g.OnFailure == GateRollBack }
 
 // GateRequest is the JSON body ramp POSTs to a gate.
 type GateRequest struct {
-	Rollout   string `json:"rollout"`
+	Rollout string `json:"rollout"`
+	// Name is the Rollout's name again, under the key Flagger's webhook receivers (its load
+	// tester, for one) read, so they work as ramp gates unchanged.
+	Name      string `json:"name"`
 	Namespace string `json:"namespace"`
 	// Gate is the gate's name, At its point.
 	Gate string `json:"gate"`

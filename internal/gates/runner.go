@@ -149,7 +149,7 @@ func gateNamed(ro *rampv1.Rollout, name string) *rampv1.Gate {
 func requestOf(ro *rampv1.Rollout, g *rampv1.Gate, p plan.GatePoint) *rampv1.GateRequest {
 	st := &ro.Status
 	return &rampv1.GateRequest{
-		Rollout: ro.Name, Namespace: ro.Namespace, Gate: g.Name, At: p.At,
+		Rollout: ro.Name, Name: ro.Name, Namespace: ro.Namespace, Gate: g.Name, At: p.At,
 		StableRevision: st.StableRevision, CanaryRevision: p.Revision,
 		Step: st.CurrentStep, Steps: st.Steps, Weight: st.CanaryWeight, Phase: st.Phase,
 		Metadata: g.Metadata,
