@@ -139,14 +139,18 @@ func TestGateBeforePromotionHoldsUntilItPasses(t *testing.T) {
 }
 
 // An EachStep gate that rolls back and answers 500 rolls the rollout back with GateFailed,
-// naming the gate and the status code, and nothing of the answer.
+// naming the gate and the status code, and nothing of the answer; then the AfterRollout gate
+// reports the outcome, once.
 func TestGateEachStepRollsBack(t *testing.T) {
 	ctx := context.Background()
 	ns := env.Namespace(t)
 	target := app(t, ns, "podinfo:1")
 	path := "/" + ns + "/smoke"
 	gateServer.answer(path, http.StatusInternalServerError)
-	ro := withGate(canaryRollout(ns), "smoke", rampv1.GateEachStep, rampv1.GateRollBack, path)
+	report := "/" + ns + "/report"
+	gateServer.answer(report, http.StatusOK)
+	ro := withGate(withGate(canaryRollout(ns), "smoke", rampv1.GateEachStep, rampv1.GateRollBack, path),
+		"report", rampv1.GateAfterRollout, rampv1.GateRollBack, report)
 	tl := env.RecordTimeline(t, ns, testenv.VirtualServices)
 	must(t, env.Client.Create(ctx, ro))
 	waitPhase(t, ro, rampv1.PhaseIdle)
@@ -167,6 +171,18 @@ func TestGateEachStepRollsBack(t *testing.T) {
 		t.Errorf("gate calls %+v, want one at step 1, 5%%", calls)
 	}
 	assertCanaryReplicas(t, ns, 0)
+
+	// The AfterRollout gate is called once the rollback is over, its result only reported.
+	waitEvent(t, ro, "GatePassed")
+	if calls := gateServer.calls(report); len(calls) != 1 || calls[0].At != rampv1.GateAfterRollout || calls[0].Phase != rampv1.PhaseFailed || calls[0].CanaryRevision == "" {
+		t.Errorf("after-rollout calls %+v, want one reporting the failed revision", calls)
+	}
+	waitRollout(t, ro, "the report recorded", func(ro *rampv1.Rollout) bool {
+		return ro.Status.Gates != nil && slices.Equal(ro.Status.Gates.Passed, []string{"report"})
+	})
+	if ro.Status.Phase != rampv1.PhaseFailed || ro.Status.Gates.At != rampv1.GateAfterRollout {
+		t.Errorf("after the report: phase %s, gates %+v", ro.Status.Phase, ro.Status.Gates)
+	}
 	assertNoAnswerCopied(t, ro)
 }
 
