@@ -34,7 +34,7 @@ func main() {
 		analysisTime   = flag.Duration("analysis-timeout", rounds.DefaultTimeout, "Longest an analysis round runs; one that takes longer is inconclusive.")
 		subsetSettle   = flag.Duration("subset-settle", plan.DefaultConfig().SubsetSettle, "Wait after pointing the stable subset at new pods before routing traffic to them, so proxies have the subset first.")
 		watchNamespace = flag.String("watch-namespace", "", "Only manage Rollouts in this namespace (default: all).")
-		allowed        = flag.String("analysis-allowed-endpoints", "", "Comma-separated base URLs (scheme://host[:port][/path]) of the Prometheus endpoints Rollouts may name in spec.analysis.prometheus.address; a Rollout naming another is Stalled and ramp contacts it not. Empty allows none (docs/security.md).")
+		allowed        = flag.String("analysis-allowed-endpoints", "", "Comma-separated base URLs (scheme://host[:port][/path]) of the endpoints Rollouts may name in spec.analysis.prometheus.address and spec.gates[].url; a Rollout naming another is Stalled and ramp contacts it not. Empty allows none (docs/security.md).")
 		slackFile      = flag.String("slack-webhook-file", "", "File holding a default Slack incoming-webhook URL for Rollouts without spec.notifications.slack (mount it from a Secret; the URL is a credential and never logged).")
 	)
 	zapOpts := zap.Options{}
