@@ -121,6 +121,7 @@ func (d *decider) gates(p GatePoint) gateOutcome {
 			}
 			continue
 		}
+		wasHeld := slices.ContainsFunc(rec.Held, func(h rampv1.HeldGate) bool { return h.Name == r.Name })
 		rec.Held = slices.DeleteFunc(rec.Held, func(h rampv1.HeldGate) bool { return h.Name == r.Name })
 		switch {
 		case r.Passed:
@@ -131,7 +132,9 @@ func (d *decider) gates(p GatePoint) gateOutcome {
 			d.obs.Gates = rest
 			return gateOutcome{rolledBack: true}
 		default:
-			d.event(true, "GateHeld", fmt.Sprintf("gate %q (%s) failed: %s; holding, calling it again every %s", r.Name, d.pointText(p), r.Result, g.IntervalOrDefault()))
+			if !wasHeld { // once when it starts holding, not at every call (Slack hears of it too)
+				d.event(true, "GateHeld", fmt.Sprintf("gate %q (%s) failed: %s; holding, calling it again every %s", r.Name, d.pointText(p), r.Result, g.IntervalOrDefault()))
+			}
 			rec.Held = append(rec.Held, rampv1.HeldGate{Name: r.Name, Result: r.Result, At: metav1.NewMicroTime(r.At)})
 		}
 	}

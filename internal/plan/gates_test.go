@@ -198,6 +198,13 @@ func TestDecideGatesEachStep(t *testing.T) {
 				requeue: time.Minute, check: checks(noCalls(), gatesRecorded(eachStep, 1, newRev, nil, "smoke"), messageHas("HTTP 503"))},
 		},
 		{
+			name: "each step: hold again: said once, the status keeps the latest answer",
+			ro:   at(g, gateRecord(eachStep, 1), heldSince("smoke", ago(time.Minute))),
+			obs:  observe(t0, canaryReady(1), routing(5), answered(eachStep, 1, newRev, "smoke", false, "HTTP 502")),
+			want: want{phase: progressing, stage: holding, step: 1, weight: 5, desired: dRun(1, 5, true),
+				requeue: time.Minute, check: checks(noCalls(), gatesRecorded(eachStep, 1, newRev, nil, "smoke"), messageHas("HTTP 502"))},
+		},
+		{
 			name: "each step: roll back",
 			ro:   at(gRB, gateRecord(eachStep, 1)),
 			obs:  observe(t0, canaryReady(1), routing(5), answered(eachStep, 1, newRev, "smoke", false, "timeout")),
