@@ -330,6 +330,9 @@ func (r *RolloutReconciler) confusedDeputy(ctx context.Context, ro *rampv1.Rollo
 			}
 		}
 	}
+	if blocked := r.gateEndpoints(ro); blocked != nil {
+		return blocked, nil
+	}
 	if n := ro.Spec.Notifications; n != nil && n.Slack != nil {
 		secrets = append(secrets, secret{"spec.notifications.slack.secretRef", ro.Namespace, n.Slack.SecretRef.Name})
 	}
@@ -350,4 +353,18 @@ func (r *RolloutReconciler) confusedDeputy(ctx context.Context, ro *rampv1.Rollo
 		}
 	}
 	return nil, nil
+}
+
+// gateEndpoints refuses a gate URL the platform did not allow, as for analysis addresses.
+func (r *RolloutReconciler) gateEndpoints(ro *rampv1.Rollout) *plan.Blocker {
+	if r.AnalysisEndpoints == nil {
+		return nil
+	}
+	for _, g := range ro.Spec.Gates {
+		if err := r.AnalysisEndpoints.Allows(g.URL); err != nil {
+			return &plan.Blocker{Reason: "GateEndpointNotAllowed", Message: fmt.Sprintf(
+				"spec.gates[%s].url: %v; ramp contacts no other: use one of those, or ask the platform team to allow it (manager flag --analysis-allowed-endpoints)", g.Name, err)}
+		}
+	}
+	return nil
 }

@@ -22,6 +22,7 @@ import (
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/endpoints"
+	"github.com/ramp-dev/ramp/internal/gates"
 	"github.com/ramp-dev/ramp/internal/plan"
 	"github.com/ramp-dev/ramp/internal/rounds"
 )
@@ -69,6 +70,8 @@ type RolloutReconciler struct {
 	// PlatformNamespace is the manager's own namespace: the only one whose Secrets a
 	// ClusterMetricTemplate may name ("": none may).
 	PlatformNamespace string
+	// GateWorkers bounds how many gate calls run at once (0: the default of internal/rounds).
+	GateWorkers int
 	// DefaultSlackURL is used for Rollouts without spec.notifications.slack ("" for none).
 	DefaultSlackURL string
 	Config          plan.Config
@@ -77,6 +80,8 @@ type RolloutReconciler struct {
 
 	roundsOnce sync.Once
 	rounds     *rounds.Runner
+	gatesOnce  sync.Once
+	gates      *gates.Runner
 	freshOnce  sync.Once
 	// indexed is set when the reconciler reads through the manager's cache and its indexes.
 	indexed bool
@@ -93,6 +98,23 @@ func (r *RolloutReconciler) roundRunner() *rounds.Runner {
 		r.rounds = rounds.New(analyze, r.AnalysisWorkers, r.AnalysisTimeout)
 	})
 	return r.rounds
+}
+
+// gateRunner calls the Rollouts' gates; SetupWithManager also wires its wake-ups. Redirects
+// are followed only to the endpoints the platform allows.
+func (r *RolloutReconciler) gateRunner() *gates.Runner {
+	r.gatesOnce.Do(func() {
+		var allows func(string) error
+		if r.AnalysisEndpoints != nil {
+			allows = r.AnalysisEndpoints.Allows
+		}
+		now := r.Now
+		if now == nil {
+			now = time.Now
+		}
+		r.gates = gates.NewRunner(gates.New(allows), r.GateWorkers, now)
+	})
+	return r.gates
 }
 
 // useFreshReads makes the reconciler's reads see its own writes (freshReads), once: in
@@ -127,6 +149,7 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if err := r.Get(ctx, req.NamespacedName, ro); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.roundRunner().Drop(req.NamespacedName)
+			r.gateRunner().Drop(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -136,6 +159,7 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	ctx = log.IntoContext(ctx, logger)
 	if !ro.DeletionTimestamp.IsZero() {
 		r.roundRunner().Drop(req.NamespacedName)
+		r.gateRunner().Drop(req.NamespacedName)
 		return ctrl.Result{}, r.finalize(ctx, ro)
 	}
 	if !controllerutil.ContainsFinalizer(ro, Finalizer) {
@@ -155,6 +179,9 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	} else {
 		r.roundRunner().Drop(req.NamespacedName)
 	}
+	// Gate calls run off this worker too: the plan takes the results that ended and says
+	// which calls are due once the status is recorded.
+	w.obs.Gates = r.gateRunner().Take(ro)
 	dec := plan.Decide(r.Config, ro, w.obs)
 
 	// A failed apply stays on the conditions until an apply succeeds: the pass that fixes it
@@ -179,6 +206,7 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		}
 		r.Events.Eventf(ro, nil, typ, e.Reason, "Reconcile", "%s", e.Message)
 	}
+	r.gateRunner().Call(ro, dec.Gates)
 	r.notify(ctx, ro, w, dec.Events)
 	record(ro, dec.Events, w.obs.Analysis, w.obs.Now)
 	if before != ro.Status.Phase {

@@ -61,6 +61,11 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 	if err := mgr.Add(runner); err != nil {
 		return err
 	}
+	// So do gate calls.
+	gateRunner := r.gateRunner()
+	if err := mgr.Add(gateRunner); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("rollout").
 		WithOptions(opts).
@@ -97,6 +102,7 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 		Watches(&rampv1.ClusterMetricTemplate{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsForClusterMetricTemplate), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&rampv1.MetricTemplate{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsForMetricTemplate), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(runner.Source()).
+		WatchesRawSource(gateRunner.Source()).
 		Complete(r)
 }
 

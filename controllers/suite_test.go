@@ -154,7 +154,7 @@ func startManager(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	allowed := endpoints.MustParse("http://prometheus.invalid:9090")
+	allowed := endpoints.MustParse("http://prometheus.invalid:9090," + gateServer.URL)
 	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: platformNamespace}}); err != nil {
 		return err
 	}

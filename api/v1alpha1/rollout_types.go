@@ -54,6 +54,13 @@ type RolloutSpec struct {
 	// Paused holds the rollout where it is: no step advances, no analysis runs.
 	// +optional
 	Paused bool `json:"paused,omitempty"`
+
+	// Gates are HTTP calls at named points of a rollout (docs/gates.md).
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	Gates []Gate `json:"gates,omitempty"`
 }
 
 // TargetReference names the Deployment in the Rollout's namespace.
@@ -382,6 +389,10 @@ type RolloutStatus struct {
 	// why; it is cleared when the next rollout starts.
 	// +optional
 	ReleasedWithoutCanary *Release `json:"releasedWithoutCanary,omitempty"`
+
+	// Gates records the gates of the point the rollout is at (spec.gates).
+	// +optional
+	Gates *GateStatus `json:"gates,omitempty"`
 }
 
 // TargetStatus identifies the adopted target Deployment.

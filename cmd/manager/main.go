@@ -35,7 +35,7 @@ func main() {
 		analysisTime   = flag.Duration("analysis-timeout", rounds.DefaultTimeout, "Longest an analysis round runs; one that takes longer is inconclusive.")
 		subsetSettle   = flag.Duration("subset-settle", plan.DefaultConfig().SubsetSettle, "Wait after pointing the stable subset at new pods before routing traffic to them, so proxies have the subset first.")
 		watchNamespace = flag.String("watch-namespace", "", "Only manage Rollouts in this namespace (default: all).")
-		allowed        = flag.String("analysis-allowed-endpoints", "", "Comma-separated base URLs (scheme://host[:port][/path]) of the Prometheus endpoints Rollouts may name in spec.analysis.prometheus.address; a Rollout naming another is Stalled and ramp contacts it not. Empty allows none (docs/security.md).")
+		allowed        = flag.String("analysis-allowed-endpoints", "", "Comma-separated base URLs (scheme://host[:port][/path]) of the endpoints Rollouts may name in spec.analysis.prometheus.address and spec.gates[].url; a Rollout naming another is Stalled and ramp contacts it not. Empty allows none (docs/security.md).")
 		platformNS     = flag.String("platform-namespace", "", "The manager's own namespace, the only one whose Secrets a ClusterMetricTemplate may name (spec.prometheus.secretRef). Default: in a cluster, the pod's namespace; run locally, the namespace of the kubeconfig's current context (docs/security.md).")
 		showVersion    = flag.Bool("version", false, "Print the version and commit, and exit.")
 		slackFile      = flag.String("slack-webhook-file", "", "File holding a default Slack incoming-webhook URL for Rollouts without spec.notifications.slack (mount it from a Secret; the URL is a credential and never logged).")

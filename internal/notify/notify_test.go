@@ -184,12 +184,12 @@ func TestEnqueueNeverBlocks(t *testing.T) {
 }
 
 func TestNotifiedTransitions(t *testing.T) {
-	for _, r := range []string{"RolloutStarted", "StepStarted", "WaitingForWindow", "Promoted", "AnalysisFailed", "RolledBack"} {
+	for _, r := range []string{"RolloutStarted", "StepStarted", "WaitingForWindow", "Promoted", "AnalysisFailed", "GateHeld", "GateFailed", "RolledBack"} {
 		if !Notifies(r) {
 			t.Errorf("%s must be notified", r)
 		}
 	}
-	for _, r := range []string{"Adopted", "RequestIgnored", "ApplyFailed"} {
+	for _, r := range []string{"Adopted", "RequestIgnored", "ApplyFailed", "GatePassed"} {
 		if Notifies(r) {
 			t.Errorf("%s must not be notified", r)
 		}

@@ -30,8 +30,9 @@ type Notification struct {
 }
 
 // Reasons that are notified: started, step advanced, paused or waiting for a window,
-// promoted, analysis failed, rolling back and rolled back.
+// promoted, analysis failed, a gate holding or failing, rolling back and rolled back.
 var notified = map[string]bool{
+	"GateHeld": true, "GateFailed": true,
 	"RolloutStarted": true, "RolloutRestarted": true, "StepStarted": true, "Paused": true,
 	"WaitingForWindow": true, "PromotionStarted": true, "Promoted": true,
 	"AnalysisFailed": true, "AnalysisInconclusive": true, "ProgressDeadlineExceeded": true,

@@ -45,6 +45,8 @@ type decider struct {
 	// rescue replaces the desired state derived from the status when the world lost what the
 	// status routes to (the target deleted mid-rollout).
 	rescue *Desired
+	// calls are the gate calls due where the rollout stands.
+	calls *GateCalls
 }
 
 // halt is what stops a rollout before the state machine runs.
@@ -108,6 +110,7 @@ func (d *decider) run(target string) {
 	}
 	for i := 0; i < maxTransitions; i++ {
 		before := d.position()
+		d.calls = nil
 		switch d.st.Phase {
 		case "", rampv1.PhaseInitializing, rampv1.PhaseStalled:
 			d.adopt(target)
@@ -294,6 +297,7 @@ func (d *decider) steady() {
 	if reqs := taken(map[string]bool{rampv1.AnnotationPromote: promote, rampv1.AnnotationPromoteFull: promoteFull, rampv1.AnnotationAbort: abort}); len(reqs) > 0 {
 		d.ignored("no rollout in progress: nothing to promote or abort", reqs...)
 	}
+	d.afterRollout()
 	switch {
 	case t.Revision == d.st.StableRevision:
 		if failed {
@@ -324,6 +328,7 @@ func (d *decider) start(reason string) {
 	d.st.LastAnalysis, d.st.LastAnalysisTime = nil, nil
 	d.st.CanaryWeight = 0
 	d.st.Steps = int32(len(d.steps))
+	d.st.Gates = nil
 	d.enterStep(1)
 	d.setPhase(rampv1.PhaseProgressing, "")
 	d.event(false, "RolloutStarted", fmt.Sprintf("%s: %s", reason, d.planText()))
@@ -389,6 +394,7 @@ func (d *decider) active() {
 		d.st.FailedChecks, d.st.InconclusiveChecks = 0, 0
 		d.st.LastAnalysis, d.st.LastAnalysisTime = nil, nil
 		d.st.Steps = int32(len(d.steps))
+		d.st.Gates = nil
 		d.enterStep(1)
 		d.setPhase(rampv1.PhaseProgressing, "")
 		d.event(false, "RolloutRestarted", fmt.Sprintf("revision %s replaced %s mid-rollout: traffic back to stable, restarting %s", t.Revision, from, d.planText()))
@@ -466,6 +472,18 @@ func (d *decider) scaling() {
 		d.event(false, "PromoteRequested", "kubectl ramp promote --full: skipping remaining steps, analysis and promotion windows")
 		d.startPromotion()
 		return
+	}
+	if d.st.CurrentStep <= 1 && d.st.CanaryWeight == 0 {
+		// BeforeRollout gates: the canary is neither scaled nor given traffic until they pass.
+		switch o := d.gates(GatePoint{At: rampv1.GateBeforeRollout, Revision: d.st.CanaryRevision}); {
+		case o.rolledBack:
+			return
+		case !o.passed:
+			d.setPhase(rampv1.PhaseProgressing, fmt.Sprintf("waiting for %s before scaling the canary; all traffic on stable meanwhile", o.waiting))
+			return
+		case o.justPassed:
+			d.setStage(StageScalingCanary) // the progress deadline counts from now
+		}
 	}
 	if s.weight == 100 && !d.windowAllows() {
 		if d.st.Stage != StageWaitingForWindow {
@@ -553,12 +571,31 @@ func (d *decider) holding() {
 			d.wakeForAnalysis()
 		}
 	}
-	if !forced && d.holdingMessage(s) {
-		wakeForAnalysis()
-		return
+	if !forced {
+		// EachStep gates are called once the weight is routed, beside the pause and analysis.
+		o := d.gates(GatePoint{At: rampv1.GateEachStep, Step: d.st.CurrentStep, Revision: d.st.CanaryRevision})
+		if o.rolledBack {
+			return
+		}
+		var gate []string
+		if !o.passed {
+			gate = append(gate, o.waiting)
+		}
+		if d.holdingMessage(s, gate...) {
+			wakeForAnalysis()
+			return
+		}
 	}
 	if int(d.st.CurrentStep) < len(d.steps) {
 		d.enterStep(d.st.CurrentStep + 1)
+		return
+	}
+	switch o := d.gates(GatePoint{At: rampv1.GateBeforePromotion, Revision: d.st.CanaryRevision}); {
+	case o.rolledBack:
+		return
+	case !o.passed:
+		wakeForAnalysis()
+		d.setPhase(rampv1.PhaseProgressing, fmt.Sprintf("%s; waiting for %s before promotion", d.stepText(s), o.waiting))
 		return
 	}
 	if !d.windowAllows() {
@@ -568,10 +605,11 @@ func (d *decider) holding() {
 	d.startPromotion()
 }
 
-// holdingMessage reports whether step s still waits for its pause or a passing analysis round
-// and, if so, says so in the status and asks for a pass when the pause ends. Otherwise it
-// leaves the status alone: what comes next (the next step, a window, promotion) says more.
-func (d *decider) holdingMessage(s step) bool {
+// holdingMessage reports whether step s still waits for its pause, a passing analysis round
+// or what else the caller names and, if so, says so in the status and asks for a pass when
+// the pause ends. Otherwise it leaves the status alone: what comes next (the next step, a
+// window, promotion) says more.
+func (d *decider) holdingMessage(s step, also ...string) bool {
 	var waiting []string
 	if s.pause != nil {
 		if s.pause.Duration == nil {
@@ -584,6 +622,7 @@ func (d *decider) holdingMessage(s step) bool {
 	if s.analysis && !d.st.StepAnalysisPassed {
 		waiting = append(waiting, "a passing analysis round")
 	}
+	waiting = append(waiting, also...)
 	if len(waiting) == 0 {
 		return false
 	}
@@ -720,6 +759,7 @@ func (d *decider) promotion() {
 			d.st.StableRevision = rev
 			d.st.CanaryRevision = ""
 			d.clearProgress()
+			d.ended(rev)
 			d.setPhase(rampv1.PhaseSucceeded, "revision "+rev+" promoted")
 			d.event(false, "Promoted", fmt.Sprintf("revision %s promoted: the target runs it and takes all traffic", rev))
 			return
@@ -739,6 +779,7 @@ func (d *decider) rollback(reason, msg string) {
 
 func (d *decider) rollingBack() {
 	if d.obs.Routing != nil && d.obs.Routing.CanaryWeight == 0 {
+		d.ended(d.st.CanaryRevision)
 		d.setPhase(rampv1.PhaseFailed, d.st.Message)
 		d.event(true, "RolledBack", fmt.Sprintf("all traffic on stable revision %s; canary scaled to zero: %s", d.st.StableRevision, d.st.Message))
 		return

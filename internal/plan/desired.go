@@ -22,6 +22,7 @@ func (d *decider) decision() Decision {
 			out.Summary.Message += "; " + note
 		}
 		d.order(out.Desired)
+		out.Gates = d.calls
 	}
 	out.Events = d.events
 	if !d.requeue.IsZero() {
@@ -66,6 +67,9 @@ func (d *decider) desired() *Desired {
 		// (the previous step's), instead of growing it (up to full size, when the rollout was
 		// waiting for a window before a 100% step) only to scale it to zero.
 		out.CanaryReplicas = CanaryReplicas(d.obs.Target.Replicas, d.steps[st.CurrentStep-2].weight)
+	case d.beforeRolloutPending():
+		// BeforeRollout gates have not passed: the canary is not scaled yet.
+		out.CanaryReplicas = 0
 	case st.Stage == StageWaitingForWindow:
 		// Hold before a 100% step without sizing the canary for it yet.
 		out.CanaryReplicas = CanaryReplicas(d.obs.Target.Replicas, st.CanaryWeight)

@@ -71,6 +71,10 @@ type Observation struct {
 
 	Requests Requests
 
+	// Gates are the gate calls that ended since the last pass, for whatever point they were
+	// called at: Decide takes those of the point the rollout is at.
+	Gates []GateResult
+
 	// WindowOpen reports whether a promotion window is open now (true without windows);
 	// WindowOpensAt is when the next one opens, when closed.
 	WindowOpen    bool
@@ -183,6 +187,9 @@ type Decision struct {
 	// RequeueAfter is when the next pass is due on a timer (pause end, analysis, deadline,
 	// window); 0 means only when something changes.
 	RequeueAfter time.Duration
+	// Gates are the gate calls due now (nil: none; calls in flight for anything else are
+	// no longer wanted). Their results come back in Observation.Gates.
+	Gates *GateCalls
 }
 
 // Desired is the state of the objects ramp manages, derived from the new status alone, so

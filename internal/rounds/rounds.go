@@ -17,9 +17,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/plan"
@@ -36,18 +33,15 @@ const (
 type AnalyzeFunc func(ctx context.Context, ro *rampv1.Rollout) *plan.AnalysisResult
 
 // Runner runs analysis rounds on at most Workers goroutines at a time, at most one round per
-// Rollout. It is a manager.Runnable: stopping the manager cancels the rounds in flight.
+// Rollout. It is a manager.Runnable (its Pool): stopping the manager cancels the rounds in
+// flight.
 type Runner struct {
+	*Pool
 	analyze AnalyzeFunc
 	timeout time.Duration
-	slots   chan struct{}
 
 	mu     sync.Mutex
 	rounds map[types.NamespacedName]*round
-	wake   chan event.TypedGenericEvent[*rampv1.Rollout] // nil until Source is called
-	base   context.Context
-	stop   context.CancelFunc
-	wg     sync.WaitGroup
 }
 
 // round is one Rollout's round in flight, or its result waiting to be taken.
@@ -83,28 +77,10 @@ func subjectOf(ro *rampv1.Rollout) subject {
 // New returns a Runner of workers goroutines (DefaultWorkers when below 1) whose rounds run
 // for at most timeout (DefaultTimeout when not positive) once they have a worker.
 func New(analyze AnalyzeFunc, workers int, timeout time.Duration) *Runner {
-	if workers < 1 {
-		workers = DefaultWorkers
-	}
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	base, stop := context.WithCancel(context.Background())
-	return &Runner{
-		analyze: analyze, timeout: timeout, slots: make(chan struct{}, workers),
-		rounds: map[types.NamespacedName]*round{}, base: base, stop: stop,
-	}
-}
-
-// Source wakes the Rollout whose round has a result. Register it once, on the Rollout
-// controller; without it results wait for the Rollout's next reconcile.
-func (r *Runner) Source() source.Source {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.wake == nil {
-		r.wake = make(chan event.TypedGenericEvent[*rampv1.Rollout])
-	}
-	return source.Channel(r.wake, &handler.TypedEnqueueRequestForObject[*rampv1.Rollout]{})
+	return &Runner{Pool: NewPool(workers), analyze: analyze, timeout: timeout, rounds: map[types.NamespacedName]*round{}}
 }
 
 // Take hands back the result of ro's round once, when it is ready and judged ro as it is now
@@ -126,14 +102,14 @@ func (r *Runner) Take(ro *rampv1.Rollout) (result *plan.AnalysisResult, running 
 		rd.cancel()
 		delete(r.rounds, key)
 	}
-	if r.base.Err() != nil {
+	rd := &round{of: of}
+	ro = ro.DeepCopy()
+	cancel, ok := r.Go(func(ctx context.Context) { r.run(ctx, key, rd, ro) })
+	if !ok {
 		return nil, false // stopping
 	}
-	ctx, cancel := context.WithCancel(r.base)
-	rd := &round{of: of, cancel: cancel}
+	rd.cancel = cancel
 	r.rounds[key] = rd
-	r.wg.Add(1)
-	go r.run(ctx, key, rd, ro.DeepCopy())
 	return nil, true
 }
 
@@ -151,14 +127,10 @@ func (r *Runner) Drop(key types.NamespacedName) {
 // run waits for a worker, runs the round with its timeout, and keeps the result for Take
 // unless the round was dropped meanwhile.
 func (r *Runner) run(ctx context.Context, key types.NamespacedName, rd *round, ro *rampv1.Rollout) {
-	defer r.wg.Done()
-	defer rd.cancel()
 	waiting.Inc()
-	select {
-	case r.slots <- struct{}{}:
-		waiting.Dec()
-	case <-ctx.Done():
-		waiting.Dec()
+	ok := r.Acquire(ctx)
+	waiting.Dec()
+	if !ok {
 		return
 	}
 	running.Inc()
@@ -167,7 +139,7 @@ func (r *Runner) run(ctx context.Context, key types.NamespacedName, rd *round, r
 	res := r.analyze(rctx, ro)
 	timedOut := ctx.Err() == nil && rctx.Err() != nil
 	cancel()
-	<-r.slots
+	r.Release()
 	running.Dec()
 	duration.Observe(time.Since(start).Seconds())
 	if ctx.Err() != nil {
@@ -186,30 +158,6 @@ func (r *Runner) run(ctx context.Context, key types.NamespacedName, rd *round, r
 		return
 	}
 	rd.result = res
-	wake := r.wake
 	r.mu.Unlock()
-	if wake == nil {
-		return
-	}
-	ev := event.TypedGenericEvent[*rampv1.Rollout]{Object: &rampv1.Rollout{}}
-	ev.Object.Namespace, ev.Object.Name = key.Namespace, key.Name
-	select {
-	case wake <- ev:
-	case <-r.base.Done():
-	}
+	r.Wake(key)
 }
-
-// Start holds the rounds' lifetime: when ctx ends, every round in flight is cancelled and
-// Start returns once they have.
-func (r *Runner) Start(ctx context.Context) error {
-	<-ctx.Done()
-	r.mu.Lock()
-	r.stop()
-	r.mu.Unlock()
-	r.wg.Wait()
-	return nil
-}
-
-// NeedLeaderElection is false: the runner idles until a reconcile, which only the leader
-// runs, asks for a round.
-func (r *Runner) NeedLeaderElection() bool { return false }
