@@ -259,7 +259,9 @@ func TestEditVirtualServiceErrors(t *testing.T) {
 			"spec.service.virtualServiceRef.routes[0]", `route "legacy" of VirtualService "web-routes", route[0] goes to host "web-legacy", not to Service "web"`},
 		{"another subset", []string{"primary"}, func(vs *networkingv1.VirtualService) { vs.Spec.Http[2].Route[0].Destination.Subset = "v2" },
 			"spec.service.virtualServiceRef.routes[0]", `has subset "v2": want "stable" or "canary"`},
-		{"another namespace's Service", []string{"primary"}, func(vs *networkingv1.VirtualService) { vs.Spec.Http[2].Route[0].Destination.Host = "web.other.svc.cluster.local" },
+		{"another namespace's Service", []string{"primary"}, func(vs *networkingv1.VirtualService) {
+			vs.Spec.Http[2].Route[0].Destination.Host = "web.other.svc.cluster.local"
+		},
 			"spec.service.virtualServiceRef.routes[0]", `goes to host "web.other.svc.cluster.local"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
