@@ -5,6 +5,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -187,6 +188,12 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 
 	if dec.Desired != nil {
 		if err := r.apply(ctx, ro, w, dec.Desired); err != nil {
+			if errors.Is(err, errWriteRace) {
+				// Someone wrote a shared object (a referenced VirtualService) since this pass
+				// read it: its watch event brings a pass that reads the new version.
+				logger.V(1).Info("an object changed while applying; applying again", "error", err.Error())
+				return ctrl.Result{RequeueAfter: conflictRetry}, nil
+			}
 			if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
 				// The namespace is going away and the Rollout with it: its finalizer runs next.
 				return ctrl.Result{}, nil
