@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
-	networking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -47,31 +46,6 @@ func typedVS(ctx context.Context, ns, name string) (*networkingv1.VirtualService
 	return vs, err
 }
 
-// gitFields is what Git wrote that ramp must never change: everything but spec.http, and in
-// spec.http everything but the weights, the mirror and the cookie of "primary" and ramp's own
-// routes.
-func gitFields(t *testing.T, vs *networkingv1.VirtualService, ro *rampv1.Rollout) (meta string, spec *networking.VirtualService) {
-	t.Helper()
-	b, err := json.Marshal(map[string]any{"labels": vs.Labels, "annotations": vs.Annotations, "owners": vs.OwnerReferences})
-	must(t, err)
-	spec = proto.Clone(&vs.Spec).(*networking.VirtualService)
-	var http []*networking.HTTPRoute
-	for _, h := range spec.Http {
-		if strings.HasPrefix(h.Name, "ramp-"+ro.Name+"-") {
-			continue
-		}
-		if h.Name == "primary" {
-			h.Mirror, h.MirrorPercentage = nil, nil
-			for _, d := range h.Route {
-				d.Weight, d.Headers = 0, nil
-			}
-		}
-		http = append(http, h)
-	}
-	spec.Http = http
-	return string(b), spec
-}
-
 // managers maps each top-level spec field of vs to the field managers that own it.
 func managers(t *testing.T, vs *networkingv1.VirtualService) map[string][]string {
 	t.Helper()
@@ -99,7 +73,8 @@ func TestReferencedVirtualServiceRollout(t *testing.T) {
 	tl := env.RecordTimeline(t, ns, testenv.VirtualServices)
 	must(t, env.Client.Create(ctx, ro))
 	waitPhase(t, ro, rampv1.PhaseIdle)
-	wantMeta, wantSpec := gitFields(t, before, ro)
+	wantMeta, wantSpec, err := testenv.GitFields(before, ro.Name, "primary")
+	must(t, err)
 
 	// Flux corrects drift every 200 ms, told to leave spec.http to ramp (a drift ignore rule
 	// for /spec/http: Istio's CRD makes spec.http one atomic field, so whoever applies it
@@ -121,8 +96,16 @@ func TestReferencedVirtualServiceRollout(t *testing.T) {
 	waitRollout(t, ro, "step 2 holds until promoted", func(ro *rampv1.Rollout) bool {
 		return ro.Status.CurrentStep == 2 && ro.Status.Stage == "Holding" && strings.Contains(ro.Status.Message, "kubectl ramp promote")
 	})
-	vs, err := typedVS(ctx, ns, gitVS)
-	must(t, err)
+	// The status is written before the VirtualService (write-ahead): wait for the route.
+	var vs *networkingv1.VirtualService
+	waitFor(t, "20% routed", func(ctx context.Context) (bool, error) {
+		var err error
+		if vs, err = typedVS(ctx, ns, gitVS); err != nil {
+			return false, err
+		}
+		r, err := istio.ObservedReferencedRouting(ro, vs)
+		return err == nil && r.CanaryWeight == 20, nil
+	})
 	var names []string
 	for _, h := range vs.Spec.Http {
 		names = append(names, h.Name)
@@ -153,11 +136,10 @@ func TestReferencedVirtualServiceRollout(t *testing.T) {
 	// Every version: Git's fields as Git wrote them; the weight only moved forward.
 	var weights []int32
 	for _, v := range tl.Of(testenv.VirtualServices, gitVS) {
-		vs := &networkingv1.VirtualService{}
-		b, err := v.Object.MarshalJSON()
+		vs, err := testenv.TypedVirtualService(v.Object)
 		must(t, err)
-		must(t, json.Unmarshal(b, vs))
-		meta, spec := gitFields(t, vs, ro)
+		meta, spec, err := testenv.GitFields(vs, ro.Name, "primary")
+		must(t, err)
 		if meta != wantMeta || !proto.Equal(spec, wantSpec) {
 			t.Errorf("version %d changed Git's fields:\n%s %v\nwant\n%s %v", v.RV, meta, spec, wantMeta, wantSpec)
 		}
@@ -244,11 +226,12 @@ func TestMirrorAndStickyOnGeneratedVirtualService(t *testing.T) {
 	waitRollout(t, ro, "the mirror step holds until promoted", func(ro *rampv1.Rollout) bool {
 		return ro.Status.CurrentStep == 1 && strings.Contains(ro.Status.Message, "kubectl ramp promote")
 	})
-	r, err := liveRouting(ctx, ns, ro.Name)
-	must(t, err)
-	if want := (istio.Routing{Mirror: 30, HeaderRoute: true, Sticky: ro.Status.CanaryRevision}); !reflect.DeepEqual(r, want) {
-		t.Errorf("routing %+v, want %+v", r, want)
-	}
+	// The status is written before the VirtualService (write-ahead): wait for the route.
+	want := istio.Routing{Mirror: 30, HeaderRoute: true, Sticky: ro.Status.CanaryRevision}
+	waitFor(t, fmt.Sprintf("routing %+v", want), func(ctx context.Context) (bool, error) {
+		r, err := liveRouting(ctx, ns, ro.Name)
+		return err == nil && reflect.DeepEqual(r, want), nil
+	})
 	annotate(t, ro, rampv1.AnnotationPromote, ptr.To("p1"))
 	waitPhase(t, ro, rampv1.PhaseSucceeded)
 	waitFor(t, "all traffic on stable, no mirror, no sticky route", func(ctx context.Context) (bool, error) {
@@ -289,10 +272,8 @@ func TestGitOpsApplyOfSpecHTTPReplacesTheRoutes(t *testing.T) {
 	must(t, tl.Sync(ctx))
 	var seen []string
 	for _, v := range tl.Of(testenv.VirtualServices, gitVS) {
-		vs := &networkingv1.VirtualService{}
-		b, err := v.Object.MarshalJSON()
+		vs, err := testenv.TypedVirtualService(v.Object)
 		must(t, err)
-		must(t, json.Unmarshal(b, vs))
 		r, err := istio.ObservedReferencedRouting(ro, vs)
 		must(t, err)
 		seen = append(seen, fmt.Sprintf("%d%%/header=%t", r.CanaryWeight, r.HeaderRoute))

@@ -2,11 +2,16 @@ package testenv
 
 import (
 	"context"
+	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+	networking "istio.io/api/networking/v1alpha3"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -85,4 +90,41 @@ func (e *Env) Reapply(ctx context.Context, manager string, obj *unstructured.Uns
 		wg.Wait()
 		return n.Load()
 	}
+}
+
+// GitFields is what Git wrote into a VirtualService that a Rollout referencing it must never
+// change: its labels, annotations and owners, and its spec without what ramp owns there (the
+// weights, the mirror and the cookie of the named routes, and ramp's own routes, named
+// ramp-<rollout>-...). Two versions with equal GitFields differ only in ramp's fields.
+func GitFields(vs *networkingv1.VirtualService, rollout string, routes ...string) (meta string, spec *networking.VirtualService, err error) {
+	b, err := json.Marshal(map[string]any{"labels": vs.Labels, "annotations": vs.Annotations, "owners": vs.OwnerReferences})
+	if err != nil {
+		return "", nil, err
+	}
+	spec = proto.Clone(&vs.Spec).(*networking.VirtualService)
+	var http []*networking.HTTPRoute
+	for _, h := range spec.Http {
+		if strings.HasPrefix(h.Name, "ramp-"+rollout+"-") {
+			continue
+		}
+		if slices.Contains(routes, h.Name) {
+			h.Mirror, h.MirrorPercentage = nil, nil
+			for _, d := range h.Route {
+				d.Weight, d.Headers = 0, nil
+			}
+		}
+		http = append(http, h)
+	}
+	spec.Http = http
+	return string(b), spec, nil
+}
+
+// TypedVirtualService decodes a recorded VirtualService version into Istio's type.
+func TypedVirtualService(u *unstructured.Unstructured) (*networkingv1.VirtualService, error) {
+	b, err := u.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	vs := &networkingv1.VirtualService{}
+	return vs, json.Unmarshal(b, vs)
 }
