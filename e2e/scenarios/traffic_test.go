@@ -15,6 +15,7 @@ import (
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
+	"github.com/ramp-dev/ramp/internal/meshsim"
 	"github.com/ramp-dev/ramp/internal/testenv"
 )
 
@@ -134,4 +135,49 @@ func TestReferencedVirtualServiceUnderFlux(t *testing.T) {
 		t.Errorf("spec field owners %v, want %v", owners, want)
 	}
 	t.Logf("%d versions of %s, %d Flux applies; weights %v", len(versions), gitVS, applies, weights)
+}
+
+// A mirror step before the first weight: half the live requests are copied to v2, which
+// answers 10% errors; the clients keep getting v1's answers, the analysis of the canary's own
+// metrics (the mirrored requests) fails, and the rollout is rolled back without the canary
+// ever taking a user's request.
+func TestMirrorStepRollsBackOnCanaryErrors(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, appOptions{rollout: func(ro *rampv1.Rollout) {
+		ro.Spec.Strategy.Canary.Steps = []rampv1.CanaryStep{
+			{Mirror: &rampv1.TrafficMirror{Percentage: 50}}, {SetWeight: 10}, {SetWeight: 100}}
+	}})
+	rec := a.record()
+	a.setImage(imgErrors)
+
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if _, vs := a.vsState(context.Background()); vs != nil {
+			if r, err := istio.ObservedRouting(vs); err == nil && r.Mirror == 50 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			ro := a.get()
+			t.Fatalf("the VirtualService never mirrored 50%% (phase %s: %s)", ro.Status.Phase, ro.Status.Message)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	holdUntil(time.Now().Add(3 * time.Second))
+	s := a.sim.Stats(2 * time.Second)
+	total, toCanary := routeSubset(s, istio.RoutePrimary, istio.CanarySubset)
+	mirrored := s.ByWorkload(meshsim.ReporterDestination)[appName+"-canary"]
+	if total < 100 || toCanary != 0 || mirrored < total*3/10 || mirrored > total*7/10 {
+		t.Errorf("mirroring 50%%: %d of %d client requests answered by the canary (want 0), %d mirrored to it (want about half)", toCanary, total, mirrored)
+	}
+
+	ro := a.waitEnd(3 * time.Minute)
+	a.settled(rec)
+	if ro.Status.Phase != rampv1.PhaseFailed || ro.Status.CurrentStep != 1 {
+		t.Fatalf("phase %s at step %d, want Failed at step 1: %s", ro.Status.Phase, ro.Status.CurrentStep, ro.Status.Message)
+	}
+	if got := fmt.Sprint(rec.Weights(appName)); got != "[0]" {
+		t.Errorf("weights %s, want 0 throughout", got)
+	}
+	failed(t, ro, "error-rate")
 }

@@ -86,11 +86,16 @@
 //     attempts and back-offs, not the fault delay: 504 UT. per_try_timeout cuts an attempt
 //     (504 UT if it is the last). The pod whose attempt is cut reports response code 0 with
 //     flag DC, as Envoy reports a request the client reset.
+//   - Mirroring (request_mirror_policies, from a VirtualService's mirror and
+//     mirrorPercentage): that share of the requests a route forwards is copied to a random
+//     ready pod of the mirror cluster, fire and forget; the client gets the primary
+//     destination's answer, and the mirror pod reports the copy (reporter destination), as
+//     Istio's proxy at the canary does.
 //
 // # Not simulated (documented deviations)
 //
 // Cluster settings from CDS (outlier detection, connection pools, circuit breaking, load
-// balancer policy, TLS), mirroring, cluster_header routing, gRPC aborts, header rewriting,
+// balancer policy, TLS), more than one mirror per route, cluster_header routing, gRPC aborts, header rewriting,
 // locality, gateways (the client is always a sidecar), connection failures and network
 // latency (a request's latency is fault delay + application time + back-off). Telemetry
 // carries a subset of Istio's labels: reporter, source_workload, source_workload_namespace,

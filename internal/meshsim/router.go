@@ -124,6 +124,10 @@ type httpRoute struct {
 	fault   fault
 	timeout time.Duration // 0: none
 	retry   retryPolicy
+	// mirror receives a copy of mirrorPPM parts per million of the requests the route
+	// forwards (Envoy's request_mirror_policies); nil: none.
+	mirror    *cluster
+	mirrorPPM uint32
 }
 
 // requestMatcher is one match block of a route: a VirtualService's HTTPMatchRequest or an

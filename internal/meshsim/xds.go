@@ -247,6 +247,13 @@ func (r *Router) compileEnvoyRoute(rt *routev3.Route, vh *routev3.VirtualHost, g
 			rp = vh.GetRetryPolicy()
 		}
 		route.retry = compileEnvoyRetry(rp)
+		// Istio renders one mirror policy per mirror; ramp sets one.
+		if mp := act.GetRequestMirrorPolicies(); len(mp) > 0 {
+			if len(mp) > 1 {
+				r.warnf("route %s: %d mirror policies: only the first is simulated", rt.GetName(), len(mp))
+			}
+			route.mirror, route.mirrorPPM = get(mp[0].GetCluster()), fractionPPM(mp[0].GetRuntimeFraction().GetDefaultValue())
+		}
 	case *routev3.Route_Redirect:
 		route.kind = actionRedirect
 		route.status = redirectStatus(a.Redirect.GetResponseCode())
