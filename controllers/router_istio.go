@@ -130,7 +130,13 @@ func (ir istioRouter) route(ctx context.Context, ro *rampv1.Rollout, w *world, d
 		if err := r.applyReferenced(ctx, ro, w.refVS, routing(d)); err != nil {
 			return fmt.Errorf("applying VirtualService %q (spec.service.virtualServiceRef): %w", ro.Spec.Service.VirtualServiceRef.Name, err)
 		}
-		return nil
+		// A VirtualService ramp generated before the Rollout referenced one would bind the
+		// same hosts beside it, which Istio does not merge: it goes once the referenced one
+		// routes.
+		if ro.Spec.Service.VirtualServiceRef.Name == ro.Name {
+			return nil
+		}
+		return r.deleteOwned(ctx, ro, &networkingv1.VirtualService{}, ro.Name)
 	}
 	if err := r.applyVirtualService(ctx, w.vs, istio.VirtualService(ro, routing(d))); err != nil {
 		return fmt.Errorf("applying VirtualService: %w", err)
@@ -192,6 +198,9 @@ func (ir istioRouter) unroute(ctx context.Context, ro *rampv1.Rollout) error {
 	r := ir.r
 	ref := ro.Spec.Service.VirtualServiceRef
 	if ref == nil {
+		if ro.Spec.Service.VirtualServiceRef.Name == ro.Name {
+			return nil
+		}
 		return r.deleteOwned(ctx, ro, &networkingv1.VirtualService{}, ro.Name)
 	}
 	// Git's VirtualService stays; its named routes go back to all traffic on stable, without

@@ -282,3 +282,29 @@ func TestGitOpsApplyOfSpecHTTPReplacesTheRoutes(t *testing.T) {
 		t.Errorf("versions %s: want Git's apply to replace the routes (0%%, no header route) and ramp to restore them", got)
 	}
 }
+
+// A Rollout that starts referencing a VirtualService drops the one ramp generated for it,
+// which would bind the same host beside it.
+func TestSwitchingToAReferencedVirtualServiceDropsTheGeneratedOne(t *testing.T) {
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	app(t, ns, "podinfo:1")
+	ro := plainRollout(ns)
+	must(t, env.Client.Create(ctx, ro))
+	waitPhase(t, ro, rampv1.PhaseIdle)
+	mustIstioObject(t, ns, istio.KindVirtualService, ro.Name)
+
+	must(t, env.Apply(ctx, testenv.FluxManager, []*unstructured.Unstructured{testenv.GitVirtualService(ns, gitVS, "web")}))
+	must(t, env.Client.Get(ctx, client.ObjectKeyFromObject(ro), ro))
+	patch := client.MergeFrom(ro.DeepCopy())
+	ro.Spec.Service.VirtualServiceRef = &rampv1.VirtualServiceReference{Name: gitVS, Routes: []string{"primary"}}
+	must(t, env.Client.Patch(ctx, ro, patch))
+	waitFor(t, "the generated VirtualService deleted, the referenced one ramp's to route", func(ctx context.Context) (bool, error) {
+		gen, err := env.IstioObject(ctx, ns, istio.KindVirtualService, ro.Name)
+		if err != nil || gen != nil {
+			return false, err
+		}
+		vs, err := typedVS(ctx, ns, gitVS)
+		return err == nil && ownsHTTP(vs), nil
+	})
+}
