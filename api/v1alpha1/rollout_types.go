@@ -182,6 +182,12 @@ type BlueGreenStrategy struct {
 	// PrePromotionPause holds before the flip, for a duration or until promoted.
 	// +optional
 	PrePromotionPause *Pause `json:"prePromotionPause,omitempty"`
+
+	// Mirror copies a percentage of live traffic to the new version while it is previewed
+	// (users keep getting the old version's answers), so the pre-promotion analysis judges
+	// it on real requests.
+	// +optional
+	Mirror *TrafficMirror `json:"mirror,omitempty"`
 }
 
 // HeaderMatch matches one HTTP header: exactly one of exact, prefix or regex.

@@ -361,6 +361,8 @@ func TestInvalidRolloutsAreRejected(t *testing.T) {
 			[]string{"spec.service.virtualServiceRef.routes[0]", "routes must not start with ramp-"}},
 		{"virtualServiceRef name not an object name", []mutation{set("spec.service.virtualServiceRef", "{name: ../web, routes: [primary]}")},
 			[]string{"spec.service.virtualServiceRef.name", "should match"}},
+		{"blue/green mirror percentage 0", []mutation{del("spec.strategy.canary"), del("spec.faultInjection"), set("spec.strategy.blueGreen", "{mirror: {percentage: 0}}")},
+			[]string{"spec.strategy.blueGreen.mirror.percentage", "mirror.percentage must be more than 0 and at most 100"}},
 		{"sticky cookie name with a space", []mutation{set("spec.strategy.canary.stickySessions", "{cookieName: 'a b'}")},
 			[]string{"spec.strategy.canary.stickySessions.cookieName", "should match"}},
 	}
@@ -399,6 +401,7 @@ func TestBoundaryRolloutsAreAccepted(t *testing.T) {
 		{set("spec.strategy.canary.steps", "[{mirror: {percentage: 100}}, {setWeight: 5}, {mirror: {percentage: 0.5}}, {setWeight: 100}]")},
 		{set("spec.service.virtualServiceRef", "{name: web, routes: [primary, api-v2]}"), set("spec.strategy.canary.stickySessions", "{}")},
 		{set("spec.strategy.canary.stickySessions", "{cookieName: canary-session}")},
+		{del("spec.strategy.canary"), del("spec.faultInjection"), set("spec.strategy.blueGreen", "{mirror: {percentage: 100}}")},
 		// Every metric from a template: no spec.analysis.prometheus needed.
 		{del("spec.analysis.prometheus"),
 			del("spec.analysis.metrics[0].builtin"), set("spec.analysis.metrics[0].templateRef", "{kind: ClusterMetricTemplate, name: istio-error-rate}"),

@@ -733,6 +733,9 @@ func (d *decider) readyOfRevision() int32 {
 // step's weight unless Git lowered it mid-rollout (traffic never moves back for that).
 func (d *decider) stepText(s step) string {
 	if isBlueGreen(d.spec) {
+		if s.mirror > 0 {
+			return fmt.Sprintf("preview: new version at full size on the preview header route, %g%% of live traffic mirrored to it", s.mirror)
+		}
 		return "preview: new version at full size on the preview header route"
 	}
 	txt := fmt.Sprintf("step %d/%d: %d%% to canary", d.st.CurrentStep, d.st.Steps, d.st.CanaryWeight)

@@ -21,7 +21,11 @@ type step struct {
 func stepsOf(spec *rampv1.RolloutSpec) []step {
 	hasAnalysis := spec.Analysis != nil && len(spec.Analysis.Metrics) > 0
 	if bg := spec.Strategy.BlueGreen; bg != nil {
-		return []step{{weight: 0, pause: bg.PrePromotionPause, analysis: hasAnalysis, fault: spec.FaultInjection}}
+		s := step{weight: 0, pause: bg.PrePromotionPause, analysis: hasAnalysis, fault: spec.FaultInjection}
+		if bg.Mirror != nil {
+			s.mirror = bg.Mirror.Percentage
+		}
+		return []step{s}
 	}
 	cs := spec.CanarySteps()
 	out := make([]step, len(cs))

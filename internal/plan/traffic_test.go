@@ -146,3 +146,28 @@ func TestDecideSticky(t *testing.T) {
 		},
 	})
 }
+
+// Blue/green with a mirror: the preview mirrors while it holds; the canary is at full size
+// anyway.
+func TestDecideBlueGreenMirror(t *testing.T) {
+	bgMirror := func(ro *rampv1.Rollout) {
+		withBlueGreen(pauseFor(5 * time.Minute))(ro)
+		ro.Spec.Strategy.BlueGreen.Mirror = &rampv1.TrafficMirror{Percentage: 100}
+	}
+	runCases(t, []tcase{
+		{
+			name: "blue/green mirror: the preview holds, mirroring all traffic",
+			ro:   newRollout(bgMirror, inRollout(progressing, holding, 1, 0, ago(time.Minute))),
+			obs:  observe(t0, canaryReady(10), routingMirror(0, 100)),
+			want: want{phase: progressing, stage: holding, step: 1, weight: 0, requeue: 4 * time.Minute,
+				desired: with(dRun(10, 0, true), mirroring(100))},
+		},
+		{
+			name: "blue/green mirror: the pause waits for the mirror",
+			ro:   newRollout(bgMirror, inRollout(progressing, holding, 1, 0, ago(time.Hour))),
+			obs:  observe(t0, canaryReady(10), routing(0)),
+			want: want{phase: progressing, stage: holding, step: 1, weight: 0,
+				desired: with(dRun(10, 0, true), mirroring(100)), check: messageHas("100% of live traffic mirrored to it; waiting for the VirtualService to route 0% to the canary and mirror 100% to it")},
+		},
+	})
+}
