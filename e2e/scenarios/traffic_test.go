@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -180,4 +181,61 @@ func TestMirrorStepRollsBackOnCanaryErrors(t *testing.T) {
 		t.Errorf("weights %s, want 0 throughout", got)
 	}
 	failed(t, ro, "error-rate")
+}
+
+// Sticky sessions, routed by istiod's configuration: once the canary serves 10%, requests
+// that carry the cookie the canary's answers set (ramp-podinfo=<revision>) all reach the
+// canary on the sticky route, the others split 90/10; promotion removes the route. (The
+// simulated clients keep no cookies: the test sends the cookie a browser would.)
+func TestStickySessionCookieReachesTheCanary(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, appOptions{rollout: func(ro *rampv1.Rollout) {
+		ro.Spec.Strategy.Canary.StickySessions = &rampv1.StickySessions{}
+		ro.Spec.Strategy.Canary.Steps = []rampv1.CanaryStep{
+			{SetWeight: 10, Pause: &rampv1.Pause{Duration: &metav1.Duration{Duration: 20 * time.Second}}}, {SetWeight: 100}}
+	}})
+	rec := a.record()
+	a.setImage(imgV2)
+
+	var sticky string
+	deadline := time.Now().Add(2 * time.Minute)
+	for sticky == "" {
+		if _, vs := a.vsState(context.Background()); vs != nil {
+			if r, err := istio.ObservedRouting(vs); err == nil && r.CanaryWeight == 10 {
+				sticky = r.Sticky
+			}
+		}
+		if time.Now().After(deadline) {
+			ro := a.get()
+			t.Fatalf("no sticky route at 10%% (phase %s: %s)", ro.Status.Phase, ro.Status.Message)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := a.sim.SetTraffic(meshsim.Traffic{RPS: rps, Classes: []meshsim.Class{{Share: 0.2,
+		Request: meshsim.Request{Headers: map[string]string{"cookie": "theme=dark; ramp-" + appName + "=" + sticky}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	holdUntil(time.Now().Add(3 * time.Second))
+	s := a.sim.Stats(2 * time.Second)
+	total, toCanary := routeSubset(s, istio.RouteSticky, istio.CanarySubset)
+	if total < 50 || toCanary != total {
+		t.Errorf("sticky route: %d of %d requests with the cookie reached the canary, want all", toCanary, total)
+	}
+	total, toCanary = routeSubset(s, istio.RoutePrimary, istio.CanarySubset)
+	if total < 100 || toCanary > total/5 || toCanary == 0 {
+		t.Errorf("weighted route: %d of %d requests reached the canary, want about 10%%", toCanary, total)
+	}
+
+	ro := a.waitEnd(3 * time.Minute)
+	a.settled(rec)
+	if ro.Status.Phase != rampv1.PhaseSucceeded {
+		t.Fatalf("phase %s: %s", ro.Status.Phase, ro.Status.Message)
+	}
+	routings, err := rec.Routings(appName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := routings[len(routings)-1]; last.Sticky != "" || last.CanaryWeight != 0 {
+		t.Errorf("after promotion: %+v, want all on stable without the sticky route", last)
+	}
 }
