@@ -326,19 +326,28 @@ func planRound(ro *rampv1.Rollout, metrics []ResolvedMetric, now time.Time) []me
 			p.err = fmt.Errorf("metric %q: window: %w", m.Name, p.err)
 			continue
 		}
-		p.err = planMetric(p, ns, ro.Name, ro.ServiceName(), canaryW, stableW)
+		p.err = planMetric(p, ns, ro.Name, ro.ServiceName(), canaryW, stableW, ro.MirrorsAt(ro.Status.CurrentStep))
 	}
 	return plans
 }
 
-func planMetric(p *metricPlan, ns, name, svc, canaryW, stableW string) error {
+// planMetric builds p's queries. mirrored: the canary gets copies of live requests, which
+// only its own proxy reports, so the built-ins read what the workloads' proxies saw.
+func planMetric(p *metricPlan, ns, name, svc, canaryW, stableW string, mirrored bool) error {
 	m := p.m
 	var err error
+	builtin, requestCount := BuiltinQuery, RequestCountQuery
+	canaryBuiltin := func(b, ns, w, window string) (string, error) { return CanaryBuiltinQuery(b, ns, svc, w, window) }
+	canaryRequests := func(ns, w, window string) (string, error) { return CanaryRequestCountQuery(ns, svc, w, window) }
+	if mirrored {
+		builtin, requestCount = DestinationBuiltinQuery, DestinationRequestCountQuery
+		canaryBuiltin, canaryRequests = DestinationBuiltinQuery, DestinationRequestCountQuery
+	}
 	switch {
 	case m.Builtin != "" && m.Query != "":
 		return fmt.Errorf("metric %q: set builtin or query, not both", m.Name)
 	case m.Builtin != "":
-		if p.canary, err = CanaryBuiltinQuery(m.Builtin, ns, svc, canaryW, p.window); err != nil {
+		if p.canary, err = canaryBuiltin(m.Builtin, ns, canaryW, p.window); err != nil {
 			return fmt.Errorf("metric %q: %w", m.Name, err)
 		}
 		p.minRequests = rampv1.DefaultMinRequests
@@ -346,16 +355,16 @@ func planMetric(p *metricPlan, ns, name, svc, canaryW, stableW string) error {
 			p.minRequests = *m.MinRequests
 		}
 		if p.minRequests > 0 {
-			if p.canaryReq, err = CanaryRequestCountQuery(ns, svc, canaryW, p.window); err != nil {
+			if p.canaryReq, err = canaryRequests(ns, canaryW, p.window); err != nil {
 				return fmt.Errorf("metric %q: %w", m.Name, err)
 			}
 		}
 		if m.CompareToStable != nil {
-			if p.stable, err = BuiltinQuery(m.Builtin, ns, stableW, p.window); err != nil {
+			if p.stable, err = builtin(m.Builtin, ns, stableW, p.window); err != nil {
 				return fmt.Errorf("metric %q: %w", m.Name, err)
 			}
 			if p.minRequests > 0 {
-				if p.stableReq, err = RequestCountQuery(ns, stableW, p.window); err != nil {
+				if p.stableReq, err = requestCount(ns, stableW, p.window); err != nil {
 					return fmt.Errorf("metric %q: %w", m.Name, err)
 				}
 			}

@@ -66,8 +66,29 @@ func CanaryBuiltinQuery(builtin, namespace, service, workload, window string) (s
 	return builtinQuery(builtin, namespace, service, workload, window)
 }
 
+// DestinationBuiltinQuery is BuiltinQuery as the workload's own proxies report it
+// (reporter="destination"): for a canary that gets mirrored copies of live requests, whose
+// answers no caller sees and whose callers' proxies report nothing of them. It cannot see the
+// failures only callers see; a mirror step judges the new version's own answers.
+func DestinationBuiltinQuery(builtin, namespace, workload, window string) (string, error) {
+	return builtinQueryAs(destination, builtin, namespace, "", workload, window)
+}
+
+// DestinationRequestCountQuery is RequestCountQuery as the workload's own proxies report it.
+func DestinationRequestCountQuery(namespace, workload, window string) (string, error) {
+	sel, err := istioSelectorAs(destination, namespace, workload, window)
+	if err != nil {
+		return "", err
+	}
+	return count(requests, window, sel), nil
+}
+
 func builtinQuery(builtin, namespace, service, workload, window string) (string, error) {
-	sel, err := istioSelector(namespace, workload, window)
+	return builtinQueryAs(source, builtin, namespace, service, workload, window)
+}
+
+func builtinQueryAs(reporter, builtin, namespace, service, workload, window string) (string, error) {
+	sel, err := istioSelectorAs(reporter, namespace, workload, window)
 	if err != nil {
 		return "", err
 	}
@@ -144,7 +165,17 @@ func unattributed(namespace, service string) []string {
 	}
 }
 
+// Reporters: the calling proxy, or the workload's own.
+const (
+	source      = "source"
+	destination = "destination"
+)
+
 func istioSelector(namespace, workload, window string) (string, error) {
+	return istioSelectorAs(source, namespace, workload, window)
+}
+
+func istioSelectorAs(reporter, namespace, workload, window string) (string, error) {
 	if err := validateName("namespace", namespace, dns1123Label); err != nil {
 		return "", err
 	}
@@ -154,8 +185,8 @@ func istioSelector(namespace, workload, window string) (string, error) {
 	if err := ValidPromDuration(window); err != nil {
 		return "", fmt.Errorf("window: %w", err)
 	}
-	return fmt.Sprintf(`reporter="source",destination_workload_namespace=%q,destination_workload=%q`,
-		namespace, workload), nil
+	return fmt.Sprintf(`reporter=%q,destination_workload_namespace=%q,destination_workload=%q`,
+		reporter, namespace, workload), nil
 }
 
 var (

@@ -58,3 +58,34 @@ func TestRoundQueriesOnlySinceTheRolloutStarted(t *testing.T) {
 		}
 	}
 }
+
+// At a mirror step the canary's requests are copies no caller sees, which only its own proxy
+// reports: the built-ins read reporter="destination" there (and charge it no host-less
+// failures of the callers'), and reporter="source" at every other step.
+func TestMirrorStepsReadTheWorkloadsOwnProxies(t *testing.T) {
+	ro := &rampv1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
+		Spec: rampv1.RolloutSpec{
+			TargetRef: rampv1.TargetReference{Name: "web"},
+			Strategy: rampv1.Strategy{Canary: &rampv1.CanaryStrategy{Steps: []rampv1.CanaryStep{
+				{Mirror: &rampv1.TrafficMirror{Percentage: 50}}, {SetWeight: 10}, {SetWeight: 100}}}},
+			Analysis: &rampv1.AnalysisSpec{
+				Prometheus: rampv1.PrometheusSpec{Address: "http://prometheus:9090"},
+				Metrics: []rampv1.Metric{{Name: "error-rate", Builtin: rampv1.BuiltinErrorRate,
+					CompareToStable: &rampv1.Comparison{Tolerance: 10}}},
+			},
+		},
+	}
+	for step, want := range map[int32]string{1: `reporter="destination"`, 2: `reporter="source"`} {
+		ro.Status.CurrentStep = step
+		p := planRound(ro, mustResolve(ro), time.Now())[0]
+		if p.err != nil {
+			t.Fatal(p.err)
+		}
+		for _, q := range []string{p.canary, p.canaryReq, p.stable, p.stableReq} {
+			if !strings.Contains(q, want) || (step == 1 && strings.Contains(q, "unknown")) {
+				t.Errorf("step %d: %s, want %s only", step, q, want)
+			}
+		}
+	}
+}

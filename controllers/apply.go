@@ -40,16 +40,8 @@ func (r *RolloutReconciler) apply(ctx context.Context, ro *rampv1.Rollout, w *wo
 			return err
 		}
 	}
-	dr, err := istio.DestinationRule(ro, d.StablePodTemplateHash)
-	if err != nil {
+	if err := r.routerFor(ro).route(ctx, ro, w, d); err != nil {
 		return err
-	}
-	if err := r.applyDestinationRule(ctx, w.dr, dr); err != nil {
-		return fmt.Errorf("applying DestinationRule: %w", err)
-	}
-	vs := istio.VirtualService(ro, istio.Routing{CanaryWeight: d.CanaryWeight, HeaderRoute: d.HeaderRoute, Fault: d.Fault})
-	if err := r.applyVirtualService(ctx, w.vs, vs); err != nil {
-		return fmt.Errorf("applying VirtualService: %w", err)
 	}
 	if d.RouteFirst {
 		if err := r.applyCanary(ctx, ro, w, d); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,20 +18,22 @@ import (
 	"github.com/ramp-dev/ramp/internal/plan"
 )
 
-// finalize hands the app back as it was before ramp: the VirtualService goes first (the
-// Service then spreads traffic over its pods as without ramp), then the canary and the
+// finalize hands the app back as it was before ramp: the routing goes first (ramp's
+// VirtualService is deleted, and the Service spreads traffic over its pods as without ramp; a
+// referenced VirtualService routes all traffic to stable again), then the canary and the
 // DestinationRule, and last ramp releases spec.paused so the target follows Git again.
 func (r *RolloutReconciler) finalize(ctx context.Context, ro *rampv1.Rollout) error {
 	if !controllerutil.ContainsFinalizer(ro, Finalizer) {
 		return nil
 	}
-	if err := r.deleteOwned(ctx, ro, &networkingv1.VirtualService{}, ro.Name); err != nil {
+	rt := r.routerFor(ro)
+	if err := rt.unroute(ctx, ro); err != nil {
 		return err
 	}
 	if err := r.deleteOwned(ctx, ro, &appsv1.Deployment{}, ro.CanaryName()); err != nil {
 		return err
 	}
-	if err := r.deleteOwned(ctx, ro, &networkingv1.DestinationRule{}, ro.Name); err != nil {
+	if err := rt.cleanup(ctx, ro); err != nil {
 		return err
 	}
 	// A Rollout that never managed its target (another one did, first) leaves it alone.

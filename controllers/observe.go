@@ -44,6 +44,9 @@ type world struct {
 	canary *appsv1.Deployment
 	vs     *networkingv1.VirtualService
 	dr     *networkingv1.DestinationRule
+	// refVS is the VirtualService spec.service.virtualServiceRef names (nil when none or
+	// missing): Git's, of which ramp edits only the named routes.
+	refVS *networkingv1.VirtualService
 }
 
 func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*world, error) {
@@ -132,33 +135,11 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 		return nil, err
 	}
 
-	key := client.ObjectKeyFromObject(ro)
-	vs := &networkingv1.VirtualService{}
-	if found, err := r.getIfExists(ctx, key, vs); err != nil {
+	routed, err := r.routerFor(ro).observe(ctx, ro, w)
+	if err != nil {
 		return nil, err
-	} else if !found {
-		vs = nil
 	}
-	if vs != nil && !metav1.IsControlledBy(vs, ro) {
-		foreign = append(foreign, foreignObject(istio.KindVirtualService, vs)+": delete or rename that VirtualService, or give this Rollout another name")
-	} else if w.vs = vs; vs != nil {
-		if rt, err := istio.ObservedRouting(vs); err == nil {
-			w.obs.Routing = &plan.ObservedRouting{CanaryWeight: rt.CanaryWeight, HeaderRoute: rt.HeaderRoute}
-		} else {
-			w.obs.RoutingUnreadable = true
-		}
-	}
-	dr := &networkingv1.DestinationRule{}
-	if found, err := r.getIfExists(ctx, key, dr); err != nil {
-		return nil, err
-	} else if !found {
-		dr = nil
-	}
-	if dr != nil && !metav1.IsControlledBy(dr, ro) {
-		foreign = append(foreign, foreignObject(istio.KindDestinationRule, dr)+": delete or rename that DestinationRule, or give this Rollout another name")
-	} else if w.dr = dr; dr != nil {
-		w.obs.StableSubset = istio.ObservedStableSubset(dr)
-	}
+	foreign = append(foreign, routed...)
 	if len(foreign) > 0 {
 		w.obs.ForeignObject = strings.Join(foreign, "; ") + ". ramp takes over no object it did not create; this Rollout changes nothing until then"
 	}

@@ -5,6 +5,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -233,10 +234,10 @@ func (r *RolloutReconciler) applyFailed(ctx context.Context, ro *rampv1.Rollout,
 	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
 		// The namespace is going away and the Rollout with it: its finalizer runs next.
 		return ctrl.Result{}, nil
-	case apierrors.IsConflict(err):
+	case apierrors.IsConflict(err) || errors.Is(err, errWriteRace):
 		// An object changed since this pass read it (the Deployment controller writes a canary
-		// ramp just created): the next pass acts on the new version. A race, not a failure
-		// anyone must see or fix.
+		// ramp just created; someone writes a referenced VirtualService): the next pass acts
+		// on the new version. A race, not a failure anyone must see or fix.
 		log.FromContext(ctx).V(1).Info("an object changed while applying; applying again", "error", err.Error())
 		return ctrl.Result{RequeueAfter: conflictRetry}, nil
 	}

@@ -29,6 +29,9 @@ const targetIndex = "spec.targetRef.name"
 // serviceIndex indexes Rollouts by the Service they route.
 const serviceIndex = "ramp.service"
 
+// virtualServiceRefIndex indexes Rollouts by the VirtualService they reference.
+const virtualServiceRefIndex = "spec.service.virtualServiceRef.name"
+
 // SetupWithManager registers the reconciler and its watches.
 func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts controller.Options) error {
 	if r.Now == nil {
@@ -49,6 +52,14 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &rampv1.Rollout{}, serviceIndex, func(o client.Object) []string {
 		return []string{o.(*rampv1.Rollout).ServiceName()}
+	}); err != nil {
+		return err
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &rampv1.Rollout{}, virtualServiceRefIndex, func(o client.Object) []string {
+		if ref := o.(*rampv1.Rollout).Spec.Service.VirtualServiceRef; ref != nil {
+			return []string{ref.Name}
+		}
+		return nil
 	}); err != nil {
 		return err
 	}
@@ -94,8 +105,9 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 			GenericFunc: func(event.GenericEvent) bool { return false },
 		})).
 		// By name, not by owner: a VirtualService or DestinationRule of the Rollout's name that
-		// someone else made stalls the Rollout, and its deletion must wake it.
-		Watches(&networkingv1.VirtualService{}, handler.EnqueueRequestsFromMapFunc(rolloutOfSameName)).
+		// someone else made stalls the Rollout, and its deletion must wake it; a referenced
+		// VirtualService wakes the Rollouts referencing it.
+		Watches(&networkingv1.VirtualService{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsForVirtualService)).
 		Watches(&networkingv1.DestinationRule{}, handler.EnqueueRequestsFromMapFunc(rolloutOfSameName)).
 		// A metric template created, changed or deleted unblocks, changes or blocks the
 		// Rollouts referencing it.
@@ -109,6 +121,18 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 // rolloutOfSameName maps a VirtualService or DestinationRule to the Rollout whose name it has.
 func rolloutOfSameName(_ context.Context, o client.Object) []reconcile.Request {
 	return []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(o)}}
+}
+
+// rolloutsForVirtualService maps a VirtualService to the Rollout of its name and the Rollouts
+// referencing it.
+func (r *RolloutReconciler) rolloutsForVirtualService(ctx context.Context, o client.Object) []reconcile.Request {
+	reqs := rolloutOfSameName(ctx, o)
+	for _, req := range r.rolloutsBy(ctx, o.GetNamespace(), virtualServiceRefIndex, o.GetName()) {
+		if req.NamespacedName != reqs[0].NamespacedName {
+			reqs = append(reqs, req)
+		}
+	}
+	return reqs
 }
 
 // rolloutsForDeployment maps a Deployment to the Rollouts it concerns: its owner when it is

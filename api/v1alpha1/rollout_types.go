@@ -102,22 +102,58 @@ type CanaryStrategy struct {
 	// +optional
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=20
-	// +kubebuilder:validation:XValidation:rule="self.map(s, s.setWeight).isSorted()",message="steps[].setWeight must not decrease from one step to the next"
+	// +kubebuilder:validation:XValidation:rule="self.filter(s, has(s.setWeight)).map(s, s.setWeight).isSorted()",message="steps[].setWeight must not decrease from one step to the next"
 	Steps []CanaryStep `json:"steps,omitempty"`
 
 	// HeaderMatch routes matching requests to the canary at every step, whatever the weight
 	// (for example x-canary: "true" for testers).
 	// +optional
 	HeaderMatch *HeaderMatch `json:"headerMatch,omitempty"`
+
+	// StickySessions keeps a user the canary served on the canary for the rest of the
+	// rollout: the canary's answers on the weighted route set a cookie, and a route matching
+	// that cookie sends the user's next requests to the canary. The route and the cookie's
+	// value change with each rollout and are removed on promotion and rollback.
+	// +optional
+	StickySessions *StickySessions `json:"stickySessions,omitempty"`
 }
 
-// CanaryStep sends a share of traffic to the canary and holds it until the step's pause ends
-// and, when analysis is configured, an analysis round passes.
+// StickySessions configures the cookie of sticky canary sessions.
+type StickySessions struct {
+	// CookieName of the cookie the canary's answers set. Defaults to ramp-<rollout name>.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[!#$%&'*+\-.^_|~0-9A-Za-z]+$`
+	CookieName string `json:"cookieName,omitempty"`
+}
+
+// TrafficMirror copies a share of live requests to the canary. The copies' answers are
+// discarded: users get stable's answers, while the canary's own metrics (what analysis
+// reads) show how it handles real traffic.
+type TrafficMirror struct {
+	// Percentage of requests copied to the canary: more than 0, at most 100.
+	// +kubebuilder:validation:XValidation:rule="self > 0.0 && self <= 100.0",message="mirror.percentage must be more than 0 and at most 100"
+	Percentage float64 `json:"percentage"`
+}
+
+// CanaryStep sends a share of traffic to the canary (setWeight), or copies a share of it to
+// the canary (mirror), and holds it until the step's pause ends and, when analysis is
+// configured, an analysis round passes.
+// +kubebuilder:validation:XValidation:rule="has(self.setWeight) != has(self.mirror)",message="a step sets exactly one of setWeight or mirror: a mirror step keeps the weight of the step before it (0 before the first)"
 type CanaryStep struct {
 	// SetWeight is the percentage of traffic the canary gets during this step.
+	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100
-	SetWeight int32 `json:"setWeight"`
+	SetWeight int32 `json:"setWeight,omitempty"`
+
+	// Mirror copies a percentage of live traffic to the canary during this step while users
+	// keep getting stable's answers (Istio mirror and mirrorPercentage on the weighted
+	// route); the weight stays that of the step before. Analysis judges the canary on the
+	// mirrored requests.
+	// +optional
+	Mirror *TrafficMirror `json:"mirror,omitempty"`
 
 	// Pause holds the step for a duration, or until promoted when no duration is given.
 	// +optional
@@ -154,6 +190,12 @@ type BlueGreenStrategy struct {
 	// PrePromotionPause holds before the flip, for a duration or until promoted.
 	// +optional
 	PrePromotionPause *Pause `json:"prePromotionPause,omitempty"`
+
+	// Mirror copies a percentage of live traffic to the new version while it is previewed
+	// (users keep getting the old version's answers), so the pre-promotion analysis judges
+	// it on real requests.
+	// +optional
+	Mirror *TrafficMirror `json:"mirror,omitempty"`
 }
 
 // HeaderMatch matches one HTTP header: exactly one of exact, prefix or regex.

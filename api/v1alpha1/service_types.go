@@ -6,6 +6,7 @@ import (
 
 // ServiceSpec is the Service in front of the target and the routing ramp generates for it.
 // +kubebuilder:validation:XValidation:rule="!has(self.hosts) || !self.hosts.exists(h, h == '*') || (has(self.gateways) && !self.gateways.exists(g, g == 'mesh'))",message="hosts: * is allowed only on a VirtualService bound to gateways other than mesh (Istio rejects it for the mesh)"
+// +kubebuilder:validation:XValidation:rule="!has(self.virtualServiceRef) || !(has(self.hosts) || has(self.gateways) || has(self.retries) || has(self.timeout))",message="hosts, gateways, retries and timeout configure the VirtualService ramp generates; with virtualServiceRef they belong to the referenced VirtualService: set them there"
 type ServiceSpec struct {
 	// Name of the Kubernetes Service selecting the target's pods. Defaults to the target's name.
 	// It is the DestinationRule's host and the route destination.
@@ -38,6 +39,15 @@ type ServiceSpec struct {
 	// +kubebuilder:validation:items:MaxLength=255
 	// +kubebuilder:validation:items:XValidation:rule="self.matches('^[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?/[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?$') || (self.matches('^[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?([.][a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?)*[.]?$') && !self.matches('(^|[.])[0-9]+$'))",message="gateways must be <namespace>/<name>, both DNS-1123 labels (at most 63 characters: letters, digits and -), mesh, or a host name"
 	Gateways []string `json:"gateways,omitempty"`
+
+	// VirtualServiceRef routes through an existing VirtualService (one Git owns) instead of
+	// the one ramp generates: ramp changes only the weights of the stable and canary
+	// destinations in the named HTTP routes, and adds its own routes (named
+	// ramp-<rollout>-...) before them for the header match and sticky sessions; every other
+	// field and route stays as written. Without it ramp generates a VirtualService named
+	// after the Rollout.
+	// +optional
+	VirtualServiceRef *VirtualServiceReference `json:"virtualServiceRef,omitempty"`
 
 	// TrafficPolicy of the generated DestinationRule.
 	// +optional
@@ -184,4 +194,24 @@ type HTTPRetry struct {
 	// +kubebuilder:validation:Pattern=`^[a-z0-9-]+(,[a-z0-9-]+)*$`
 	// +kubebuilder:validation:XValidation:rule="self.split(',').all(p, p in ['5xx','gateway-error','reset','reset-before-request','connect-failure','retriable-4xx','refused-stream','retriable-status-codes','retriable-headers','envoy-ratelimited','http3-post-connect-failure','cancelled','deadline-exceeded','internal','resource-exhausted','unavailable'] || p in ['100','101','102','103','200','201','202','203','204','205','206','207','208','226','300','301','302','303','304','305','307','308','400','401','402','403','404','405','406','407','408','409','410','411','412','413','414','415','416','417','418','421','422','423','424','425','426','428','429','431','451','500','501','502','503','504','505','506','507','508','510','511'])",message="retryOn holds a condition Istio does not know: use those listed in the field description, or HTTP status codes"
 	RetryOn string `json:"retryOn,omitempty"`
+}
+
+// VirtualServiceReference names a VirtualService in the Rollout's namespace and the HTTP
+// routes of it ramp may change.
+type VirtualServiceReference struct {
+	// Name of the VirtualService.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+	// Routes are the names of the HTTP routes whose destinations ramp weights. Each must
+	// route to the Service's stable and canary subsets (the DestinationRule ramp generates)
+	// and nowhere else.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=set
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
+	// +kubebuilder:validation:items:XValidation:rule="!self.startsWith('ramp-')",message="routes must not start with ramp-: ramp names its own routes so"
+	Routes []string `json:"routes"`
 }

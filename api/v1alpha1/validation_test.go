@@ -341,6 +341,30 @@ func TestInvalidRolloutsAreRejected(t *testing.T) {
 			[]string{"spec.faultInjection.abort.percentage", "Invalid value: 1e-05: percentage must be 0 or between 0.0001 and 100"}},
 		{"TLS MUTUAL without credentialName", []mutation{set("spec.service.trafficPolicy.tls.mode", "MUTUAL")},
 			[]string{"spec.service.trafficPolicy.tls", "mode MUTUAL needs credentialName"}},
+
+		// Traffic mirroring, referenced VirtualService, sticky sessions (issue 16).
+		{"mirror percentage 0", []mutation{set("spec.strategy.canary.steps", "[{mirror: {percentage: 0}}, {setWeight: 100}]")},
+			[]string{"spec.strategy.canary.steps[0].mirror.percentage", "mirror.percentage must be more than 0 and at most 100"}},
+		{"mirror percentage 100.5", []mutation{set("spec.strategy.canary.steps", "[{mirror: {percentage: 100.5}}, {setWeight: 100}]")},
+			[]string{"spec.strategy.canary.steps[0].mirror.percentage", "mirror.percentage must be more than 0 and at most 100"}},
+		{"mirror with setWeight", []mutation{set("spec.strategy.canary.steps", "[{setWeight: 5, mirror: {percentage: 50}}, {setWeight: 100}]")},
+			[]string{"spec.strategy.canary.steps[0]", "a step sets exactly one of setWeight or mirror"}},
+		{"step without setWeight or mirror", []mutation{set("spec.strategy.canary.steps", "[{pause: {duration: 1m}}, {setWeight: 100}]")},
+			[]string{"spec.strategy.canary.steps[0]", "a step sets exactly one of setWeight or mirror"}},
+		{"weights decrease around a mirror step", []mutation{set("spec.strategy.canary.steps", "[{setWeight: 25}, {mirror: {percentage: 50}}, {setWeight: 10}]")},
+			[]string{"spec.strategy.canary.steps", "steps[].setWeight must not decrease"}},
+		{"virtualServiceRef with hosts", []mutation{set("spec.service.virtualServiceRef", "{name: web, routes: [primary]}"), set("spec.service.hosts", `["web"]`)},
+			[]string{"spec.service", "with virtualServiceRef they belong to the referenced VirtualService"}},
+		{"virtualServiceRef without routes", []mutation{set("spec.service.virtualServiceRef", "{name: web, routes: []}")},
+			[]string{"spec.service.virtualServiceRef.routes", "should have at least 1 items"}},
+		{"virtualServiceRef route named ramp-", []mutation{set("spec.service.virtualServiceRef", "{name: web, routes: [ramp-web-canary]}")},
+			[]string{"spec.service.virtualServiceRef.routes[0]", "routes must not start with ramp-"}},
+		{"virtualServiceRef name not an object name", []mutation{set("spec.service.virtualServiceRef", "{name: ../web, routes: [primary]}")},
+			[]string{"spec.service.virtualServiceRef.name", "should match"}},
+		{"blue/green mirror percentage 0", []mutation{del("spec.strategy.canary"), del("spec.faultInjection"), set("spec.strategy.blueGreen", "{mirror: {percentage: 0}}")},
+			[]string{"spec.strategy.blueGreen.mirror.percentage", "mirror.percentage must be more than 0 and at most 100"}},
+		{"sticky cookie name with a space", []mutation{set("spec.strategy.canary.stickySessions", "{cookieName: 'a b'}")},
+			[]string{"spec.strategy.canary.stickySessions.cookieName", "should match"}},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -374,6 +398,10 @@ func TestBoundaryRolloutsAreAccepted(t *testing.T) {
 		{set("spec.faultInjection.abort.percentage", "0")},
 		{set("spec.service.trafficPolicy.tls", "{mode: MUTUAL, credentialName: web-client}")},
 		{set("spec.service.trafficPolicy.connectionPool", "{tcp: {connectTimeout: 8760h}, http: {idleTimeout: 0.001s}}")},
+		{set("spec.strategy.canary.steps", "[{mirror: {percentage: 100}}, {setWeight: 5}, {mirror: {percentage: 0.5}}, {setWeight: 100}]")},
+		{set("spec.service.virtualServiceRef", "{name: web, routes: [primary, api-v2]}"), set("spec.strategy.canary.stickySessions", "{}")},
+		{set("spec.strategy.canary.stickySessions", "{cookieName: canary-session}")},
+		{del("spec.strategy.canary"), del("spec.faultInjection"), set("spec.strategy.blueGreen", "{mirror: {percentage: 100}}")},
 		// Every metric from a template: no spec.analysis.prometheus needed.
 		{del("spec.analysis.prometheus"),
 			del("spec.analysis.metrics[0].builtin"), set("spec.analysis.metrics[0].templateRef", "{kind: ClusterMetricTemplate, name: istio-error-rate}"),

@@ -14,7 +14,12 @@
 //   - a canary that never becomes ready (progress deadline);
 //   - a promotion window that opens during the rollout;
 //   - kubectl ramp promote and abort, run in-process;
-//   - Slack notifications (Block Kit) to a local receiver.
+//   - Slack notifications (Block Kit) to a local receiver;
+//   - a mirror step before the first weight: v2's errors on mirrored requests roll it back
+//     while clients only ever get v1's answers;
+//   - sticky sessions: requests with the canary's cookie all reach it on the sticky route;
+//   - the team's own VirtualService (spec.service.virtualServiceRef) re-applied by a Flux-like
+//     loop every 200 ms: Git's fields never change, the weights only move forward.
 //
 // Run:
 //

@@ -105,6 +105,11 @@
 //     attempts and back-offs, not the fault delay: 504 UT. per_try_timeout cuts an attempt
 //     (504 UT if it is the last). The pod whose attempt is cut reports response code 0 with
 //     flag DC, as Envoy reports a request the client reset.
+//   - Mirroring (request_mirror_policies, from a VirtualService's mirror and
+//     mirrorPercentage): that share of the requests a route forwards is copied to a random
+//     ready pod of the mirror cluster, fire and forget; the client gets the primary
+//     destination's answer, and the mirror pod reports the copy (reporter destination), as
+//     Istio's proxy at the canary does.
 //
 // # Telemetry (as Istio's stats filter reports it)
 //
@@ -121,7 +126,7 @@
 // Cluster settings from CDS other than outlier detection (connection pools, circuit breaking,
 // load balancer policy, TLS), outlier detection's success-rate and failure-percentage
 // detectors (istiod turns the first off; ramp sets neither), its split of local-origin errors
-// and ejection jitter, mirroring, cluster_header routing, gRPC aborts, header rewriting,
+// and ejection jitter, more than one mirror per route, cluster_header routing, gRPC aborts, header rewriting,
 // locality, gateways (the client is always a sidecar), connect timeouts (a failed connection
 // is refused at once), connection reuse (each attempt draws its own connection failure),
 // clients that reset requests themselves (the source never reports code 0) and network

@@ -82,6 +82,12 @@ type Result struct {
 	Endpoint *Endpoint
 	// Attempts reached a pod, in order (retries add attempts; failed connections do not).
 	Attempts []Attempt
+	// Shadow is the mirrored copy of the request, when the route mirrored it to a pod: its
+	// answer is discarded (the client gets the Attempts' outcome), but the pod's proxy
+	// reports it like any request. ShadowSubset is the mirror cluster's subset.
+	Shadow       *Attempt
+	ShadowSubset string
+	ShadowHost   string
 }
 
 // Attempt is one try of a request at a pod, as the pod's own proxy saw it.
@@ -177,6 +183,15 @@ func (r *Router) RouteWith(rng *rand.Rand, model *Model, outliers *Outliers, now
 	}
 	if len(eps) == 0 {
 		return done(503, flagUH) // "no healthy upstream"; Envoy does not retry it
+	}
+
+	// The router forwards the request: a mirrored share is copied to the mirror cluster,
+	// fire and forget (no retries, its answer discarded).
+	if m := rt.mirror; m != nil && len(m.endpoints) > 0 && rng.Uint32N(1_000_000) < rt.mirrorPPM {
+		ep := m.endpoints[rng.IntN(len(m.endpoints))]
+		code, lat := model.samplerFor(ep.Images).sample(rng)
+		res.Shadow = &Attempt{Endpoint: ep, Code: code, Flags: "-", Latency: lat}
+		res.ShadowHost, res.ShadowSubset = m.host, m.subset
 	}
 
 	policy := &rt.retry
@@ -353,6 +368,11 @@ func (res *Result) Reports(dst []Report) []Report {
 	dst = append(dst, src)
 	for _, a := range res.Attempts {
 		dst = append(dst, Report{Reporter: ReporterDestination, Route: res.Route, Service: res.Service, Subset: res.Subset,
+			Workload: a.Endpoint.Workload, Namespace: a.Endpoint.Namespace, Pod: a.Endpoint.Pod,
+			Code: a.Code, Flags: a.Flags, Latency: a.Latency})
+	}
+	if a := res.Shadow; a != nil {
+		dst = append(dst, Report{Reporter: ReporterDestination, Route: res.Route, Service: res.ShadowHost, Subset: res.ShadowSubset,
 			Workload: a.Endpoint.Workload, Namespace: a.Endpoint.Namespace, Pod: a.Endpoint.Pod,
 			Code: a.Code, Flags: a.Flags, Latency: a.Latency})
 	}

@@ -85,8 +85,8 @@ type Router struct {
 	def       *vhost         // the Service's own virtual host when no VirtualService binds it
 	endpoints []*Endpoint    // ready endpoints the Service selects
 	warnings  []string
-	// unmapped counts endpoints istiod sent whose address is no pod the Sim has read yet.
-	unmapped int
+	// unmapped holds the addresses of endpoints istiod sent that are no pod the Sim has read.
+	unmapped map[string]bool
 	// rawAuthority: virtual hosts are keyed on Envoy's domains (from xDS), matched against
 	// the authority as sent, in lower case.
 	rawAuthority bool
@@ -126,6 +126,10 @@ type httpRoute struct {
 	fault   fault
 	timeout time.Duration // 0: none
 	retry   retryPolicy
+	// mirror receives a copy of mirrorPPM parts per million of the requests the route
+	// forwards (Envoy's request_mirror_policies); nil: none.
+	mirror    *cluster
+	mirrorPPM uint32
 }
 
 // requestMatcher is one match block of a route: a VirtualService's HTTPMatchRequest or an

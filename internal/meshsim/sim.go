@@ -157,8 +157,10 @@ type Sim struct {
 	envoyReady chan struct{}
 	readyOnce  sync.Once
 	// unmappedSince is when a rebuild first found endpoints naming pods not read yet (zero:
-	// none). Guarded by buildMu.
+	// none); routedByEnvoy: the Router in use was built from istiod's configuration (the
+	// first one is used whatever it names). Guarded by buildMu.
 	unmappedSince time.Time
+	routedByEnvoy bool
 	// kick asks the refresh loop to re-read the pods now: istiod's endpoints may name pods
 	// the last read did not see yet.
 	kick chan struct{}
@@ -445,10 +447,11 @@ func (s *Sim) rebuild() string {
 	}
 	r := NewRouter(t)
 	// istiod's endpoints can name a pod a moment before the Sim has read it (a new canary
-	// pod) or after it has gone: Envoy would route to it, a Router without it would answer
-	// 503 UH for a cluster that has pods. Keep the previous Router and read the pods again,
-	// for at most unmappedGrace; a mismatch that lasts is routed as it is, with a warning.
-	if r.unmapped > 0 && s.router.Load() != nil {
+	// pod): Envoy would route to it, a Router without it would answer 503 UH for a cluster
+	// that has pods. While endpoints the Router in use did not lack are unknown, keep that
+	// Router and read the pods again, for at most unmappedGrace; a mismatch that lasts is
+	// routed as it is, with a warning.
+	if s.routedByEnvoy && newlyUnmapped(r, s.router.Load()) {
 		if s.unmappedSince.IsZero() {
 			s.unmappedSince = time.Now()
 		}
@@ -461,8 +464,19 @@ func (s *Sim) rebuild() string {
 		}
 	}
 	s.unmappedSince = time.Time{}
+	s.routedByEnvoy = t.Envoy != nil && s.envoy != nil
 	s.router.Store(r)
 	return strings.Join(r.Warnings(), "; ")
+}
+
+// newlyUnmapped reports whether r has endpoints naming pods not read that prev had not.
+func newlyUnmapped(r, prev *Router) bool {
+	for ip := range r.unmapped {
+		if prev == nil || !prev.unmapped[ip] {
+			return true
+		}
+	}
+	return false
 }
 
 // unmappedGrace bounds how long a Sim keeps routing by its previous Router while istiod's

@@ -107,7 +107,10 @@ func (r *Router) compileEnvoy(e *EnvoyConfig, pods []corev1.Pod) {
 				ip := lb.GetEndpoint().GetAddress().GetSocketAddress().GetAddress()
 				p := byIP[ip]
 				if p == nil {
-					r.unmapped++
+					if r.unmapped == nil {
+						r.unmapped = map[string]bool{}
+					}
+					r.unmapped[ip] = true
 					r.warnf("cluster %s: endpoint %s is no pod meshsim lists (deleted since, or not read yet): skipped", name, ip)
 					continue
 				}
@@ -251,6 +254,13 @@ func (r *Router) compileEnvoyRoute(rt *routev3.Route, vh *routev3.VirtualHost, g
 			rp = vh.GetRetryPolicy()
 		}
 		route.retry = compileEnvoyRetry(rp)
+		// Istio renders one mirror policy per mirror; ramp sets one.
+		if mp := act.GetRequestMirrorPolicies(); len(mp) > 0 {
+			if len(mp) > 1 {
+				r.warnf("route %s: %d mirror policies: only the first is simulated", rt.GetName(), len(mp))
+			}
+			route.mirror, route.mirrorPPM = get(mp[0].GetCluster()), fractionPPM(mp[0].GetRuntimeFraction().GetDefaultValue())
+		}
 	case *routev3.Route_Redirect:
 		route.kind = actionRedirect
 		route.status = redirectStatus(a.Redirect.GetResponseCode())

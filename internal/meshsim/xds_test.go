@@ -512,3 +512,32 @@ func TestSimRoutesByXDS(t *testing.T) {
 	st, _ = run(t, s.Router(), nil, Traffic{}, n)
 	near(t, "canary share after the push", st.Share(ReporterSource, "canary"), 0.25, n)
 }
+
+// A route with a request mirror policy (what istiod renders for a VirtualService mirror with
+// mirrorPercentage) copies that share of the requests it forwards to the mirror cluster: the
+// client gets the primary destination's answer, and the mirror pod reports the copy.
+func TestEnvoyMirror(t *testing.T) {
+	e := envoyConfig(t, 0)
+	primary := e.Routes.VirtualHosts[0].Routes[4].GetRoute()
+	primary.RequestMirrorPolicies = []*routev3.RouteAction_RequestMirrorPolicy{{
+		Cluster: ClusterName(80, "canary", fqdn),
+		RuntimeFraction: &corev3.RuntimeFractionalPercent{DefaultValue: &typev3.FractionalPercent{
+			Numerator: 300000, Denominator: typev3.FractionalPercent_MILLION}},
+	}}
+	r := NewRouter(Topology{Service: service(), Pods: xdsPods(), Envoy: e})
+	const n = 20000
+	st, results := run(t, r, nil, Traffic{Classes: []Class{{Share: 1, Request: Request{}}}}, n)
+	if got := st.Share(ReporterSource, "canary"); got != 0 {
+		t.Errorf("clients got %.3f of their answers from the canary, want none", got)
+	}
+	pods := st.ByWorkload(ReporterDestination)
+	if pods["web"] != n {
+		t.Errorf("stable pods reported %d requests, want all %d", pods["web"], n)
+	}
+	near(t, "mirrored share", float64(pods["web-canary"])/n, 0.3, n)
+	for _, res := range results {
+		if res.Shadow != nil && (res.ShadowSubset != "canary" || res.Subset != "stable") {
+			t.Fatalf("mirrored request: %+v", res)
+		}
+	}
+}

@@ -536,7 +536,7 @@ func (d *decider) holding() {
 			return
 		}
 	}
-	if !d.routed(d.st.CanaryWeight) {
+	if !d.routed(d.st.CanaryWeight) || d.obs.Routing.Mirror != s.mirror {
 		// A step ends only once the live VirtualService has its weight: every step's weight
 		// reaches the proxies (none is skipped by chaining steps in one pass), and a controller
 		// stopped between recording a step and routing it does not skip the step. Requests wait
@@ -547,7 +547,11 @@ func (d *decider) holding() {
 		if grace := d.stageStart().Add(d.cfg.RoutingGrace); d.now.Before(grace) {
 			d.wakeAt(grace)
 		} else {
-			d.setPhase(rampv1.PhaseProgressing, fmt.Sprintf("%s; waiting for the VirtualService to route %d%% to the canary", d.stepText(s), d.st.CanaryWeight))
+			what := fmt.Sprintf("route %d%% to the canary", d.st.CanaryWeight)
+			if s.mirror > 0 {
+				what += fmt.Sprintf(" and mirror %g%% to it", s.mirror)
+			}
+			d.setPhase(rampv1.PhaseProgressing, fmt.Sprintf("%s; waiting for the VirtualService to %s", d.stepText(s), what))
 		}
 		if s.analysis {
 			d.wakeForAnalysis()
@@ -898,7 +902,7 @@ func (d *decider) stepReplicas(s step) int32 {
 	if isBlueGreen(d.spec) {
 		return CanaryReplicas(d.obs.Target.Replicas, 100)
 	}
-	return CanaryReplicas(d.obs.Target.Replicas, s.weight)
+	return CanaryReplicas(d.obs.Target.Replicas, s.share())
 }
 
 func (d *decider) readyOfRevision() int32 {
@@ -912,11 +916,17 @@ func (d *decider) readyOfRevision() int32 {
 // step's weight unless Git lowered it mid-rollout (traffic never moves back for that).
 func (d *decider) stepText(s step) string {
 	if isBlueGreen(d.spec) {
+		if s.mirror > 0 {
+			return fmt.Sprintf("preview: new version at full size on the preview header route, %g%% of live traffic mirrored to it", s.mirror)
+		}
 		return "preview: new version at full size on the preview header route"
 	}
 	txt := fmt.Sprintf("step %d/%d: %d%% to canary", d.st.CurrentStep, d.st.Steps, d.st.CanaryWeight)
 	if s.weight != d.st.CanaryWeight {
 		txt += fmt.Sprintf(" (the step now says %d%%; traffic does not move back mid-rollout)", s.weight)
+	}
+	if s.mirror > 0 {
+		txt += fmt.Sprintf(", %g%% mirrored to canary", s.mirror)
 	}
 	return txt
 }
@@ -930,6 +940,10 @@ func (d *decider) planText() string {
 		sep := " → "
 		if i == 0 {
 			sep = " "
+		}
+		if s.mirror > 0 {
+			txt += fmt.Sprintf("%smirror %g%%", sep, s.mirror)
+			continue
 		}
 		txt += fmt.Sprintf("%s%d%%", sep, s.weight)
 	}

@@ -66,7 +66,7 @@ func (d *decider) desired() *Desired {
 		// The step never began and never will: keep the canary sized for the traffic it had
 		// (the previous step's), instead of growing it (up to full size, when the rollout was
 		// waiting for a window before a 100% step) only to scale it to zero.
-		out.CanaryReplicas = CanaryReplicas(d.obs.Target.Replicas, d.steps[st.CurrentStep-2].weight)
+		out.CanaryReplicas = CanaryReplicas(d.obs.Target.Replicas, d.steps[st.CurrentStep-2].share())
 	case d.beforeRolloutPending():
 		// BeforeRollout gates have not passed: the canary is not scaled yet.
 		out.CanaryReplicas = 0
@@ -87,8 +87,15 @@ func (d *decider) desired() *Desired {
 	// The header route reaches the canary alone, so only offer it while the canary has pods
 	// that serve the current revision: not while the first step is still scaling.
 	out.HeaderRoute = st.Stage != StageRoutingToStable && !((st.Stage == StageScalingCanary || st.Stage == StageWaitingForWindow) && st.CurrentStep <= 1)
+	// Sticky sessions follow the header route: both send users to the canary alone, so both
+	// exist only while the canary has pods of the revision being rolled out.
+	out.Sticky = out.HeaderRoute && d.spec.Strategy.Canary != nil && d.spec.Strategy.Canary.StickySessions != nil
 	if st.Stage == StageHolding && st.Phase != rampv1.PhasePaused {
 		out.Fault = s.fault
+	}
+	if st.Stage == StageHolding && !d.isPromotionStage() {
+		// Mirrored while the step holds, paused or not: what analysis judges.
+		out.Mirror = s.mirror
 	}
 	if st.Stage == StageUpdatingStable && d.obs.Target.Revision == st.CanaryRevision && d.routed(100) {
 		// Only while the live routes send the target nothing: they may have gone back to it
@@ -158,7 +165,8 @@ func (d *decider) order(want *Desired) {
 		}
 	}
 	want.RouteFirst = d.obs.RoutingUnreadable ||
-		(live != nil && (want.CanaryWeight < live.CanaryWeight || (live.HeaderRoute && !want.HeaderRoute)))
+		(live != nil && (want.CanaryWeight < live.CanaryWeight || (live.HeaderRoute && !want.HeaderRoute) ||
+			(live.Sticky && !want.Sticky) || want.Mirror < live.Mirror))
 }
 
 func (d *decider) summarize() Summary {

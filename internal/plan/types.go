@@ -156,6 +156,10 @@ type ObservedRouting struct {
 	CanaryWeight int32
 	// HeaderRoute: the header route to the canary is there.
 	HeaderRoute bool
+	// Mirror is the percentage of traffic mirrored to the canary (0: none).
+	Mirror float64
+	// Sticky: the sticky-session route to the canary is there.
+	Sticky bool
 }
 
 // AnalysisResult is one round's outcome.
@@ -206,6 +210,12 @@ type Desired struct {
 	CanaryWeight          int32
 	HeaderRoute           bool
 	Fault                 *rampv1.FaultInjection
+	// Mirror is the percentage of live traffic copied to the canary (0: none): the current
+	// step's mirror while it holds.
+	Mirror float64
+	// Sticky: sticky canary sessions are on (the strategy asks for them and the canary serves
+	// the revision being rolled out); the cookie's value is CanaryRevision.
+	Sticky bool
 
 	// RenderCanary: the canary Deployment is rendered from the target's template (it must run
 	// the target's revision); otherwise it is only scaled.

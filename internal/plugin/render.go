@@ -512,7 +512,11 @@ func renderSteps(b *strings.Builder, p painter, ro *rampv1.Rollout) {
 		if s.FaultInjection != nil {
 			notes = append(notes, "fault injection")
 		}
-		rows = append(rows, row(sm[i].cell(), tc(fmt.Sprintf("%d/%d", i+1, n)), tc(fmt.Sprintf("%d%%", s.SetWeight)), tc(strings.Join(notes, ", "))))
+		traffic := fmt.Sprintf("%d%%", s.SetWeight)
+		if s.Mirror != nil {
+			traffic = fmt.Sprintf("mirror %g%%", s.Mirror.Percentage)
+		}
+		rows = append(rows, row(sm[i].cell(), tc(fmt.Sprintf("%d/%d", i+1, n)), tc(traffic), tc(strings.Join(notes, ", "))))
 	}
 	rows = append(rows, row(pm.cell(), tc("promote"), tc("100%"), tc("then the target is updated and takes the traffic back")))
 	table(b, p, "  ", annotateCurrent(rows, all, st))

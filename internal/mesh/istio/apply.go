@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	networking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	metaac "istio.io/client-go/pkg/applyconfiguration/meta/v1"
 	networkingac "istio.io/client-go/pkg/applyconfiguration/networking/v1"
@@ -33,6 +34,17 @@ func ApplyPatch(obj runtime.Object) ([]byte, error) {
 		return nil, fmt.Errorf("istio: no apply configuration for %T", obj)
 	}
 	return json.Marshal(ac)
+}
+
+// ReferencedApplyPatch is the body of the server-side apply ramp makes to a VirtualService it
+// references (see EditVirtualService): spec.http alone, the only field ramp owns there, with
+// the resourceVersion ramp read, so the API server refuses it (a conflict) when someone wrote
+// the VirtualService since. spec.http is an atomic list in Istio's CRD: the apply sets all of
+// it, which is why it must be based on the latest version.
+func ReferencedApplyPatch(vs *networkingv1.VirtualService) ([]byte, error) {
+	a := networkingac.VirtualService(vs.Name, vs.Namespace).WithResourceVersion(vs.ResourceVersion)
+	a.Spec = &networking.VirtualService{Http: vs.Spec.Http}
+	return json.Marshal(a)
 }
 
 // applyMeta copies the metadata ramp renders (labels, owner references) into ac.

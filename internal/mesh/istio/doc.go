@@ -12,13 +12,21 @@
 // subsets: "stable" (pod-template-hash of the stable ReplicaSet) and "canary" (pods labelled
 // ramp.dev/track=canary).
 //
-// The VirtualService has up to two HTTP routes, in this order:
+// The VirtualService has up to three HTTP routes, in this order:
 //
 //	ramp-canary   match the header (canary headerMatch, or the blue/green preview header)
 //	              -> canary subset, weight 100; carries the fault injection, if any
-//	ramp-primary  no match -> stable subset (100-w) and canary subset (w)
+//	ramp-sticky   match the sticky-session cookie (stickySessions) -> canary subset alone
+//	ramp-primary  no match -> stable subset (100-w) and canary subset (w); during a mirror
+//	              step it mirrors a percentage to the canary subset; with sticky sessions
+//	              the canary destination's answers set the cookie
 //
-// Retries and timeout from spec.service apply to both routes.
+// Retries and timeout from spec.service apply to every route.
+//
+// A Rollout may instead reference a VirtualService Git owns (spec.service.virtualServiceRef):
+// EditVirtualService changes only the weights, mirror and cookie of the routes it names and
+// adds ramp's own routes before them (reference.go says exactly what, and why the edit is a
+// read-modify-write: spec.http is an atomic list in Istio's CRD).
 //
 // # Why faults go only on the header route
 //

@@ -23,6 +23,9 @@ const (
 	RouteCanary = "ramp-canary"
 	// RoutePrimary is the weighted stable/canary route.
 	RoutePrimary = "ramp-primary"
+	// RouteSticky is the route of sticky canary sessions: requests carrying the cookie the
+	// canary's answers set reach the canary alone.
+	RouteSticky = "ramp-sticky"
 
 	// ManagedByLabel and RolloutLabel are set on every object ramp renders.
 	ManagedByLabel = "app.kubernetes.io/managed-by"
@@ -54,6 +57,26 @@ type Routing struct {
 	// Fault is injected on the header route only (nil: none). It is dropped when the header
 	// route is not rendered, and when it has neither delay nor abort.
 	Fault *v1alpha1.FaultInjection
+	// Mirror is the percentage of the weighted route's requests copied to the canary (0:
+	// none); the copies' answers are discarded.
+	Mirror float64
+	// Sticky is the value of the sticky-session cookie ("" for none): the canary's answers on
+	// the weighted route set it, and the sticky route sends requests carrying it to the
+	// canary alone. Rendered only when the strategy has stickySessions.
+	Sticky string
+}
+
+// StickyCookie is the name of the sticky-session cookie: stickySessions.cookieName, defaulting
+// to ramp-<rollout>. It is "" when the strategy has no sticky sessions.
+func StickyCookie(ro *v1alpha1.Rollout) string {
+	c := ro.Spec.Strategy.Canary
+	if c == nil || c.StickySessions == nil {
+		return ""
+	}
+	if c.StickySessions.CookieName != "" {
+		return c.StickySessions.CookieName
+	}
+	return "ramp-" + ro.Name
 }
 
 // ServiceHost is the Service ramp routes to: spec.service.name, defaulting to

@@ -102,6 +102,10 @@ var renderingTests = []struct {
 	{"TestDestinationRuleHost", TestDestinationRuleHost},
 	{"TestDeterministic", TestDeterministic},
 	{"TestDeepCopy", TestDeepCopy},
+	{"TestVirtualServiceMirror", TestVirtualServiceMirror},
+	{"TestVirtualServiceSticky", TestVirtualServiceSticky},
+	{"TestEditVirtualService", TestEditVirtualService},
+	{"TestEditVirtualServiceLeavesForeignMirror", TestEditVirtualServiceLeavesForeignMirror},
 	{"TestDecodesIntoIstioTypes", TestDecodesIntoIstioTypes},
 	{"TestMatchesIstioCRDSchema", TestMatchesIstioCRDSchema},
 }

@@ -3,6 +3,7 @@ package istio
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -14,12 +15,14 @@ import (
 )
 
 // ObservedRouting reads ramp's routing back from a live VirtualService: the canary weight of
-// RoutePrimary, whether RouteCanary is present, and its fault. It fails when vs does not have
-// the shape VirtualService renders — spec.http is [RouteCanary?, RoutePrimary], RoutePrimary
-// with no match and no fault, routing to the stable then canary subsets with weights 0..100
-// summing to 100, RouteCanary with a header match and the canary subset alone, its fault (if
-// any) a fixed delay and an HTTP abort — so callers can tell that someone else changed the
-// routing. obj is Istio's VirtualService, or one read as unstructured (a dynamic client, an
+// RoutePrimary, its mirror to the canary, whether RouteCanary is present and its fault, and
+// the sticky cookie's value. It fails when vs does not have the shape VirtualService renders
+// — spec.http is [RouteCanary?, RouteSticky?, RoutePrimary], RoutePrimary with no match and
+// no fault, routing to the stable then canary subsets with weights 0..100 summing to 100 and
+// mirroring (if at all) to the canary, RouteCanary with a header match and the canary subset
+// alone, its fault (if any) a fixed delay and an HTTP abort, RouteSticky with a cookie match
+// and the canary subset alone — so callers can tell that someone else changed the routing.
+// obj is Istio's VirtualService, or one read as unstructured (a dynamic client, an
 // unstructured watch), which must then be a networking.istio.io VirtualService.
 func ObservedRouting(obj runtime.Object) (Routing, error) {
 	vs, err := virtualService(obj)
@@ -27,31 +30,89 @@ func ObservedRouting(obj runtime.Object) (Routing, error) {
 		return Routing{}, err
 	}
 	http := vs.Spec.GetHttp()
-	if len(http) == 0 || len(http) > 2 {
-		return Routing{}, fmt.Errorf("istio: VirtualService %s: want http routes [%s, %s] or [%s], got %d",
-			vs.Name, RouteCanary, RoutePrimary, RoutePrimary, len(http))
+	if len(http) == 0 || len(http) > 3 {
+		return Routing{}, fmt.Errorf("istio: VirtualService %s: want http routes [%s?, %s?, %s], got %d",
+			vs.Name, RouteCanary, RouteSticky, RoutePrimary, len(http))
 	}
 	var r Routing
-	if len(http) == 2 {
-		if http[0].GetName() != RouteCanary {
-			return Routing{}, fmt.Errorf("istio: VirtualService %s: first of two http routes is not %s", vs.Name, RouteCanary)
-		}
-		f, err := observeHeaderRoute(http[0])
+	rest := http[:len(http)-1]
+	if len(rest) > 0 && rest[0].GetName() == RouteCanary {
+		f, err := observeHeaderRoute(rest[0])
 		if err != nil {
 			return Routing{}, fmt.Errorf("istio: VirtualService %s: route %s: %w", vs.Name, RouteCanary, err)
 		}
 		r.HeaderRoute, r.Fault = true, f
+		rest = rest[1:]
+	}
+	sticky := false
+	if len(rest) > 0 && rest[0].GetName() == RouteSticky {
+		if err := observeStickyRoute(rest[0]); err != nil {
+			return Routing{}, fmt.Errorf("istio: VirtualService %s: route %s: %w", vs.Name, RouteSticky, err)
+		}
+		sticky = true
+		rest = rest[1:]
+	}
+	if len(rest) > 0 {
+		return Routing{}, fmt.Errorf("istio: VirtualService %s: route %q is not ramp's (want [%s?, %s?, %s])", vs.Name, rest[0].GetName(), RouteCanary, RouteSticky, RoutePrimary)
 	}
 	pr := http[len(http)-1]
 	if pr.GetName() != RoutePrimary {
 		return Routing{}, fmt.Errorf("istio: VirtualService %s: last http route is not %s", vs.Name, RoutePrimary)
 	}
-	w, err := observePrimaryRoute(pr)
+	if len(pr.GetMatch()) > 0 {
+		return Routing{}, fmt.Errorf("istio: VirtualService %s: route %s: has a match", vs.Name, RoutePrimary)
+	}
+	if pr.GetFault() != nil {
+		return Routing{}, fmt.Errorf("istio: VirtualService %s: route %s: has a fault", vs.Name, RoutePrimary)
+	}
+	w, err := observeWeights(pr)
 	if err != nil {
 		return Routing{}, fmt.Errorf("istio: VirtualService %s: route %s: %w", vs.Name, RoutePrimary, err)
 	}
 	r.CanaryWeight = w
+	r.Mirror = observeMirror(pr, pr.GetRoute()[1].GetDestination())
+	if sticky {
+		r.Sticky = observeCookie(pr.GetRoute()[1])
+		if r.Sticky == "" {
+			return Routing{}, fmt.Errorf("istio: VirtualService %s: route %s: the sticky route is there but the canary's answers set no cookie", vs.Name, RoutePrimary)
+		}
+	}
 	return r, nil
+}
+
+// observeMirror is the percentage of route's requests mirrored to the destination to (0 when
+// it mirrors nothing there). A mirror without mirrorPercentage mirrors everything.
+func observeMirror(route *networking.HTTPRoute, to *networking.Destination) float64 {
+	m := route.GetMirror()
+	if m == nil || m.GetHost() != to.GetHost() || m.GetSubset() != to.GetSubset() {
+		return 0
+	}
+	if route.GetMirrorPercentage() == nil {
+		return 100
+	}
+	return route.GetMirrorPercentage().GetValue()
+}
+
+// observeCookie is the value of the cookie ramp's Set-Cookie on d sets ("" when none).
+func observeCookie(d *networking.HTTPRouteDestination) string {
+	v := d.GetHeaders().GetResponse().GetSet()[SetCookieHeader]
+	_, rest, ok := strings.Cut(v, "=")
+	if !ok {
+		return ""
+	}
+	value, _, _ := strings.Cut(rest, ";")
+	return value
+}
+
+func observeStickyRoute(route *networking.HTTPRoute) error {
+	if len(route.GetMatch()) != 1 || route.GetMatch()[0].GetHeaders()["cookie"] == nil {
+		return fmt.Errorf("want one match on the cookie header")
+	}
+	if len(route.GetRoute()) != 1 {
+		return fmt.Errorf("want the %s subset alone, got %d destinations", CanarySubset, len(route.GetRoute()))
+	}
+	_, err := observeDestination(route.GetRoute()[0], CanarySubset)
+	return err
 }
 
 // virtualService is obj as Istio's VirtualService.
@@ -97,13 +158,8 @@ func observeHeaderRoute(route *networking.HTTPRoute) (*v1alpha1.FaultInjection, 
 	return observeFault(route.GetFault())
 }
 
-func observePrimaryRoute(route *networking.HTTPRoute) (int32, error) {
-	if len(route.GetMatch()) > 0 {
-		return 0, fmt.Errorf("has a match")
-	}
-	if route.GetFault() != nil {
-		return 0, fmt.Errorf("has a fault")
-	}
+// observeWeights reads the canary weight of a route to the stable then the canary subset.
+func observeWeights(route *networking.HTTPRoute) (int32, error) {
 	if len(route.GetRoute()) != 2 {
 		return 0, fmt.Errorf("want destinations [%s, %s], got %d", StableSubset, CanarySubset, len(route.GetRoute()))
 	}

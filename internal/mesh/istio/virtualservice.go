@@ -1,6 +1,10 @@
 package istio
 
 import (
+	"regexp"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	networking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -10,9 +14,11 @@ import (
 
 // VirtualService renders the VirtualService ramp applies for ro with routing r: hosts
 // (spec.service.hosts, or the Service), gateways when set, then the header route RouteCanary
-// (when r.HeaderRoute and the strategy has a usable header match; it carries r.Fault) and the
-// weighted route RoutePrimary, which always lists both subsets. A CanaryWeight outside 0..100
-// is clamped.
+// (when r.HeaderRoute and the strategy has a usable header match; it carries r.Fault), the
+// sticky route RouteSticky (when r.Sticky and the strategy has sticky sessions) and the
+// weighted route RoutePrimary, which always lists both subsets, mirrors r.Mirror percent to
+// the canary and, with sticky sessions, sets the cookie on the canary's answers. A
+// CanaryWeight outside 0..100 is clamped.
 func VirtualService(ro *v1alpha1.Rollout, r Routing) *networkingv1.VirtualService {
 	svc := &ro.Spec.Service
 	host := ServiceHost(ro)
@@ -22,20 +28,22 @@ func VirtualService(ro *v1alpha1.Rollout, r Routing) *networkingv1.VirtualServic
 	if len(svc.Hosts) > 0 {
 		hosts = append([]string(nil), svc.Hosts...)
 	}
+	canary := destination(host, CanarySubset, svc.Port, 100)
 	var http []*networking.HTTPRoute
 	if r.HeaderRoute {
-		if hm := HeaderMatch(ro); hm != nil {
-			if sm := stringMatch(hm); sm != nil {
-				route := &networking.HTTPRoute{
-					Name:  RouteCanary,
-					Match: []*networking.HTTPMatchRequest{{Headers: map[string]*networking.StringMatch{hm.Name: sm}}},
-					Route: []*networking.HTTPRouteDestination{destination(host, CanarySubset, svc.Port, 100)},
-					Fault: fault(r.Fault),
-				}
-				routePolicy(route, svc)
-				http = append(http, route)
-			}
+		if m := headerMatch(ro); m != nil {
+			route := &networking.HTTPRoute{Name: RouteCanary, Match: []*networking.HTTPMatchRequest{m}}
+			toCanaryAlone(route, canary, fault(r.Fault))
+			routePolicy(route, svc)
+			http = append(http, route)
 		}
+	}
+	cookie := StickyCookie(ro)
+	if cookie != "" && r.Sticky != "" {
+		route := &networking.HTTPRoute{Name: RouteSticky, Match: []*networking.HTTPMatchRequest{stickyMatch(cookie, r.Sticky)}}
+		toCanaryAlone(route, canary, nil)
+		routePolicy(route, svc)
+		http = append(http, route)
 	}
 	primary := &networking.HTTPRoute{
 		Name: RoutePrimary,
@@ -43,6 +51,10 @@ func VirtualService(ro *v1alpha1.Rollout, r Routing) *networkingv1.VirtualServic
 			destination(host, StableSubset, svc.Port, 100-w),
 			destination(host, CanarySubset, svc.Port, w),
 		},
+	}
+	setMirror(primary, canary.GetDestination(), r.Mirror)
+	if cookie != "" {
+		setStickyCookie(primary.Route[1], cookie, r.Sticky)
 	}
 	routePolicy(primary, svc)
 	http = append(http, primary)
@@ -56,6 +68,83 @@ func VirtualService(ro *v1alpha1.Rollout, r Routing) *networkingv1.VirtualServic
 			Http:     http,
 		},
 	}
+}
+
+// headerMatch is the match of the header route: the strategy's header, or nil when it has
+// none usable (see stringMatch).
+func headerMatch(ro *v1alpha1.Rollout) *networking.HTTPMatchRequest {
+	hm := HeaderMatch(ro)
+	sm := stringMatch(hm)
+	if sm == nil {
+		return nil
+	}
+	return &networking.HTTPMatchRequest{Headers: map[string]*networking.StringMatch{hm.Name: sm}}
+}
+
+// toCanaryAlone makes route send everything to the canary destination (a copy of canary at
+// weight 100) with fault f, and no mirror.
+func toCanaryAlone(route *networking.HTTPRoute, canary *networking.HTTPRouteDestination, f *networking.HTTPFaultInjection) {
+	d := proto.Clone(canary).(*networking.HTTPRouteDestination)
+	d.Weight = 100
+	route.Route = []*networking.HTTPRouteDestination{d}
+	route.Fault = f
+	route.Mirror, route.MirrorPercentage, route.Mirrors, route.MirrorPercent = nil, nil, nil, nil //nolint:staticcheck // clear the deprecated field too
+}
+
+// setMirror mirrors percent of route's requests to the canary (to), or removes a mirror to
+// the canary when percent is 0. A mirror elsewhere is not ramp's and is left alone.
+func setMirror(route *networking.HTTPRoute, to *networking.Destination, percent float64) {
+	if percent > 0 {
+		route.Mirror = proto.Clone(to).(*networking.Destination)
+		route.MirrorPercentage = &networking.Percent{Value: percent}
+		return
+	}
+	if m := route.GetMirror(); m != nil && proto.Equal(m, to) {
+		route.Mirror, route.MirrorPercentage = nil, nil
+	}
+}
+
+// setStickyCookie makes the canary's answers on d set the sticky cookie name=value, or, with
+// value "", removes ramp's Set-Cookie (one for cookie name) and leaves any other header.
+func setStickyCookie(d *networking.HTTPRouteDestination, name, value string) {
+	if value != "" {
+		if d.Headers == nil {
+			d.Headers = &networking.Headers{}
+		}
+		if d.Headers.Response == nil {
+			d.Headers.Response = &networking.Headers_HeaderOperations{}
+		}
+		if d.Headers.Response.Set == nil {
+			d.Headers.Response.Set = map[string]string{}
+		}
+		d.Headers.Response.Set[SetCookieHeader] = name + "=" + value + "; Path=/; HttpOnly"
+		return
+	}
+	resp := d.GetHeaders().GetResponse()
+	if v, ok := resp.GetSet()[SetCookieHeader]; !ok || !strings.HasPrefix(v, name+"=") {
+		return
+	}
+	delete(resp.Set, SetCookieHeader)
+	if len(resp.Set) == 0 {
+		resp.Set = nil
+		if len(resp.Add) == 0 && len(resp.Remove) == 0 {
+			d.Headers.Response = nil
+			if d.Headers.Request == nil {
+				d.Headers = nil
+			}
+		}
+	}
+}
+
+// SetCookieHeader is the response header sticky sessions set on the canary's answers.
+const SetCookieHeader = "Set-Cookie"
+
+// stickyMatch matches requests whose Cookie header holds name=value.
+func stickyMatch(name, value string) *networking.HTTPMatchRequest {
+	re := `^(.*;\s*)?` + regexp.QuoteMeta(name) + "=" + regexp.QuoteMeta(value) + `(;.*)?$`
+	return &networking.HTTPMatchRequest{Headers: map[string]*networking.StringMatch{
+		"cookie": {MatchType: &networking.StringMatch_Regex{Regex: re}},
+	}}
 }
 
 // destination is an HTTPRouteDestination. The port is omitted when unset (0): Istio then

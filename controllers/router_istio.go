@@ -1,0 +1,218 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/mesh/istio"
+	"github.com/ramp-dev/ramp/internal/plan"
+)
+
+// istioRouter routes with Istio: a DestinationRule ramp generates (the stable and canary
+// subsets) and either a VirtualService ramp generates, both named after the Rollout, or the
+// VirtualService spec.service.virtualServiceRef names, whose named routes ramp weights.
+type istioRouter struct{ r *RolloutReconciler }
+
+// Reasons of the Stalled condition for a referenced VirtualService ramp cannot route with.
+const (
+	ReasonVirtualServiceNotFound = "VirtualServiceNotFound"
+	ReasonVirtualServiceInvalid  = "VirtualServiceRouteInvalid"
+)
+
+func (ir istioRouter) observe(ctx context.Context, ro *rampv1.Rollout, w *world) ([]string, error) {
+	r := ir.r
+	var foreign []string
+	key := client.ObjectKeyFromObject(ro)
+	if ro.Spec.Service.VirtualServiceRef != nil {
+		if err := ir.observeReferenced(ctx, ro, w); err != nil {
+			return nil, err
+		}
+	} else {
+		vs := &networkingv1.VirtualService{}
+		if found, err := r.getIfExists(ctx, key, vs); err != nil {
+			return nil, err
+		} else if !found {
+			vs = nil
+		}
+		if vs != nil && !metav1.IsControlledBy(vs, ro) {
+			foreign = append(foreign, foreignObject(istio.KindVirtualService, vs)+": delete or rename that VirtualService, or give this Rollout another name")
+		} else if w.vs = vs; vs != nil {
+			if rt, err := istio.ObservedRouting(vs); err == nil {
+				w.obs.Routing = observedRouting(rt)
+			} else {
+				w.obs.RoutingUnreadable = true
+			}
+		}
+	}
+	dr := &networkingv1.DestinationRule{}
+	if found, err := r.getIfExists(ctx, key, dr); err != nil {
+		return nil, err
+	} else if !found {
+		dr = nil
+	}
+	if dr != nil && !metav1.IsControlledBy(dr, ro) {
+		foreign = append(foreign, foreignObject(istio.KindDestinationRule, dr)+": delete or rename that DestinationRule, or give this Rollout another name")
+	} else if w.dr = dr; dr != nil {
+		w.obs.StableSubset = istio.ObservedStableSubset(dr)
+	}
+	return foreign, nil
+}
+
+// observeReferenced reads the VirtualService spec.service.virtualServiceRef names. One that
+// is missing, or whose named routes ramp cannot weight, blocks the Rollout with a message
+// naming the field; ramp changes nothing until it is fixed (the VirtualService is watched).
+func (ir istioRouter) observeReferenced(ctx context.Context, ro *rampv1.Rollout, w *world) error {
+	ref := ro.Spec.Service.VirtualServiceRef
+	vs := &networkingv1.VirtualService{}
+	found, err := ir.r.getIfExists(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.Name}, vs)
+	if err != nil {
+		return err
+	}
+	block := func(reason, msg string) {
+		if w.obs.Blocked == nil { // what blocked first says more
+			w.obs.Blocked = &plan.Blocker{Reason: reason, Message: msg}
+		}
+	}
+	if !found {
+		block(ReasonVirtualServiceNotFound, fmt.Sprintf(
+			"spec.service.virtualServiceRef.name: VirtualService %q not found in namespace %q: create it (ramp routes through it and never creates it), or remove virtualServiceRef to have ramp generate one",
+			ref.Name, ro.Namespace))
+		return nil
+	}
+	w.refVS = vs
+	rt, err := istio.ObservedReferencedRouting(ro, vs)
+	var refErr *istio.RefError
+	switch {
+	case errors.As(err, &refErr):
+		block(ReasonVirtualServiceInvalid, refErr.Error()+"; ramp changes nothing until then")
+	case err != nil:
+		w.obs.RoutingUnreadable = true
+	default:
+		w.obs.Routing = observedRouting(rt)
+	}
+	return nil
+}
+
+func observedRouting(rt istio.Routing) *plan.ObservedRouting {
+	return &plan.ObservedRouting{CanaryWeight: rt.CanaryWeight, HeaderRoute: rt.HeaderRoute, Mirror: rt.Mirror, Sticky: rt.Sticky != ""}
+}
+
+// routing is the istio.Routing of a desired state; the sticky cookie's value is the canary's
+// revision, so a cookie from an earlier rollout reaches no canary.
+func routing(d *plan.Desired) istio.Routing {
+	rt := istio.Routing{CanaryWeight: d.CanaryWeight, HeaderRoute: d.HeaderRoute, Fault: d.Fault, Mirror: d.Mirror}
+	if d.Sticky {
+		rt.Sticky = d.CanaryRevision
+	}
+	return rt
+}
+
+func (ir istioRouter) route(ctx context.Context, ro *rampv1.Rollout, w *world, d *plan.Desired) error {
+	r := ir.r
+	dr, err := istio.DestinationRule(ro, d.StablePodTemplateHash)
+	if err != nil {
+		return err
+	}
+	if err := r.applyDestinationRule(ctx, w.dr, dr); err != nil {
+		return fmt.Errorf("applying DestinationRule: %w", err)
+	}
+	if ro.Spec.Service.VirtualServiceRef != nil {
+		if err := r.applyReferenced(ctx, ro, w.refVS, routing(d)); err != nil {
+			return fmt.Errorf("applying VirtualService %q (spec.service.virtualServiceRef): %w", ro.Spec.Service.VirtualServiceRef.Name, err)
+		}
+		// A VirtualService ramp generated before the Rollout referenced one would bind the
+		// same hosts beside it, which Istio does not merge: it goes once the referenced one
+		// routes.
+		if ro.Spec.Service.VirtualServiceRef.Name == ro.Name {
+			return nil
+		}
+		return r.deleteOwned(ctx, ro, &networkingv1.VirtualService{}, ro.Name)
+	}
+	if err := r.applyVirtualService(ctx, w.vs, istio.VirtualService(ro, routing(d))); err != nil {
+		return fmt.Errorf("applying VirtualService: %w", err)
+	}
+	return nil
+}
+
+// applyReferenced edits the named routes of live, the VirtualService ro references, to route
+// as rt says, and applies spec.http alone as ramp's field manager, based on the version read
+// (istio.ReferencedApplyPatch): spec.http is an atomic list in Istio's CRD, so ramp cannot own
+// single routes, and a write in between fails with a conflict instead of being overwritten.
+// Forcing takes spec.http from the manager that applied it before (Git's, on creation); every
+// field outside it stays that manager's. Nothing is written when live already routes as
+// wanted and ramp already co-owns spec.http (an apply of an unchanged list only records
+// ramp's ownership, so that a GitOps tool told to leave spec.http alone does not remove it).
+func (r *RolloutReconciler) applyReferenced(ctx context.Context, ro *rampv1.Rollout, live *networkingv1.VirtualService, rt istio.Routing) error {
+	if live == nil {
+		return nil // observe blocked the Rollout
+	}
+	want, err := istio.EditVirtualService(ro, live, rt)
+	if err != nil {
+		return err
+	}
+	if proto.Equal(&live.Spec, &want.Spec) && ownsHTTP(live) {
+		return nil
+	}
+	body, err := istio.ReferencedApplyPatch(want)
+	if err != nil {
+		return err
+	}
+	err = r.Patch(ctx, want, client.RawPatch(types.ApplyPatchType, body), client.FieldOwner(FieldManager), client.ForceOwnership)
+	if apierrors.IsConflict(err) {
+		return fmt.Errorf("%w: %v", errWriteRace, err)
+	}
+	return err
+}
+
+// errWriteRace is a write based on a version someone changed since it was read: no failure,
+// the next pass reads the new version and edits that.
+var errWriteRace = errors.New("changed since read")
+
+// ownsHTTP reports whether ramp's apply manager owns spec.http of vs.
+func ownsHTTP(vs *networkingv1.VirtualService) bool {
+	for _, m := range vs.ManagedFields {
+		if m.Manager != FieldManager || m.Operation != metav1.ManagedFieldsOperationApply || m.Subresource != "" || m.FieldsV1 == nil {
+			continue
+		}
+		var fields map[string]map[string]any
+		if json.Unmarshal(m.FieldsV1.Raw, &fields) == nil {
+			if _, ok := fields["f:spec"]["f:http"]; ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (ir istioRouter) unroute(ctx context.Context, ro *rampv1.Rollout) error {
+	r := ir.r
+	ref := ro.Spec.Service.VirtualServiceRef
+	if ref == nil {
+		return r.deleteOwned(ctx, ro, &networkingv1.VirtualService{}, ro.Name)
+	}
+	// Git's VirtualService stays; its named routes go back to all traffic on stable, without
+	// ramp's routes, mirror or cookie. One ramp cannot read is left as it is.
+	vs := &networkingv1.VirtualService{}
+	if found, err := r.getIfExists(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.Name}, vs); err != nil || !found {
+		return err
+	}
+	var refErr *istio.RefError
+	if err := r.applyReferenced(ctx, ro, vs, istio.Routing{}); err != nil && !errors.As(err, &refErr) {
+		return fmt.Errorf("routing VirtualService %q back to stable: %w", ref.Name, err)
+	}
+	return nil
+}
+
+func (ir istioRouter) cleanup(ctx context.Context, ro *rampv1.Rollout) error {
+	return ir.r.deleteOwned(ctx, ro, &networkingv1.DestinationRule{}, ro.Name)
+}
