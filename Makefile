@@ -19,7 +19,7 @@ generate: ## Regenerate deepcopy code, the CRD and RBAC from the API markers.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 	$(CONTROLLER_GEN) crd:allowDangerousTypes=true rbac:roleName=ramp-manager-role paths=./api/... paths=./controllers/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
-	cp config/crd/bases/*.yaml charts/ramp/crds/
+	rm -f charts/ramp/crds/*.yaml && cp config/crd/bases/*.yaml charts/ramp/crds/
 
 .PHONY: verify-generated
 verify-generated: generate ## Fail when the committed generated files differ from a fresh generation.
