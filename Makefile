@@ -20,10 +20,11 @@ generate: ## Regenerate deepcopy code, the CRD and RBAC from the API markers, an
 	$(CONTROLLER_GEN) crd:allowDangerousTypes=true rbac:roleName=ramp-manager-role paths=./api/... paths=./controllers/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	go run ./cmd/ramp-release grafana --out config/grafana/ramp.json
+	rm -f charts/ramp/crds/*.yaml && cp config/crd/bases/*.yaml charts/ramp/crds/
 
 .PHONY: verify-generated
 verify-generated: generate ## Fail when the committed generated files differ from a fresh generation.
-	@git diff --exit-code -- api config/crd config/rbac config/grafana || { echo "generated files are stale: run 'make generate' and commit"; exit 1; }
+	@git diff --exit-code -- api config/crd config/rbac config/grafana charts/ramp/crds || { echo "generated files are stale: run 'make generate' and commit"; exit 1; }
 
 .PHONY: fmt
 fmt:
@@ -52,6 +53,10 @@ image: ## Build the manager's OCI image as bin/ramp-image.tar (no container daem
 release-manifests: ## Write bin/release/install.yaml (CRDs, RBAC, controller) pinned to $(IMAGE).
 	@mkdir -p bin/release
 	go run ./cmd/ramp-release manifests --image $(IMAGE) --out bin/release/install.yaml
+
+.PHONY: chart
+chart: ## Package the Helm chart as bin/ramp-$(VERSION).tgz (Helm's library, no helm binary): helm install ramp bin/ramp-$(VERSION).tgz.
+	go run ./cmd/ramp-chart --chart charts/ramp --version $(VERSION) --out bin
 
 .PHONY: demo
 demo: cluster-bins prometheus istio-bins ## Run the local demo: local cluster with istiod, Prometheus, mesh simulator, ramp; v2 promoted, v3 rolled back.

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
@@ -416,37 +417,64 @@ func (tl *Timeline) CheckRoutesFollowReadyPods(t TB, rollout string, grace time.
 
 // Watch lists ri (for a resourceVersion), calls on for each object it holds, then watches it
 // from there, calling on for each event with the instant it was received, until ctx ends. It
-// survives dropped connections.
+// survives dropped connections, and a watch the API server ends for good (410 Gone, as when a
+// CRD is updated and its storage rebuilt): it lists again and watches on, calling on only for
+// versions it has not delivered yet.
 func Watch(ctx context.Context, ri dynamic.ResourceInterface, on func(time.Time, watch.EventType, *unstructured.Unstructured)) error {
-	list, err := ri.List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return err
+	delivered := map[types.UID]string{} // the last resourceVersion delivered, by object
+	deliver := func(at time.Time, typ watch.EventType, u *unstructured.Unstructured) {
+		if typ != watch.Deleted && delivered[u.GetUID()] == u.GetResourceVersion() {
+			return
+		}
+		delivered[u.GetUID()] = u.GetResourceVersion()
+		on(at, typ, u)
 	}
-	now := time.Now()
-	for i := range list.Items {
-		on(now, watch.Added, &list.Items[i])
+	start := func(ctx context.Context) (*watchtools.RetryWatcher, error) {
+		list, err := ri.List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, err
+		}
+		now := time.Now()
+		for i := range list.Items {
+			deliver(now, watch.Added, &list.Items[i])
+		}
+		return watchtools.NewRetryWatcherWithContext(ctx, list.GetResourceVersion(), &cache.ListWatch{
+			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				return ri.Watch(ctx, o)
+			},
+		})
 	}
-	rw, err := watchtools.NewRetryWatcherWithContext(ctx, list.GetResourceVersion(), &cache.ListWatch{
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return ri.Watch(ctx, o)
-		},
-	})
+	rw, err := start(ctx)
 	if err != nil {
 		return err
 	}
 	go func() {
-		defer rw.Stop()
+		defer func() { rw.Stop() }()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case ev, ok := <-rw.ResultChan():
 				if !ok {
-					return
+					// Ended for good: list and watch again (what changed meanwhile is in the
+					// list), retrying while the API server rebuilds its storage.
+					for {
+						next, err := start(ctx)
+						if err == nil {
+							rw = next
+							break
+						}
+						select {
+						case <-ctx.Done():
+							return
+						case <-time.After(100 * time.Millisecond):
+						}
+					}
+					continue
 				}
 				at := time.Now()
 				if u, ok := ev.Object.(*unstructured.Unstructured); ok {
-					on(at, ev.Type, u)
+					deliver(at, ev.Type, u)
 				}
 			}
 		}
