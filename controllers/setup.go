@@ -61,11 +61,16 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 	if err := mgr.Add(runner); err != nil {
 		return err
 	}
+	// Status writes are ramp's own: only spec and annotation (request) changes wake it; for a
+	// shard, also label changes (a Rollout moved into it, when the cache is not filtered).
+	wake := []predicate.Predicate{predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}}
+	if r.Selector != nil {
+		wake = append(wake, predicate.LabelChangedPredicate{})
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("rollout").
 		WithOptions(opts).
-		// Status writes are ramp's own: only spec and annotation (request) changes wake it.
-		For(&rampv1.Rollout{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		For(&rampv1.Rollout{}, builder.WithPredicates(predicate.Or(wake...))).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsForDeployment)).
 		// A Rollout gone wakes the others of its Deployment: the next one takes over.
 		Watches(&rampv1.Rollout{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsSharingTarget), builder.WithPredicates(predicate.Funcs{
@@ -80,8 +85,8 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 		})).
 		// By name, not by owner: a VirtualService or DestinationRule of the Rollout's name that
 		// someone else made stalls the Rollout, and its deletion must wake it.
-		Watches(&networkingv1.VirtualService{}, handler.EnqueueRequestsFromMapFunc(rolloutOfSameName)).
-		Watches(&networkingv1.DestinationRule{}, handler.EnqueueRequestsFromMapFunc(rolloutOfSameName)).
+		Watches(&networkingv1.VirtualService{}, handler.EnqueueRequestsFromMapFunc(r.rolloutOfSameName)).
+		Watches(&networkingv1.DestinationRule{}, handler.EnqueueRequestsFromMapFunc(r.rolloutOfSameName)).
 		// A metric template created, changed or deleted unblocks, changes or blocks the
 		// Rollouts referencing it.
 		Watches(&rampv1.ClusterMetricTemplate{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsForClusterMetricTemplate), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
@@ -91,8 +96,21 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 }
 
 // rolloutOfSameName maps a VirtualService or DestinationRule to the Rollout whose name it has.
-func rolloutOfSameName(_ context.Context, o client.Object) []reconcile.Request {
-	return []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(o)}}
+func (r *RolloutReconciler) rolloutOfSameName(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.ofShard(ctx, client.ObjectKeyFromObject(o))
+}
+
+// ofShard wakes Rollout key, unless this manager is a shard (Selector) and key is not one of
+// its Rollouts: the objects ramp owns are seen by every shard, and are the concern of the
+// shard whose Rollout they belong to. The cache holds only the shard's Rollouts.
+func (r *RolloutReconciler) ofShard(ctx context.Context, key types.NamespacedName) []reconcile.Request {
+	if r.Selector != nil {
+		ro := &rampv1.Rollout{}
+		if err := r.Get(ctx, key, ro); err != nil || !r.inShard(ro) {
+			return nil
+		}
+	}
+	return []reconcile.Request{{NamespacedName: key}}
 }
 
 // rolloutsForDeployment maps a Deployment to the Rollouts it concerns: its owner when it is
@@ -100,7 +118,7 @@ func rolloutOfSameName(_ context.Context, o client.Object) []reconcile.Request {
 // also the Rollouts targeting <name> (it stalls them; its deletion must wake them).
 func (r *RolloutReconciler) rolloutsForDeployment(ctx context.Context, o client.Object) []reconcile.Request {
 	if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == "Rollout" && ref.APIVersion == rampv1.GroupVersion.String() {
-		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: ref.Name}}}
+		return r.ofShard(ctx, types.NamespacedName{Namespace: o.GetNamespace(), Name: ref.Name})
 	}
 	targets := []string{o.GetName()}
 	if t, ok := rampv1.TargetOfCanaryName(o.GetName()); ok {

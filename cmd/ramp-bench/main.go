@@ -37,7 +37,6 @@ func main() {
 	flag.DurationVar(&o.SubsetSettle, "subset-settle", 0, "the manager's --subset-settle (default 2s)")
 	flag.StringVar(&o.CPUProfile, "cpuprofile", "", "write the manager's CPU profile of each scale run to this path (suffixed -<N>)")
 	flag.StringVar(&o.MemProfile, "memprofile", "", "write the manager's heap profile at the end of each scale run to this path (suffixed -<N>)")
-	flag.BoolVar(&o.StripManagedFields, "strip-managed-fields", false, "experiment: the manager's cache drops managedFields (cmd/manager does not)")
 	flag.StringVar(&o.MemoryLimit, "manager-memlimit", "", "experiment: GOMEMLIMIT of the manager process, e.g. 100MiB")
 	flag.StringVar(&o.LogDir, "logdir", "", "keep the processes' logs here (default: a temporary directory, removed after a successful run)")
 	flag.Usage = func() {

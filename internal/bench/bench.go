@@ -48,11 +48,9 @@ type Options struct {
 	// CPUProfile and MemProfile, when set, make the manager write profiles of each scale
 	// phase's measured window to these paths with "-<N>" before the extension.
 	CPUProfile, MemProfile string
-	// Experiments change the manager away from what cmd/manager runs, to show what a change
-	// would buy: StripManagedFields drops managedFields from its cache; MemoryLimit sets its
-	// GOMEMLIMIT (e.g. "100MiB").
-	StripManagedFields bool
-	MemoryLimit        string
+	// MemoryLimit, an experiment, sets the manager's GOMEMLIMIT (e.g. "100MiB"); cmd/manager
+	// derives one from its container's limit, which the benchmark's manager has none of.
+	MemoryLimit string
 	// IsolationSamples is how many releases the isolation phase times with and without
 	// hanging rollouts, each. Default 20 (quick: 10). IsolationHanging is how many rollouts
 	// analyse against a Prometheus that never answers. Default Concurrency.
@@ -320,9 +318,6 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		Quick: o.Quick, Scales: o.Scales, ReactionSamples: o.ReactionSamples, RollbackSamples: o.RollbackSamples,
 		IntervalSeconds: o.Interval.Seconds(), Concurrency: o.Concurrency, SubsetSettle: o.SubsetSettle.String(), Replicas: o.Replicas,
 	}}
-	if o.StripManagedFields {
-		r.Options.Experiments = append(r.Options.Experiments, "cache without managedFields")
-	}
 	if o.MemoryLimit != "" {
 		r.Options.Experiments = append(r.Options.Experiments, "GOMEMLIMIT="+o.MemoryLimit)
 	}
@@ -448,9 +443,6 @@ func (cl *cluster) close() {
 
 func (b *runner) managerArgs(analyzer string, extra ...string) []string {
 	args := []string{"--analyzer=" + analyzer, fmt.Sprintf("--concurrent=%d", b.o.Concurrency), "--subset-settle=" + b.o.SubsetSettle.String()}
-	if b.o.StripManagedFields {
-		args = append(args, "--strip-managed-fields")
-	}
 	return append(args, extra...)
 }
 
