@@ -137,7 +137,8 @@ func run(log interface {
 		return fmt.Errorf("--watch-label-selector: %w", err)
 	}
 	if shard != nil {
-		log.Info("shard: managing only the Rollouts whose labels match", "selector", shard.String())
+		// The Lease's name must be in the leader election Role's resourceNames (docs/rbac.md).
+		log.Info("shard: managing only the Rollouts whose labels match", "selector", shard.String(), "lease", manager.LeaderElectionID(o.selector))
 	}
 	mgrOpts := ctrl.Options{
 		Scheme:                  scheme,

@@ -105,6 +105,11 @@ func RunManager(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if fs.NArg() > 0 {
+		// A flag after it would be ignored: the manager would run with other settings.
+		fmt.Fprintf(os.Stderr, "manager: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
 	zapOpts := zap.Options{}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	if err := runManager(*kind, *concurrency, *subsetSettle, *cpuProfile, *memProfile); err != nil {
