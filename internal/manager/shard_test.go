@@ -55,8 +55,11 @@ func TestShardsSplitRolloutsByLabel(t *testing.T) {
 	ns := env.Namespace(t)
 	tl := env.RecordTimeline(t, ns)
 
-	shard1 := startShard(ctx, t, env, manager.ShardLabel+"=shard1")
-	rest := startShard(ctx, t, env, "!"+manager.ShardLabel)
+	shard1 := startShard(ctx, t, env, manager.ShardLabel+"=shard1", true)
+	rest := startShard(ctx, t, env, "!"+manager.ShardLabel, true)
+	// A shard with no Rollouts whose cache is not filtered: every Rollout's events reach it,
+	// and only the reconciler's own check keeps it from acting on them.
+	idle := startShard(ctx, t, env, manager.ShardLabel+"=shard2", false)
 
 	createApp(ctx, t, env, ns, "alpha", map[string]string{manager.ShardLabel: "shard1"})
 	createApp(ctx, t, env, ns, "bravo", nil)
@@ -68,13 +71,26 @@ func TestShardsSplitRolloutsByLabel(t *testing.T) {
 	for _, name := range []string{"alpha", "bravo"} {
 		waitTimeline(ctx, t, tl, name+" at 50%", func() bool { return slices.Contains(tl.Weights(name), 50) })
 	}
-	w1, wr := shard1.writes(), rest.writes()
-	assertOnly(t, "shard1", w1, "alpha")
-	assertOnly(t, "the unlabelled shard", wr, "bravo")
-	for _, obj := range []string{"rollouts/alpha/status", "virtualservices/alpha", "destinationrules/alpha", "deployments/alpha-canary"} {
-		if !containsWrite(w1, obj) {
-			t.Errorf("shard1 never wrote %s: %v", obj, w1)
+	shard1.waitWrites(ctx, t, "shard1's writes of alpha's objects", func(ws []write) bool {
+		for _, obj := range []string{"rollouts/alpha/status", "virtualservices/alpha", "destinationrules/alpha", "deployments/alpha-canary"} {
+			if !containsWrite(ws, obj) {
+				return false
+			}
 		}
+		return true
+	})
+	assertOnly(t, "shard1", shard1.writes(), "alpha")
+	assertOnly(t, "the unlabelled shard", rest.writes(), "bravo")
+
+	// The cache options are cmd/manager's: only the shard's Rollouts, and no managedFields
+	// (a target has those of the test and the fake Deployment controller).
+	var cached rampv1.RolloutList
+	if err := shard1.cache.List(ctx, &cached, client.InNamespace(ns)); err != nil || len(cached.Items) != 1 || cached.Items[0].Name != "alpha" {
+		t.Errorf("shard1's cache holds Rollouts %v (err %v), want alpha alone", cached.Items, err)
+	}
+	target := &appsv1.Deployment{}
+	if err := shard1.cache.Get(ctx, types.NamespacedName{Namespace: ns, Name: "bravo"}, target); err != nil || target.ManagedFields != nil {
+		t.Errorf("a target in the cache has managedFields %v (err %v), want none", target.ManagedFields, err)
 	}
 
 	// alpha moves to the unlabelled shard, and gets a new revision.
@@ -99,22 +115,28 @@ func TestShardsSplitRolloutsByLabel(t *testing.T) {
 		ros := tl.Rollouts("alpha")
 		return len(ros) > 0 && ros[len(ros)-1].Status.CanaryRevision == v3
 	})
+	rest.waitWrites(ctx, t, "the unlabelled shard's writes of alpha's canary and status", func(ws []write) bool {
+		after := landedAfter(ws, movedAt)
+		return containsWrite(after, "rollouts/alpha/status") && containsWrite(after, "deployments/alpha-canary")
+	})
 	// Every write that landed after the move: none of shard1's (its Events, sent after the
-	// pass that decided them, aside), and the unlabelled shard's take alpha on.
+	// pass that decided them, aside).
 	if after := landedAfter(shard1.writes(), movedAt); len(after) > 0 {
 		t.Errorf("shard1 wrote after alpha left it (resourceVersion > %d): %v", movedAt, after)
 	}
-	after := landedAfter(rest.writes(), movedAt)
-	if !containsWrite(after, "rollouts/alpha/status") || !containsWrite(after, "deployments/alpha-canary") {
-		t.Errorf("the unlabelled shard did not take alpha over: %v", after)
+	if ws := idle.writes(); len(ws) > 0 {
+		t.Errorf("the shard without Rollouts wrote: %v", ws)
 	}
 }
 
 // shard is a manager started as cmd/manager starts one with --watch-label-selector, its
 // write requests recorded.
 type shard struct {
-	mu  sync.Mutex
-	log []write
+	cache client.Reader // the manager's cache
+
+	mu      sync.Mutex
+	log     []write
+	changed chan struct{} // closed and replaced on every write recorded
 }
 
 // write is one successful write request: its verb, the object it names
@@ -126,9 +148,9 @@ type write struct {
 
 func (w write) String() string { return fmt.Sprintf("%s %s@%d", w.verb, w.object, w.rv) }
 
-func startShard(ctx context.Context, t *testing.T, env *testenv.Env, selector string) *shard {
+func startShard(ctx context.Context, t *testing.T, env *testenv.Env, selector string, filterCache bool) *shard {
 	t.Helper()
-	s := &shard{}
+	s := &shard{changed: make(chan struct{})}
 	sel, err := manager.ParseShard(selector)
 	if err != nil {
 		t.Fatal(err)
@@ -139,9 +161,13 @@ func startShard(ctx context.Context, t *testing.T, env *testenv.Env, selector st
 	if err != nil {
 		t.Fatal(err)
 	}
+	cacheSel := sel
+	if !filterCache {
+		cacheSel = nil
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		Cache: manager.CacheOptions("", sel),
+		Cache: manager.CacheOptions("", cacheSel),
 		// Two managers in one process register the same controller name.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
@@ -151,6 +177,7 @@ func startShard(ctx context.Context, t *testing.T, env *testenv.Env, selector st
 	if _, err := manager.Setup(ctx, mgr, manager.Options{Concurrency: 2, Shard: sel}); err != nil {
 		t.Fatal(err)
 	}
+	s.cache = mgr.GetCache()
 	go func() { _ = mgr.Start(ctx) }()
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
 		t.Fatal("caches did not sync")
@@ -177,9 +204,32 @@ func (s *shard) wrap(rt http.RoundTripper) http.RoundTripper {
 		w.rv = resourceVersion(b)
 		s.mu.Lock()
 		s.log = append(s.log, w)
+		close(s.changed)
+		s.changed = make(chan struct{})
 		s.mu.Unlock()
 		return resp, nil
 	})
+}
+
+// waitWrites returns once cond holds for the writes recorded. The timeline can see a write
+// (through its watch) before the writer's client has its answer, and so before it is recorded.
+func (s *shard) waitWrites(ctx context.Context, t *testing.T, what string, cond func([]write) bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		s.mu.Lock()
+		ws, changed := slices.Clone(s.log), s.changed
+		s.mu.Unlock()
+		if cond(ws) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v; writes: %v", what, ctx.Err(), ws)
+		case <-changed:
+		}
+	}
 }
 
 func (s *shard) writes() []write {
