@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
 	"github.com/ramp-dev/ramp/analysis"
@@ -108,7 +109,11 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 		return nil, err
 	default:
 		if !metav1.IsControlledBy(canary, ro) {
-			foreign = append(foreign, foreignObject("Deployment", canary)+": ramp needs that name for the canary; delete or rename that Deployment")
+			msg, err := r.foreignObject(ctx, "Deployment", canary)
+			if err != nil {
+				return nil, err
+			}
+			foreign = append(foreign, msg+": ramp needs that name for the canary; delete or rename that Deployment")
 			break
 		}
 		w.canary = canary
@@ -179,13 +184,17 @@ func pausedBy(ro *rampv1.Rollout) string {
 
 // foreignObject names an object ramp did not create and who manages it: its controller, if
 // any, and the field managers that wrote it.
-func foreignObject(kind string, o metav1.Object) string {
+func (r *RolloutReconciler) foreignObject(ctx context.Context, kind string, o client.Object) (string, error) {
 	var by []string
 	if ref := metav1.GetControllerOf(o); ref != nil {
 		by = append(by, fmt.Sprintf("controlled by %s %q", ref.Kind, ref.Name))
 	}
+	mf, err := r.fieldManagers(ctx, o)
+	if err != nil {
+		return "", err
+	}
 	var managers []string
-	for _, m := range o.GetManagedFields() {
+	for _, m := range mf {
 		if m.Subresource == "" && !slices.Contains(managers, m.Manager) { // not status writers
 			managers = append(managers, m.Manager)
 		}
@@ -195,7 +204,28 @@ func foreignObject(kind string, o metav1.Object) string {
 	} else {
 		by = append(by, "no field manager recorded")
 	}
-	return fmt.Sprintf("%s %q exists and was not created by this Rollout (%s)", kind, o.GetName(), strings.Join(by, "; "))
+	return fmt.Sprintf("%s %q exists and was not created by this Rollout (%s)", kind, o.GetName(), strings.Join(by, "; ")), nil
+}
+
+// fieldManagers returns o's managedFields. The manager's cache drops them from objects ramp
+// did not write (TrimManagedFields), so they are read live then, metadata only: once per pass
+// of a Rollout stalled by a foreign object, which only that object's changes wake.
+func (r *RolloutReconciler) fieldManagers(ctx context.Context, o client.Object) ([]metav1.ManagedFieldsEntry, error) {
+	if mf := o.GetManagedFields(); len(mf) > 0 || r.APIReader == nil {
+		return mf, nil
+	}
+	gvk, err := apiutil.GVKForObject(o, r.Client.Scheme())
+	if err != nil {
+		return nil, err
+	}
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(gvk)
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(o), m); apierrors.IsNotFound(err) {
+		return nil, nil // gone since: its deletion wakes the Rollout
+	} else if err != nil {
+		return nil, fmt.Errorf("reading the field managers of %s %q: %w", gvk.Kind, o.GetName(), err)
+	}
+	return m.ManagedFields, nil
 }
 
 func (r *RolloutReconciler) observeTarget(ctx context.Context, d *appsv1.Deployment) (plan.Target, error) {

@@ -15,6 +15,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -78,6 +80,9 @@ type RolloutReconciler struct {
 	Config          plan.Config
 	// Now is the clock (tests inject one).
 	Now func() time.Time
+	// Selector is this manager's shard (--watch-label-selector): it reconciles only Rollouts
+	// whose labels match, and its cache holds no others. Nil: every Rollout.
+	Selector labels.Selector
 
 	roundsOnce sync.Once
 	rounds     *rounds.Runner
@@ -86,6 +91,11 @@ type RolloutReconciler struct {
 	freshOnce  sync.Once
 	// indexed is set when the reconciler reads through the manager's cache and its indexes.
 	indexed bool
+}
+
+// inShard reports whether ro belongs to this manager's shard.
+func (r *RolloutReconciler) inShard(ro metav1.Object) bool {
+	return r.Selector == nil || r.Selector.Matches(labels.Set(ro.GetLabels()))
 }
 
 // roundRunner runs the Analyzer's rounds; SetupWithManager also wires its wake-ups.
@@ -153,6 +163,12 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 			r.gateRunner().Drop(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !r.inShard(ro) {
+		// Read live after ramp's own write: the Rollout moved to another shard since. That
+		// shard's manager has it now.
+		r.roundRunner().Drop(req.NamespacedName)
+		return ctrl.Result{}, nil
 	}
 	// Every line of this pass names the revisions at stake (controller-runtime adds the
 	// rollout's name and namespace).

@@ -45,7 +45,11 @@ func (ir istioRouter) observe(ctx context.Context, ro *rampv1.Rollout, w *world)
 			vs = nil
 		}
 		if vs != nil && !metav1.IsControlledBy(vs, ro) {
-			foreign = append(foreign, foreignObject(istio.KindVirtualService, vs)+": delete or rename that VirtualService, or give this Rollout another name")
+			msg, err := r.foreignObject(ctx, istio.KindVirtualService, vs)
+			if err != nil {
+				return nil, err
+			}
+			foreign = append(foreign, msg+": delete or rename that VirtualService, or give this Rollout another name")
 		} else if w.vs = vs; vs != nil {
 			if rt, err := istio.ObservedRouting(vs); err == nil {
 				w.obs.Routing = observedRouting(rt)
@@ -61,7 +65,11 @@ func (ir istioRouter) observe(ctx context.Context, ro *rampv1.Rollout, w *world)
 		dr = nil
 	}
 	if dr != nil && !metav1.IsControlledBy(dr, ro) {
-		foreign = append(foreign, foreignObject(istio.KindDestinationRule, dr)+": delete or rename that DestinationRule, or give this Rollout another name")
+		msg, err := r.foreignObject(ctx, istio.KindDestinationRule, dr)
+		if err != nil {
+			return nil, err
+		}
+		foreign = append(foreign, msg+": delete or rename that DestinationRule, or give this Rollout another name")
 	} else if w.dr = dr; dr != nil {
 		w.obs.StableSubset = istio.ObservedStableSubset(dr)
 	}

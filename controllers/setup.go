@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -77,11 +78,16 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 	if err := mgr.Add(gateRunner); err != nil {
 		return err
 	}
+	// Status writes are ramp's own: only spec and annotation (request) changes wake it; for a
+	// shard, also label changes (a Rollout moved into it, when the cache is not filtered).
+	wake := []predicate.Predicate{predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}}
+	if r.Selector != nil {
+		wake = append(wake, predicate.LabelChangedPredicate{})
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("rollout").
 		WithOptions(opts).
-		// Status writes are ramp's own: only spec and annotation (request) changes wake it.
-		For(&rampv1.Rollout{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		For(&rampv1.Rollout{}, builder.WithPredicates(predicate.Or(wake...))).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsForDeployment)).
 		// The routes follow the target's ready pods (a recreated target's new pods becoming
 		// ready); its ReplicaSets' ready counts may reach the cache after its own status.
@@ -108,7 +114,7 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 		// someone else made stalls the Rollout, and its deletion must wake it; a referenced
 		// VirtualService wakes the Rollouts referencing it.
 		Watches(&networkingv1.VirtualService{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsForVirtualService)).
-		Watches(&networkingv1.DestinationRule{}, handler.EnqueueRequestsFromMapFunc(rolloutOfSameName)).
+		Watches(&networkingv1.DestinationRule{}, handler.EnqueueRequestsFromMapFunc(r.rolloutOfSameName)).
 		// A metric template created, changed or deleted unblocks, changes or blocks the
 		// Rollouts referencing it.
 		Watches(&rampv1.ClusterMetricTemplate{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsForClusterMetricTemplate), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
@@ -119,16 +125,29 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 }
 
 // rolloutOfSameName maps a VirtualService or DestinationRule to the Rollout whose name it has.
-func rolloutOfSameName(_ context.Context, o client.Object) []reconcile.Request {
-	return []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(o)}}
+func (r *RolloutReconciler) rolloutOfSameName(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.ofShard(ctx, client.ObjectKeyFromObject(o))
+}
+
+// ofShard wakes Rollout key, unless this manager is a shard (Selector) and key is not one of
+// its Rollouts: the objects ramp owns are seen by every shard, and are the concern of the
+// shard whose Rollout they belong to. The cache holds only the shard's Rollouts.
+func (r *RolloutReconciler) ofShard(ctx context.Context, key types.NamespacedName) []reconcile.Request {
+	if r.Selector != nil {
+		ro := &rampv1.Rollout{}
+		if err := r.Get(ctx, key, ro); err != nil || !r.inShard(ro) {
+			return nil
+		}
+	}
+	return []reconcile.Request{{NamespacedName: key}}
 }
 
 // rolloutsForVirtualService maps a VirtualService to the Rollout of its name and the Rollouts
 // referencing it.
 func (r *RolloutReconciler) rolloutsForVirtualService(ctx context.Context, o client.Object) []reconcile.Request {
-	reqs := rolloutOfSameName(ctx, o)
+	reqs := r.rolloutOfSameName(ctx, o) // none when that Rollout is another shard's
 	for _, req := range r.rolloutsBy(ctx, o.GetNamespace(), virtualServiceRefIndex, o.GetName()) {
-		if req.NamespacedName != reqs[0].NamespacedName {
+		if !slices.Contains(reqs, req) {
 			reqs = append(reqs, req)
 		}
 	}
@@ -140,7 +159,7 @@ func (r *RolloutReconciler) rolloutsForVirtualService(ctx context.Context, o cli
 // also the Rollouts targeting <name> (it stalls them; its deletion must wake them).
 func (r *RolloutReconciler) rolloutsForDeployment(ctx context.Context, o client.Object) []reconcile.Request {
 	if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == "Rollout" && ref.APIVersion == rampv1.GroupVersion.String() {
-		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: ref.Name}}}
+		return r.ofShard(ctx, types.NamespacedName{Namespace: o.GetNamespace(), Name: ref.Name})
 	}
 	targets := []string{o.GetName()}
 	if t, ok := rampv1.TargetOfCanaryName(o.GetName()); ok {

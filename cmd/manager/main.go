@@ -5,12 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -35,6 +35,7 @@ func main() {
 		analysisTime   = flag.Duration("analysis-timeout", rounds.DefaultTimeout, "Longest an analysis round runs; one that takes longer is inconclusive.")
 		subsetSettle   = flag.Duration("subset-settle", plan.DefaultConfig().SubsetSettle, "Wait after pointing the stable subset at new pods before routing traffic to them, so proxies have the subset first.")
 		watchNamespace = flag.String("watch-namespace", "", "Only manage Rollouts in this namespace (default: all).")
+		watchSelector  = flag.String("watch-label-selector", "", "Shard: only manage Rollouts whose labels match this selector (Flux's convention: 'sharding.fluxcd.io/key=shard1' on a shard's manager, '!sharding.fluxcd.io/key' on the one taking the unlabelled rest; default: all). Each shard elects its own leader; Rollouts of one Deployment must be in the same shard. See docs/performance.md#sharding.")
 		allowed        = flag.String("analysis-allowed-endpoints", "", "Comma-separated base URLs (scheme://host[:port][/path]) of the endpoints Rollouts may name in spec.analysis.prometheus.address and spec.gates[].url; a Rollout naming another is Stalled and ramp contacts it not. Empty allows none (docs/security.md).")
 		platformNS     = flag.String("platform-namespace", "", "The manager's own namespace, the only one whose Secrets a ClusterMetricTemplate may name (spec.prometheus.secretRef). Default: in a cluster, the pod's namespace; run locally, the namespace of the kubeconfig's current context (docs/security.md).")
 		showVersion    = flag.Bool("version", false, "Print the version and commit, and exit.")
@@ -55,6 +56,15 @@ CRD, kubectl apply -k config/crd, and Istio's):
 	go run ./cmd/manager
 	go run ./cmd/manager --kubeconfig=PATH --metrics-bind-address=:9080 --health-probe-bind-address=:9081
 
+Sharding: past what one manager handles, run one per shard with --watch-label-selector, as
+Flux's controllers are sharded: label Rollouts sharding.fluxcd.io/key=shard1 (shard2, ...),
+start one manager with --watch-label-selector=sharding.fluxcd.io/key=shard1 per shard and one
+with --watch-label-selector='!sharding.fluxcd.io/key' for the rest. Each caches and reconciles
+only its own Rollouts and elects its own leader (docs/performance.md#sharding).
+
+Memory: unless GOMEMLIMIT is set, the Go memory limit is 90%% of the container's memory limit
+(cgroup v2 memory.max).
+
 Flags:
 `, os.Args[0])
 		flag.PrintDefaults()
@@ -67,10 +77,15 @@ Flags:
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
 	log.Info("starting", "version", version.Get().Version, "commit", version.Get().Commit)
+	memoryMax, _ := os.ReadFile(manager.CgroupMemoryMax)
+	if limit, ok := manager.AutoMemoryLimit(os.Getenv("GOMEMLIMIT"), string(memoryMax)); ok {
+		debug.SetMemoryLimit(limit)
+		log.Info("Go memory limit set to 90% of the container's (GOMEMLIMIT overrides it)", "bytes", limit)
+	}
 
 	if err := run(log, options{
 		metricsAddr: *metricsAddr, probeAddr: *probeAddr, leaderElect: *leaderElect, leaderNS: *leaderNS,
-		concurrency: *concurrency, analysisWorkers: *analysisWork, analysisTimeout: *analysisTime, cfg: plan.Config{SubsetSettle: *subsetSettle, RoutingGrace: plan.DefaultConfig().RoutingGrace}, namespace: *watchNamespace,
+		concurrency: *concurrency, analysisWorkers: *analysisWork, analysisTimeout: *analysisTime, cfg: plan.Config{SubsetSettle: *subsetSettle, RoutingGrace: plan.DefaultConfig().RoutingGrace}, namespace: *watchNamespace, selector: *watchSelector,
 		slackFile: *slackFile, allowedEndpoints: *allowed, platformNS: *platformNS, kubeconfig: flag.Lookup(config.KubeconfigFlagName).Value.String(),
 	}); err != nil {
 		log.Error(err, "manager stopped")
@@ -80,6 +95,7 @@ Flags:
 
 type options struct {
 	metricsAddr, probeAddr, leaderNS, namespace, slackFile string
+	selector                                               string // --watch-label-selector
 	platformNS                                             string
 	allowedEndpoints                                       string
 	kubeconfig                                             string // --kubeconfig (controller-runtime's flag)
@@ -116,18 +132,24 @@ func run(log interface {
 		o.platformNS = ns
 		log.Info("platform namespace (ClusterMetricTemplate Secrets)", "namespace", ns, "from", from)
 	}
+	shard, err := manager.ParseShard(o.selector)
+	if err != nil {
+		return fmt.Errorf("--watch-label-selector: %w", err)
+	}
+	if shard != nil {
+		// The Lease's name must be in the leader election Role's resourceNames (docs/rbac.md).
+		log.Info("shard: managing only the Rollouts whose labels match", "selector", shard.String(), "lease", manager.LeaderElectionID(o.selector))
+	}
 	mgrOpts := ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:  o.probeAddr,
 		LeaderElection:          o.leaderElect,
-		LeaderElectionID:        "ramp-controller.ramp.dev",
+		LeaderElectionID:        manager.LeaderElectionID(o.selector),
 		LeaderElectionNamespace: o.leaderNS,
 		// Release the lease on a clean stop so the next replica takes over at once.
 		LeaderElectionReleaseOnCancel: true,
-	}
-	if o.namespace != "" {
-		mgrOpts.Cache.DefaultNamespaces = map[string]cache.Config{o.namespace: {}}
+		Cache:                         manager.CacheOptions(o.namespace, shard),
 	}
 	mgr, err := ctrl.NewManager(restCfg, mgrOpts)
 	if err != nil {
@@ -152,7 +174,7 @@ func run(log interface {
 	}
 	log.Info("analysis endpoints Rollouts may name", "allowed", allowed.String())
 	if _, err := manager.Setup(ctx, mgr, manager.Options{
-		AnalysisEndpoints: &allowed, PlatformNamespace: o.platformNS,
+		AnalysisEndpoints: &allowed, PlatformNamespace: o.platformNS, Shard: shard,
 		Concurrency: o.concurrency, AnalysisWorkers: o.analysisWorkers, AnalysisTimeout: o.analysisTimeout, Plan: o.cfg, Notifier: sender, DefaultSlackURL: defaultSlack,
 	}); err != nil {
 		return err

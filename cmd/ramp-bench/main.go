@@ -37,8 +37,8 @@ func main() {
 	flag.DurationVar(&o.SubsetSettle, "subset-settle", 0, "the manager's --subset-settle (default 2s)")
 	flag.StringVar(&o.CPUProfile, "cpuprofile", "", "write the manager's CPU profile of each scale run to this path (suffixed -<N>)")
 	flag.StringVar(&o.MemProfile, "memprofile", "", "write the manager's heap profile at the end of each scale run to this path (suffixed -<N>)")
-	flag.BoolVar(&o.StripManagedFields, "strip-managed-fields", false, "experiment: the manager's cache drops managedFields (cmd/manager does not)")
 	flag.StringVar(&o.MemoryLimit, "manager-memlimit", "", "experiment: GOMEMLIMIT of the manager process, e.g. 100MiB")
+	flag.StringVar(&o.CompareManager, "compare-manager", "", "also run every phase against the manager of this ramp-bench binary (built from another commit: go build -o /tmp/ramp-bench-old ./cmd/ramp-bench), each right after this one's, and print both reports and their ratios")
 	flag.StringVar(&o.LogDir, "logdir", "", "keep the processes' logs here (default: a temporary directory, removed after a successful run)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: %s [flags]\n\nBenchmarks ramp against a real API server (envtest); see docs/performance.md.\n\nFlags:\n", os.Args[0])

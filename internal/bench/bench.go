@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -48,15 +49,16 @@ type Options struct {
 	// CPUProfile and MemProfile, when set, make the manager write profiles of each scale
 	// phase's measured window to these paths with "-<N>" before the extension.
 	CPUProfile, MemProfile string
-	// Experiments change the manager away from what cmd/manager runs, to show what a change
-	// would buy: StripManagedFields drops managedFields from its cache; MemoryLimit sets its
-	// GOMEMLIMIT (e.g. "100MiB").
-	StripManagedFields bool
-	MemoryLimit        string
+	// MemoryLimit, an experiment, sets the manager's GOMEMLIMIT (e.g. "100MiB"); cmd/manager
+	// derives one from its container's limit, which the benchmark's manager has none of.
+	MemoryLimit string
 	// IsolationSamples is how many releases the isolation phase times with and without
 	// hanging rollouts, each. Default 20 (quick: 10). IsolationHanging is how many rollouts
 	// analyse against a Prometheus that never answers. Default Concurrency.
 	IsolationSamples, IsolationHanging int
+	// CompareManager is a ramp-bench binary built from another commit: every phase also runs
+	// against the manager it runs (its ManagerSubcommand), and the report prints the ratios.
+	CompareManager string
 	// LogDir keeps every process' logs; default: a temporary directory removed after a
 	// successful run.
 	LogDir string
@@ -124,6 +126,10 @@ type Report struct {
 
 	// Isolation: reaction latency beside rollouts whose Prometheus hangs.
 	Isolation *IsolationResult `json:"isolation,omitempty"`
+
+	// Compare is the same phases run against Options.CompareManager, each right after this
+	// manager's run of it.
+	Compare *Report `json:"compare,omitempty"`
 }
 
 // ReportOptions are the options that shaped the figures.
@@ -138,6 +144,8 @@ type ReportOptions struct {
 	Replicas        int32   `json:"replicas"`
 	// Experiments (not cmd/manager's configuration) applied to the manager.
 	Experiments []string `json:"experiments,omitempty"`
+	// Manager is the binary that ran the manager when not this one (a compared report).
+	Manager string `json:"manager,omitempty"`
 }
 
 // Seconds marshals a duration as seconds.
@@ -153,11 +161,38 @@ type Dist struct {
 	Mean float64 `json:"meanms"`
 }
 
-func (d Dist) String() string {
-	if d.N == 0 {
+// MinPercentileSamples is the fewest samples the report gives percentiles of: below, a p99
+// is the maximum and a p90 one of the two largest, so the report gives the maximum alone.
+const MinPercentileSamples = 100
+
+// HasPercentiles reports whether d has enough samples for percentiles.
+func (d Dist) HasPercentiles() bool { return d.N >= MinPercentileSamples }
+
+// Tail is d's p99 from MinPercentileSamples samples up, its maximum below, and which.
+func (d Dist) Tail() (ms float64, what string) {
+	if d.HasPercentiles() {
+		return d.P99, "p99"
+	}
+	return d.Max, "max"
+}
+
+// pct formats percentile v of d, "-" when d has too few samples for one.
+func (d Dist) pct(v float64) string {
+	if !d.HasPercentiles() {
 		return "-"
 	}
-	return fmt.Sprintf("p50 %s  p99 %s  max %s  (n=%d)", ms(d.P50), ms(d.P99), ms(d.Max), d.N)
+	return ms(v)
+}
+
+// String shows percentiles from MinPercentileSamples samples up, the maximum below.
+func (d Dist) String() string {
+	switch {
+	case d.N == 0:
+		return "-"
+	case d.HasPercentiles():
+		return fmt.Sprintf("p50 %s  p99 %s  max %s  (n=%d)", ms(d.P50), ms(d.P99), ms(d.Max), d.N)
+	}
+	return fmt.Sprintf("max %s  (n=%d)", ms(d.Max), d.N)
 }
 
 func ms(v float64) string {
@@ -313,16 +348,15 @@ type Goal struct {
 	Met      bool   `json:"met"`
 }
 
-// Run runs the benchmark.
+// Run runs the benchmark. With Options.CompareManager each phase (each N of the scale phase)
+// runs against this manager, then against the compared one, on fresh API servers: the
+// compared manager's report is Report.Compare.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	o.defaults()
 	r := &Report{Machine: describeMachine(), Started: time.Now(), Options: ReportOptions{
 		Quick: o.Quick, Scales: o.Scales, ReactionSamples: o.ReactionSamples, RollbackSamples: o.RollbackSamples,
 		IntervalSeconds: o.Interval.Seconds(), Concurrency: o.Concurrency, SubsetSettle: o.SubsetSettle.String(), Replicas: o.Replicas,
 	}}
-	if o.StripManagedFields {
-		r.Options.Experiments = append(r.Options.Experiments, "cache without managedFields")
-	}
 	if o.MemoryLimit != "" {
 		r.Options.Experiments = append(r.Options.Experiments, "GOMEMLIMIT="+o.MemoryLimit)
 	}
@@ -343,36 +377,73 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		defer f.Close()
 		ctrl.SetLogger(zap.New(zap.WriteTo(f)))
 	}
-	var failed bool
+	type side struct {
+		b      *runner
+		r      *Report
+		failed bool
+	}
+	sides := []*side{{b: b, r: r}}
+	if o.CompareManager != "" {
+		exe, err := filepath.Abs(o.CompareManager)
+		if err != nil {
+			return nil, err
+		}
+		co := b.o
+		co.ManagerCommand = otherCommand(exe)
+		co.LogDir = filepath.Join(b.o.LogDir, "compared")
+		co.CPUProfile, co.MemProfile = "", ""
+		rc := *r
+		rc.Options.Experiments = slices.Clone(r.Options.Experiments)
+		rc.Options.Manager = exe
+		r.Compare = &rc
+		sides = append(sides, &side{b: &runner{o: co, label: "compared: ", start: b.start}, r: &rc})
+	}
+	// Which manager runs first alternates from one run to the next (a phase, an N): the
+	// first of a pair meets another load than the second, and --scales 300,300 evens it out.
+	runs := 0
+	ordered := func() []*side {
+		runs++
+		if runs%2 == 0 {
+			return []*side{sides[len(sides)-1], sides[0]}[:len(sides)]
+		}
+		return sides
+	}
+	fail := func(sd *side, msg string) {
+		sd.failed = true
+		sd.r.Errors = append(sd.r.Errors, msg)
+	}
 	for _, ph := range o.Phases {
 		switch ph {
 		case "latency":
-			react, rb, err := b.latencyPhase(ctx)
-			r.Reaction, r.Rollback = react, rb
-			if err != nil {
-				failed = true
-				r.Errors = append(r.Errors, "latency: "+err.Error())
+			for _, sd := range ordered() {
+				react, rb, err := sd.b.latencyPhase(ctx)
+				sd.r.Reaction, sd.r.Rollback = react, rb
+				if err != nil {
+					fail(sd, "latency: "+err.Error())
+				}
 			}
 		case "scale":
 			for _, n := range o.Scales {
-				res, err := b.scalePhase(ctx, n)
-				if res != nil {
-					r.Scale = append(r.Scale, *res)
-				}
-				if err != nil {
-					failed = true
-					r.Errors = append(r.Errors, fmt.Sprintf("scale %d: %v", n, err))
+				for _, sd := range ordered() {
+					res, err := sd.b.scalePhase(ctx, n)
+					if res != nil {
+						sd.r.Scale = append(sd.r.Scale, *res)
+					}
+					if err != nil {
+						fail(sd, fmt.Sprintf("scale %d: %v", n, err))
+					}
 				}
 				if ctx.Err() != nil {
 					break
 				}
 			}
 		case "isolation":
-			res, err := b.isolationPhase(ctx)
-			r.Isolation = res
-			if err != nil {
-				failed = true
-				r.Errors = append(r.Errors, "isolation: "+err.Error())
+			for _, sd := range ordered() {
+				res, err := sd.b.isolationPhase(ctx)
+				sd.r.Isolation = res
+				if err != nil {
+					fail(sd, "isolation: "+err.Error())
+				}
 			}
 		default:
 			return nil, fmt.Errorf("unknown phase %q (want latency, scale or isolation)", ph)
@@ -381,8 +452,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			break
 		}
 	}
-	r.Took = Seconds(time.Since(r.Started).Seconds())
-	r.Goals = goals(r)
+	failed := false
+	for _, sd := range sides {
+		sd.r.Took = Seconds(time.Since(r.Started).Seconds())
+		sd.r.Goals = goals(sd.r)
+		failed = failed || sd.failed
+	}
 	if failed {
 		r.Errors = append(r.Errors, "logs kept in "+b.o.LogDir)
 	} else if removeLogs {
@@ -391,16 +466,24 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	return r, ctx.Err()
 }
 
+// otherCommand runs the ramp-bench binary exe: startManager's arguments begin with
+// ManagerSubcommand, as for this binary.
+func otherCommand(exe string) func(args ...string) *exec.Cmd {
+	return func(args ...string) *exec.Cmd { return exec.Command(exe, args...) }
+}
+
 type runner struct {
 	o     Options
 	start time.Time
+	// label prefixes its progress lines ("compared: ").
+	label string
 }
 
 func (b *runner) say(format string, args ...any) {
 	if b.start.IsZero() {
 		b.start = time.Now()
 	}
-	fmt.Fprintf(b.o.Progress, "[%6.1fs] %s\n", time.Since(b.start).Seconds(), fmt.Sprintf(format, args...))
+	fmt.Fprintf(b.o.Progress, "[%6.1fs] %s%s\n", time.Since(b.start).Seconds(), b.label, fmt.Sprintf(format, args...))
 }
 
 // cluster is a fresh API server with the fake Deployment controller, a driver client and a
@@ -448,9 +531,6 @@ func (cl *cluster) close() {
 
 func (b *runner) managerArgs(analyzer string, extra ...string) []string {
 	args := []string{"--analyzer=" + analyzer, fmt.Sprintf("--concurrent=%d", b.o.Concurrency), "--subset-settle=" + b.o.SubsetSettle.String()}
-	if b.o.StripManagedFields {
-		args = append(args, "--strip-managed-fields")
-	}
 	return append(args, extra...)
 }
 
@@ -817,12 +897,12 @@ func withSuffix(path string, n int) string {
 func goals(r *Report) []Goal {
 	var g []Goal
 	if r.Reaction != nil && r.Reaction.Total.N > 0 {
-		p := r.Reaction.Total.P99
-		g = append(g, Goal{"reaction: release → first VirtualService weight write, p99", "< 1s", ms(p), p < 1000 && r.Reaction.Failures == 0})
+		p, what := r.Reaction.Total.Tail()
+		g = append(g, Goal{"reaction: release → first VirtualService weight write, " + what, "< 1s", ms(p), p < 1000 && r.Reaction.Failures == 0})
 	}
 	if r.Rollback != nil && r.Rollback.Total.N > 0 {
-		p := r.Rollback.Total.P99
-		g = append(g, Goal{"rollback: failing verdict → VirtualService 100% stable, p99", "< 1s", ms(p), p < 1000 && r.Rollback.Failures == 0})
+		p, what := r.Rollback.Total.Tail()
+		g = append(g, Goal{"rollback: failing verdict → VirtualService 100% stable, " + what, "< 1s", ms(p), p < 1000 && r.Rollback.Failures == 0})
 	}
 	for _, s := range r.Scale {
 		g = append(g,

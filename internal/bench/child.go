@@ -18,7 +18,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -102,21 +101,25 @@ func RunManager(args []string) int {
 		subsetSettle = fs.Duration("subset-settle", plan.DefaultConfig().SubsetSettle, "the manager's --subset-settle")
 		cpuProfile   = fs.String("cpuprofile", "", "write a CPU profile of the measured window here")
 		memProfile   = fs.String("memprofile", "", "write a heap profile at the end of the measured window here")
-		stripFields  = fs.Bool("strip-managed-fields", false, "experiment: drop managedFields from the manager's cache (not what cmd/manager does)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if fs.NArg() > 0 {
+		// A flag after it would be ignored: the manager would run with other settings.
+		fmt.Fprintf(os.Stderr, "manager: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
 	zapOpts := zap.Options{}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-	if err := runManager(*kind, *concurrency, *subsetSettle, *cpuProfile, *memProfile, *stripFields); err != nil {
+	if err := runManager(*kind, *concurrency, *subsetSettle, *cpuProfile, *memProfile); err != nil {
 		fmt.Fprintln(os.Stderr, "manager:", err)
 		return 1
 	}
 	return 0
 }
 
-func runManager(kind string, concurrency int, settle time.Duration, cpuProfile, memProfile string, stripFields bool) error {
+func runManager(kind string, concurrency int, settle time.Duration, cpuProfile, memProfile string) error {
 	ctx := ctrl.SetupSignalHandler()
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
@@ -128,10 +131,8 @@ func runManager(kind string, concurrency int, settle time.Duration, cpuProfile, 
 	if err != nil {
 		return err
 	}
-	opts := ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}}
-	if stripFields {
-		opts.Cache.DefaultTransform = cache.TransformStripManagedFields()
-	}
+	// cmd/manager's cache (all namespaces, every Rollout).
+	opts := ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, Cache: manager.CacheOptions("", nil)}
 	mgr, err := ctrl.NewManager(cfg, opts)
 	if err != nil {
 		return err

@@ -94,6 +94,12 @@ func (f *FakeDeploymentController) Reconcile(ctx context.Context, req ctrl.Reque
 		}
 		hasRS = true
 	}
+	if err := f.replicaSetStatuses(ctx, d, rsName, hasRS, replicas); err != nil {
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			return ctrl.Result{Requeue: true}, nil
+		}
+		return ctrl.Result{}, err
+	}
 	want := appsv1.DeploymentStatus{
 		ObservedGeneration: d.Generation,
 		Replicas:           replicas,
@@ -134,6 +140,38 @@ func (f *FakeDeploymentController) readyBetween(name types.NamespacedName, from,
 		}
 	}
 	return last, !last.IsZero()
+}
+
+// replicaSetStatuses reports the pods as a finished rollout has them: all of d's replicas
+// ready in the ReplicaSet of its template (current: it exists), none in the others. ramp
+// counts ready pods per pod-template-hash from them (what each subset routes to). A paused
+// Deployment whose template has no ReplicaSet yet keeps its old pods, as Kubernetes does.
+func (f *FakeDeploymentController) replicaSetStatuses(ctx context.Context, d *appsv1.Deployment, current string, hasCurrent bool, replicas int32) error {
+	if !hasCurrent {
+		return nil // paused before its new template got a ReplicaSet: the old pods keep running
+	}
+	var list appsv1.ReplicaSetList
+	if err := f.client.List(ctx, &list, client.InNamespace(d.Namespace)); err != nil {
+		return err
+	}
+	for i := range list.Items {
+		rs := &list.Items[i]
+		if !metav1.IsControlledBy(rs, d) {
+			continue
+		}
+		n := int32(0)
+		if rs.Name == current {
+			n = replicas
+		}
+		if rs.Status.Replicas == n && rs.Status.ReadyReplicas == n && rs.Status.AvailableReplicas == n && rs.Status.ObservedGeneration == rs.Generation {
+			continue
+		}
+		rs.Status = appsv1.ReplicaSetStatus{Replicas: n, FullyLabeledReplicas: n, ReadyReplicas: n, AvailableReplicas: n, ObservedGeneration: rs.Generation}
+		if err := f.client.Status().Update(ctx, rs); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func replicaSetFor(d *appsv1.Deployment, name, hash string) *appsv1.ReplicaSet {

@@ -138,7 +138,7 @@ func (b *runner) isolationPhase(ctx context.Context) (*IsolationResult, error) {
 	res.With, res.Without = distOf(with), distOf(without)
 	res.Reconcile = reconcileFigures(before, after)
 	res.HungQueries = hang.held()
-	b.say("isolation: reaction with %d hanging %s, without %s", k, distSummary(res.With), distSummary(res.Without))
+	b.say("isolation: reaction with %d hanging %s, without %s", k, res.With, res.Without)
 	return res, nil
 }
 
@@ -271,17 +271,6 @@ func (h *hangingProm) Close() {
 	h.srv.Close()
 }
 
-// distSummary shows percentiles from 100 samples up, the maximum below that.
-func distSummary(d Dist) string {
-	switch {
-	case d.N == 0:
-		return "-"
-	case d.N >= 100:
-		return fmt.Sprintf("p50 %s  p99 %s  max %s  (n=%d)", ms(d.P50), ms(d.P99), ms(d.Max), d.N)
-	}
-	return fmt.Sprintf("max %s  (n=%d)", ms(d.Max), d.N)
-}
-
 // printIsolation writes the isolation phase's table.
 func printIsolation(w io.Writer, r *Report) {
 	s := r.Isolation
@@ -291,11 +280,11 @@ func printIsolation(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "\nIsolation (healthy rollouts' reaction beside rollouts whose Prometheus never answers; 10s query timeout; manager --concurrent=%d)\n", r.Options.Concurrency)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "rollouts analysing against a hanging Prometheus\trelease → first weight write\tfailures")
-	fmt.Fprintf(tw, "none\t%s\t%d\n", distSummary(s.Without), s.FailuresWithout)
-	fmt.Fprintf(tw, "%d (each with a round held open)\t%s\t%d\n", s.Hanging, distSummary(s.With), s.FailuresWith)
+	fmt.Fprintf(tw, "none\t%s\t%d\n", s.Without, s.FailuresWithout)
+	fmt.Fprintf(tw, "%d (each with a round held open)\t%s\t%d\n", s.Hanging, s.With, s.FailuresWith)
 	tw.Flush()
 	fmt.Fprintf(w, "releases alternate between both rows; the hanging Prometheus held %d queries; at each first weight beside it, at least %d/%d rollouts still had one held; reconciles: %d, p99 %s\n",
-		s.HungQueries, s.MinHangingAtEnd, s.Hanging, s.Reconcile.Count, ms(s.Reconcile.P99))
+		s.HungQueries, s.MinHangingAtEnd, s.Hanging, s.Reconcile.Count, qms(s.Reconcile.Count, s.Reconcile.P99))
 }
 
 // isolationGoals: with rollouts hanging, the others react as fast as without (within half
@@ -306,7 +295,7 @@ func isolationGoals(r *Report) []Goal {
 		return nil
 	}
 	base, got, what := s.Without.Max, s.With.Max, "max"
-	if s.Without.N >= 100 && s.With.N >= 100 {
+	if s.Without.HasPercentiles() && s.With.HasPercentiles() {
 		base, got, what = s.Without.P99, s.With.P99, "p99"
 	}
 	limit := 1.5*base + 100

@@ -84,11 +84,11 @@ func TestHangingPromHoldsQueries(t *testing.T) {
 
 func TestIsolationSummaries(t *testing.T) {
 	small := Dist{N: 20, P50: 300, P99: 700, Max: 800}
-	if got := distSummary(small); got != "max 800ms  (n=20)" {
+	if got := small.String(); got != "max 800ms  (n=20)" {
 		t.Errorf("under 100 samples: %q, want the maximum only", got)
 	}
 	big := Dist{N: 100, P50: 300, P99: 700, Max: 800}
-	if got := distSummary(big); !strings.HasPrefix(got, "p50 300ms  p99 700ms") {
+	if got := big.String(); !strings.HasPrefix(got, "p50 300ms  p99 700ms") {
 		t.Errorf("from 100 samples: %q, want percentiles", got)
 	}
 	r := &Report{Isolation: &IsolationResult{Hanging: 4, Without: small, With: Dist{N: 20, Max: 1400}}}

@@ -19,11 +19,11 @@ func Print(w io.Writer, r *Report) {
 	}
 
 	if r.Reaction != nil || r.Rollback != nil {
-		fmt.Fprintln(w, "\nLatency (quiet manager, fake analyzer)")
+		fmt.Fprintf(w, "\nLatency (quiet manager, fake analyzer; percentiles from %d samples up, else the maximum alone)\n", MinPercentileSamples)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "measurement\tp50\tp90\tp99\tmax\tn\tfailures\tload (start → end)")
 		row := func(name string, d Dist, failures int, load [2]LoadAvg) {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%.2f → %.2f\n", name, ms(d.P50), ms(d.P90), ms(d.P99), ms(d.Max), d.N, failures, load[0][0], load[1][0])
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%.2f → %.2f\n", name, d.pct(d.P50), d.pct(d.P90), d.pct(d.P99), ms(d.Max), d.N, failures, load[0][0], load[1][0])
 		}
 		for _, x := range []struct {
 			name string
@@ -45,7 +45,7 @@ func Print(w io.Writer, r *Report) {
 			if x.l != nil {
 				f := x.l.Reconcile
 				fmt.Fprintf(w, "reconciles during the %s measurement: %d, p50 %s, p99 %s, %.1f%% ≤ 50ms; API requests p50 %s, p99 %s\n",
-					x.name, f.Count, ms(f.P50), ms(f.P99), 100*f.Within50ms, ms(f.API.P50), ms(f.API.P99))
+					x.name, f.Count, qms(f.Count, f.P50), qms(f.Count, f.P99), 100*f.Within50ms, qms(f.API.Count, f.API.P50), qms(f.API.Count, f.API.P99))
 			}
 		}
 	}
@@ -54,15 +54,15 @@ func Print(w io.Writer, r *Report) {
 		fmt.Fprintf(w, "\nScale (N rollouts released at once; 3 steps + promotion; analysis: 2 built-in metrics every %.0fs; manager --concurrent=%d)\n",
 			r.Scale[0].IntervalSeconds, r.Options.Concurrency)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "N\tpromoted\ttook\tfirst weight p50/p99\treconciles\treconcile p50\tp99\t≤50ms\tRSS idle\tpeak\theap peak\tCPU s\tCPU/rollout\tapiserver+etcd CPU s\treq/rollout\treq/step\t409s\tqueries/metric/round\tmin round gap\tload max\t")
+		fmt.Fprintln(tw, "N\tpromoted\ttook\tfirst weight (p50 / p99, or max)\treconciles\treconcile p50\tp99\t≤50ms\tRSS idle\tpeak\theap peak\tCPU s\tCPU/rollout\tapiserver+etcd CPU s\treq/rollout\treq/step\t409s\tqueries/metric/round\tmin round gap\tload max\t")
 		for _, s := range r.Scale {
 			cl := 0.0
 			for _, v := range s.ClusterCPUSeconds {
 				cl += v
 			}
-			fmt.Fprintf(tw, "%d\t%d\t%.0fs\t%s / %s\t%d\t%s\t%s\t%.1f%%\t%.0f MiB\t%.0f MiB\t%.0f MiB\t%.1f\t%.0fms\t%.1f\t%.1f\t%.1f\t%d\t%.2f\t%s\t%.1f\t\n",
-				s.Rollouts, s.Completed, float64(s.Took), ms(s.FirstWeight.P50), ms(s.FirstWeight.P99), s.Reconcile.Count,
-				ms(s.Reconcile.P50), ms(s.Reconcile.P99), 100*s.Reconcile.Within50ms, s.RSSIdleMiB, s.RSSPeakMiB, s.HeapPeakMiB,
+			fmt.Fprintf(tw, "%d\t%d\t%.0fs\t%s\t%d\t%s\t%s\t%.1f%%\t%.0f MiB\t%.0f MiB\t%.0f MiB\t%.1f\t%.0fms\t%.1f\t%.1f\t%.1f\t%d\t%.2f\t%s\t%.1f\t\n",
+				s.Rollouts, s.Completed, float64(s.Took), firstWeight(s.FirstWeight), s.Reconcile.Count,
+				qms(s.Reconcile.Count, s.Reconcile.P50), qms(s.Reconcile.Count, s.Reconcile.P99), 100*s.Reconcile.Within50ms, s.RSSIdleMiB, s.RSSPeakMiB, s.HeapPeakMiB,
 				s.CPUSeconds, s.CPUPerRolloutMs, cl, s.RequestsPerRollout, s.RequestsPerStep, s.ResponseCodes[409],
 				s.QueriesPerMetricRnd, gap(s.MinRoundGapSeconds), s.MaxLoad1)
 		}
@@ -72,7 +72,7 @@ func Print(w io.Writer, r *Report) {
 		fmt.Fprintln(tw, "N\tAPI requests\tp50\tp99\tanalysis rounds\tp50\tp99\t")
 		for _, s := range r.Scale {
 			a, q := s.Reconcile.API, s.Reconcile.Analysis
-			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%d\t%s\t%s\t\n", s.Rollouts, a.Count, ms(a.P50), ms(a.P99), q.Count, ms(q.P50), ms(q.P99))
+			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%d\t%s\t%s\t\n", s.Rollouts, a.Count, qms(a.Count, a.P50), qms(a.Count, a.P99), q.Count, qms(q.Count, q.P50), qms(q.Count, q.P99))
 		}
 		tw.Flush()
 		s := r.Scale[len(r.Scale)-1]
@@ -106,6 +106,7 @@ func Print(w io.Writer, r *Report) {
 	for _, e := range r.Errors {
 		fmt.Fprintln(w, "error:", e)
 	}
+	printComparison(w, r)
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -122,4 +123,21 @@ func gap(s float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.1fs", s)
+}
+
+// firstWeight is the scale table's release → first weight cell.
+func firstWeight(d Dist) string {
+	if d.HasPercentiles() {
+		return ms(d.P50) + " / " + ms(d.P99)
+	}
+	return "max " + ms(d.Max)
+}
+
+// qms formats a quantile of a histogram of count samples, "-" below MinPercentileSamples
+// (a histogram keeps no maximum).
+func qms(count int64, v float64) string {
+	if count < MinPercentileSamples {
+		return "-"
+	}
+	return ms(v)
 }

@@ -6,11 +6,15 @@ import (
 	"context"
 	"time"
 
+	fluxcontroller "github.com/fluxcd/pkg/runtime/controller"
 	"github.com/fluxcd/pkg/runtime/events"
+	"github.com/fluxcd/pkg/runtime/leaderelection"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 
@@ -48,6 +52,49 @@ type Options struct {
 	// PlatformNamespace is the manager's own namespace: the only one whose Secrets a
 	// ClusterMetricTemplate may name ("": none may).
 	PlatformNamespace string
+	// Shard selects the Rollouts this manager reconciles (--watch-label-selector); nil: all.
+	// The manager's cache must hold only those (CacheOptions with the same selector).
+	Shard labels.Selector
+}
+
+// ShardLabel is the label key of Flux's sharding convention, which ramp follows: a manager
+// started with --watch-label-selector=sharding.fluxcd.io/key=shard1 reconciles the Rollouts
+// labelled so, and one with !sharding.fluxcd.io/key those without the label.
+const ShardLabel = "sharding.fluxcd.io/key"
+
+// ParseShard parses a --watch-label-selector value ("": every Rollout, nil) as Flux's
+// controllers do.
+func ParseShard(selector string) (labels.Selector, error) {
+	if selector == "" {
+		return nil, nil
+	}
+	return fluxcontroller.GetWatchSelector(fluxcontroller.WatchOptions{LabelSelector: selector})
+}
+
+// LeaderElectionID is the name of the leader election Lease: one per shard, so each shard
+// elects its own leader (as Flux: the base name and a hash of the selector).
+func LeaderElectionID(selector string) string {
+	if selector == "" {
+		return "ramp-controller.ramp.dev"
+	}
+	return leaderelection.GenerateID("ramp-controller.ramp.dev", selector)
+}
+
+// CacheOptions are the manager's cache options: namespace ("": all) and the shard's
+// selector on Rollouts (nil: all), so a shard's cache holds only its own Rollouts; every
+// object without the managedFields the reconciler does not read (controllers.TrimManagedFields).
+// Deployments, ReplicaSets, Services, VirtualServices and DestinationRules are cached whole in
+// every shard: a target carries no shard label, and the reconciler maps the objects it owns
+// back to its own Rollouts only.
+func CacheOptions(namespace string, shard labels.Selector) cache.Options {
+	o := cache.Options{DefaultTransform: controllers.TrimManagedFields}
+	if namespace != "" {
+		o.DefaultNamespaces = map[string]cache.Config{namespace: {}}
+	}
+	if shard != nil {
+		o.ByObject = map[client.Object]cache.ByObject{&rampv1.Rollout{}: {Label: shard}}
+	}
+	return o
 }
 
 // Scheme has the types ramp reads and writes.
@@ -117,6 +164,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) (*controllers.Rollo
 		DefaultSlackURL: o.DefaultSlackURL,
 		Config:          o.Plan,
 		Now:             o.Now,
+		Selector:        o.Shard,
 	}
 	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: o.Concurrency}); err != nil {
 		return nil, err

@@ -1,0 +1,134 @@
+package bench
+
+import (
+	"bytes"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestPercentilesOnlyFrom100Samples(t *testing.T) {
+	for _, tc := range []struct {
+		d         Dist
+		tail      float64
+		what, str string
+	}{
+		{Dist{}, 0, "max", "-"},
+		{Dist{N: 20, P50: 60, P90: 80, P99: 85, Max: 85}, 85, "max", "max 85.0ms  (n=20)"},
+		{Dist{N: 99, P50: 60, P99: 90, Max: 120}, 120, "max", "max 120ms  (n=99)"},
+		{Dist{N: 100, P50: 60, P99: 90, Max: 120}, 90, "p99", "p50 60.0ms  p99 90.0ms  max 120ms  (n=100)"},
+	} {
+		if v, what := tc.d.Tail(); v != tc.tail || what != tc.what {
+			t.Errorf("%+v: Tail() = %v %s, want %v %s", tc.d, v, what, tc.tail, tc.what)
+		}
+		if got := tc.d.String(); got != tc.str {
+			t.Errorf("%+v: String() = %q, want %q", tc.d, got, tc.str)
+		}
+	}
+	if got := (Dist{N: 50, P99: 85}).pct(85); got != "-" {
+		t.Errorf("p99 of 50 samples printed as %q", got)
+	}
+	if got := qms(99, 12); got != "-" {
+		t.Errorf("quantile of a 99-sample histogram printed as %q", got)
+	}
+	if got := qms(100, 12); got != "12.0ms" {
+		t.Errorf("quantile of a 100-sample histogram printed as %q", got)
+	}
+	if got := firstWeight(Dist{N: 50, P50: 3000, P99: 4000, Max: 4100}); got != "max 4100ms" {
+		t.Errorf("first weight of 50 rollouts: %q, want the maximum", got)
+	}
+	if got := firstWeight(Dist{N: 300, P50: 3000, P99: 4000, Max: 4100}); got != "3000ms / 4000ms" {
+		t.Errorf("first weight of 300 rollouts: %q, want p50 / p99", got)
+	}
+	// The goals say which figure they judge.
+	r := &Report{Reaction: &LatencyResult{Total: Dist{N: 50, P99: 85, Max: 900}}}
+	if g := goals(r); len(g) != 1 || !strings.HasSuffix(g[0].Name, ", max") || g[0].Measured != "900ms" {
+		t.Errorf("reaction goal from 50 samples: %+v, want judged on the maximum", g)
+	}
+}
+
+func TestRatios(t *testing.T) {
+	scale := func(n int, took Seconds, rss, req float64, conflicts int64, fw Dist) ScaleResult {
+		return ScaleResult{Rollouts: n, Took: took, RSSPeakMiB: rss, HeapPeakMiB: rss / 2, RequestsPerRollout: req,
+			CPUPerRolloutMs: 40, QueriesPerMetricRnd: 1.5, ResponseCodes: map[int]int64{409: conflicts}, FirstWeight: fw,
+			Reconcile: ReconcileFigures{Count: 1000, P99: 200}}
+	}
+	this := &Report{
+		Reaction: &LatencyResult{Total: Dist{N: 50, P99: 80, Max: 100}},
+		Scale: []ScaleResult{
+			scale(100, 50, 60, 27, 0, Dist{N: 100, P99: 3000, Max: 3500}),
+			scale(300, 100, 80, 27, 0, Dist{N: 300, P99: 9000, Max: 9500}),
+		},
+	}
+	compared := &Report{
+		Reaction: &LatencyResult{Total: Dist{N: 50, P99: 160, Max: 200}},
+		Scale:    []ScaleResult{scale(300, 200, 100, 30, 17, Dist{N: 300, P99: 18000, Max: 20000})},
+	}
+	got := map[string]Ratio{}
+	for _, x := range Ratios(this, compared) {
+		got[x.Name] = x
+	}
+	for name, want := range map[string]float64{
+		"reaction: release → first weight, max":     0.5, // 50 samples: the maxima
+		"300 rollouts: time to promote all":         0.5,
+		"300 rollouts: release → first weight, p99": 0.5,
+		"300 rollouts: RSS peak":                    0.8,
+		"300 rollouts: API requests per rollout":    0.9,
+		"300 rollouts: reconcile p99":               1,
+	} {
+		x, ok := got[name]
+		if !ok {
+			t.Errorf("no ratio %q in %v", name, got)
+			continue
+		}
+		if v := x.Of(); math.Abs(v-want) > 1e-9 {
+			t.Errorf("%s: %v / %v = %v, want %v", name, x.This, x.Compared, v, want)
+		}
+	}
+	if _, ok := got["100 rollouts: RSS peak"]; ok {
+		t.Error("a ratio for N=100, which only one run measured")
+	}
+	if x := got["300 rollouts: 409 answers"]; x.Compared != 17 || x.This != 0 || x.Of() != 0 {
+		t.Errorf("409s: %+v", x)
+	}
+	// The same N twice (--scales 300,300): paired run by run, not each with each.
+	twice := &Report{Scale: []ScaleResult{this.Scale[1], this.Scale[1]}}
+	twiceC := &Report{Scale: []ScaleResult{compared.Scale[0], compared.Scale[0]}}
+	var names []string
+	for _, x := range Ratios(twice, twiceC) {
+		if strings.HasSuffix(x.Name, "RSS peak") {
+			names = append(names, x.Name)
+		}
+	}
+	if want := []string{"300 rollouts: RSS peak", "300 rollouts (run 2): RSS peak"}; !slices.Equal(names, want) {
+		t.Errorf("repeated N paired as %q, want %q", names, want)
+	}
+	if v := (Ratio{This: 3}).Of(); !math.IsNaN(v) {
+		t.Errorf("ratio over 0 = %v, want NaN (printed as -)", v)
+	}
+
+	// The printed report carries both runs and the ratios.
+	this.Compare = compared
+	compared.Options.Manager = "/tmp/ramp-bench-old"
+	var buf bytes.Buffer
+	Print(&buf, this)
+	out := buf.String()
+	for _, want := range []string{"compared manager (/tmp/ramp-bench-old)", "This manager / the compared one", "300 rollouts: RSS peak", "0.80"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// The compared binary gets the same arguments as this one's manager: its subcommand once,
+// then the flags (a second subcommand would make it ignore them).
+func TestOtherCommand(t *testing.T) {
+	cmd := otherCommand("/tmp/ramp-bench-old")(ManagerSubcommand, "--analyzer=prometheus")
+	if want := []string{"/tmp/ramp-bench-old", ManagerSubcommand, "--analyzer=prometheus"}; !slices.Equal(cmd.Args, want) {
+		t.Errorf("args %q, want %q", cmd.Args, want)
+	}
+	if code := RunManager([]string{ManagerSubcommand, "--analyzer=prometheus"}); code != 2 {
+		t.Errorf("a manager given a stray argument ran (exit %d), want a usage error", code)
+	}
+}
