@@ -729,20 +729,7 @@ func compileRetry(in *networking.HTTPRetry) retryPolicy {
 				p.onCodes = true // istiod adds retriable-status-codes
 				continue
 			}
-			switch part {
-			case "5xx":
-				p.on5xx = true
-			case "gateway-error":
-				p.onGatewayErr = true
-			case "reset":
-				p.onReset = true
-			case "retriable-4xx":
-				p.on4xx = true
-			case "retriable-status-codes":
-				p.onCodes = true
-			case "connect-failure":
-				p.onConnect = true
-			}
+			p.retryOn(part)
 		}
 	}
 	if d := in.GetPerTryTimeout(); d != nil {
@@ -775,6 +762,25 @@ func (p *retryPolicy) retriableStatus(code int) bool {
 // retriableTimeout reports whether a per-try timeout is retried: Envoy counts it as a reset,
 // retried under reset, 5xx and gateway-error.
 func (p *retryPolicy) retriableTimeout() bool { return p.onReset || p.on5xx || p.onGatewayErr }
+
+// retryOn turns on retries under one of Envoy's retry_on conditions (a VirtualService's
+// retryOn names them the same way); the others never occur in the simulator.
+func (p *retryPolicy) retryOn(condition string) {
+	switch condition {
+	case "5xx":
+		p.on5xx = true
+	case "gateway-error":
+		p.onGatewayErr = true
+	case "reset":
+		p.onReset = true
+	case "connect-failure":
+		p.onConnect = true
+	case "retriable-4xx":
+		p.on4xx = true
+	case "retriable-status-codes":
+		p.onCodes = true
+	}
+}
 
 // retriableConnect reports whether a connection failure is retried: under connect-failure,
 // and as a reset under reset, 5xx and gateway-error.

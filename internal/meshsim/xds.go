@@ -341,20 +341,7 @@ func compileEnvoyRetry(rp *routev3.RetryPolicy) retryPolicy {
 		p.retries = int(n.GetValue())
 	}
 	for part := range strings.SplitSeq(rp.GetRetryOn(), ",") {
-		switch strings.TrimSpace(part) {
-		case "5xx":
-			p.on5xx = true
-		case "gateway-error":
-			p.onGatewayErr = true
-		case "reset":
-			p.onReset = true
-		case "connect-failure":
-			p.onConnect = true
-		case "retriable-4xx":
-			p.on4xx = true
-		case "retriable-status-codes":
-			p.onCodes = true
-		}
+		p.retryOn(strings.TrimSpace(part))
 	}
 	for _, c := range rp.GetRetriableStatusCodes() {
 		p.codes = append(p.codes, int(c))
