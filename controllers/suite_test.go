@@ -218,6 +218,21 @@ func (l *requestLog) wrap(rt http.RoundTripper) http.RoundTripper {
 }
 
 // of returns the requests for Secret namespace/name.
+// onlyMetadataRead fails t unless ramp asked for the Secret, and only for its metadata (the
+// label check), never its data.
+func onlyMetadataRead(t *testing.T, namespace, name string) {
+	t.Helper()
+	reqs := secretRequests.of(namespace, name)
+	if len(reqs) == 0 {
+		t.Fatalf("no request for the Secret recorded: the check did not run through the recorded reader")
+	}
+	for _, r := range reqs {
+		if !r.metadataOnly {
+			t.Errorf("ramp read the unmarked Secret: %+v", r)
+		}
+	}
+}
+
 func (l *requestLog) of(namespace, name string) []secretRequest {
 	l.mu.Lock()
 	defer l.mu.Unlock()
