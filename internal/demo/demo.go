@@ -454,7 +454,17 @@ func (s *story) drawPicture(ctx context.Context) error {
 	case <-time.After(2 * time.Second):
 	}
 	pic.End = time.Since(s.p.start)
-	pic.Thresholds = map[string]float64{ErrorRateMetric: 1, P99Metric: 300} // as deployV1's Rollout says
+	// The thresholds the Rollout judges by, as Git wrote them.
+	ro := &rampv1.Rollout{}
+	if err := s.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: appName}, ro); err != nil {
+		return err
+	}
+	pic.Thresholds = map[string]float64{}
+	for _, m := range ro.Spec.Analysis.Metrics {
+		if m.ThresholdRange != nil && m.ThresholdRange.Max != nil {
+			pic.Thresholds[m.Name] = *m.ThresholdRange.Max
+		}
+	}
 	// Short rate windows: a canary step lasts a few seconds, and a longer window would mix the
 	// previous release's canary traffic into the next one's (both are <target>-canary).
 	sel := fmt.Sprintf(`reporter="destination",destination_workload_namespace=%q`, ns)
@@ -492,11 +502,6 @@ func (s *story) checkBoard(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c, err := api.NewClient(api.Config{Address: s.prom.URL})
-	if err != nil {
-		return err
-	}
-	papi := promv1.NewAPI(c)
 	vars := map[string]string{"namespace": ns, "rollout": appName, "workload": appName, "datasource": "prometheus"}
 	s.res.Board = map[string]int{}
 	var empty []string
@@ -505,16 +510,14 @@ func (s *story) checkBoard(ctx context.Context) error {
 		if q.LabelValues != "" {
 			expr = fmt.Sprintf("count by (%s) (%s)", q.LabelValues, expr)
 		}
-		v, _, _, err := papi.QueryRange(ctx, expr, promv1.Range{Start: s.p.start, End: time.Now(), Step: time.Second})
+		m, err := s.overStory(ctx, expr)
 		if err != nil {
-			return fmt.Errorf("Grafana board, %s: %s: %w", q.Where, expr, err)
+			return fmt.Errorf("Grafana board, %s: %w", q.Where, err)
 		}
 		n := 0
-		if m, ok := v.(model.Matrix); ok {
-			for _, ss := range m {
-				if len(ss.Values) > 0 {
-					n++
-				}
+		for _, ss := range m {
+			if len(ss.Values) > 0 {
+				n++
 			}
 		}
 		s.res.Board[q.Where] = n
@@ -529,9 +532,8 @@ func (s *story) checkBoard(ctx context.Context) error {
 	return nil
 }
 
-// rangeByTrack asks Prometheus for q over the story, one second apart, and files the series by
-// the workload's track (the target Deployment is stable, <target>-canary the canary).
-func (s *story) rangeByTrack(ctx context.Context, q string) (map[string][]Point, error) {
+// overStory asks the story's Prometheus for q over the story so far, one second apart.
+func (s *story) overStory(ctx context.Context, q string) (model.Matrix, error) {
 	c, err := api.NewClient(api.Config{Address: s.prom.URL})
 	if err != nil {
 		return nil, err
@@ -543,6 +545,16 @@ func (s *story) rangeByTrack(ctx context.Context, q string) (map[string][]Point,
 	m, ok := v.(model.Matrix)
 	if !ok {
 		return nil, fmt.Errorf("Prometheus range query %s: a %s, not a matrix", q, v.Type())
+	}
+	return m, nil
+}
+
+// rangeByTrack asks Prometheus for q over the story, one second apart, and files the series by
+// the workload's track (the target Deployment is stable, <target>-canary the canary).
+func (s *story) rangeByTrack(ctx context.Context, q string) (map[string][]Point, error) {
+	m, err := s.overStory(ctx, q)
+	if err != nil {
+		return nil, err
 	}
 	out := map[string][]Point{}
 	for _, ss := range m {
