@@ -326,7 +326,7 @@ func planRound(ro *rampv1.Rollout, metrics []ResolvedMetric, now time.Time) []me
 			p.err = fmt.Errorf("metric %q: window: %w", m.Name, p.err)
 			continue
 		}
-		p.err = planMetric(p, ns, ro.Name, ro.ServiceName(), canaryW, stableW, ro.MirrorsAt(ro.Status.CurrentStep))
+		p.err = planMetric(p, ns, ro.Name, ro.ServiceName(), canaryW, stableW, plan.MirrorsAt(&ro.Spec, ro.Status.CurrentStep))
 	}
 	return plans
 }

@@ -93,14 +93,3 @@ func CanaryNameFor(target string) string { return target + canarySuffix }
 func TargetOfCanaryName(name string) (string, bool) { return strings.CutSuffix(name, canarySuffix) }
 
 const canarySuffix = "-canary"
-
-// MirrorsAt reports whether step (1-based, as status.currentStep) copies live traffic to the
-// canary: a canary step with mirror, or blue/green's preview with mirror. Its callers never
-// see the canary's answers to the copies, so only the canary's own proxy reports them.
-func (in *Rollout) MirrorsAt(step int32) bool {
-	if bg := in.Spec.Strategy.BlueGreen; bg != nil {
-		return bg.Mirror != nil && step == 1
-	}
-	steps := in.Spec.CanarySteps()
-	return step >= 1 && int(step) <= len(steps) && steps[step-1].Mirror != nil
-}

@@ -47,6 +47,14 @@ func stepsOf(spec *rampv1.RolloutSpec) []step {
 
 func isBlueGreen(spec *rampv1.RolloutSpec) bool { return spec.Strategy.BlueGreen != nil }
 
+// MirrorsAt reports whether step k (1-based, as status.currentStep) of spec copies live traffic
+// to the canary: its callers never see the canary's answers to the copies, so only the
+// canary's own proxy reports them.
+func MirrorsAt(spec *rampv1.RolloutSpec, k int32) bool {
+	steps := stepsOf(spec)
+	return k >= 1 && int(k) <= len(steps) && steps[k-1].mirror > 0
+}
+
 // share is the part of all traffic the canary serves at step s, mirrored requests included,
 // in percent rounded up: what its size follows.
 func (s step) share() int32 {
