@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -69,9 +70,14 @@ func waitPhaseWithin(t *testing.T, d time.Duration, ro *rampv1.Rollout, phase st
 
 func updateRollout(t *testing.T, ro *rampv1.Rollout, change func(*rampv1.Rollout)) {
 	t.Helper()
-	must(t, env.Client.Get(context.Background(), client.ObjectKeyFromObject(ro), ro))
-	change(ro)
-	must(t, env.Client.Update(context.Background(), ro))
+	// ramp writes the Rollout too (its status, its finalizer): a conflict means read again.
+	must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(ro), ro); err != nil {
+			return err
+		}
+		change(ro)
+		return env.Client.Update(context.Background(), ro)
+	}))
 }
 
 // A metric naming a template that does not exist stalls its Rollout, naming the field, and no
