@@ -89,8 +89,17 @@ func (f *FakeDeploymentController) Reconcile(ctx context.Context, req ctrl.Reque
 		return ctrl.Result{}, err
 	}
 	if !hasRS && !d.Spec.Paused {
-		if err := f.client.Create(ctx, replicaSetFor(d, rsName, hash)); err != nil && !apierrors.IsAlreadyExists(err) {
+		// Its pods are ready at once, reported before anyone can pause the Deployment: a pass
+		// that lists ReplicaSets only later would find the new template paused and leave this
+		// one unready forever.
+		rs := replicaSetFor(d, rsName, hash)
+		if err := f.client.Create(ctx, rs); err != nil && !apierrors.IsAlreadyExists(err) {
 			return ctrl.Result{}, err
+		} else if err == nil {
+			rs.Status = appsv1.ReplicaSetStatus{Replicas: replicas, FullyLabeledReplicas: replicas, ReadyReplicas: replicas, AvailableReplicas: replicas, ObservedGeneration: rs.Generation}
+			if err := f.client.Status().Update(ctx, rs); err != nil && !apierrors.IsConflict(err) {
+				return ctrl.Result{}, err
+			}
 		}
 		hasRS = true
 	}
