@@ -1,7 +1,6 @@
 package controllers
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,11 +19,11 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
-	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
 	"github.com/ramp-dev/ramp/analysis"
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/credentials"
+	"github.com/ramp-dev/ramp/internal/fieldowners"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
 	"github.com/ramp-dev/ramp/internal/plan"
 	"github.com/ramp-dev/ramp/internal/revision"
@@ -161,22 +160,8 @@ func pausedBy(ro *rampv1.Rollout) string {
 	if ro.Annotations[rampv1.AnnotationPaused] != "true" {
 		return ""
 	}
-	path := fieldpath.MakePathOrDie("metadata", "annotations", rampv1.AnnotationPaused)
-	var writers []string
-	for _, e := range ro.ManagedFields {
-		if e.FieldsV1 == nil {
-			continue
-		}
-		set := &fieldpath.Set{}
-		if err := set.FromJSON(bytes.NewReader(e.FieldsV1.Raw)); err != nil || !set.Has(path) {
-			continue
-		}
-		if e.Manager == pluginFieldManager {
-			return ""
-		}
-		writers = append(writers, e.Manager)
-	}
-	if len(writers) == 0 {
+	writers := fieldowners.Managers(fieldowners.Annotation(ro.ManagedFields, rampv1.AnnotationPaused))
+	if len(writers) == 0 || slices.Contains(writers, pluginFieldManager) {
 		return ""
 	}
 	return fmt.Sprintf("the annotation %s (written by %s)", rampv1.AnnotationPaused, strings.Join(writers, ", "))

@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -14,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/fieldowners"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
 	"github.com/ramp-dev/ramp/internal/plan"
 )
@@ -188,15 +188,9 @@ var errWriteRace = errors.New("changed since read")
 
 // ownsHTTP reports whether ramp's apply manager owns spec.http of vs.
 func ownsHTTP(vs *networkingv1.VirtualService) bool {
-	for _, m := range vs.ManagedFields {
-		if m.Manager != FieldManager || m.Operation != metav1.ManagedFieldsOperationApply || m.Subresource != "" || m.FieldsV1 == nil {
-			continue
-		}
-		var fields map[string]map[string]any
-		if json.Unmarshal(m.FieldsV1.Raw, &fields) == nil {
-			if _, ok := fields["f:spec"]["f:http"]; ok {
-				return true
-			}
+	for _, e := range fieldowners.Entries(vs.ManagedFields, "spec", "http") {
+		if e.Manager == FieldManager && e.Operation == metav1.ManagedFieldsOperationApply {
+			return true
 		}
 	}
 	return false

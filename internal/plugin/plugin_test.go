@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/fieldowners"
 	"github.com/ramp-dev/ramp/internal/testenv"
 	"github.com/ramp-dev/ramp/internal/version"
 )
@@ -233,7 +234,7 @@ func fakeController(ctx context.Context, t *testing.T, ns, name, annotation stri
 func ownedBy(u metav1.Object, manager string, op metav1.ManagedFieldsOperationType) []string {
 	for _, e := range u.GetManagedFields() {
 		if e.Manager == manager && e.Operation == op {
-			return annotationsIn(e)
+			return fieldowners.Annotations(e)
 		}
 	}
 	return nil

@@ -385,7 +385,11 @@ func RenderStatus(ro *rampv1.Rollout, events []Event, now time.Time, color bool)
 		reqs = append(reqs, "paused by spec.paused (Git)")
 	}
 	if ro.Annotations[rampv1.AnnotationPaused] == "true" {
-		reqs = append(reqs, "paused by kubectl ramp pause ("+rampv1.AnnotationPaused+")")
+		if by := pauseWriter(ro); by == "kubectl ramp pause" {
+			reqs = append(reqs, "paused by kubectl ramp pause ("+rampv1.AnnotationPaused+")")
+		} else {
+			reqs = append(reqs, "paused by "+by)
+		}
 	}
 	reqs = append(reqs, pendingRequests(ro)...)
 	for i, r := range reqs {

@@ -370,3 +370,34 @@ func TestKrewManifest(t *testing.T) {
 		}
 	}
 }
+
+func TestPausedByNamesTheWriter(t *testing.T) {
+	annotated := func(manager string, op metav1.ManagedFieldsOperationType) *rampv1.Rollout {
+		ro := pausedRollout()
+		ro.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: manager, Operation: op, FieldsType: "FieldsV1",
+			FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:metadata":{"f:annotations":{"f:ramp.dev/paused":{}}}}`)}}}
+		return ro
+	}
+	inGit := canaryRollout()
+	inGit.Spec.Paused = true
+	for _, tc := range []struct {
+		name string
+		ro   *rampv1.Rollout
+		want string
+	}{
+		{"kubectl ramp pause", annotated(FieldManager, metav1.ManagedFieldsOperationApply), "kubectl ramp pause"},
+		{"kubectl annotate", annotated("kubectl-annotate", metav1.ManagedFieldsOperationUpdate),
+			"the annotation ramp.dev/paused (written by kubectl-annotate)"},
+		{"no managedFields read", pausedRollout(), "kubectl ramp pause"},
+		{"spec.paused", inGit, "spec.paused in its manifest"},
+		{"not paused", canaryRollout(), ""},
+	} {
+		if got := pausedBy(tc.ro); got != tc.want {
+			t.Errorf("%s: pausedBy = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	out := RenderStatus(annotated("flux", metav1.ManagedFieldsOperationApply), nil, now, false)
+	if !strings.Contains(out, "paused by the annotation ramp.dev/paused (written by flux)") {
+		t.Errorf("status does not name the writer of the pause:\n%s", out)
+	}
+}

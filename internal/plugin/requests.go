@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/fieldowners"
 	"github.com/ramp-dev/ramp/internal/plan"
 )
 
@@ -152,11 +154,21 @@ func transition(before, after *rampv1.Rollout) string {
 func pausedBy(ro *rampv1.Rollout) string {
 	switch {
 	case ro.Annotations[rampv1.AnnotationPaused] == "true":
-		return "kubectl ramp pause"
+		return pauseWriter(ro)
 	case ro.Spec.Paused:
 		return "spec.paused in its manifest"
 	}
 	return ""
+}
+
+// pauseWriter names who wrote the annotation ramp.dev/paused: kubectl ramp pause, or the
+// field managers that did (kubectl annotate, a GitOps tool applying it from Git).
+func pauseWriter(ro *rampv1.Rollout) string {
+	writers := fieldowners.Managers(fieldowners.Annotation(ro.ManagedFields, rampv1.AnnotationPaused))
+	if len(writers) == 0 || slices.Contains(writers, FieldManager) {
+		return "kubectl ramp pause"
+	}
+	return fmt.Sprintf("the annotation %s (written by %s)", rampv1.AnnotationPaused, strings.Join(writers, ", "))
 }
 
 func newPromoteCommand(o *Options) *cobra.Command {
