@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -64,7 +65,7 @@ func (ir istioRouter) observe(ctx context.Context, ro *rampv1.Rollout, w *world)
 	} else if !found {
 		dr = nil
 	}
-	if dr != nil && !metav1.IsControlledBy(dr, ro) {
+	if dr != nil && !metav1.IsControlledBy(dr, ro) && !releasedFrom(dr, ro) {
 		msg, err := r.foreignObject(ctx, istio.KindDestinationRule, dr)
 		if err != nil {
 			return nil, err
@@ -109,6 +110,12 @@ func (ir istioRouter) observeReferenced(ctx context.Context, ro *rampv1.Rollout,
 		w.obs.Routing = observedRouting(rt)
 	}
 	return nil
+}
+
+// releasedFrom reports whether dr is the DestinationRule a Rollout of ro's name left behind
+// for a VirtualService (releaseDestinationRule): ro adopts it.
+func releasedFrom(dr *networkingv1.DestinationRule, ro *rampv1.Rollout) bool {
+	return metav1.GetControllerOf(dr) == nil && dr.Annotations[istio.ReleasedFromAnnotation] == ro.Name
 }
 
 func observedRouting(rt istio.Routing) *plan.ObservedRouting {
@@ -215,6 +222,54 @@ func (ir istioRouter) unroute(ctx context.Context, ro *rampv1.Rollout) error {
 	return nil
 }
 
+// cleanup deletes ramp's DestinationRule, unless the referenced VirtualService (Git's) still
+// routes to its subsets: deleting it would fail those requests (no such subset), so it is left
+// to Git, selecting every pod of the Service (see releaseDestinationRule).
 func (ir istioRouter) cleanup(ctx context.Context, ro *rampv1.Rollout) error {
-	return ir.r.deleteOwned(ctx, ro, &networkingv1.DestinationRule{}, ro.Name)
+	r := ir.r
+	if ref := ro.Spec.Service.VirtualServiceRef; ref != nil {
+		vs := &networkingv1.VirtualService{}
+		found, err := r.getIfExists(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.Name}, vs)
+		if err != nil {
+			return err
+		}
+		if found && vs.DeletionTimestamp == nil && istio.UsesSubsets(ro, vs) {
+			return ir.releaseDestinationRule(ctx, ro, ref.Name)
+		}
+	}
+	return r.deleteOwned(ctx, ro, &networkingv1.DestinationRule{}, ro.Name)
+}
+
+// ReasonDestinationRuleKept is the event of a DestinationRule left behind on deletion.
+const ReasonDestinationRuleKept = "DestinationRuleKept"
+
+// releaseDestinationRule applies istio.ReleasedDestinationRule over ramp's DestinationRule:
+// no owner (the garbage collector leaves it), both subsets selecting every pod of the Service
+// (a pod-template-hash would select nothing after the next release), and an annotation naming
+// the Rollout, which adopts it again if it comes back.
+func (ir istioRouter) releaseDestinationRule(ctx context.Context, ro *rampv1.Rollout, vsName string) error {
+	r := ir.r
+	live := &networkingv1.DestinationRule{}
+	if found, err := r.getIfExists(ctx, client.ObjectKeyFromObject(ro), live); err != nil || !found || !metav1.IsControlledBy(live, ro) {
+		return err
+	}
+	if err := r.ownCreatedFields(ctx, live); err != nil {
+		return err
+	}
+	want := istio.ReleasedDestinationRule(ro)
+	want.UID = live.UID // a replacement made since the read is not ours to change
+	body, err := istio.ApplyPatch(want)
+	if err != nil {
+		return err
+	}
+	if err := r.Patch(ctx, want, client.RawPatch(types.ApplyPatchType, body), client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) || apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+			return nil
+		}
+		return fmt.Errorf("releasing DestinationRule %q: %w", ro.Name, err)
+	}
+	r.Events.Eventf(ro, nil, corev1.EventTypeNormal, ReasonDestinationRuleKept, "Finalize",
+		"kept DestinationRule %q: VirtualService %q routes to its subsets, which now both select every pod of Service %q; delete it once those routes name the Service without a subset",
+		ro.Name, vsName, istio.ServiceHost(ro))
+	return nil
 }
