@@ -380,6 +380,9 @@ func RenderStatus(ro *rampv1.Rollout, events []Event, now time.Time, color bool)
 			last[1] = cell{text: p.paint(fc, failed) + ", " + p.paint(ic, incon) + " (rolls back at the limit)"}
 		}
 	}
+	if g := st.Gates; g != nil {
+		head = append(head, gateRows(g, now)...)
+	}
 	var reqs []string
 	if spec.Paused {
 		reqs = append(reqs, "paused by spec.paused (Git)")
@@ -602,4 +605,27 @@ func RenderList(items []rampv1.Rollout, now time.Time, allNamespaces, color bool
 	var b strings.Builder
 	table(&b, p, "", rows)
 	return b.String()
+}
+
+// gateRows shows the gates of the current point: those that passed, and each holding one
+// with its last call's result (a status code or an error class, never a body).
+func gateRows(g *rampv1.GateStatus, now time.Time) [][]cell {
+	at := g.At
+	if g.Step > 0 {
+		at += fmt.Sprintf(" (step %d)", g.Step)
+	}
+	var rows [][]cell
+	key := func() cell {
+		if len(rows) == 0 {
+			return tc("Gates")
+		}
+		return tc("")
+	}
+	if len(g.Passed) > 0 {
+		rows = append(rows, row(key(), cc(at+": passed "+strings.Join(g.Passed, ", "), colGreen)))
+	}
+	for _, h := range g.Held {
+		rows = append(rows, row(key(), cc(fmt.Sprintf("%s: %s holds (%s, %s ago)", at, h.Name, h.Result, age(now, h.At.Time)), colYellow)))
+	}
+	return rows
 }

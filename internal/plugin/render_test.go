@@ -64,6 +64,8 @@ func canaryMidRollout() *rampv1.Rollout {
 	ro := canaryRollout()
 	ro.Annotations = map[string]string{rampv1.AnnotationPromote: "2026-03-14T15:09:20.5Z"}
 	ro.Status = rampv1.RolloutStatus{
+		Gates: &rampv1.GateStatus{At: rampv1.GateEachStep, Step: 2, Revision: "7f6b9c4d", Passed: []string{"smoke"},
+			Held: []rampv1.HeldGate{{Name: "load-test", Result: "503", At: *microAgo(30 * time.Second)}}},
 		Phase:                 rampv1.PhaseProgressing,
 		Message:               "step 2/4: 25% to canary; waiting for a passing analysis round",
 		CurrentStep:           2,
