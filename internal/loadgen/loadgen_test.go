@@ -2,7 +2,10 @@ package loadgen
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -12,6 +15,7 @@ import (
 	"time"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/testenv"
 )
 
 func body(md map[string]string) *rampv1.GateRequest {
@@ -141,5 +145,45 @@ func TestServerReplacesTheLoad(t *testing.T) {
 	s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("GET / answered %d", rec.Code)
+	}
+}
+
+// The command: flags parsed, /healthz served, a clean stop when its context ends.
+func TestServe(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	f, err := ParseFlags([]string{"--listen=" + addr, "--max-rps=5", "--max-duration=1m"}, io.Discard)
+	if err != nil || f.MaxRPS != 5 || f.MaxDuration != time.Minute {
+		t.Fatalf("flags %+v, %v", f, err)
+	}
+	if _, err := ParseFlags([]string{"stray"}, io.Discard); err == nil {
+		t.Error("a stray argument was accepted")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, f) }()
+	err = testenv.WaitFor(ctx, 5*time.Second, func(context.Context) (bool, error) {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err != nil {
+			return false, nil
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		t.Fatalf("/healthz: %v", err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after its context ended")
 	}
 }
