@@ -25,7 +25,7 @@ import (
 
 // listeners is how many mesh simulators (one per scenario) Prometheus scrapes; they exist
 // before Prometheus starts, so it has every target from its first scrape.
-const listeners = 16
+const listeners = 24
 
 var (
 	env  *testenv.Env
