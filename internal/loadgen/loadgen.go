@@ -152,6 +152,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	l, err := s.cfg.Parse(&body)
 	if err != nil {
+		// ramp reports only the status code: the reason is in this log.
+		s.cfg.Logf("gate %q of %s/%s refused: %v", body.Gate, body.Namespace, body.Rollout, err)
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
