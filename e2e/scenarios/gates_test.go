@@ -204,8 +204,7 @@ func TestGatesAlongARollout(t *testing.T) {
 	// running (and passing) on Prometheus's data.
 	var rounds int
 	held := a.waitPhase("held by gate step at step 2 through two analysis rounds", 2*time.Minute, func(ro *rampv1.Rollout) bool {
-		gs := ro.Status.Gates
-		if gs == nil || gs.At != rampv1.GateEachStep || gs.Step != 2 || !slices.ContainsFunc(gs.Held, func(h rampv1.HeldGate) bool { return h.Name == "step" }) {
+		if gs := ro.Status.Gates; gs == nil || gs.At != rampv1.GateEachStep || gs.Step != 2 || !heldBy(ro, "step") {
 			rounds = 0
 			return false
 		}
@@ -263,6 +262,12 @@ func TestGatesAlongARollout(t *testing.T) {
 	noAnswerCopied(t, a)
 }
 
+// heldBy reports whether the Rollout's status records gate as holding it.
+func heldBy(ro *rampv1.Rollout, gate string) bool {
+	gs := ro.Status.Gates
+	return gs != nil && slices.ContainsFunc(gs.Held, func(h rampv1.HeldGate) bool { return h.Name == gate })
+}
+
 // releaseRevision is the canary revision the Rollout recorded for the last commit.
 func releaseRevision(t *testing.T, a *app) string {
 	t.Helper()
@@ -275,8 +280,8 @@ func releaseRevision(t *testing.T, a *app) string {
 	return ""
 }
 
-// countRounds counts the analysis rounds recorded at step since the last commit, up to the
-// Rollout's version rv.
+// countRounds counts the analysis rounds recorded at step while the gate "step" held it,
+// since the last commit, up to the Rollout's version rv.
 func countRounds(a *app, step int32, rv string) int {
 	upto, _ := strconv.ParseInt(rv, 10, 64)
 	n := 0
@@ -287,7 +292,7 @@ func countRounds(a *app, step int32, rv string) int {
 		if v > upto {
 			break
 		}
-		if v > a.committed && st.CurrentStep == step && st.LastAnalysisTime != nil && (prev == nil || !st.LastAnalysisTime.Equal(prev)) {
+		if v > a.committed && st.CurrentStep == step && heldBy(ro, "step") && st.LastAnalysisTime != nil && (prev == nil || !st.LastAnalysisTime.Equal(prev)) {
 			n++
 		}
 		prev = st.LastAnalysisTime
