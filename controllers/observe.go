@@ -23,6 +23,7 @@ import (
 	"github.com/ramp-dev/ramp/analysis"
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/credentials"
+	"github.com/ramp-dev/ramp/internal/endpoints"
 	"github.com/ramp-dev/ramp/internal/fieldowners"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
 	"github.com/ramp-dev/ramp/internal/plan"
@@ -353,11 +354,17 @@ func (r *RolloutReconciler) confusedDeputy(ctx context.Context, ro *rampv1.Rollo
 
 // gateEndpoints refuses a gate URL the platform did not allow, as for analysis addresses.
 func (r *RolloutReconciler) gateEndpoints(ro *rampv1.Rollout) *plan.Blocker {
-	if r.AnalysisEndpoints == nil {
+	return gateEndpointsBlocker(r.AnalysisEndpoints, ro.Spec.Gates)
+}
+
+// gateEndpointsBlocker names the first gate whose URL allowed refuses, by its field
+// (spec.gates[<name>].url); nil allowed allows any.
+func gateEndpointsBlocker(allowed *endpoints.List, gs []rampv1.Gate) *plan.Blocker {
+	if allowed == nil {
 		return nil
 	}
-	for _, g := range ro.Spec.Gates {
-		if err := r.AnalysisEndpoints.Allows(g.URL); err != nil {
+	for _, g := range gs {
+		if err := allowed.AllowsAs(endpoints.Gate, g.URL); err != nil {
 			return &plan.Blocker{Reason: "GateEndpointNotAllowed", Message: fmt.Sprintf(
 				"spec.gates[%s].url: %v; ramp contacts no other: use one of those, or ask the platform team to allow it (manager flag --analysis-allowed-endpoints)", g.Name, err)}
 		}

@@ -117,7 +117,7 @@ func (r *RolloutReconciler) gateRunner() *gates.Runner {
 	r.gatesOnce.Do(func() {
 		var allows func(string) error
 		if r.AnalysisEndpoints != nil {
-			allows = r.AnalysisEndpoints.Allows
+			allows = func(a string) error { return r.AnalysisEndpoints.AllowsAs(endpoints.Gate, a) }
 		}
 		now := r.Now
 		if now == nil {

@@ -38,7 +38,9 @@
 //     (behaviour) and workload names (telemetry). Sim.Envoy returns the last configuration,
 //     EnvoyConfig.Summary describes it. The Sim generates Traffic (a rate, and classes of
 //     requests such as a share with x-canary: true), serves /metrics and answers Stats over a
-//     recent window.
+//     recent window. A Sim is also an http.Handler: a real client that uses it as its HTTP
+//     proxy (a load generator, HTTP_PROXY) has each request routed, counted and answered at
+//     once with the status it would get, as by the client's sidecar.
 //
 // # Routing semantics (Envoy's, on istiod's configuration)
 //

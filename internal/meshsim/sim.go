@@ -357,6 +357,31 @@ func (s *Sim) Send(n int) {
 	s.send(n, now, now)
 }
 
+// ServeHTTP plays the client's sidecar for a real HTTP client, such as a load generator
+// given the Sim's address as its HTTP proxy (HTTP_PROXY): each request is routed as the
+// synthetic traffic is (the authority it names, its path and headers, by istiod's
+// configuration), reported in the telemetry and Stats, and answered at once with the status
+// the client would get, and no body. The simulated latency is recorded, not waited.
+func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	req := Request{Method: r.Method, Scheme: "http", Authority: r.Host, Path: r.URL.RequestURI(), Headers: map[string]string{}}
+	for k, v := range r.Header {
+		if len(v) > 0 && k != "Proxy-Connection" {
+			req.Headers[strings.ToLower(k)] = v[0]
+		}
+	}
+	rt, m := s.router.Load(), s.model.Load()
+	now := time.Now()
+	s.mu.Lock()
+	res := rt.RouteWith(s.rng, m, s.outliers, now, &req)
+	reps := res.Reports(s.reports[:0])
+	s.reports = reps
+	s.tel.Record(reps)
+	s.ring.merge(now, reps)
+	s.mu.Unlock()
+	w.Header().Set("Server", "envoy")
+	w.WriteHeader(res.Code)
+}
+
 func (s *Sim) send(n int, from, to time.Time) {
 	if n <= 0 {
 		return
