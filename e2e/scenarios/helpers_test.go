@@ -29,7 +29,11 @@ const (
 	port     = 9898
 	interval = 3 * time.Second
 	window   = 6 * time.Second
-	rps      = 200
+	// rps gives the canary of a 10% step enough requests per round that a healthy image's
+	// 0.1% errors never read above maxErrorRate (TestHealthyImagesCannotFailARound).
+	rps = 2000
+	// maxErrorRate is the error-rate check's threshold, in percent.
+	maxErrorRate = 1.0
 )
 
 // Images and their behaviour in the simulated mesh.
@@ -93,7 +97,7 @@ func defaultRollout(ns string) *rampv1.Rollout {
 				Prometheus:   rampv1.PrometheusSpec{Address: prom.URL},
 				Metrics: []rampv1.Metric{
 					{Name: "error-rate", Builtin: rampv1.BuiltinErrorRate, Window: &w, MinRequests: ptr.To[int32](10),
-						ThresholdRange: &rampv1.ThresholdRange{Max: ptr.To(1.0)}},
+						ThresholdRange: &rampv1.ThresholdRange{Max: ptr.To(maxErrorRate)}},
 					{Name: "latency-p99", Builtin: rampv1.BuiltinLatencyP99, Window: &w, MinRequests: ptr.To[int32](10),
 						ThresholdRange: &rampv1.ThresholdRange{Max: ptr.To(500.0)}},
 				},
