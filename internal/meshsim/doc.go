@@ -22,8 +22,9 @@
 //   - Result.Reports turns a Result into what the proxies report: one source report per
 //     request, one destination report per attempt that reached a pod. Telemetry exports
 //     reports as metrics; Stats counts them.
-//   - Sim ties them together. With Options.XDSAddr (istiod's plain-text gRPC address; every
-//     suite and the demo set it to testenv's Env.Istiod.GRPCAddr) it opens one ADS stream
+//   - Sim ties them together. With Options.XDSAddr (required: istiod's plain-text gRPC
+//     address; the suites and the demo pass testenv's Env.Istiod.GRPCAddr) it opens one ADS
+//     stream
 //     (envoy.service.discovery.v3, Envoy's typed protos from go-control-plane) as node
 //     sidecar~10.255.0.9~<workload>.<namespace>~<namespace>.svc.cluster.local with Istio's
 //     node metadata (NAMESPACE, CLUSTER_ID, ISTIO_VERSION, INTERCEPTION_MODE, NAME, LABELS),
@@ -87,9 +88,9 @@
 //     reported by the pod that got it; the source reports the last attempt's status, with URX
 //     when retries ran out.
 //   - Outlier detection: the cluster's outlier_detection from CDS (istiod's translation of
-//     the DestinationRule's outlierDetection; the fallback reads the rule itself), as Envoy
-//     runs it: consecutive errors only (consecutive5xxErrors, unset meaning Envoy's 5 and 0
-//     off; consecutiveGatewayErrors, off unless set), per client proxy and cluster. Without
+//     the DestinationRule's outlierDetection; NewRouter's fallback reads the rule itself),
+//     as Envoy runs it: consecutive errors only (consecutive5xxErrors, unset meaning Envoy's
+//     5 and 0 off; consecutiveGatewayErrors, off unless set), per client proxy and cluster. Without
 //     split_external_local_origin_errors a connect failure counts as a 503 and a timeout as a
 //     504; any other status resets the host's counts. Ejection is immediate when a count is
 //     reached, unless the hosts ejected, this one included, would exceed maxEjectionPercent
@@ -135,15 +136,16 @@
 // destination_workload, destination_workload_namespace, destination_service, response_code
 // and response_flags.
 //
-// # Fallback without istiod
+// # Fallback without istiod (unit tests only)
 //
-// Without Options.XDSAddr (and in NewRouter when Topology.Envoy is nil) the Sim reads the
-// namespace's VirtualServices and DestinationRules itself and approximates istiod's
-// translation (decoded with Istio's protobuf types; VirtualServices bound to the client's
-// gateway, the oldest winning a host; subsets from DestinationRules; pilot's
-// retry.ConvertPolicy, whose default here still retries 503, unlike the istiod ramp's tests
-// run). No suite uses it: it remains for the pure unit tests of router_test.go and
-// telemetry_test.go, which need no istiod.
+// NewRouter without Topology.Envoy reads Topology's VirtualServices and DestinationRules
+// itself and approximates istiod's translation (decoded with Istio's protobuf types;
+// VirtualServices bound to the client's gateway, the oldest winning a host; subsets from
+// DestinationRules; pilot's retry.ConvertPolicy, whose default here still retries 503, unlike
+// the istiod ramp's tests run). A Sim never uses it: it always routes by istiod's
+// configuration, and no suite or the demo builds a Router from VirtualServices. It remains
+// for the package's own pure unit tests of routing, outlier detection and telemetry
+// (router_test.go, failures_test.go, telemetry_test.go), which run without istiod.
 //
 // # Behaviour model
 //
