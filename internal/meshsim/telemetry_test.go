@@ -20,7 +20,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
-	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
 )
 
@@ -224,8 +223,6 @@ func TestSimWithFakeClient(t *testing.T) {
 }
 
 func BenchmarkRoute(b *testing.B) {
-	hm := "true"
-	ro := rollout(&rampv1.HeaderMatch{Name: "x-canary", Exact: &hm})
 	var pods []corev1.Pod
 	for i := range 8 {
 		pods = append(pods, pod("web-s"+strconv.Itoa(i), "web", stableHash, stableImage, true))
@@ -233,7 +230,7 @@ func BenchmarkRoute(b *testing.B) {
 	for i := range 2 {
 		pods = append(pods, pod("web-c"+strconv.Itoa(i), "web-canary", canaryHash, canaryImage, true, istio.TrackLabel, istio.TrackCanary))
 	}
-	r := NewRouter(rampTopology(b, ro, istio.Routing{CanaryWeight: 25, HeaderRoute: true}, pods))
+	r := NewRouter(envoyTopology(b, pods, nil, headerRoute(exactHeader("x-canary", "true")), primaryRoute(25)))
 	m := MustModel(DefaultBehaviour, map[string]Behaviour{canaryImage: {ErrorRate: 0.08, LatencyP50: 20 * time.Millisecond, LatencyP99: 450 * time.Millisecond}})
 	tr, _ := Traffic{Classes: []Class{{Share: 0.1, Request: header("x-canary", "true")}}}.compiled()
 	rng := rand.New(rand.NewPCG(1, 2))

@@ -21,7 +21,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	corev1 "k8s.io/api/core/v1"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -179,10 +178,7 @@ func mustAny(t testing.TB, m proto.Message) *anypb.Any {
 // aborting 25%, plus the routes and clusters exercising the corner cases.
 func envoyConfig(t testing.TB, w uint32) *EnvoyConfig {
 	cl := func(subset string) string { return ClusterName(80, subset, fqdn) }
-	md, _ := structpb.NewStruct(map[string]any{"config": "/apis/networking.istio.io/v1/namespaces/demo/virtual-service/web"})
-	meta := &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": md}}
-	istioDefault := &routev3.RetryPolicy{RetryOn: "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes", NumRetries: wrapperspb.UInt32(2),
-		RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{Name: "envoy.retry_host_predicates.previous_hosts"}}, HostSelectionRetryMaxAttempts: 5}
+	meta, istioDefault := vsMetadata(), istioDefaultRetry()
 	prefix := func(p string) *routev3.RouteMatch {
 		return &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: p}}
 	}
