@@ -88,11 +88,11 @@
 //     reported by the pod that got it; the source reports the last attempt's status, with URX
 //     when retries ran out.
 //   - Outlier detection: the cluster's outlier_detection from CDS (istiod's translation of
-//     the DestinationRule's outlierDetection; NewRouter's fallback reads the rule itself),
-//     as Envoy runs it: consecutive errors only (consecutive5xxErrors, unset meaning Envoy's
-//     5 and 0 off; consecutiveGatewayErrors, off unless set), per client proxy and cluster. Without
-//     split_external_local_origin_errors a connect failure counts as a 503 and a timeout as a
-//     504; any other status resets the host's counts. Ejection is immediate when a count is
+//     the DestinationRule's outlierDetection), as Envoy runs it: consecutive errors only
+//     (consecutive5xxErrors, unset meaning Envoy's 5 and 0 off; consecutiveGatewayErrors, off
+//     unless set), per client proxy and cluster. Without split_external_local_origin_errors a
+//     connect failure counts as a 503 and a timeout as a 504; any other status resets the
+//     host's counts. Ejection is immediate when a count is
 //     reached, unless the hosts ejected, this one included, would exceed maxEjectionPercent
 //     (default 10: a cluster of fewer than ten hosts ejects none). Every interval (default
 //     10s) hosts ejected for min(baseEjectionTime (default 30s) x their ejection count, 300s)
@@ -136,16 +136,13 @@
 // destination_workload, destination_workload_namespace, destination_service, response_code
 // and response_flags.
 //
-// # Fallback without istiod (unit tests only)
+// # No second reading of Istio's objects
 //
-// NewRouter without Topology.Envoy reads Topology's VirtualServices and DestinationRules
-// itself and approximates istiod's translation (decoded with Istio's protobuf types;
-// VirtualServices bound to the client's gateway, the oldest winning a host; subsets from
-// DestinationRules; pilot's retry.ConvertPolicy, whose default here still retries 503, unlike
-// the istiod ramp's tests run). A Sim never uses it: it always routes by istiod's
-// configuration, and no suite or the demo builds a Router from VirtualServices. It remains
-// for the package's own pure unit tests of routing, outlier detection and telemetry
-// (router_test.go, failures_test.go, telemetry_test.go), which run without istiod.
+// meshsim never reads VirtualServices or DestinationRules: a Sim requires istiod's address,
+// and a Router is built from an EnvoyConfig only. Its unit tests route by Envoy
+// configuration written by hand in istiod's shapes; the integration tests, the e2e suites and
+// the demo route by what istiod serves, so a misreading of Istio in ramp is caught by Istio's
+// own translation.
 //
 // # Behaviour model
 //

@@ -24,6 +24,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -270,7 +271,8 @@ func envoyTopology(t testing.TB, pods []corev1.Pod, od *clusterv3.OutlierDetecti
 		var ips []string
 		for i := range pods {
 			p := &pods[i]
-			if subsetOf(svc.Spec.Selector, p.Labels) && subsetOf(subsets[subset], p.Labels) && p.DeletionTimestamp == nil && podReady(p) {
+			l := labels.Set(p.Labels)
+			if labels.SelectorFromSet(svc.Spec.Selector).Matches(l) && labels.SelectorFromSet(subsets[subset]).Matches(l) && p.DeletionTimestamp == nil && podReady(p) {
 				ips = append(ips, p.Status.PodIP)
 			}
 		}

@@ -97,8 +97,8 @@ type Options struct {
 	XDSTimeout time.Duration
 	// Namespace and Service name the destination Service.
 	Namespace, Service string
-	// Source is the simulated client (defaults: workload "meshsim", the Service's namespace,
-	// gateway "mesh").
+	// Source is the simulated client, a sidecar (defaults: workload "meshsim", the Service's
+	// namespace).
 	Source Source
 	// ClusterDomain defaults to cluster.local.
 	ClusterDomain string
@@ -170,9 +170,6 @@ type Sim struct {
 func New(o Options) (*Sim, error) {
 	if o.Client == nil || o.Namespace == "" || o.Service == "" || o.XDSAddr == "" {
 		return nil, errors.New("meshsim: Client, XDSAddr, Namespace and Service are required")
-	}
-	if o.Source.Gateway != "" && o.Source.Gateway != GatewayMesh {
-		return nil, fmt.Errorf("meshsim: the client is a sidecar (gateway %q is not simulated)", o.Source.Gateway)
 	}
 	if o.XDSTimeout <= 0 {
 		o.XDSTimeout = time.Minute
