@@ -33,7 +33,10 @@
 //     (outbound|PORT|SUBSET|HOST, re-subscribed as CDS changes). Every response is ACKed with
 //     its version and nonce; once routes, clusters and every subscribed cluster's endpoints
 //     have arrived the Router is rebuilt, so a VirtualService change reaches the simulated
-//     traffic by istiod's push (about 150 ms after the write on an idle local cluster). The
+//     traffic by istiod's push (about 150 ms after the write on an idle local cluster). A
+//     push that adds a cluster is held whole until that cluster's endpoints arrive (Envoy
+//     warms a new cluster before traffic may use it): the previous configuration routes
+//     meanwhile, so no request meets a route to a cluster without endpoints yet. The
 //     Service and its Pods are still read from the API server (every 200 ms by default, and
 //     at once after each push): EDS endpoints are mapped to pods by pod IP, for the images
 //     (behaviour) and workload names (telemetry). Sim.Envoy returns the last configuration,
