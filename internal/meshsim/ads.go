@@ -266,8 +266,7 @@ func (s *Sim) setEnvoy(e *EnvoyConfig) {
 	}
 }
 
-// Envoy is the last complete configuration istiod served (nil without XDSAddr, or before it
-// arrived).
+// Envoy is the last complete configuration istiod served (nil before it arrived).
 func (s *Sim) Envoy() *EnvoyConfig {
 	s.buildMu.Lock()
 	defer s.buildMu.Unlock()

@@ -73,7 +73,7 @@ func parseClusterName(name string) (port uint32, subset, host string, ok bool) {
 // Only the Service's clusters have endpoints (meshsim simulates one Service): any other
 // cluster, and Istio's PassthroughCluster, answer 503 NC.
 func (r *Router) compileEnvoy(e *EnvoyConfig, pods []corev1.Pod) {
-	r.rawAuthority, r.ignorePort = true, e.Routes.GetIgnorePortInHostMatching()
+	r.ignorePort = e.Routes.GetIgnorePortInHostMatching()
 	byIP := podsByIP(pods)
 	eps := map[string]*Endpoint{} // by pod name: one *Endpoint per pod across clusters
 	loads := map[string]*endpointv3.ClusterLoadAssignment{}

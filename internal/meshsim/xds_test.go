@@ -21,7 +21,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	corev1 "k8s.io/api/core/v1"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -179,10 +178,7 @@ func mustAny(t testing.TB, m proto.Message) *anypb.Any {
 // aborting 25%, plus the routes and clusters exercising the corner cases.
 func envoyConfig(t testing.TB, w uint32) *EnvoyConfig {
 	cl := func(subset string) string { return ClusterName(80, subset, fqdn) }
-	md, _ := structpb.NewStruct(map[string]any{"config": "/apis/networking.istio.io/v1/namespaces/demo/virtual-service/web"})
-	meta := &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": md}}
-	istioDefault := &routev3.RetryPolicy{RetryOn: "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes", NumRetries: wrapperspb.UInt32(2),
-		RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{Name: "envoy.retry_host_predicates.previous_hosts"}}, HostSelectionRetryMaxAttempts: 5}
+	meta, istioDefault := vsMetadata(), istioDefaultRetry()
 	prefix := func(p string) *routev3.RouteMatch {
 		return &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: p}}
 	}
@@ -404,6 +400,34 @@ func TestADSClient(t *testing.T) {
 	got = <-published
 	if got.Versions["rds"] != "v2" || got.Responses["rds"] != 2 {
 		t.Fatalf("after the second push: %s", got.Summary())
+	}
+
+	// A push that adds a cluster (a new subset) and routes to it, in istiod's order: CDS,
+	// then RDS, the new cluster's endpoints last. Envoy warms the new cluster: nothing routes
+	// to it before its load assignment arrives. The client holds the whole configuration
+	// until then, so the next configuration published has the new routes and the new
+	// cluster's endpoints together, never the routes alone (503 NC).
+	v3 := &clusterv3.Cluster{Name: ClusterName(80, "v3", fqdn), ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}}
+	respond(clusterType, "v3", "c3", append(clusters, v3)...)
+	expect(clusterType, nil, "v3", "c3")
+	edsNames = append(edsNames, v3.GetName())
+	slices.Sort(edsNames)
+	expect(endpointType, edsNames, "v1", "e1")
+	routes := envoyConfig(t, 25).Routes
+	routes.VirtualHosts[0].Routes = append([]*routev3.Route{{Name: "v3", Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/v3"}},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: v3.GetName()}}}}}, routes.VirtualHosts[0].Routes...)
+	respond(routeType, "v3", "r3", routes)
+	expect(routeType, []string{"80"}, "v3", "r3")
+	respond(endpointType, "v3", "e3", &endpointv3.ClusterLoadAssignment{ClusterName: v3.GetName(),
+		Endpoints: []*endpointv3.LocalityLbEndpoints{lbEndpoints(corev3.HealthStatus_HEALTHY, "10.244.0.13")}})
+	expect(endpointType, edsNames, "v3", "e3")
+	got = <-published
+	if got.Versions["rds"] != "v3" || got.Versions["cds"] != "v3" || got.Versions["eds"] != "v3" {
+		t.Fatalf("published before the new cluster was warm: %s", got.Summary())
+	}
+	res := NewRouter(Topology{Service: service(), Pods: xdsPods(), Envoy: got}).Route(newRNG(), nil, &Request{Path: "/v3"})
+	if res.Route != "v3" || res.Code != 200 || res.Endpoint == nil || res.Endpoint.Workload != "web-canary" {
+		t.Errorf("/v3 on the new cluster: %+v", res)
 	}
 }
 
