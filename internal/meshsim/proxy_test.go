@@ -4,48 +4,36 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
-
-	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
-	"github.com/ramp-dev/ramp/internal/mesh/istio"
 )
 
 // A real HTTP client using the Sim as its proxy (its sidecar) is routed by the header route
 // and weights, answered with the pod's status, and counted in Stats as the synthetic traffic is.
 func TestSimServesHTTPAsTheClientsSidecar(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
+	addr, _ := serveADS(t, func() *EnvoyConfig {
+		e := envoyConfig(t, 0)
+		// Without envoyConfig's warming cluster (no load assignment) the configuration is
+		// complete; without its fault every header request reaches the canary.
+		e.Clusters = slices.DeleteFunc(e.Clusters, func(c *clusterv3.Cluster) bool { return c.GetName() == ClusterName(80, "warming", fqdn) })
+		e.Routes.VirtualHosts[0].Routes[0].TypedPerFilterConfig = nil
+		return e
+	})
+	objs := []client.Object{service()}
+	for _, p := range xdsPods() {
+		objs = append(objs, &p)
 	}
-	ro := rollout(&rampv1.HeaderMatch{Name: "x-canary", Exact: ptr.To("true")})
-	top := rampTopology(t, ro, istio.Routing{CanaryWeight: 0, HeaderRoute: true}, rampPods())
-	objs := []client.Object{top.Service}
-	for i := range top.Pods {
-		objs = append(objs, &top.Pods[i])
-	}
-	for _, u := range append(top.VirtualServices, top.DestinationRules...) {
-		objs = append(objs, u.DeepCopy())
-	}
-	for _, kind := range []string{"VirtualService", "DestinationRule"} {
-		gv := schema.GroupVersion{Group: "networking.istio.io", Version: "v1"}
-		scheme.AddKnownTypeWithName(gv.WithKind(kind), &unstructured.Unstructured{})
-		scheme.AddKnownTypeWithName(gv.WithKind(kind+"List"), &unstructured.UnstructuredList{})
-	}
-	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithStatusSubresource(&corev1.Pod{}).Build()
+	c := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithObjects(objs...).Build()
 	model := MustModel(Behaviour{LatencyP50: 10 * time.Millisecond, LatencyP99: 20 * time.Millisecond},
 		map[string]Behaviour{canaryImage: {ErrorRate: 1, ErrorCode: 404, LatencyP50: 10 * time.Millisecond, LatencyP99: 20 * time.Millisecond}})
 	// No synthetic traffic: whatever is counted came through the proxy.
-	s, err := New(Options{Client: c, Namespace: ns, Service: app, Seed: 7, Model: model, MetricsAddr: "-"})
+	s, err := New(Options{Client: c, Namespace: ns, Service: app, XDSAddr: addr, Seed: 7, Model: model, MetricsAddr: "-"})
 	if err != nil {
 		t.Fatal(err)
 	}
