@@ -137,6 +137,7 @@ func NewRootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		newRetryCommand(o),
 		newStatusCommand(o),
 		newListCommand(o),
+		newDashboardCommand(o),
 		newVersionCommand(o),
 	)
 	return cmd
