@@ -150,14 +150,14 @@ func (s *Server) streamDetail(w http.ResponseWriter, r *http.Request) {
 	beat := time.NewTicker(heartbeat)
 	defer beat.Stop()
 	var last []byte
-	var eventsOf string // the resourceVersion the events were read at
+	var eventsOf *rampv1.Rollout // the version of the Rollout the events were read at
 	var events []Event
 	var eventsErr string
 	for {
 		d, ro := s.detail(ns, name)
-		if ro != nil && ro.ResourceVersion != eventsOf {
+		if ro != nil && ro != eventsOf {
 			events, eventsErr = s.events(r.Context(), ro)
-			eventsOf = ro.ResourceVersion
+			eventsOf = ro
 		}
 		if ro != nil {
 			d.Events, d.EventsError = events, eventsErr
@@ -176,7 +176,7 @@ func (s *Server) streamDetail(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-changed:
 		case <-refresh.C:
-			eventsOf = ""
+			eventsOf = nil
 		case <-beat.C:
 			if sse.ping() != nil {
 				return

@@ -33,8 +33,8 @@ var assets embed.FS
 
 // Options configure a Server.
 type Options struct {
-	// Rollouts is the Rollout resource, read with the user's credentials.
-	Rollouts dynamic.NamespaceableResourceInterface
+	// Dynamic reads the Rollouts, with the user's credentials.
+	Dynamic dynamic.Interface
 	// Namespace to watch; "" (metav1.NamespaceAll) watches all namespaces.
 	Namespace string
 	Cluster   Cluster
@@ -67,8 +67,8 @@ type entry struct {
 
 // New returns a server; it watches nothing until Serve.
 func New(o Options) (*Server, error) {
-	if o.Rollouts == nil || o.Cluster == nil {
-		return nil, errors.New("dashboard: Options.Rollouts and Options.Cluster are required")
+	if o.Dynamic == nil || o.Cluster == nil {
+		return nil, errors.New("dashboard: Options.Dynamic and Options.Cluster are required")
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -121,7 +121,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 // informer watches the Rollouts with the user's credentials and records each version.
 func (s *Server) informer(ctx context.Context) cache.SharedIndexInformer {
-	ri := s.o.Rollouts.Namespace(s.o.Namespace)
+	ri := s.o.Dynamic.Resource(rampv1.GroupVersion.WithResource("rollouts")).Namespace(s.o.Namespace)
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
 			return ri.List(ctx, opts)
@@ -130,7 +130,8 @@ func (s *Server) informer(ctx context.Context) cache.SharedIndexInformer {
 			return ri.Watch(ctx, opts)
 		},
 	}
-	inf := cache.NewSharedIndexInformer(lw, &unstructured.Unstructured{}, 0, cache.Indexers{})
+	// A client may not support streaming the initial list (client-go's fakes do not).
+	inf := cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, s.o.Dynamic), &unstructured.Unstructured{}, 0, cache.Indexers{})
 	_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
 		s.o.Logf("watching rollouts: %v", err)
 		s.mu.Lock()

@@ -62,7 +62,7 @@ func (o *Options) runDashboard(ctx context.Context, address string, all bool) er
 		ns = metav1.NamespaceAll
 	}
 	srv, err := dashboard.New(dashboard.Options{
-		Rollouts: cl.rollouts, Namespace: ns, Cluster: &dashboardCluster{o: o, cl: cl}, Now: o.Now,
+		Dynamic: cl.dynamic, Namespace: ns, Cluster: &dashboardCluster{o: o, cl: cl}, Now: o.Now,
 		Logf: func(format string, args ...any) { fmt.Fprintf(o.ErrOut, format+"\n", args...) },
 	})
 	if err != nil {
