@@ -196,7 +196,7 @@ function conditions(cs, now) {
   return el('table', {class: 'small-table'},
     el('thead', {}, el('tr', {}, ['Type', 'Status', 'Reason', 'Age', 'Message'].map((h) => el('th', {text: h})))),
     el('tbody', {}, cs.map((c) => el('tr', {dataset: {condition: c.type}},
-      el('td', {text: c.type}), el('td', {class: 'cond-' + c.status, text: c.status}), el('td', {text: c.reason}),
+      el('td', {text: c.type}), el('td', {class: c.type === 'Stalled' && c.status === 'True' ? 'cond-bad' : 'cond-' + c.status, text: c.status}), el('td', {text: c.reason}),
       el('td', {text: age(c.since, now)}), el('td', {text: c.message})))));
 }
 
