@@ -94,7 +94,7 @@ func TestDashboard(t *testing.T) {
 	b.expectSeen("api", "0%", "20%")
 
 	// web's page: where it is, its timeline and its charts.
-	b.do("open web's page", chromedp.Click(fmt.Sprintf(`tr[data-rollout="%s"] td.name a`, web.key())))
+	b.click("web's link", fmt.Sprintf(`tr[data-rollout="%s"] td.name a`, web.key()))
 	b.waitFor("web's page at step 2/3, 40%", `document.querySelector('#weight')?.textContent === '40%' &&
 		document.querySelector('#steps li.current')?.dataset.label === '2/3' &&
 		document.querySelector('#position')?.textContent === 'step 2/3'`)
@@ -112,7 +112,7 @@ func TestDashboard(t *testing.T) {
 		}
 		b.screenshot(p)
 	}
-	b.do("promote web", chromedp.Click(`button[data-action="promote"]`))
+	b.click("promote", `button[data-action="promote"]`)
 	answer := b.waitText("promote's answer", `#outcome[data-action="promote"]`)
 	if !strings.Contains(answer, "promoted: step 2/3 → 3/3") {
 		t.Errorf("promote answered %q, want kubectl ramp promote's 'promoted: step 2/3 → 3/3'", answer)
@@ -122,19 +122,20 @@ func TestDashboard(t *testing.T) {
 	web.acknowledged(rampv1.AnnotationPromote, func(h rampv1.HandledRequests) string { return h.Promote })
 
 	// api's page: abort asks first.
-	b.do("back to the list, then api's page", chromedp.Click(`a.back`), chromedp.WaitVisible(`#rollouts`),
-		chromedp.Click(fmt.Sprintf(`tr[data-rollout="%s"] td.name a`, api.key())))
+	b.click("back to the list", `a.back`)
+	b.waitFor("the list", `document.querySelector('#rollouts') !== null`)
+	b.click("api's link", fmt.Sprintf(`tr[data-rollout="%s"] td.name a`, api.key()))
 	b.waitFor("api's page at 20%", `document.querySelector('#title')?.textContent === '`+api.key()+`' && document.querySelector('#weight')?.textContent === '20%'`)
-	b.do("abort, then cancel", chromedp.Click(`button[data-action="abort"]`))
+	b.click("abort", `button[data-action="abort"]`)
 	b.waitFor("the confirmation", `document.getElementById('confirm').open`)
-	b.do("cancel", chromedp.Click(`#confirm-cancel`))
+	b.click("cancel", `#confirm-cancel`)
 	b.waitFor("the confirmation closed", `!document.getElementById('confirm').open`)
 	if ro := api.get(); ro.Annotations[rampv1.AnnotationAbort] != "" || ro.Status.Phase != rampv1.PhasePaused && ro.Status.Phase != rampv1.PhaseProgressing {
 		t.Fatalf("cancelled abort changed the rollout: annotation %q, phase %s", ro.Annotations[rampv1.AnnotationAbort], ro.Status.Phase)
 	}
-	b.do("abort, then confirm", chromedp.Click(`button[data-action="abort"]`))
+	b.click("abort", `button[data-action="abort"]`)
 	b.waitFor("the confirmation", `document.getElementById('confirm').open`)
-	b.do("confirm", chromedp.Click(`#confirm-ok`))
+	b.click("confirm", `#confirm-ok`)
 	answer = b.waitText("abort's answer", `#outcome[data-action="abort"]`)
 	if !strings.Contains(answer, "abort acknowledged") {
 		t.Errorf("abort answered %q, want kubectl ramp abort's 'abort acknowledged: ...'", answer)
@@ -378,6 +379,24 @@ func (b *browser) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
+// click clicks an element with the mouse. The page redraws on every event from the server, so
+// the node found may be replaced before the click lands: then it finds the new one.
+func (b *browser) click(what, sel string) {
+	b.t.Helper()
+	var err error
+	for range 5 {
+		ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+		err = chromedp.Do(ctx, chromedp.Click(sel))
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "No node with given id") && !strings.Contains(err.Error(), "box model") {
+			break
+		}
+	}
+	if err != nil {
+		b.t.Fatalf("clicking %s (%s): %v", what, sel, err)
+	}
+}
+
 // eval evaluates a JavaScript expression to a boolean.
 func (b *browser) eval(js string) bool {
 	b.t.Helper()
@@ -402,15 +421,14 @@ func (b *browser) waitFor(what, js string) {
 	b.t.Logf("page: %s (after %s)", what, time.Since(start).Round(time.Millisecond))
 }
 
-// waitText waits for an element and returns its text.
+// waitText waits for an element and returns its text, read in the same evaluation (the page
+// redraws its elements on every event, so a node found first may be gone when read).
 func (b *browser) waitText(what, sel string) string {
 	b.t.Helper()
-	b.waitFor(what, fmt.Sprintf(`document.querySelector(%q) !== null`, sel))
-	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.TextContent(sel))
+	s, err := chromedp.Run(b.ctx, chromedp.Poll[string](fmt.Sprintf(`document.querySelector(%q)?.textContent`, sel),
+		chromedp.WithPollingMutation(), chromedp.WithPollingTimeout(2*time.Minute)))
 	if err != nil {
-		b.t.Fatalf("%s: %v", what, err)
+		b.t.Fatalf("%s: not on the page within 2m: %v\nexceptions: %q\npage: %s", what, err, b.exceptions(), b.pageText())
 	}
 	b.t.Logf("page: %s: %s", what, s)
 	return s
