@@ -12,12 +12,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sort"
 	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -133,6 +135,9 @@ func (s *Server) informer(ctx context.Context) cache.SharedIndexInformer {
 	// A client may not support streaming the initial list (client-go's fakes do not).
 	inf := cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, s.o.Dynamic), &unstructured.Unstructured{}, 0, cache.Indexers{})
 	_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+		if watchEnded(err) {
+			return // the reflector lists and watches again: nothing for the page to say
+		}
 		s.o.Logf("watching rollouts: %v", err)
 		s.mu.Lock()
 		s.watchErr = err.Error()
@@ -163,6 +168,12 @@ func (s *Server) informer(ctx context.Context) cache.SharedIndexInformer {
 		}
 	}()
 	return inf
+}
+
+// watchEnded reports whether a watch error is only its normal end (closed, or its resource
+// version expired), which client-go's default handler does not report either.
+func watchEnded(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || apierrors.IsResourceExpired(err) || apierrors.IsGone(err)
 }
 
 // observe records a version of a Rollout.

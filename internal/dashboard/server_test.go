@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -13,11 +15,13 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
+	clienttesting "k8s.io/client-go/testing"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 )
@@ -76,7 +80,16 @@ type served struct {
 
 func serve(t *testing.T, objs ...runtime.Object) *served {
 	t.Helper()
+	return serveWith(t, nil, objs...)
+}
+
+// serveWith is serve with setup run on the fake client before the server starts.
+func serveWith(t *testing.T, setup func(*dynamicfake.FakeDynamicClient), objs ...runtime.Object) *served {
+	t.Helper()
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{rolloutsGVR: "RolloutList"}, objs...)
+	if setup != nil {
+		setup(dyn)
+	}
 	fc := &fakeCluster{}
 	s, err := New(Options{Dynamic: dyn, Cluster: fc, Token: "secret"})
 	if err != nil {
@@ -291,4 +304,35 @@ func TestHandlerServesEmbeddedAssets(t *testing.T) {
 			t.Errorf("GET %s: %d, body lacks %q", path, rec.Code, want)
 		}
 	}
+}
+
+// TestWatchEnded: a watch's normal end is not an error for the page; a refusal is.
+func TestWatchEnded(t *testing.T) {
+	gr := schema.GroupResource{Group: "ramp.dev", Resource: "rollouts"}
+	for err, want := range map[error]bool{
+		io.EOF: true,
+		fmt.Errorf("watch: %w", io.ErrUnexpectedEOF):             true,
+		apierrors.NewResourceExpired("too old resource version"): true,
+		apierrors.NewGone("gone"):                                true,
+		apierrors.NewForbidden(gr, "", errors.New("no RBAC")):    false,
+		apierrors.NewNotFound(gr, ""):                            false,
+	} {
+		if got := watchEnded(err); got != want {
+			t.Errorf("watchEnded(%v) = %t, want %t", err, got, want)
+		}
+	}
+}
+
+// TestListSaysWhyItCannotWatch: without permission to list Rollouts, the list says so.
+func TestListSaysWhyItCannotWatch(t *testing.T) {
+	s := serveWith(t, func(dyn *dynamicfake.FakeDynamicClient) {
+		dyn.PrependReactor("list", "rollouts", func(clienttesting.Action) (bool, runtime.Object, error) {
+			return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "ramp.dev", Resource: "rollouts"}, "", errors.New("RBAC says no"))
+		})
+	})
+	list := s.do("GET", "/api/rollouts", nil, true)
+	defer list.Body.Close()
+	next(t, events(t, list), "list", func(l List) bool {
+		return !l.Synced && strings.Contains(l.Error, "forbidden") && strings.Contains(l.Error, "RBAC says no")
+	})
 }
