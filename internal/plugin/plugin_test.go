@@ -283,7 +283,7 @@ func TestRootHelpListsEveryVerb(t *testing.T) {
 		t.Fatal(err)
 	}
 	help := out.String()
-	for _, verb := range []string{"promote", "abort", "pause", "resume", "retry", "status", "list"} {
+	for _, verb := range []string{"promote", "abort", "pause", "resume", "retry", "status", "list", "dashboard"} {
 		if !strings.Contains(help, "\n  "+verb+" ") {
 			t.Errorf("--help does not list %q:\n%s", verb, help)
 		}

@@ -193,7 +193,11 @@ until resumed.
 			if full {
 				req = promoteFullRequest
 			}
-			return o.runToken(cmd.Context(), args[0], req, w)
+			cl, err := o.clients()
+			if err != nil {
+				return err
+			}
+			return o.runToken(cmd.Context(), cl, args[0], req, w)
 		},
 	}
 	cmd.Flags().BoolVar(&full, "full", false, "skip all remaining steps, analysis and promotion windows")
@@ -217,7 +221,11 @@ of promotion) it is too late to abort and the request is ignored (exit code 3).
 ` + gitopsNote,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return o.runToken(cmd.Context(), args[0], abortRequest, w)
+			cl, err := o.clients()
+			if err != nil {
+				return err
+			}
+			return o.runToken(cmd.Context(), cl, args[0], abortRequest, w)
 		},
 	}
 	w.add(cmd)
@@ -236,19 +244,20 @@ rollout is not Failed.
 ` + gitopsNote,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return o.runToken(cmd.Context(), args[0], retryRequest, w)
+			cl, err := o.clients()
+			if err != nil {
+				return err
+			}
+			return o.runToken(cmd.Context(), cl, args[0], retryRequest, w)
 		},
 	}
 	w.add(cmd)
 	return cmd
 }
 
-// runToken writes a token request and waits for its acknowledgement.
-func (o *Options) runToken(ctx context.Context, name string, req tokenRequest, w waitFlags) error {
-	cl, err := o.clients()
-	if err != nil {
-		return err
-	}
+// runToken writes a token request and waits for its acknowledgement. The dashboard's
+// buttons run it too (dashboard.go).
+func (o *Options) runToken(ctx context.Context, cl *clients, name string, req tokenRequest, w waitFlags) error {
 	token := o.Now().UTC().Format(time.RFC3339Nano)
 	res, err := cl.applyAnnotations(ctx, name, map[string]string{req.annotation: token}, nil)
 	if err != nil {
@@ -353,7 +362,13 @@ Sets the annotation ramp.dev/paused: "true". ` + "`kubectl ramp resume`" + ` rem
 
 ` + gitopsNote,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return o.runPause(cmd.Context(), args[0], w) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := o.clients()
+			if err != nil {
+				return err
+			}
+			return o.runPause(cmd.Context(), cl, args[0], w)
+		},
 	}
 	w.add(cmd)
 	return cmd
@@ -373,17 +388,19 @@ spec.paused in its manifest must be resumed in Git.
 
 ` + gitopsNote,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return o.runResume(cmd.Context(), args[0], w) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := o.clients()
+			if err != nil {
+				return err
+			}
+			return o.runResume(cmd.Context(), cl, args[0], w)
+		},
 	}
 	w.add(cmd)
 	return cmd
 }
 
-func (o *Options) runPause(ctx context.Context, name string, w waitFlags) error {
-	cl, err := o.clients()
-	if err != nil {
-		return err
-	}
+func (o *Options) runPause(ctx context.Context, cl *clients, name string, w waitFlags) error {
 	res, err := cl.applyAnnotations(ctx, name, map[string]string{rampv1.AnnotationPaused: "true"}, nil)
 	if err != nil {
 		return err
@@ -417,11 +434,7 @@ func (o *Options) runPause(ctx context.Context, name string, w waitFlags) error 
 	return nil
 }
 
-func (o *Options) runResume(ctx context.Context, name string, w waitFlags) error {
-	cl, err := o.clients()
-	if err != nil {
-		return err
-	}
+func (o *Options) runResume(ctx context.Context, cl *clients, name string, w waitFlags) error {
 	_, cur, err := cl.get(ctx, name)
 	if err != nil {
 		return err
