@@ -20,6 +20,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
 	"github.com/ramp-dev/ramp/analysis"
@@ -48,6 +49,10 @@ type world struct {
 	// refVS is the VirtualService spec.service.virtualServiceRef names (nil when none or
 	// missing): Git's, of which ramp edits only the named routes.
 	refVS *networkingv1.VirtualService
+	// hr, stableSvc and canarySvc are the Gateway API router's HTTPRoute and backend
+	// Services this Rollout controls; svc is the Service in front of the target they copy.
+	hr                        *gwapiv1.HTTPRoute
+	stableSvc, canarySvc, svc *corev1.Service
 }
 
 func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*world, error) {

@@ -1,0 +1,173 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/mesh/gatewayapi"
+	"github.com/ramp-dev/ramp/internal/plan"
+)
+
+// gatewayRouter routes with the Gateway API (spec.service.gatewayAPI): an HTTPRoute named
+// after the Rollout whose backendRefs weigh the Services <service>-stable and
+// <service>-canary, all three created by ramp. The stable Service's selector plays the
+// DestinationRule's stable subset: its pod-template-hash is the stable ReplicaSet's.
+type gatewayRouter struct{ r *RolloutReconciler }
+
+// Reasons of the Stalled condition for a cluster the Gateway API router cannot route in.
+const (
+	ReasonGatewayAPINotInstalled = "GatewayAPINotInstalled"
+	ReasonServiceWithoutSelector = "ServiceWithoutSelector"
+)
+
+func (gr gatewayRouter) observe(ctx context.Context, ro *rampv1.Rollout, w *world) ([]string, error) {
+	r := gr.r
+	block := func(reason, msg string) {
+		if w.obs.Blocked == nil { // what blocked first says more
+			w.obs.Blocked = &plan.Blocker{Reason: reason, Message: msg}
+		}
+	}
+	var foreign []string
+	hr := &gwapiv1.HTTPRoute{}
+	found, err := r.getIfExists(ctx, client.ObjectKeyFromObject(ro), hr)
+	switch {
+	case apimeta.IsNoMatchError(err):
+		block(ReasonGatewayAPINotInstalled, "spec.service.gatewayAPI: the cluster has no HTTPRoute (gateway.networking.k8s.io/v1): install the Gateway API CRDs (standard channel), or remove gatewayAPI to route with Istio")
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case found && !metav1.IsControlledBy(hr, ro):
+		msg, err := r.foreignObject(ctx, gatewayapi.KindHTTPRoute, hr)
+		if err != nil {
+			return nil, err
+		}
+		foreign = append(foreign, msg+": delete or rename that HTTPRoute, or give this Rollout another name")
+	case found:
+		w.hr = hr
+		if rt, err := gatewayapi.ObservedRouting(ro, hr); err == nil {
+			w.obs.Routing = &plan.ObservedRouting{CanaryWeight: rt.CanaryWeight, HeaderRoute: rt.HeaderRoute, Mirror: rt.Mirror}
+		} else {
+			w.obs.RoutingUnreadable = true
+		}
+	}
+
+	for _, s := range []struct {
+		name string
+		live **corev1.Service
+	}{{gatewayapi.StableServiceName(ro), &w.stableSvc}, {gatewayapi.CanaryServiceName(ro), &w.canarySvc}} {
+		svc := &corev1.Service{}
+		if found, err := r.getIfExists(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: s.name}, svc); err != nil {
+			return nil, err
+		} else if !found {
+			continue
+		}
+		if !metav1.IsControlledBy(svc, ro) {
+			msg, err := r.foreignObject(ctx, "Service", svc)
+			if err != nil {
+				return nil, err
+			}
+			foreign = append(foreign, msg+": ramp needs that name for the Gateway API router's backends; delete or rename that Service")
+			continue
+		}
+		*s.live = svc
+	}
+	if w.stableSvc != nil {
+		w.obs.StableSubset = gatewayapi.ObservedStableHash(w.stableSvc)
+	}
+
+	// The Service in front of the target: the backends copy its selector and ports (observe
+	// blocks the Rollout when it is missing).
+	svc := &corev1.Service{}
+	if found, err := r.getIfExists(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ro.ServiceName()}, svc); err != nil {
+		return nil, err
+	} else if found {
+		w.svc = svc
+		if len(svc.Spec.Selector) == 0 {
+			block(ReasonServiceWithoutSelector, fmt.Sprintf(
+				"Service %q has no selector: ramp's Gateway API router (spec.service.gatewayAPI) creates %q and %q by adding a label to it; give it a selector",
+				svc.Name, gatewayapi.StableServiceName(ro), gatewayapi.CanaryServiceName(ro)))
+		}
+	}
+	return foreign, nil
+}
+
+func (gr gatewayRouter) route(ctx context.Context, ro *rampv1.Rollout, w *world, d *plan.Desired) error {
+	r := gr.r
+	if w.svc == nil {
+		return nil // observe blocked the Rollout
+	}
+	stable, canary, err := gatewayapi.Services(ro, w.svc, d.StablePodTemplateHash)
+	if err != nil {
+		return err
+	}
+	// The backends before the route, as subsets before routes.
+	for _, s := range []struct{ live, want *corev1.Service }{{w.stableSvc, stable}, {w.canarySvc, canary}} {
+		same := s.live != nil && equality.Semantic.DeepEqual(s.live.Spec.Selector, s.want.Spec.Selector) &&
+			equality.Semantic.DeepEqual(s.live.Spec.Ports, s.want.Spec.Ports)
+		if err := r.applyOwned(ctx, s.live, s.want, same); err != nil {
+			return fmt.Errorf("applying Service %q: %w", s.want.Name, err)
+		}
+	}
+	want := gatewayapi.HTTPRoute(ro, gatewayapi.Routing{CanaryWeight: d.CanaryWeight, HeaderRoute: d.HeaderRoute, Mirror: d.Mirror})
+	same := w.hr != nil && equality.Semantic.DeepEqual(w.hr.Spec, want.Spec)
+	if err := r.applyOwned(ctx, w.hr, want, same); err != nil {
+		return fmt.Errorf("applying HTTPRoute: %w", err)
+	}
+	return nil
+}
+
+// applyOwned creates want when live is nil, and otherwise server-side applies it over live,
+// an object this Rollout created (observe leaves out any other), unless same says its spec
+// is as rendered and it has ramp's labels and owner. Forcing takes back only fields someone
+// changed on ramp's own object.
+func (r *RolloutReconciler) applyOwned(ctx context.Context, live, want client.Object, same bool) error {
+	if live == nil {
+		return r.create(ctx, want)
+	}
+	if err := r.ownCreatedFields(ctx, live); err != nil {
+		return err
+	}
+	if same && sameOwners(live, want) && labelsContain(live.GetLabels(), want.GetLabels()) {
+		return nil
+	}
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(want)
+	if err != nil {
+		return err
+	}
+	// Only the fields ramp sets: not the typed object's empty status and creationTimestamp.
+	u := &unstructured.Unstructured{Object: m}
+	unstructured.RemoveNestedField(u.Object, "status")
+	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+	return r.Patch(ctx, u, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership)
+}
+
+// unroute deletes the HTTPRoute: the traffic to the Service goes to all its pods, as before
+// ramp.
+func (gr gatewayRouter) unroute(ctx context.Context, ro *rampv1.Rollout) error {
+	err := gr.r.deleteOwned(ctx, ro, &gwapiv1.HTTPRoute{}, ro.Name)
+	if apimeta.IsNoMatchError(err) {
+		return nil // no Gateway API in the cluster: ramp created nothing
+	}
+	return err
+}
+
+// cleanup deletes the stable and canary Services ramp created.
+func (gr gatewayRouter) cleanup(ctx context.Context, ro *rampv1.Rollout) error {
+	for _, name := range []string{gatewayapi.StableServiceName(ro), gatewayapi.CanaryServiceName(ro)} {
+		if err := gr.r.deleteOwned(ctx, ro, &corev1.Service{}, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
