@@ -115,13 +115,21 @@ func (gr gatewayRouter) route(ctx context.Context, ro *rampv1.Rollout, w *world,
 	for _, s := range []struct{ live, want *corev1.Service }{{w.stableSvc, stable}, {w.canarySvc, canary}} {
 		same := s.live != nil && equality.Semantic.DeepEqual(s.live.Spec.Selector, s.want.Spec.Selector) &&
 			equality.Semantic.DeepEqual(s.live.Spec.Ports, s.want.Spec.Ports)
-		if err := r.applyOwned(ctx, s.live, s.want, same); err != nil {
+		var live client.Object // a nil *Service would be a non-nil client.Object
+		if s.live != nil {
+			live = s.live
+		}
+		if err := r.applyOwned(ctx, live, s.want, same); err != nil {
 			return fmt.Errorf("applying Service %q: %w", s.want.Name, err)
 		}
 	}
 	want := gatewayapi.HTTPRoute(ro, gatewayapi.Routing{CanaryWeight: d.CanaryWeight, HeaderRoute: d.HeaderRoute, Mirror: d.Mirror})
+	var live client.Object
+	if w.hr != nil {
+		live = w.hr
+	}
 	same := w.hr != nil && equality.Semantic.DeepEqual(w.hr.Spec, want.Spec)
-	if err := r.applyOwned(ctx, w.hr, want, same); err != nil {
+	if err := r.applyOwned(ctx, live, want, same); err != nil {
 		return fmt.Errorf("applying HTTPRoute: %w", err)
 	}
 	return nil
