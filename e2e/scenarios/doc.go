@@ -20,6 +20,9 @@
 //   - sticky sessions: requests with the canary's cookie all reach it on the sticky route;
 //   - the team's own VirtualService (spec.service.virtualServiceRef) re-applied by a Flux-like
 //     loop every 200 ms: Git's fields never change, the weights only move forward.
+//   - the Gateway API router (spec.service.gatewayAPI): istiod serves ramp's HTTPRoute (its
+//     parent the Service, GAMMA) as weighted clusters of podinfo-stable and podinfo-canary;
+//     the header rule reaches the canary alone, the weighted rule ~10% at a 10% step.
 //
 // Run:
 //
