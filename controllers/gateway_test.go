@@ -11,11 +11,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
@@ -289,4 +293,93 @@ func specManagers(mf []metav1.ManagedFieldsEntry) []metav1.ManagedFieldsEntry {
 		}
 	}
 	return out
+}
+
+// A Rollout that changes routers leaves no routing of the other behind: adding gatewayAPI
+// deletes the VirtualService and DestinationRule once the HTTPRoute routes, removing it
+// deletes the HTTPRoute and the backend Services once the VirtualService routes.
+func TestSwitchingRoutersRemovesTheOtherRoutersObjects(t *testing.T) {
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	app(t, ns, "podinfo:1")
+	ro := plainRollout(ns)
+	must(t, env.Client.Create(ctx, ro))
+	waitPhase(t, ro, rampv1.PhaseIdle)
+	mustIstioObject(t, ns, istio.KindVirtualService, ro.Name)
+	mustIstioObject(t, ns, istio.KindDestinationRule, ro.Name)
+	hash := onlyReplicaSetHash(t, ns)
+
+	patchSpec := func(service string) {
+		t.Helper()
+		p := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"service":`+service+`}}`))
+		must(t, env.Client.Patch(ctx, &rampv1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ro.Name}}, p))
+	}
+	istioGone := func(ctx context.Context) (bool, error) {
+		for _, kind := range []string{istio.KindVirtualService, istio.KindDestinationRule} {
+			if u, err := env.IstioObject(ctx, ns, kind, ro.Name); err != nil || u != nil {
+				return false, err
+			}
+		}
+		return true, nil
+	}
+
+	patchSpec(`{"gatewayAPI":{}}`)
+	waitFor(t, "HTTPRoute routing, VirtualService and DestinationRule gone", func(ctx context.Context) (bool, error) {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &gwapiv1.HTTPRoute{}); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		return istioGone(ctx)
+	})
+	waitStableService(t, ns, hash)
+
+	patchSpec(`{"gatewayAPI":null}`)
+	mustIstioObject(t, ns, istio.KindVirtualService, ro.Name)
+	waitFor(t, "HTTPRoute and backend Services gone", func(ctx context.Context) (bool, error) {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &gwapiv1.HTTPRoute{}); !apierrors.IsNotFound(err) {
+			return false, client.IgnoreNotFound(err)
+		}
+		for _, name := range []string{"web-stable", "web-canary"} {
+			if _, err := liveService(ctx, ns, name); !apierrors.IsNotFound(err) {
+				return false, client.IgnoreNotFound(err)
+			}
+		}
+		return true, nil
+	})
+	assertStableSubset(t, ns, ro.Name, hash)
+}
+
+// In a cluster without the Gateway API's CRDs a Rollout asking for it stalls naming the field
+// and what to install, and its deletion does not hang on the kind the API server lacks.
+func TestGatewayAPIMissingStallsTheRollout(t *testing.T) {
+	s := runtime.NewScheme()
+	must(t, clientgoscheme.AddToScheme(s))
+	must(t, rampv1.AddToScheme(s))
+	must(t, gwapiv1.Install(s))
+	noHTTPRoutes := func(obj client.Object) error {
+		if _, ok := obj.(*gwapiv1.HTTPRoute); ok {
+			return &apimeta.NoKindMatchError{GroupKind: gwapiv1.SchemeGroupVersion.WithKind("HTTPRoute").GroupKind(), SearchedVersions: []string{"v1"}}
+		}
+		return nil
+	}
+	c := fake.NewClientBuilder().WithScheme(s).WithInterceptorFuncs(interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			if err := noHTTPRoutes(obj); err != nil {
+				return err
+			}
+			return c.Get(ctx, key, obj, opts...)
+		},
+	}).Build()
+	gr := gatewayRouter{&RolloutReconciler{Client: c}}
+	ro := gatewayRollout("shop")
+	w := &world{}
+	foreign, err := gr.observe(t.Context(), ro, w)
+	if err != nil || len(foreign) > 0 {
+		t.Fatalf("observe: %v, foreign %v", err, foreign)
+	}
+	if b := w.obs.Blocked; b == nil || b.Reason != ReasonGatewayAPINotInstalled || !strings.Contains(b.Message, "spec.service.gatewayAPI: the cluster has no HTTPRoute") {
+		t.Errorf("blocker %+v", b)
+	}
+	if err := gr.unroute(t.Context(), ro); err != nil {
+		t.Errorf("unroute: %v", err)
+	}
 }

@@ -91,6 +91,10 @@ type RolloutReconciler struct {
 	freshOnce  sync.Once
 	// indexed is set when the reconciler reads through the manager's cache and its indexes.
 	indexed bool
+	// gatewayAPI is set when the cluster served HTTPRoutes at start (the manager watches
+	// them): then Istio's router also removes the Gateway API router's objects a Rollout had
+	// before it left spec.service.gatewayAPI.
+	gatewayAPI bool
 }
 
 // inShard reports whether ro belongs to this manager's shard.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -132,7 +133,18 @@ func (gr gatewayRouter) route(ctx context.Context, ro *rampv1.Rollout, w *world,
 	if err := r.applyOwned(ctx, live, want, same); err != nil {
 		return fmt.Errorf("applying HTTPRoute: %w", err)
 	}
-	return nil
+	// A Rollout that routed with Istio before: its VirtualService would route the Service's
+	// traffic beside the HTTPRoute, to subsets of a DestinationRule that no longer follows
+	// the rollout. Both go once the HTTPRoute routes.
+	return gr.leaveIstio(ctx, ro)
+}
+
+// leaveIstio deletes the VirtualService and DestinationRule Istio's router created for ro.
+func (gr gatewayRouter) leaveIstio(ctx context.Context, ro *rampv1.Rollout) error {
+	if err := gr.r.deleteOwned(ctx, ro, &networkingv1.VirtualService{}, ro.Name); err != nil {
+		return err
+	}
+	return gr.r.deleteOwned(ctx, ro, &networkingv1.DestinationRule{}, ro.Name)
 }
 
 // applyOwned creates want when live is nil, and otherwise server-side applies it over live,

@@ -141,15 +141,32 @@ func (ir istioRouter) route(ctx context.Context, ro *rampv1.Rollout, w *world, d
 		// A VirtualService ramp generated before the Rollout referenced one would bind the
 		// same hosts beside it, which Istio does not merge: it goes once the referenced one
 		// routes.
-		if ro.Spec.Service.VirtualServiceRef.Name == ro.Name {
-			return nil
+		if ro.Spec.Service.VirtualServiceRef.Name != ro.Name {
+			if err := r.deleteOwned(ctx, ro, &networkingv1.VirtualService{}, ro.Name); err != nil {
+				return err
+			}
 		}
-		return r.deleteOwned(ctx, ro, &networkingv1.VirtualService{}, ro.Name)
+		return ir.leaveGatewayAPI(ctx, ro)
 	}
 	if err := r.applyVirtualService(ctx, w.vs, istio.VirtualService(ro, routing(d))); err != nil {
 		return fmt.Errorf("applying VirtualService: %w", err)
 	}
-	return nil
+	return ir.leaveGatewayAPI(ctx, ro)
+}
+
+// leaveGatewayAPI deletes, once the VirtualService routes, the objects the Gateway API
+// router created for a Rollout that routed with it before (spec.service.gatewayAPI removed):
+// the HTTPRoute first, which would route the Service's traffic beside the VirtualService,
+// then its backend Services.
+func (ir istioRouter) leaveGatewayAPI(ctx context.Context, ro *rampv1.Rollout) error {
+	if !ir.r.gatewayAPI {
+		return nil
+	}
+	gr := gatewayRouter(ir)
+	if err := gr.unroute(ctx, ro); err != nil {
+		return err
+	}
+	return gr.cleanup(ctx, ro)
 }
 
 // applyReferenced edits the named routes of live, the VirtualService ro references, to route

@@ -130,6 +130,7 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 	// Rollout that asks for it there stalls (GatewayAPINotInstalled).
 	if _, err := mgr.GetRESTMapper().RESTMapping(schema.GroupKind{Group: gwapiv1.GroupName, Kind: "HTTPRoute"}, gwapiv1.GroupVersion.Version); err == nil {
 		b = b.Watches(&gwapiv1.HTTPRoute{}, handler.EnqueueRequestsFromMapFunc(r.rolloutOfSameName))
+		r.gatewayAPI = true
 	} else if !meta.IsNoMatchError(err) {
 		return err
 	}
