@@ -1,6 +1,6 @@
 // Package testenv runs a real Kubernetes API server for ramp's integration tests, demo and e2e
-// tests: controller-runtime's envtest with ramp's CRD and Istio's VirtualService and
-// DestinationRule CRDs installed. With Options.LocalCluster it also runs
+// tests: controller-runtime's envtest with ramp's CRD, Istio's VirtualService and
+// DestinationRule CRDs and the Gateway API's standard CRDs (HTTPRoute, ...) installed. With Options.LocalCluster it also runs
 // kube-controller-manager, kube-scheduler and kwok (fake nodes whose pods become Ready), so
 // Deployments really roll out, without containers or a container runtime.
 //
