@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -382,4 +384,163 @@ func TestGatewayAPIMissingStallsTheRollout(t *testing.T) {
 	if err := gr.unroute(t.Context(), ro); err != nil {
 		t.Errorf("unroute: %v", err)
 	}
+}
+
+// gitHTTPRoute is an HTTPRoute as a team keeps it in Git: attached to the Service web, a rule
+// legacy to another Service, and the rule primary to ramp's two Services (all to stable).
+func gitHTTPRoute(ns string) *unstructured.Unstructured {
+	backend := func(name string, w int64) map[string]any {
+		return map[string]any{"name": name, "port": int64(80), "weight": w}
+	}
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": gwapiv1.GroupVersion.String(), "kind": "HTTPRoute",
+		"metadata": map[string]any{"name": "web-routes", "namespace": ns, "labels": map[string]any{"team": "shop"}},
+		"spec": map[string]any{
+			"parentRefs": []any{map[string]any{"group": "", "kind": "Service", "name": "web"}},
+			"rules": []any{
+				map[string]any{"name": "legacy", "matches": []any{map[string]any{"path": map[string]any{"type": "PathPrefix", "value": "/api/v1"}}},
+					"backendRefs": []any{backend("web-legacy", 1)}},
+				map[string]any{"name": "primary", "backendRefs": []any{backend("web-stable", 100), backend("web-canary", 0)},
+					"timeouts": map[string]any{"request": "7s"}},
+			},
+		},
+	}}
+}
+
+// The team's own HTTPRoute, re-applied by Flux every 200 ms (told to leave spec.rules to ramp):
+// ramp weights its rule primary and adds its header rule, and Git's other fields and rules
+// never change.
+func TestReferencedHTTPRouteRollout(t *testing.T) {
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	target := app(t, ns, "podinfo:1")
+	must(t, env.Apply(ctx, testenv.FluxManager, []*unstructured.Unstructured{gitHTTPRoute(ns)}))
+	ro := plainRollout(ns,
+		rampv1.CanaryStep{Mirror: &rampv1.TrafficMirror{Percentage: 50}, Pause: pauseFor(time.Second)},
+		rampv1.CanaryStep{SetWeight: 20, Pause: untilPromoted()},
+		rampv1.CanaryStep{SetWeight: 100})
+	ro.Spec.Service.GatewayAPI = &rampv1.GatewayAPIRouting{HTTPRouteRef: &rampv1.HTTPRouteReference{Name: "web-routes", Rules: []string{"primary"}}}
+	tl := env.RecordTimeline(t, ns, testenv.HTTPRoutes)
+	must(t, env.Client.Create(ctx, ro))
+	waitPhase(t, ro, rampv1.PhaseIdle)
+	waitStableService(t, ns, onlyReplicaSetHash(t, ns))
+
+	fluxView := gitHTTPRoute(ns)
+	unstructured.RemoveNestedField(fluxView.Object, "spec", "rules")
+	stopFlux := env.Reapply(ctx, testenv.FluxManager, fluxView, 200*time.Millisecond, t.Errorf)
+
+	setImage(t, target, "podinfo:2")
+	waitRollout(t, ro, "step 2 holds until promoted", func(ro *rampv1.Rollout) bool {
+		return ro.Status.CurrentStep == 2 && ro.Status.Stage == "Holding"
+	})
+	hr := &gwapiv1.HTTPRoute{}
+	waitFor(t, "20% routed with the header rule", func(ctx context.Context) (bool, error) {
+		if err := env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "web-routes"}, hr); err != nil {
+			return false, err
+		}
+		r, err := gatewayapi.ObservedReferencedRouting(ro, hr)
+		return err == nil && r.CanaryWeight == 20 && r.HeaderRoute, nil
+	})
+	var names []string
+	for _, r := range hr.Spec.Rules {
+		names = append(names, string(ptr.Deref(r.Name, "")))
+	}
+	if got := strings.Join(names, " "); got != "legacy ramp-web-header-primary primary" {
+		t.Errorf("rules %s", got)
+	}
+	m := specFieldManagers(t, hr.ManagedFields)
+	if fmt.Sprint(m["f:rules"]) != "["+FieldManager+"]" || fmt.Sprint(m["f:parentRefs"]) != "["+testenv.FluxManager+"]" {
+		t.Errorf("field managers %v: want spec.rules ramp's alone, spec.parentRefs Flux's alone", m)
+	}
+
+	annotate(t, ro, rampv1.AnnotationPromote, ptr.To("p1"))
+	waitPhase(t, ro, rampv1.PhaseSucceeded)
+	if n := stopFlux(); n < 5 {
+		t.Errorf("Flux applied only %d times", n)
+	}
+	must(t, tl.Sync(ctx))
+
+	var weights []int32
+	var mirrored bool
+	for _, v := range tl.Of(testenv.HTTPRoutes, "web-routes") {
+		got := &gwapiv1.HTTPRoute{}
+		must(t, runtime.DefaultUnstructuredConverter.FromUnstructured(v.Object.Object, got))
+		if got.Labels["team"] != "shop" || len(got.Spec.ParentRefs) != 1 || got.Spec.ParentRefs[0].Name != "web" ||
+			string(ptr.Deref(got.Spec.Rules[0].Name, "")) != "legacy" || got.Spec.Rules[0].BackendRefs[0].Name != "web-legacy" {
+			t.Errorf("Git's fields changed at resourceVersion %d: %+v", v.RV, got)
+		}
+		r, err := gatewayapi.ObservedReferencedRouting(ro, got)
+		if err != nil {
+			t.Errorf("resourceVersion %d: %v", v.RV, err)
+			continue
+		}
+		mirrored = mirrored || (r.Mirror == 50 && r.CanaryWeight == 0)
+		if len(weights) == 0 || weights[len(weights)-1] != r.CanaryWeight {
+			weights = append(weights, r.CanaryWeight)
+		}
+	}
+	if got := fmt.Sprint(weights); got != "[0 20 100 0]" || !mirrored {
+		t.Errorf("weights %s (want [0 20 100 0]), mirror step seen %t", got, mirrored)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &gwapiv1.HTTPRoute{}); !apierrors.IsNotFound(err) {
+		t.Errorf("an HTTPRoute %q generated beside the referenced one: %v", ro.Name, err)
+	}
+
+	// Deleting the Rollout leaves Git's HTTPRoute, its rule all to stable and no rule of ramp's.
+	must(t, env.Client.Delete(ctx, ro))
+	waitFor(t, "rollout gone", func(ctx context.Context) (bool, error) {
+		err := env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &rampv1.Rollout{})
+		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+	})
+	must(t, env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "web-routes"}, hr))
+	if r, err := gatewayapi.ObservedReferencedRouting(ro, hr); err != nil || r != (gatewayapi.Routing{}) || len(hr.Spec.Rules) != 2 {
+		t.Errorf("after the Rollout: %+v, %v, %d rules", r, err, len(hr.Spec.Rules))
+	}
+}
+
+// A referenced HTTPRoute that is missing, or whose named rule does not route to ramp's two
+// Services, stalls the Rollout naming the field; nothing is written to it.
+func TestReferencedHTTPRouteProblemsStall(t *testing.T) {
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	app(t, ns, "podinfo:1")
+	ro := gatewayRollout(ns)
+	ro.Spec.Service.GatewayAPI = &rampv1.GatewayAPIRouting{HTTPRouteRef: &rampv1.HTTPRouteReference{Name: "web-routes", Rules: []string{"primary"}}}
+	must(t, env.Client.Create(ctx, ro))
+	c := waitStalled(t, ro, ReasonHTTPRouteNotFound)
+	if !strings.Contains(c.Message, `spec.service.gatewayAPI.httpRouteRef.name: HTTPRoute "web-routes" not found`) {
+		t.Errorf("message %q", c.Message)
+	}
+
+	git := gitHTTPRoute(ns)
+	rules, _, _ := unstructured.NestedSlice(git.Object, "spec", "rules")
+	rules[1].(map[string]any)["backendRefs"] = []any{map[string]any{"name": "web", "port": int64(80)}}
+	must(t, unstructured.SetNestedSlice(git.Object, rules, "spec", "rules"))
+	must(t, env.Apply(ctx, testenv.FluxManager, []*unstructured.Unstructured{git}))
+	c = waitStalled(t, ro, ReasonHTTPRouteInvalid)
+	if !strings.Contains(c.Message, `spec.service.gatewayAPI.httpRouteRef.rules[0]: rule "primary" of HTTPRoute "web-routes", backendRefs[0] (web): want exactly two backendRefs`) {
+		t.Errorf("message %q", c.Message)
+	}
+	hr := &gwapiv1.HTTPRoute{}
+	must(t, env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "web-routes"}, hr))
+	if m := specFieldManagers(t, hr.ManagedFields); fmt.Sprint(m["f:rules"]) != "["+testenv.FluxManager+"]" {
+		t.Errorf("spec.rules managers %v: ramp wrote a route it cannot use", m)
+	}
+}
+
+// specFieldManagers maps each top-level spec field to the field managers that own it.
+func specFieldManagers(t *testing.T, mf []metav1.ManagedFieldsEntry) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for _, m := range mf {
+		if m.Subresource != "" {
+			continue
+		}
+		var f map[string]map[string]any
+		must(t, json.Unmarshal(m.FieldsV1.Raw, &f))
+		for k := range f["f:spec"] {
+			out[k] = append(out[k], m.Manager)
+		}
+	}
+	return out
 }

@@ -52,6 +52,7 @@ type world struct {
 	// hr, stableSvc and canarySvc are the Gateway API router's HTTPRoute and backend
 	// Services this Rollout controls; svc is the Service in front of the target they copy.
 	hr                        *gwapiv1.HTTPRoute
+	refHR                     *gwapiv1.HTTPRoute // spec.service.gatewayAPI.httpRouteRef's: Git's
 	stableSvc, canarySvc, svc *corev1.Service
 }
 

@@ -2,11 +2,13 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -17,6 +19,7 @@ import (
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/mesh/gatewayapi"
+	"github.com/ramp-dev/ramp/internal/mesh/istio"
 	"github.com/ramp-dev/ramp/internal/plan"
 )
 
@@ -30,6 +33,8 @@ type gatewayRouter struct{ r *RolloutReconciler }
 const (
 	ReasonGatewayAPINotInstalled = "GatewayAPINotInstalled"
 	ReasonServiceWithoutSelector = "ServiceWithoutSelector"
+	ReasonHTTPRouteNotFound      = "HTTPRouteNotFound"
+	ReasonHTTPRouteInvalid       = "HTTPRouteRuleInvalid"
 )
 
 func (gr gatewayRouter) observe(ctx context.Context, ro *rampv1.Rollout, w *world) ([]string, error) {
@@ -40,14 +45,21 @@ func (gr gatewayRouter) observe(ctx context.Context, ro *rampv1.Rollout, w *worl
 		}
 	}
 	var foreign []string
+	ref := ro.Spec.Service.GatewayAPI.HTTPRouteRef
+	key := client.ObjectKeyFromObject(ro)
+	if ref != nil {
+		key.Name = ref.Name
+	}
 	hr := &gwapiv1.HTTPRoute{}
-	found, err := r.getIfExists(ctx, client.ObjectKeyFromObject(ro), hr)
+	found, err := r.getIfExists(ctx, key, hr)
 	switch {
 	case apimeta.IsNoMatchError(err):
 		block(ReasonGatewayAPINotInstalled, "spec.service.gatewayAPI: the cluster has no HTTPRoute (gateway.networking.k8s.io/v1): install the Gateway API CRDs (standard channel), or remove gatewayAPI to route with Istio")
 		return nil, nil
 	case err != nil:
 		return nil, err
+	case ref != nil:
+		gr.observeReferenced(ro, w, found, hr, block)
 	case found && !metav1.IsControlledBy(hr, ro):
 		msg, err := r.foreignObject(ctx, gatewayapi.KindHTTPRoute, hr)
 		if err != nil {
@@ -103,6 +115,30 @@ func (gr gatewayRouter) observe(ctx context.Context, ro *rampv1.Rollout, w *worl
 	return foreign, nil
 }
 
+// observeReferenced reads the HTTPRoute spec.service.gatewayAPI.httpRouteRef names. One that
+// is missing, or whose named rules ramp cannot weight, blocks the Rollout with a message
+// naming the field; ramp changes nothing until it is fixed (the HTTPRoute is watched).
+func (gr gatewayRouter) observeReferenced(ro *rampv1.Rollout, w *world, found bool, hr *gwapiv1.HTTPRoute, block func(reason, msg string)) {
+	ref := ro.Spec.Service.GatewayAPI.HTTPRouteRef
+	if !found {
+		block(ReasonHTTPRouteNotFound, fmt.Sprintf(
+			"spec.service.gatewayAPI.httpRouteRef.name: HTTPRoute %q not found in namespace %q: create it (ramp routes through it and never creates it), or remove httpRouteRef to have ramp generate one",
+			ref.Name, ro.Namespace))
+		return
+	}
+	w.refHR = hr
+	rt, err := gatewayapi.ObservedReferencedRouting(ro, hr)
+	var refErr *istio.RefError
+	switch {
+	case errors.As(err, &refErr):
+		block(ReasonHTTPRouteInvalid, refErr.Error()+"; ramp changes nothing until then")
+	case err != nil:
+		w.obs.RoutingUnreadable = true
+	default:
+		w.obs.Routing = &plan.ObservedRouting{CanaryWeight: rt.CanaryWeight, HeaderRoute: rt.HeaderRoute, Mirror: rt.Mirror}
+	}
+}
+
 func (gr gatewayRouter) route(ctx context.Context, ro *rampv1.Rollout, w *world, d *plan.Desired) error {
 	r := gr.r
 	if w.svc == nil {
@@ -124,7 +160,20 @@ func (gr gatewayRouter) route(ctx context.Context, ro *rampv1.Rollout, w *world,
 			return fmt.Errorf("applying Service %q: %w", s.want.Name, err)
 		}
 	}
-	want := gatewayapi.HTTPRoute(ro, gatewayapi.Routing{CanaryWeight: d.CanaryWeight, HeaderRoute: d.HeaderRoute, Mirror: d.Mirror})
+	rt := gatewayapi.Routing{CanaryWeight: d.CanaryWeight, HeaderRoute: d.HeaderRoute, Mirror: d.Mirror}
+	if ref := ro.Spec.Service.GatewayAPI.HTTPRouteRef; ref != nil {
+		if err := r.applyReferencedHTTPRoute(ctx, ro, w.refHR, rt); err != nil {
+			return fmt.Errorf("applying HTTPRoute %q (spec.service.gatewayAPI.httpRouteRef): %w", ref.Name, err)
+		}
+		// An HTTPRoute ramp generated before would route the Service beside Git's.
+		if ref.Name != ro.Name {
+			if err := r.deleteOwned(ctx, ro, &gwapiv1.HTTPRoute{}, ro.Name); err != nil {
+				return err
+			}
+		}
+		return gr.leaveIstio(ctx, ro)
+	}
+	want := gatewayapi.HTTPRoute(ro, rt)
 	var live client.Object
 	if w.hr != nil {
 		live = w.hr
@@ -172,9 +221,54 @@ func (r *RolloutReconciler) applyOwned(ctx context.Context, live, want client.Ob
 	return r.Patch(ctx, u, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership)
 }
 
+// applyReferencedHTTPRoute edits the named rules of live, the HTTPRoute ro references, to
+// route as rt says, and applies spec.rules alone as ramp's field manager, based on the version
+// read: spec.rules is an atomic list in the Gateway API's CRD, so a write in between fails
+// with a conflict instead of being overwritten, and every field outside it stays its
+// manager's. Nothing is written when live already routes as wanted and ramp co-owns
+// spec.rules (see applyReferenced, the VirtualService's counterpart).
+func (r *RolloutReconciler) applyReferencedHTTPRoute(ctx context.Context, ro *rampv1.Rollout, live *gwapiv1.HTTPRoute, rt gatewayapi.Routing) error {
+	if live == nil {
+		return nil // observe blocked the Rollout
+	}
+	want, err := gatewayapi.EditHTTPRoute(ro, live, rt)
+	if err != nil {
+		return err
+	}
+	if gatewayapi.SameRules(live, want) && ownsSpecField(live.ManagedFields, "f:rules") {
+		return nil
+	}
+	u, err := gatewayapi.ReferencedApplyPatch(want)
+	if err != nil {
+		return err
+	}
+	err = r.Patch(ctx, u, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership)
+	if apierrors.IsConflict(err) {
+		return fmt.Errorf("%w: %v", errWriteRace, err)
+	}
+	return err
+}
+
 // unroute deletes the HTTPRoute: the traffic to the Service goes to all its pods, as before
-// ramp.
+// ramp. A referenced HTTPRoute stays: its named rules go back to all traffic on
+// <service>-stable, without ramp's rules or mirror; since those Services go too, point them at
+// the Service in the commit that deletes the Rollout.
 func (gr gatewayRouter) unroute(ctx context.Context, ro *rampv1.Rollout) error {
+	if g := ro.Spec.Service.GatewayAPI; g != nil && g.HTTPRouteRef != nil {
+		ref := g.HTTPRouteRef
+		hr := &gwapiv1.HTTPRoute{}
+		found, err := gr.r.getIfExists(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.Name}, hr)
+		if apimeta.IsNoMatchError(err) || !found {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		var refErr *istio.RefError
+		if err := gr.r.applyReferencedHTTPRoute(ctx, ro, hr, gatewayapi.Routing{}); err != nil && !errors.As(err, &refErr) {
+			return fmt.Errorf("routing HTTPRoute %q back to stable: %w", ref.Name, err)
+		}
+		return nil
+	}
 	err := gr.r.deleteOwned(ctx, ro, &gwapiv1.HTTPRoute{}, ro.Name)
 	if apimeta.IsNoMatchError(err) {
 		return nil // no Gateway API in the cluster: ramp created nothing

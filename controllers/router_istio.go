@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
@@ -157,16 +158,15 @@ func (ir istioRouter) route(ctx context.Context, ro *rampv1.Rollout, w *world, d
 // leaveGatewayAPI deletes, once the VirtualService routes, the objects the Gateway API
 // router created for a Rollout that routed with it before (spec.service.gatewayAPI removed):
 // the HTTPRoute first, which would route the Service's traffic beside the VirtualService,
-// then its backend Services.
+// then its backend Services. A referenced HTTPRoute is Git's: its rules are Git's to change.
 func (ir istioRouter) leaveGatewayAPI(ctx context.Context, ro *rampv1.Rollout) error {
 	if !ir.r.gatewayAPI {
 		return nil
 	}
-	gr := gatewayRouter(ir)
-	if err := gr.unroute(ctx, ro); err != nil {
+	if err := ir.r.deleteOwned(ctx, ro, &gwapiv1.HTTPRoute{}, ro.Name); err != nil {
 		return err
 	}
-	return gr.cleanup(ctx, ro)
+	return gatewayRouter(ir).cleanup(ctx, ro)
 }
 
 // applyReferenced edits the named routes of live, the VirtualService ro references, to route
@@ -185,7 +185,7 @@ func (r *RolloutReconciler) applyReferenced(ctx context.Context, ro *rampv1.Roll
 	if err != nil {
 		return err
 	}
-	if proto.Equal(&live.Spec, &want.Spec) && ownsHTTP(live) {
+	if proto.Equal(&live.Spec, &want.Spec) && ownsSpecField(live.ManagedFields, "f:http") {
 		return nil
 	}
 	body, err := istio.ReferencedApplyPatch(want)
@@ -203,15 +203,16 @@ func (r *RolloutReconciler) applyReferenced(ctx context.Context, ro *rampv1.Roll
 // the next pass reads the new version and edits that.
 var errWriteRace = errors.New("changed since read")
 
-// ownsHTTP reports whether ramp's apply manager owns spec.http of vs.
-func ownsHTTP(vs *networkingv1.VirtualService) bool {
-	for _, m := range vs.ManagedFields {
+// ownsSpecField reports whether ramp's apply manager owns the spec field (e.g. "f:http") in
+// the managedFields mf.
+func ownsSpecField(mf []metav1.ManagedFieldsEntry, field string) bool {
+	for _, m := range mf {
 		if m.Manager != FieldManager || m.Operation != metav1.ManagedFieldsOperationApply || m.Subresource != "" || m.FieldsV1 == nil {
 			continue
 		}
 		var fields map[string]map[string]any
 		if json.Unmarshal(m.FieldsV1.Raw, &fields) == nil {
-			if _, ok := fields["f:spec"]["f:http"]; ok {
+			if _, ok := fields["f:spec"][field]; ok {
 				return true
 			}
 		}

@@ -37,6 +37,9 @@ const serviceIndex = "ramp.service"
 // virtualServiceRefIndex indexes Rollouts by the VirtualService they reference.
 const virtualServiceRefIndex = "spec.service.virtualServiceRef.name"
 
+// httpRouteRefIndex indexes Rollouts by the HTTPRoute they reference.
+const httpRouteRefIndex = "spec.service.gatewayAPI.httpRouteRef.name"
+
 // SetupWithManager registers the reconciler and its watches.
 func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts controller.Options) error {
 	if r.Now == nil {
@@ -63,6 +66,14 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &rampv1.Rollout{}, virtualServiceRefIndex, func(o client.Object) []string {
 		if ref := o.(*rampv1.Rollout).Spec.Service.VirtualServiceRef; ref != nil {
 			return []string{ref.Name}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &rampv1.Rollout{}, httpRouteRefIndex, func(o client.Object) []string {
+		if g := o.(*rampv1.Rollout).Spec.Service.GatewayAPI; g != nil && g.HTTPRouteRef != nil {
+			return []string{g.HTTPRouteRef.Name}
 		}
 		return nil
 	}); err != nil {
@@ -129,7 +140,7 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 	// a kind the API server does not serve would keep the manager from starting, and a
 	// Rollout that asks for it there stalls (GatewayAPINotInstalled).
 	if _, err := mgr.GetRESTMapper().RESTMapping(schema.GroupKind{Group: gwapiv1.GroupName, Kind: "HTTPRoute"}, gwapiv1.GroupVersion.Version); err == nil {
-		b = b.Watches(&gwapiv1.HTTPRoute{}, handler.EnqueueRequestsFromMapFunc(r.rolloutOfSameName))
+		b = b.Watches(&gwapiv1.HTTPRoute{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsForHTTPRoute))
 		r.gatewayAPI = true
 	} else if !meta.IsNoMatchError(err) {
 		return err
@@ -160,6 +171,18 @@ func (r *RolloutReconciler) ofShard(ctx context.Context, key types.NamespacedNam
 func (r *RolloutReconciler) rolloutsForVirtualService(ctx context.Context, o client.Object) []reconcile.Request {
 	reqs := r.rolloutOfSameName(ctx, o) // none when that Rollout is another shard's
 	for _, req := range r.rolloutsBy(ctx, o.GetNamespace(), virtualServiceRefIndex, o.GetName()) {
+		if !slices.Contains(reqs, req) {
+			reqs = append(reqs, req)
+		}
+	}
+	return reqs
+}
+
+// rolloutsForHTTPRoute maps an HTTPRoute to the Rollout of its name and the Rollouts
+// referencing it.
+func (r *RolloutReconciler) rolloutsForHTTPRoute(ctx context.Context, o client.Object) []reconcile.Request {
+	reqs := r.rolloutOfSameName(ctx, o)
+	for _, req := range r.rolloutsBy(ctx, o.GetNamespace(), httpRouteRefIndex, o.GetName()) {
 		if !slices.Contains(reqs, req) {
 			reqs = append(reqs, req)
 		}

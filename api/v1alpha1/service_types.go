@@ -230,7 +230,8 @@ type VirtualServiceReference struct {
 	Routes []string `json:"routes"`
 }
 
-// GatewayAPIRouting is the HTTPRoute ramp generates.
+// GatewayAPIRouting is the HTTPRoute ramp generates, or the one Git keeps that it weights.
+// +kubebuilder:validation:XValidation:rule="!has(self.httpRouteRef) || !(has(self.parentRefs) || has(self.hostnames))",message="parentRefs and hostnames configure the HTTPRoute ramp generates; with httpRouteRef they belong to the referenced HTTPRoute: set them there"
 type GatewayAPIRouting struct {
 	// ParentRefs of the HTTPRoute: the Gateways (north-south) or the Service (east-west, the
 	// mesh: GAMMA) it attaches to. Defaults to the Service itself, for mesh traffic.
@@ -246,6 +247,34 @@ type GatewayAPIRouting struct {
 	// +kubebuilder:validation:items:MaxLength=253
 	// +kubebuilder:validation:items:Pattern=`^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	Hostnames []string `json:"hostnames,omitempty"`
+
+	// HTTPRouteRef routes through an existing HTTPRoute (one Git owns) instead of the one ramp
+	// generates: ramp changes only the weights of the <service>-stable and <service>-canary
+	// backendRefs in the named rules, their mirror filter during a mirror step, and adds its
+	// own header rules (named ramp-<rollout>-header-<rule>); every other field and rule stays
+	// as written.
+	// +optional
+	HTTPRouteRef *HTTPRouteReference `json:"httpRouteRef,omitempty"`
+}
+
+// HTTPRouteReference names an HTTPRoute in the Rollout's namespace and the rules of it ramp
+// may change.
+type HTTPRouteReference struct {
+	// Name of the HTTPRoute.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+	// Rules are the names of the HTTPRoute's rules whose backendRefs ramp weights. Each must
+	// have exactly two backendRefs, the Services <service>-stable and <service>-canary.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=set
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=176
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +kubebuilder:validation:items:XValidation:rule="!self.startsWith('ramp-')",message="rules must not start with ramp-: ramp names its own rules so"
+	Rules []string `json:"rules"`
 }
 
 // GatewayParentReference is a Gateway or a Service the HTTPRoute attaches to.

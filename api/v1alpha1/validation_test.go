@@ -393,6 +393,14 @@ func TestInvalidRolloutsAreRejected(t *testing.T) {
 			[]string{"spec.service.gatewayAPI.parentRefs[0].kind", "Unsupported value"}},
 		{"gatewayAPI parentRef name too long", gatewayAPI(set("spec.service.gatewayAPI.parentRefs", "[{name: "+strings.Repeat("g", 254)+"}]")),
 			[]string{"spec.service.gatewayAPI.parentRefs[0].name", "may not be more than 253"}},
+		{"gatewayAPI httpRouteRef with parentRefs", gatewayAPI(set("spec.service.gatewayAPI", "{httpRouteRef: {name: web-routes, rules: [primary]}, parentRefs: [{name: public}]}")),
+			[]string{"spec.service.gatewayAPI: Invalid value", "parentRefs and hostnames configure the HTTPRoute ramp generates"}},
+		{"gatewayAPI httpRouteRef rule named ramp-", gatewayAPI(set("spec.service.gatewayAPI", "{httpRouteRef: {name: web-routes, rules: [ramp-web-header-primary]}}")),
+			[]string{"spec.service.gatewayAPI.httpRouteRef.rules[0]", "rules must not start with ramp-"}},
+		{"gatewayAPI httpRouteRef without rules", gatewayAPI(set("spec.service.gatewayAPI", "{httpRouteRef: {name: web-routes, rules: []}}")),
+			[]string{"spec.service.gatewayAPI.httpRouteRef.rules", "should have at least 1 items"}},
+		{"gatewayAPI httpRouteRef rule name too long", gatewayAPI(set("spec.service.gatewayAPI", "{httpRouteRef: {name: web-routes, rules: ["+strings.Repeat("r", 177)+"]}}")),
+			[]string{"spec.service.gatewayAPI.httpRouteRef.rules[0]", "may not be more than 176"}},
 		{"gatewayAPI hostname with a path", gatewayAPI(set("spec.service.gatewayAPI.hostnames", "[web.example.com/api]")),
 			[]string{"spec.service.gatewayAPI.hostnames[0]", "should match"}},
 	}
@@ -438,6 +446,7 @@ func TestBoundaryRolloutsAreAccepted(t *testing.T) {
 		gatewayAPI(set("spec.strategy.canary.headerMatch", "{name: x-canary, regex: '^(true|yes)$'}"),
 			set("spec.strategy.canary.steps", "[{mirror: {percentage: 0.5}}, {setWeight: 5}, {setWeight: 100}]")),
 		gatewayAPI(del("spec.strategy.canary"), set("spec.strategy.blueGreen", "{mirror: {percentage: 20}}")),
+		gatewayAPI(set("spec.service.gatewayAPI", "{httpRouteRef: {name: web-routes, rules: [primary, "+strings.Repeat("r", 176)+"]}}")),
 		// Every metric from a template: no spec.analysis.prometheus needed.
 		{del("spec.analysis.prometheus"),
 			del("spec.analysis.metrics[0].builtin"), set("spec.analysis.metrics[0].templateRef", "{kind: ClusterMetricTemplate, name: istio-error-rate}"),

@@ -121,13 +121,7 @@ func HTTPRoute(ro *v1alpha1.Rollout, rt Routing) *gwapiv1.HTTPRoute {
 		Timeouts:    timeouts,
 	}
 	if rt.Mirror > 0 {
-		mirror := &gwapiv1.HTTPRequestMirrorFilter{BackendRef: backend(CanaryServiceName(ro), 0).BackendObjectReference}
-		if p := math.Min(rt.Mirror, 100); p == math.Trunc(p) {
-			mirror.Percent = ptr.To(int32(p))
-		} else {
-			mirror.Fraction = &gwapiv1.Fraction{Numerator: int32(math.Round(p * mirrorDenominator / 100)), Denominator: ptr.To(int32(mirrorDenominator))}
-		}
-		primary.Filters = []gwapiv1.HTTPRouteFilter{{Type: gwapiv1.HTTPRouteFilterRequestMirror, RequestMirror: mirror}}
+		primary.Filters = []gwapiv1.HTTPRouteFilter{mirrorFilter(backend(CanaryServiceName(ro), 0).BackendObjectReference, rt.Mirror)}
 	}
 	rules = append(rules, primary)
 
@@ -157,6 +151,18 @@ func HTTPRoute(ro *v1alpha1.Rollout, rt Routing) *gwapiv1.HTTPRoute {
 			Rules:           rules,
 		},
 	}
+}
+
+// mirrorFilter copies percent of a rule's requests to the backend to: as a whole percent when
+// it is one, otherwise as a fraction of a million.
+func mirrorFilter(to gwapiv1.BackendObjectReference, percent float64) gwapiv1.HTTPRouteFilter {
+	mirror := &gwapiv1.HTTPRequestMirrorFilter{BackendRef: to}
+	if p := math.Min(percent, 100); p == math.Trunc(p) {
+		mirror.Percent = ptr.To(int32(p))
+	} else {
+		mirror.Fraction = &gwapiv1.Fraction{Numerator: int32(math.Round(p * mirrorDenominator / 100)), Denominator: ptr.To(int32(mirrorDenominator))}
+	}
+	return gwapiv1.HTTPRouteFilter{Type: gwapiv1.HTTPRouteFilterRequestMirror, RequestMirror: mirror}
 }
 
 // everyPath is the path match the API server defaults a match to, written out so that a
