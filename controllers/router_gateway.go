@@ -24,9 +24,10 @@ import (
 )
 
 // gatewayRouter routes with the Gateway API (spec.service.gatewayAPI): an HTTPRoute named
-// after the Rollout whose backendRefs weigh the Services <service>-stable and
-// <service>-canary, all three created by ramp. The stable Service's selector plays the
-// DestinationRule's stable subset: its pod-template-hash is the stable ReplicaSet's.
+// after the Rollout, or the named rules of the one httpRouteRef names (Git's), whose
+// backendRefs weigh the Services <service>-stable and <service>-canary, created by ramp. The
+// stable Service's selector plays the DestinationRule's stable subset: its pod-template-hash
+// is the stable ReplicaSet's.
 type gatewayRouter struct{ r *RolloutReconciler }
 
 // Reasons of the Stalled condition for a cluster the Gateway API router cannot route in.
