@@ -19,6 +19,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/ramp-dev/ramp/analysis"
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
@@ -48,6 +49,11 @@ type world struct {
 	// refVS is the VirtualService spec.service.virtualServiceRef names (nil when none or
 	// missing): Git's, of which ramp edits only the named routes.
 	refVS *networkingv1.VirtualService
+	// hr, stableSvc and canarySvc are the Gateway API router's HTTPRoute and backend
+	// Services this Rollout controls; svc is the Service in front of the target they copy.
+	hr                        *gwapiv1.HTTPRoute
+	refHR                     *gwapiv1.HTTPRoute // spec.service.gatewayAPI.httpRouteRef's: Git's
+	stableSvc, canarySvc, svc *corev1.Service
 }
 
 func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*world, error) {

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/fieldowners"
@@ -148,15 +149,31 @@ func (ir istioRouter) route(ctx context.Context, ro *rampv1.Rollout, w *world, d
 		// A VirtualService ramp generated before the Rollout referenced one would bind the
 		// same hosts beside it, which Istio does not merge: it goes once the referenced one
 		// routes.
-		if ro.Spec.Service.VirtualServiceRef.Name == ro.Name {
-			return nil
+		if ro.Spec.Service.VirtualServiceRef.Name != ro.Name {
+			if err := r.deleteOwned(ctx, ro, &networkingv1.VirtualService{}, ro.Name); err != nil {
+				return err
+			}
 		}
-		return r.deleteOwned(ctx, ro, &networkingv1.VirtualService{}, ro.Name)
+		return ir.leaveGatewayAPI(ctx, ro)
 	}
 	if err := r.applyVirtualService(ctx, w.vs, istio.VirtualService(ro, routing(d))); err != nil {
 		return fmt.Errorf("applying VirtualService: %w", err)
 	}
-	return nil
+	return ir.leaveGatewayAPI(ctx, ro)
+}
+
+// leaveGatewayAPI deletes, once the VirtualService routes, the objects the Gateway API
+// router created for a Rollout that routed with it before (spec.service.gatewayAPI removed):
+// the HTTPRoute first, which would route the Service's traffic beside the VirtualService,
+// then its backend Services. A referenced HTTPRoute is Git's: its rules are Git's to change.
+func (ir istioRouter) leaveGatewayAPI(ctx context.Context, ro *rampv1.Rollout) error {
+	if !ir.r.gatewayAPI {
+		return nil
+	}
+	if err := ir.r.deleteOwned(ctx, ro, &gwapiv1.HTTPRoute{}, ro.Name); err != nil {
+		return err
+	}
+	return gatewayRouter(ir).cleanup(ctx, ro)
 }
 
 // applyReferenced edits the named routes of live, the VirtualService ro references, to route
@@ -175,7 +192,7 @@ func (r *RolloutReconciler) applyReferenced(ctx context.Context, ro *rampv1.Roll
 	if err != nil {
 		return err
 	}
-	if proto.Equal(&live.Spec, &want.Spec) && ownsHTTP(live) {
+	if proto.Equal(&live.Spec, &want.Spec) && ownsSpecField(live.ManagedFields, "http") {
 		return nil
 	}
 	body, err := istio.ReferencedApplyPatch(want)
@@ -193,9 +210,10 @@ func (r *RolloutReconciler) applyReferenced(ctx context.Context, ro *rampv1.Roll
 // the next pass reads the new version and edits that.
 var errWriteRace = errors.New("changed since read")
 
-// ownsHTTP reports whether ramp's apply manager owns spec.http of vs.
-func ownsHTTP(vs *networkingv1.VirtualService) bool {
-	for _, e := range fieldowners.Entries(vs.ManagedFields, "spec", "http") {
+// ownsSpecField reports whether ramp's apply manager owns the spec field (e.g. "http") in
+// the managedFields mf.
+func ownsSpecField(mf []metav1.ManagedFieldsEntry, field string) bool {
+	for _, e := range fieldowners.Entries(mf, "spec", field) {
 		if e.Manager == FieldManager && e.Operation == metav1.ManagedFieldsOperationApply {
 			return true
 		}

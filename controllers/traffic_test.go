@@ -307,7 +307,7 @@ func TestSwitchingToAReferencedVirtualServiceDropsTheGeneratedOne(t *testing.T) 
 			return false, err
 		}
 		vs, err := typedVS(ctx, ns, gitVS)
-		return err == nil && ownsHTTP(vs), nil
+		return err == nil && ownsSpecField(vs.ManagedFields, "http"), nil
 	})
 }
 

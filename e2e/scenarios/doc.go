@@ -26,7 +26,10 @@
 //     outside the manager's allow-list stalling the Rollout with no connection made;
 //   - load (examples/podinfo-bluegreen-load, as built by kustomize): a blue/green preview no
 //     user reaches passes minRequests on ramp's load generator's requests (sent through the
-//     mesh simulator as through a sidecar) and is promoted; without the load gate it rolls back.
+//     mesh simulator as through a sidecar) and is promoted; without the load gate it rolls back;
+//   - the Gateway API router (spec.service.gatewayAPI): istiod serves ramp's HTTPRoute (its
+//     parent the Service, GAMMA) as weighted clusters of podinfo-stable and podinfo-canary;
+//     the header rule reaches the canary alone, the weighted rule ~10% at a 10% step.
 //
 // The manager allows Prometheus and gateBase (one loopback server under which each scenario
 // serves its gates) only, as --analysis-allowed-endpoints would.

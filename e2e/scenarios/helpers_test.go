@@ -78,6 +78,9 @@ type appOptions struct {
 	classes []meshsim.Class
 	// before runs after the namespace exists, before the Rollout is created.
 	before func(ns string)
+	// backends are the Services besides the app's that routes may send its traffic to (the
+	// Gateway API router's <app>-stable and <app>-canary): the mesh simulator routes to them.
+	backends []string
 }
 
 func defaultRollout(ns string) *rampv1.Rollout {
@@ -152,7 +155,7 @@ func newApp(t *testing.T, o appOptions) *app {
 		}
 	}
 	sim, err := meshsim.New(meshsim.Options{
-		Client: env.Client, Namespace: ns, Service: appName, Seed: 1,
+		Client: env.Client, Namespace: ns, Service: appName, Backends: o.backends, Seed: 1,
 		// Routes as istiod configures the client's sidecar, over xDS.
 		XDSAddr:         env.Istiod.GRPCAddr,
 		Model:           meshsim.MustModel(meshsim.DefaultBehaviour, behaviours),

@@ -24,6 +24,11 @@ type Topology struct {
 	Source Source
 	// ClusterDomain defaults to cluster.local.
 	ClusterDomain string
+	// Backends are Services of the Service's namespace that select some of its pods (a
+	// route's backends, such as the <service>-stable and <service>-canary Services of ramp's
+	// Gateway API router): routed by istiod's configuration, their clusters have the pods
+	// their endpoints name, as the Service's own do. Other hosts' clusters have none.
+	Backends []string
 }
 
 // Source is the simulated client: the proxy whose configuration routes the requests.
@@ -55,8 +60,9 @@ type Endpoint struct {
 // Router routes requests for one Service as Envoy configured by istiod would. It is immutable
 // and safe for concurrent use (each caller brings its own *rand.Rand).
 type Router struct {
-	fqdn      string // of the Service; "" without one
-	name      string // of the Service: the default authority
+	fqdn      string          // of the Service; "" without one
+	hosts     map[string]bool // FQDNs whose clusters are simulated: the Service's and its Backends'
+	name      string          // of the Service: the default authority
 	domain    string
 	src       Source
 	exact     map[string]*vhost // by Envoy's domains, matched against the authority as sent, in lower case
@@ -170,6 +176,10 @@ func NewRouter(t Topology) *Router {
 	}
 	r.name = svc.Name
 	r.fqdn = svc.Name + "." + svc.Namespace + ".svc." + r.domain
+	r.hosts = map[string]bool{r.fqdn: true}
+	for _, b := range t.Backends {
+		r.hosts[b+"."+svc.Namespace+".svc."+r.domain] = true
+	}
 	if r.src.Namespace == "" {
 		r.src.Namespace = svc.Namespace
 	}

@@ -97,6 +97,9 @@ type Options struct {
 	XDSTimeout time.Duration
 	// Namespace and Service name the destination Service.
 	Namespace, Service string
+	// Backends are Services of the namespace selecting some of the Service's pods, which
+	// istiod's routes may send its traffic to (Topology.Backends).
+	Backends []string
 	// Source is the simulated client, a sidecar (defaults: workload "meshsim", the Service's
 	// namespace).
 	Source Source
@@ -207,7 +210,7 @@ func New(o Options) (*Sim, error) {
 		m = MustModel(DefaultBehaviour, nil)
 	}
 	s.model.Store(m)
-	s.router.Store(NewRouter(Topology{Source: o.Source, ClusterDomain: o.ClusterDomain}))
+	s.router.Store(NewRouter(Topology{Source: o.Source, ClusterDomain: o.ClusterDomain, Backends: o.Backends}))
 
 	switch {
 	case o.MetricsListener != nil:
@@ -510,7 +513,7 @@ func (s *Sim) report(err error, warnings string) {
 
 func (s *Sim) read(ctx context.Context) (Topology, error) {
 	o := &s.opts
-	t := Topology{Source: o.Source, ClusterDomain: o.ClusterDomain}
+	t := Topology{Source: o.Source, ClusterDomain: o.ClusterDomain, Backends: o.Backends}
 	svc := &corev1.Service{}
 	switch err := o.Client.Get(ctx, client.ObjectKey{Namespace: o.Namespace, Name: o.Service}, svc); {
 	case apierrors.IsNotFound(err):

@@ -70,8 +70,8 @@ func parseClusterName(name string) (port uint32, subset, host string, ok bool) {
 }
 
 // compileEnvoy builds the Router's virtual hosts and clusters from istiod's configuration.
-// Only the Service's clusters have endpoints (meshsim simulates one Service): any other
-// cluster, and Istio's PassthroughCluster, answer 503 NC.
+// Only the clusters of the Service and its Backends have endpoints (meshsim simulates one
+// Service): any other cluster, and Istio's PassthroughCluster, answer 503 NC.
 func (r *Router) compileEnvoy(e *EnvoyConfig, pods []corev1.Pod) {
 	r.ignorePort = e.Routes.GetIgnorePortInHostMatching()
 	byIP := podsByIP(pods)
@@ -93,7 +93,7 @@ func (r *Router) compileEnvoy(e *EnvoyConfig, pods []corev1.Pod) {
 		}
 		clusters[name] = cl
 		cla, warm := loads[name]
-		if host != r.fqdn || c.GetType() != clusterv3.Cluster_EDS || !warm {
+		if !r.hosts[host] || c.GetType() != clusterv3.Cluster_EDS || !warm {
 			cl.missing = true
 			continue
 		}

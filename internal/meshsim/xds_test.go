@@ -331,7 +331,7 @@ func TestADSClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	published := make(chan *EnvoyConfig, 4)
-	c := &adsClient{addr: ln.Addr().String(), node: node, route: "80", host: fqdn, publish: func(e *EnvoyConfig) { published <- e }}
+	c := &adsClient{addr: ln.Addr().String(), node: node, route: "80", hosts: []string{fqdn}, publish: func(e *EnvoyConfig) { published <- e }}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	go c.run(ctx, func(err error) { t.Logf("stream: %v", err) })
@@ -563,5 +563,52 @@ func TestEnvoyMirror(t *testing.T) {
 		if res.Shadow != nil && (res.ShadowSubset != "canary" || res.Subset != "stable") {
 			t.Fatalf("mirrored request: %+v", res)
 		}
+	}
+}
+
+// Routes to other Services of the namespace (an HTTPRoute's backends, GAMMA) reach the pods
+// their endpoints name when those Services are Backends, and nothing otherwise: Envoy's
+// clusters are per host.
+func TestEnvoyBackendServices(t *testing.T) {
+	backend := func(name string) string { return ClusterName(80, "", name+"."+ns+".svc.cluster.local") }
+	eds := &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
+	e := &EnvoyConfig{
+		Routes: &routev3.RouteConfiguration{Name: "80", IgnorePortInHostMatching: true, VirtualHosts: []*routev3.VirtualHost{
+			{Name: fqdn + ":80", Domains: []string{fqdn, app}, Routes: []*routev3.Route{{
+				Name:  ns + ".web.1",
+				Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+					ClusterSpecifier: &routev3.RouteAction_WeightedClusters{WeightedClusters: &routev3.WeightedCluster{Clusters: []*routev3.WeightedCluster_ClusterWeight{
+						{Name: backend("web-stable"), Weight: wrapperspb.UInt32(70)},
+						{Name: backend("web-canary"), Weight: wrapperspb.UInt32(30)},
+					}}},
+					Timeout: durationpb.New(0),
+				}},
+			}}},
+		}},
+		Clusters: []*clusterv3.Cluster{
+			{Name: ClusterName(80, "", fqdn), ClusterDiscoveryType: eds},
+			{Name: backend("web-stable"), ClusterDiscoveryType: eds},
+			{Name: backend("web-canary"), ClusterDiscoveryType: eds},
+		},
+		Endpoints: []*endpointv3.ClusterLoadAssignment{
+			{ClusterName: ClusterName(80, "", fqdn), Endpoints: []*endpointv3.LocalityLbEndpoints{lbEndpoints(corev3.HealthStatus_HEALTHY, "10.244.0.10", "10.244.0.11", "10.244.0.12", "10.244.0.13", "10.244.0.14")}},
+			{ClusterName: backend("web-stable"), Endpoints: []*endpointv3.LocalityLbEndpoints{lbEndpoints(corev3.HealthStatus_HEALTHY, "10.244.0.10", "10.244.0.11", "10.244.0.12")}},
+			{ClusterName: backend("web-canary"), Endpoints: []*endpointv3.LocalityLbEndpoints{lbEndpoints(corev3.HealthStatus_HEALTHY, "10.244.0.13", "10.244.0.14")}},
+		},
+	}
+	const n = 20000
+	r := NewRouter(Topology{Service: service(), Pods: xdsPods(), Envoy: e, Backends: []string{"web-stable", "web-canary"}})
+	st, _ := run(t, r, nil, Traffic{Classes: []Class{{Share: 1, Request: Request{Authority: app}}}}, n)
+	pods := st.ByWorkload(ReporterDestination)
+	near(t, "canary share", float64(pods["web-canary"])/n, 0.30, n)
+	if pods["web"]+pods["web-canary"] != n {
+		t.Errorf("destinations %v, want %d requests on web and web-canary", pods, n)
+	}
+
+	// Without Backends their clusters have no endpoints meshsim routes to.
+	r = NewRouter(Topology{Service: service(), Pods: xdsPods(), Envoy: e})
+	if res := r.Route(newRNG(), nil, &Request{Authority: app}); res.Code != 503 || res.Flags != "NC" {
+		t.Errorf("a backend not simulated: %d %s, want 503 NC", res.Code, res.Flags)
 	}
 }
