@@ -184,14 +184,18 @@ func newApp(t *testing.T, o appOptions) *app {
 	// pods: before, the client's sidecar answers 503 NC or UH, which the built-in error-rate
 	// charges to this namespace's canary.
 	vs := appName
-	if ref := a.ro.Spec.Service.VirtualServiceRef; ref != nil {
-		vs = ref.Name
+	switch {
+	case a.ro.Spec.Service.VirtualServiceRef != nil:
+		vs = a.ro.Spec.Service.VirtualServiceRef.Name
+	case a.ro.Spec.Service.GatewayAPI != nil:
+		// istiod turns a Service's HTTPRoutes (GAMMA) into one VirtualService, <namespace>~<host>.
+		vs = ns + "~" + appName + "." + ns + ".svc.cluster.local"
 	}
 	if err := testenv.WaitFor(ctx, time.Minute, func(context.Context) (bool, error) {
 		r := sim.Router()
 		return r.VirtualService() == ns+"/"+vs && len(r.Endpoints()) == 3, nil
 	}); err != nil {
-		t.Fatalf("the mesh simulator never routed by %s/%s over 3 pods: %v (%q)", ns, vs, err, sim.Envoy().Summary())
+		t.Fatalf("the mesh simulator never routed by %s/%s over 3 pods (it routes by %q over %d): %v (%q)", ns, vs, sim.Router().VirtualService(), len(sim.Router().Endpoints()), err, sim.Envoy().Summary())
 	}
 	if err := sim.SetTraffic(meshsim.Traffic{RPS: rps, Classes: o.classes}); err != nil {
 		t.Fatal(err)
