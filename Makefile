@@ -59,7 +59,7 @@ chart: ## Package the Helm chart as bin/ramp-$(VERSION).tgz (Helm's library, no 
 	go run ./cmd/ramp-chart --chart charts/ramp --version $(VERSION) --out bin
 
 .PHONY: demo
-demo: cluster-bins prometheus istio-bins ## Run the local demo: local cluster with istiod, Prometheus, mesh simulator, ramp; v2 promoted, v3 rolled back.
+demo: cluster-bins prometheus istio-bins ## Run the local demo: local cluster with istiod, Prometheus, mesh simulator, ramp; v2 promoted, v3 rolled back, a blue/green preview promoted on load.
 	KUBEBUILDER_ASSETS="$$(hack/cluster-bins.sh local)" PROMETHEUS="$$(hack/prometheus.sh)" ISTIO_BINS="$$(hack/istio-bins.sh)" go run ./cmd/ramp-demo
 
 ##@ Tests

@@ -1,5 +1,6 @@
 // Command ramp-demo plays ramp's story on a local cluster with no containers: a Git-owned
-// Deployment, three releases, canary steps and a rollback, printed as they happen.
+// Deployment, three releases, canary steps and a rollback, then a blue/green preview judged on
+// ramp's load generator's requests, printed as they happen.
 package main
 
 import (
@@ -25,7 +26,7 @@ func main() {
 	replicas := flag.Int("replicas", 4, "Replicas of the demo app.")
 	verbose := flag.Bool("v", false, "Show the controller's logs.")
 	flag.StringVar(&o.Picture, "picture", "bin/demo-story.svg", "Write the story as a chart (SVG: canary weight, error rate and P99 of stable and canary, each analysis round's verdict) to this file; empty for none.")
-	flag.BoolVar(&o.Keep, "keep", false, "Leave the local cluster, Prometheus, the mesh simulator and ramp running after the story, print the kubeconfig and commands to try, and wait for Ctrl-C.")
+	flag.BoolVar(&o.Keep, "keep", false, "Leave the local cluster, Prometheus, the mesh simulators, ramp's load generator and ramp running after the story, print the kubeconfig and commands to try, and wait for Ctrl-C.")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), `Usage: %s [flags]
 
@@ -36,8 +37,11 @@ simulator that routes synthetic traffic by the Envoy configuration istiod serves
 and exports Istio's metrics. The
 story: v1 is deployed and adopted; v2 is rolled out 5%% → 25%% → 100%%, passes its error-rate
 and P99 checks and is promoted; v3 answers 8%% errors and is rolled back at the first step.
+Then examples/podinfo-bluegreen-load: a blue/green preview no user reaches, whose load gate
+has ramp's load generator (in-process, through a mesh simulator as its sidecar) send it the
+requests its analysis needs; it is promoted on them alone.
 A summary table lists each state, its weight, the metric values and verdicts, and the time
-taken; a chart of the story is written to --picture. Ctrl-C stops everything.
+taken; a chart of the story (acts 1 to 3) is written to --picture. Ctrl-C stops everything.
 
 Flags:
 `, os.Args[0])

@@ -2,9 +2,7 @@ package scenarios
 
 import (
 	"context"
-	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -13,49 +11,15 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
-	"github.com/ramp-dev/ramp/internal/loadgen"
+	"github.com/ramp-dev/ramp/internal/harness"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
 	"github.com/ramp-dev/ramp/internal/release"
 )
 
 // loadExample is examples/podinfo-bluegreen-load, built as kubectl apply -k builds it.
-const loadExample = "../../examples/podinfo-bluegreen-load"
-
-// example is what the tests take from the example: its Rollout and its load generator's
-// arguments.
-type example struct {
-	rollout *rampv1.Rollout
-	args    []string
-}
-
-func readLoadExample(t *testing.T) example {
-	t.Helper()
-	objs, err := release.Kustomize(loadExample)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ex example
-	for _, u := range objs {
-		switch {
-		case u.GetKind() == "Rollout":
-			ex.rollout = &rampv1.Rollout{}
-			mustDo(t, runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, ex.rollout))
-		case u.GetKind() == "Deployment" && u.GetName() == "ramp-load":
-			cs, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
-			if len(cs) == 1 {
-				args, _, _ := unstructured.NestedStringSlice(cs[0].(map[string]any), "args")
-				ex.args = args
-			}
-		}
-	}
-	if ex.rollout == nil || len(ex.args) == 0 || ex.args[0] != "load" {
-		t.Fatalf("%s: no Rollout, or no ramp-load Deployment running `manager load` (args %q)", loadExample, ex.args)
-	}
-	return ex
-}
+const loadExample = "../../" + harness.LoadExampleDir
 
 // platformTemplates creates the platform's ClusterMetricTemplates of
 // examples/podinfo-templates (platform.yaml) on the suite's Prometheus, as the demo does.
@@ -84,22 +48,17 @@ func platformTemplates(t *testing.T) {
 //
 // Shortened for the test: the analysis interval (3s) and window (6s); everything else is the
 // example's. The gate's URL is the in-process load generator's address.
-func loadScenario(t *testing.T, withLoad bool) (*app, *loadgen.Server, *rampv1.Rollout) {
-	ex := readLoadExample(t)
+func loadScenario(t *testing.T, withLoad bool) (*app, *harness.LoadGenerator, *rampv1.Rollout) {
+	ex, err := harness.ReadLoadExample(loadExample)
+	mustDo(t, err)
 	platformTemplates(t)
-	flags, err := loadgen.ParseFlags(ex.args[1:], &strings.Builder{})
+	// Its sidecar, the scenario's mesh simulator, is served once the simulator runs.
+	gen, err := harness.NewLoadGenerator(ex.LoadArgs, t.Logf)
 	mustDo(t, err)
-	// The load generator's sidecar: the scenario's mesh simulator, as its HTTP proxy.
-	sidecar, err := net.Listen("tcp", "127.0.0.1:0")
-	mustDo(t, err)
-	proxy, _ := url.Parse("http://" + sidecar.Addr().String())
-	flags.Client = &http.Client{Timeout: flags.RequestTimeout, Transport: &http.Transport{Proxy: http.ProxyURL(proxy)}}
-	flags.Logf = t.Logf
-	gen := loadgen.New(flags.Config)
 	t.Cleanup(gen.Stop)
 
 	a := newApp(t, appOptions{rollout: func(ro *rampv1.Rollout) {
-		ro.Spec = *ex.rollout.Spec.DeepCopy()
+		ro.Spec = *ex.Rollout.Spec.DeepCopy()
 		ro.Spec.Analysis.Interval = &metav1.Duration{Duration: interval}
 		for i := range ro.Spec.Analysis.Metrics {
 			ro.Spec.Analysis.Metrics[i].Window = &metav1.Duration{Duration: window}
@@ -111,9 +70,7 @@ func loadScenario(t *testing.T, withLoad bool) (*app, *loadgen.Server, *rampv1.R
 		gateMux.Handle("/allowed/"+ro.Namespace+"/load/", gen)
 		ro.Spec.Gates[0].URL = gateBase + "/" + ro.Namespace + "/load/"
 	}})
-	srv := &http.Server{Handler: a.sim, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(sidecar) }()
-	t.Cleanup(func() { _ = srv.Close() })
+	gen.ServeSidecar(a.sim)
 
 	a.setImage(imgV2)
 	return a, gen, a.waitEnd(90 * time.Second)

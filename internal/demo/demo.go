@@ -2,8 +2,9 @@
 // manager, scheduler and KWOK fake nodes, so Deployments really roll out), a real Prometheus,
 // istiod, the mesh simulator (internal/meshsim: synthetic traffic routed by the Envoy
 // configuration istiod serves it over xDS, with Istio's telemetry) and ramp's controller in-process with its real
-// Prometheus analysis. An app's releases are "committed" by changing its image. The ramp-demo
-// command runs it for people to watch; e2e/demo runs it to prove it works.
+// Prometheus analysis. An app's releases are "committed" by changing its image. Act 4 applies
+// examples/podinfo-bluegreen-load, with ramp's load generator in-process (load.go). The
+// ramp-demo command runs it for people to watch; e2e/demo runs it to prove it works.
 package demo
 
 import (
@@ -17,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/api"
@@ -58,8 +60,8 @@ type Options struct {
 	Timeout time.Duration
 	// Picture, if set, is where the story's chart (SVG) is written.
 	Picture string
-	// Keep leaves the cluster, Prometheus, the mesh simulator and ramp running after the story
-	// until ctx ends (Ctrl-C), for people to try kubectl ramp against.
+	// Keep leaves the cluster, Prometheus, the mesh simulators, the load generator and ramp
+	// running after the story until ctx ends (Ctrl-C), for people to try kubectl ramp against.
 	Keep bool
 }
 
@@ -85,7 +87,27 @@ type Result struct {
 	// Board is how many series each query of ramp's Grafana board found in the story's
 	// Prometheus, by where the query is.
 	Board map[string]int
+	// Load is act 4: a blue/green preview judged on the load ramp's load generator sends.
+	Load LoadResult
 }
+
+// LoadResult is what act 4 observed (release LoadRelease of examples/podinfo-bluegreen-load).
+type LoadResult struct {
+	// Namespace is the example's.
+	Namespace string
+	// Sent counts the load generator's requests and ByCode their answers by status code.
+	Sent   int64
+	ByCode map[int]int64
+	// PreviewRoute counts the requests the mesh routed on the preview route (the preview
+	// header's), ToPreview those of them that reached the new version, and Users the
+	// simulated users' requests (none with the header), over the act.
+	PreviewRoute, ToPreview, Users int64
+	// Rounds are the release's analysis rounds, in order (Value NaN when there was none).
+	Rounds []Round
+}
+
+// LoadRelease names act 4's release in Rows and Outcome.
+const LoadRelease = "bg-v2"
 
 const (
 	ns      = "demo"
@@ -143,12 +165,21 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 	rampMetrics := &http.Server{Handler: promhttp.HandlerFor(ctrlmetrics.Registry, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = rampMetrics.Serve(rampLn) }()
 	defer func() { _ = rampMetrics.Close() }()
+	// Act 4's mesh simulator (its own namespace's) on a third target, and its load generator,
+	// whose gate endpoint the manager must allow before it starts.
+	load, err := newLoadAct()
+	if err != nil {
+		metricsLn.Close()
+		return nil, err
+	}
+	defer load.stop()
 	p.say("starting Prometheus and a local cluster: kube-apiserver, etcd, kube-controller-manager, kube-scheduler, KWOK fake nodes, istiod")
 	p.say("(the first run builds them from the Go module proxy and caches them in ~/.cache/ramp: 15-25 minutes)")
-	// As installed by config/default: Rollouts may name Istio's Prometheus only. The demo's
-	// Prometheus is the platform's choice, reached through its ClusterMetricTemplates.
-	allowed := endpoints.MustParse("http://prometheus.istio-system:9090")
-	stack, err := harness.Start(ctx, harness.Options{Prometheus: promBin, Targets: []string{metricsLn.Addr().String(), rampLn.Addr().String()}, Nodes: 2,
+	// As installed by config/default: Rollouts may name Istio's Prometheus only, and the load
+	// generator, as examples/podinfo-bluegreen-load asks. The demo's Prometheus is the
+	// platform's choice, reached through its ClusterMetricTemplates.
+	allowed := endpoints.MustParse("http://prometheus.istio-system:9090," + load.gateURL)
+	stack, err := harness.Start(ctx, harness.Options{Prometheus: promBin, Targets: []string{metricsLn.Addr().String(), rampLn.Addr().String(), load.metricsLn.Addr().String()}, Nodes: 2,
 		// Analyzer left nil: the real Prometheus analysis.
 		Manager: manager.Options{Concurrency: 2, Plan: plan.Config{SubsetSettle: time.Second, RoutingGrace: plan.DefaultConfig().RoutingGrace},
 			AnalysisEndpoints: &allowed, PlatformNamespace: platformNamespace}})
@@ -157,6 +188,7 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer func() { _ = stack.Stop() }()
+	defer load.stop() // before the cluster stops (it runs once)
 	env, prom := stack.Env, stack.Prom
 	p.say("cluster ready; kubeconfig: %s", env.Kubeconfig)
 	p.say("istiod ready (http %s): its webhook validates every VirtualService and DestinationRule written", env.Istiod.HTTPAddr)
@@ -169,7 +201,7 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 		return nil, err
 	}
 	model := meshsim.MustModel(meshsim.DefaultBehaviour, map[string]meshsim.Behaviour{
-		image("v1"): releases["v1"], image("v2"): releases["v2"], image("v3"): releases["v3"],
+		Image("v1"): releases["v1"], Image("v2"): releases["v2"], Image("v3"): releases["v3"],
 	})
 	sim, err := meshsim.New(meshsim.Options{
 		Client: c, Namespace: ns, Service: appName, Model: model, Seed: 1,
@@ -192,8 +224,10 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 	defer sim.Stop()
 	p.say("mesh simulator sending %.0f requests/s to %s, routed by the Envoy configuration istiod serves it (ADS %s)", o.RPS, appName, env.Istiod.GRPCAddr)
 
-	s := &story{c: c, p: p, o: o, sim: sim, prom: prom, res: &Result{Outcome: map[string]string{}}}
-	for _, step := range []func(context.Context) error{s.platformTemplates, s.deployV1, s.releaseV2, s.releaseV3} {
+	s := &story{c: c, p: p, o: o, sim: sim, prom: prom, model: model, xdsAddr: env.Istiod.GRPCAddr, load: load,
+		res: &Result{Outcome: map[string]string{}}}
+	canaryEnd := func(context.Context) error { s.canaryEnd = time.Now(); return nil }
+	for _, step := range []func(context.Context) error{s.platformTemplates, s.deployV1, s.releaseV2, s.releaseV3, canaryEnd, s.previewOnLoad} {
 		if err := step(ctx); err != nil {
 			return s.res, err
 		}
@@ -215,21 +249,24 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 		return s.res, err
 	}
 	if o.Keep {
-		keep(p, env.Kubeconfig, prom.URL, ctx)
+		s.keep(ctx, env.Kubeconfig)
 	}
 	return s.res, nil
 }
 
 // keep says how to look around and waits for ctx to end.
-func keep(p *printer, kubeconfig, promURL string, ctx context.Context) {
+func (s *story) keep(ctx context.Context, kubeconfig string) {
+	p, lns := s.p, s.res.Load.Namespace
 	p.say("")
-	p.say("--keep: everything keeps running until Ctrl-C. Try, from this checkout:")
+	p.say("--keep: everything keeps running until Ctrl-C: the cluster, Prometheus, ramp, both mesh simulators and ramp's load generator. Try, from this checkout:")
 	p.say("  export KUBECONFIG=%s", kubeconfig)
 	p.say("  go run ./cmd/kubectl-ramp status %s -n %s --watch", appName, ns)
 	p.say("  go run ./cmd/kubectl-ramp list -A")
 	p.say("  go run ./cmd/kubectl-ramp dashboard -A   # then open the URL it prints")
-	p.say("  kubectl -n %s set image deploy/%s %s=%s   # a new release (with kubectl installed)", ns, appName, appName, image("v2"))
-	p.say("  Prometheus: %s", promURL)
+	p.say("  kubectl -n %s set image deploy/%s %s=%s   # a new release (with kubectl installed)", ns, appName, appName, Image("v2"))
+	p.say("  kubectl -n %s set image deploy/%s %s=%s   # a preview judged on the load again: %.0f%% errors, rolled back", lns, appName, appName, Image("v3"), 100*releases["v3"].ErrorRate)
+	p.say("  (%s's gate calls the load generator in this process, %s, which sends through that namespace's mesh simulator)", lns, s.load.gateURL)
+	p.say("  Prometheus: %s", s.prom.URL)
 	<-ctx.Done()
 }
 
@@ -267,8 +304,13 @@ func istiodReport(ctx context.Context, p *printer, d *testenv.Istiod, sim *meshs
 	if err != nil {
 		return fmt.Errorf("the mesh simulator never got istiod's translation of %s/%s sending %d%% to the canary: %w", ns, appName, canary, err)
 	}
-	p.say("istiod served the routes: the mesh simulator, a sidecar of namespace %s to istiod, routes by (canary %d%%, as the live VirtualService)", ns, canary)
+	p.say("istiod served the routes: the mesh simulator, a sidecar of namespace %s to istiod, routes by (canary %d%%, as the live VirtualService; %s's shown)", ns, canary, appName)
+	host := appName + "." + ns + ".svc.cluster.local"
 	for _, l := range e.Summary() {
+		// istiod serves the sidecar every namespace's routes on the port: act 4's are its own.
+		if strings.Contains(l, ".svc.cluster.local") && !strings.Contains(l, host) {
+			continue
+		}
 		p.say("  %s", l)
 	}
 	return nil
@@ -301,12 +343,17 @@ func primaryCanaryWeight(e *meshsim.EnvoyConfig) (w int32, ok bool) {
 }
 
 type story struct {
-	c    client.Client
-	p    *printer
-	o    Options
-	sim  *meshsim.Sim
-	prom *prometheustest.Server
-	res  *Result
+	c       client.Client
+	p       *printer
+	o       Options
+	sim     *meshsim.Sim
+	prom    *prometheustest.Server
+	model   *meshsim.Model
+	xdsAddr string
+	load    *loadAct
+	res     *Result
+	// canaryEnd is when act 3 ended: the picture shows acts 1 to 3 (namespace demo).
+	canaryEnd time.Time
 }
 
 // platformTemplates is the platform team's part: the Istio metrics on the cluster's
@@ -339,7 +386,7 @@ func (s *story) deployV1(ctx context.Context) error {
 			Selector: &metav1.LabelSelector{MatchLabels: lbl},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: lbl},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: appName, Image: image("v1")}}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: appName, Image: Image("v1")}}},
 			},
 		},
 	}
@@ -393,7 +440,7 @@ func (s *story) deployV1(ctx context.Context) error {
 
 func (s *story) releaseV2(ctx context.Context) error {
 	s.p.say("")
-	s.p.say("== 2. Git: commit v2 (image %s): healthy, %.1f%% errors, P99 %s", image("v2"), 100*releases["v2"].ErrorRate, releases["v2"].LatencyP99)
+	s.p.say("== 2. Git: commit v2 (image %s): healthy, %.1f%% errors, P99 %s", Image("v2"), 100*releases["v2"].ErrorRate, releases["v2"].LatencyP99)
 	if err := s.setImage(ctx, "v2"); err != nil {
 		return err
 	}
@@ -413,7 +460,7 @@ func (s *story) releaseV2(ctx context.Context) error {
 
 func (s *story) releaseV3(ctx context.Context) error {
 	s.p.say("")
-	s.p.say("== 3. Git: commit v3 (image %s): it answers %.0f%% errors", image("v3"), 100*releases["v3"].ErrorRate)
+	s.p.say("== 3. Git: commit v3 (image %s): it answers %.0f%% errors", Image("v3"), 100*releases["v3"].ErrorRate)
 	if err := s.setImage(ctx, "v3"); err != nil {
 		return err
 	}
@@ -448,13 +495,15 @@ func (s *story) outcome(v, phase string) {
 // the story, and writes it to Options.Picture.
 func (s *story) drawPicture(ctx context.Context) error {
 	pic := &s.res.Picture
-	// Two scrapes more, so the picture's last seconds have data (Prometheus scrapes every second).
+	// Up to two scrapes after act 3, so the picture's last seconds have data (Prometheus
+	// scrapes every second); act 4 is another app's.
+	end := s.canaryEnd.Add(2 * time.Second)
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-time.After(2 * time.Second):
+	case <-time.After(time.Until(end)):
 	}
-	pic.End = time.Since(s.p.start)
+	pic.End = end.Sub(s.p.start)
 	// The thresholds the Rollout judges by, as Git wrote them.
 	ro := &rampv1.Rollout{}
 	if err := s.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: appName}, ro); err != nil {
@@ -470,13 +519,13 @@ func (s *story) drawPicture(ctx context.Context) error {
 	// previous release's canary traffic into the next one's (both are <target>-canary).
 	sel := fmt.Sprintf(`reporter="destination",destination_workload_namespace=%q`, ns)
 	var err error
-	pic.ErrorRate, err = s.rangeByTrack(ctx, fmt.Sprintf(
+	pic.ErrorRate, err = s.rangeByTrack(ctx, end, fmt.Sprintf(
 		`100 * (sum by (destination_workload) (rate(istio_requests_total{%s,response_code=~"5.."}[5s])) or sum by (destination_workload) (rate(istio_requests_total{%s}[5s])) * 0) / sum by (destination_workload) (rate(istio_requests_total{%s}[5s]))`,
 		sel, sel, sel))
 	if err != nil {
 		return err
 	}
-	pic.P99, err = s.rangeByTrack(ctx, fmt.Sprintf(
+	pic.P99, err = s.rangeByTrack(ctx, end, fmt.Sprintf(
 		`histogram_quantile(0.99, sum by (le, destination_workload) (rate(istio_request_duration_milliseconds_bucket{%s}[5s])))`, sel))
 	if err != nil {
 		return err
@@ -511,7 +560,7 @@ func (s *story) checkBoard(ctx context.Context) error {
 		if q.LabelValues != "" {
 			expr = fmt.Sprintf("count by (%s) (%s)", q.LabelValues, expr)
 		}
-		m, err := s.overStory(ctx, expr)
+		m, err := s.overStory(ctx, time.Now(), expr)
 		if err != nil {
 			return fmt.Errorf("Grafana board, %s: %w", q.Where, err)
 		}
@@ -533,13 +582,13 @@ func (s *story) checkBoard(ctx context.Context) error {
 	return nil
 }
 
-// overStory asks the story's Prometheus for q over the story so far, one second apart.
-func (s *story) overStory(ctx context.Context, q string) (model.Matrix, error) {
+// overStory asks the story's Prometheus for q from the story's start to end, one second apart.
+func (s *story) overStory(ctx context.Context, end time.Time, q string) (model.Matrix, error) {
 	c, err := api.NewClient(api.Config{Address: s.prom.URL})
 	if err != nil {
 		return nil, err
 	}
-	v, _, _, err := promv1.NewAPI(c).QueryRange(ctx, q, promv1.Range{Start: s.p.start, End: time.Now(), Step: time.Second})
+	v, _, _, err := promv1.NewAPI(c).QueryRange(ctx, q, promv1.Range{Start: s.p.start, End: end, Step: time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("Prometheus range query %s: %w", q, err)
 	}
@@ -550,10 +599,10 @@ func (s *story) overStory(ctx context.Context, q string) (model.Matrix, error) {
 	return m, nil
 }
 
-// rangeByTrack asks Prometheus for q over the story, one second apart, and files the series by
-// the workload's track (the target Deployment is stable, <target>-canary the canary).
-func (s *story) rangeByTrack(ctx context.Context, q string) (map[string][]Point, error) {
-	m, err := s.overStory(ctx, q)
+// rangeByTrack asks Prometheus for q over the story up to end, one second apart, and files the
+// series by the workload's track (the target Deployment is stable, <target>-canary the canary).
+func (s *story) rangeByTrack(ctx context.Context, end time.Time, q string) (map[string][]Point, error) {
+	m, err := s.overStory(ctx, end, q)
 	if err != nil {
 		return nil, err
 	}
@@ -574,39 +623,59 @@ func (s *story) rangeByTrack(ctx context.Context, q string) (map[string][]Point,
 
 func (s *story) setImage(ctx context.Context, v string) error {
 	s.res.Picture.Releases = append(s.res.Picture.Releases, ReleaseMark{Name: v, At: time.Since(s.p.start)})
-	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: appName, Namespace: ns}}
-	patch := client.RawPatch(types.StrategicMergePatchType, []byte(fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":%q,"image":%q}]}}}}`, appName, image(v))))
+	return s.setImageIn(ctx, ns, v)
+}
+
+// setImageIn commits release v of the app in namespace.
+func (s *story) setImageIn(ctx context.Context, namespace, v string) error {
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: appName, Namespace: namespace}}
+	patch := client.RawPatch(types.StrategicMergePatchType, []byte(fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":%q,"image":%q}]}}}}`, appName, Image(v))))
 	return s.c.Patch(ctx, d, patch)
 }
 
-// watch prints every change of the rollout's state (and the live VirtualService weights)
-// until done reports true.
+// watch prints every change of the demo app's rollout state (and the live VirtualService
+// weights) until done reports true, and draws them in the picture.
 func (s *story) watch(ctx context.Context, release string, done func(*rampv1.Rollout) bool) (*rampv1.Rollout, error) {
+	return s.watchIn(ctx, ns, release, done)
+}
+
+// watchIn is watch for the app in namespace: only namespace demo's is in the picture; act 4's
+// analysis rounds go to Result.Load.
+func (s *story) watchIn(ctx context.Context, namespace, release string, done func(*rampv1.Rollout) bool) (*rampv1.Rollout, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.o.Timeout)
 	defer cancel()
 	var last, lastMetrics string
 	var lastRow *Row
 	var lastRound *metav1.MicroTime
 	pic := &s.res.Picture
+	inPicture := namespace == ns
+	rounds := &pic.Rounds
+	if !inPicture {
+		rounds = &s.res.Load.Rounds
+	}
 	for {
 		ro := &rampv1.Rollout{}
-		if err := s.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: appName}, ro); err != nil {
+		if err := s.c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: appName}, ro); err != nil {
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("release %s: %w", release, ctx.Err())
 			}
 			return nil, err
 		}
-		stable, canary := s.liveWeights(ctx)
+		stable, canary := s.liveWeightsIn(ctx, namespace)
 		st := ro.Status
-		if n := len(pic.Weight); canary >= 0 && (n == 0 || pic.Weight[n-1].V != float64(canary)) {
+		if n := len(pic.Weight); inPicture && canary >= 0 && (n == 0 || pic.Weight[n-1].V != float64(canary)) {
 			pic.Weight = append(pic.Weight, Point{At: time.Since(s.p.start), V: float64(canary)})
 		}
 		if t := st.LastAnalysisTime; t != nil && (lastRound == nil || !t.Equal(lastRound)) {
 			lastRound = t
 			for _, m := range st.LastAnalysis {
-				if v, err := strconv.ParseFloat(m.Value, 64); err == nil {
-					pic.Rounds = append(pic.Rounds, Round{At: t.Sub(s.p.start), Metric: m.Name, Value: v, Verdict: m.Verdict})
+				v, err := strconv.ParseFloat(m.Value, 64)
+				if err != nil && inPicture {
+					continue // the picture draws values only
+				} else if err != nil {
+					v = math.NaN()
 				}
+				*rounds = append(*rounds, Round{At: t.Sub(s.p.start), Metric: m.Name, Value: v, Verdict: m.Verdict})
 			}
 		}
 		if st.Phase == "" {
@@ -629,9 +698,9 @@ func (s *story) watch(ctx context.Context, release string, done func(*rampv1.Rol
 			if stable >= 0 {
 				vs = fmt.Sprintf("VirtualService stable %3d%% / canary %3d%%", stable, canary)
 			}
-			s.p.say("%-4s %-16s step %-4s %s  %s", release, st.Phase, step, vs, st.Message)
+			s.p.say("%-5s %-16s step %-4s %s  %s", release, st.Phase, step, vs, st.Message)
 			if m := metricsText(st.LastAnalysis); m != "" && m != lastMetrics {
-				s.p.say("     analysis: %s", m)
+				s.p.say("      analysis: %s", m)
 				lastMetrics = m
 			}
 		}
@@ -650,10 +719,16 @@ func (s *story) watch(ctx context.Context, release string, done func(*rampv1.Rol
 }
 
 func (s *story) liveWeights(ctx context.Context) (stable, canary int32) {
+	return s.liveWeightsIn(ctx, ns)
+}
+
+// liveWeightsIn reads the weights of the VirtualService of the app in namespace (-1, -1
+// without one).
+func (s *story) liveWeightsIn(ctx context.Context, namespace string) (stable, canary int32) {
 	u := &unstructured.Unstructured{}
 	u.SetAPIVersion(istio.APIVersion)
 	u.SetKind(istio.KindVirtualService)
-	if err := s.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: appName}, u); err != nil {
+	if err := s.c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: appName}, u); err != nil {
 		return -1, -1
 	}
 	r, err := istio.ObservedRouting(u)
@@ -676,16 +751,21 @@ func metricsText(rs []rampv1.MetricResult) string {
 	return strings.Join(parts, ", ")
 }
 
-func image(v string) string {
+// Image is release v's image (v1, v2 or v3; v3 answers 8% errors).
+func Image(v string) string {
 	return "ghcr.io/stefanprodan/podinfo:" + map[string]string{"v1": "6.7.0", "v2": "6.7.1", "v3": "6.8.0"}[v]
 }
 
 type printer struct {
 	out   io.Writer
 	start time.Time
+	// mu serializes writes: the load generator logs from its own goroutines.
+	mu sync.Mutex
 }
 
 func (p *printer) say(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if format == "" {
 		fmt.Fprintln(p.out)
 		return
@@ -694,6 +774,8 @@ func (p *printer) say(format string, args ...any) {
 }
 
 func (p *printer) summary(r *Result) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	fmt.Fprintln(p.out)
 	fmt.Fprintln(p.out, "Summary")
 	fmt.Fprintf(p.out, "%-8s %-17s %-5s %7s %8s  %s\n", "release", "phase", "step", "weight", "took", "analysis (value, threshold, verdict)")

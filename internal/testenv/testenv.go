@@ -120,7 +120,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if opts.Nodes <= 0 {
 		opts.Nodes = 1
 	}
-	root, err := repoRoot()
+	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
 	}
@@ -456,9 +456,9 @@ func hasAll(dir string, names []string) bool {
 	return true
 }
 
-// repoRoot finds ramp's root: the nearest directory above the working directory (go test
+// RepoRoot finds ramp's root: the nearest directory above the working directory (go test
 // runs in the package's) with go.mod and hack/cluster-bins.sh, else the one above this file.
-func repoRoot() (string, error) {
+func RepoRoot() (string, error) {
 	var starts []string
 	if wd, err := os.Getwd(); err == nil {
 		starts = append(starts, wd)
