@@ -528,7 +528,8 @@ func TestReferencedHTTPRouteProblemsStall(t *testing.T) {
 	}
 }
 
-// specFieldManagers maps each top-level spec field to the field managers that own it.
+// specFieldManagers maps each top-level spec field ("f:http", "f:rules", ...) to the field
+// managers that own it, status writers aside.
 func specFieldManagers(t *testing.T, mf []metav1.ManagedFieldsEntry) map[string][]string {
 	t.Helper()
 	out := map[string][]string{}

@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"reflect"
 	"strings"
@@ -46,20 +45,6 @@ func typedVS(ctx context.Context, ns, name string) (*networkingv1.VirtualService
 	vs := &networkingv1.VirtualService{}
 	err := env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, vs)
 	return vs, err
-}
-
-// managers maps each top-level spec field of vs to the field managers that own it.
-func managers(t *testing.T, vs *networkingv1.VirtualService) map[string][]string {
-	t.Helper()
-	out := map[string][]string{}
-	for _, m := range vs.ManagedFields {
-		var f map[string]map[string]any
-		must(t, json.Unmarshal(m.FieldsV1.Raw, &f))
-		for k := range f["f:spec"] {
-			out[k] = append(out[k], m.Manager)
-		}
-	}
-	return out
 }
 
 func TestReferencedVirtualServiceRollout(t *testing.T) {
@@ -123,7 +108,7 @@ func TestReferencedVirtualServiceRollout(t *testing.T) {
 	if got := vs.Spec.Http[3].Route[1].Headers.GetResponse().GetSet()["Set-Cookie"]; got != "ramp-web="+ro.Status.CanaryRevision+"; Path=/; HttpOnly" {
 		t.Errorf("the canary's answers set %q", got)
 	}
-	m := managers(t, vs)
+	m := specFieldManagers(t, vs.ManagedFields)
 	if !reflect.DeepEqual(m["f:http"], []string{FieldManager}) || !reflect.DeepEqual(m["f:hosts"], []string{testenv.FluxManager}) {
 		t.Errorf("field managers %v: want spec.http ramp's alone, spec.hosts Flux's alone", m)
 	}
