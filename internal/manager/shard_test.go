@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,8 +16,10 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -34,10 +37,12 @@ import (
 
 // Two shards on one API server, as Flux shards its controllers: one manager with
 // --watch-label-selector=sharding.fluxcd.io/key=shard1, one with !sharding.fluxcd.io/key.
-// Each takes its own Rollout through adoption and a release to its first weight, and writes
-// nothing of the other's (every write request of each manager is recorded). Then the shard1
-// Rollout loses its label: the other manager takes it over, and the first writes nothing more,
-// although the new revision's events (its target, its canary) reach both.
+// Each runs as ramp's service account with the roles ramp ships (config/rbac) and nothing
+// more, and elects its leader on its own Lease in ramp's namespace. Each takes its own Rollout
+// through adoption and a release to its first weight, and writes nothing of the other's (every
+// write request of each manager is recorded). Then the shard1 Rollout loses its label: the
+// other manager takes it over, and the first writes nothing more, although the new revision's
+// events (its target, its canary) reach both.
 func TestShardsSplitRolloutsByLabel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -54,12 +59,27 @@ func TestShardsSplitRolloutsByLabel(t *testing.T) {
 	}
 	ns := env.Namespace(t)
 	tl := env.RecordTimeline(t, ns)
+	installShippedRBAC(ctx, t, env)
 
 	shard1 := startShard(ctx, t, env, manager.ShardLabel+"=shard1", true)
 	rest := startShard(ctx, t, env, "!"+manager.ShardLabel, true)
 	// A shard with no Rollouts whose cache is not filtered: every Rollout's events reach it,
 	// and only the reconciler's own check keeps it from acting on them.
 	idle := startShard(ctx, t, env, manager.ShardLabel+"=shard2", false)
+	// Each leads its own shard: the Role lets every shard's Lease be taken.
+	holders := map[string]bool{}
+	for _, s := range []*shard{shard1, rest, idle} {
+		s.waitElected(ctx, t)
+		lease := &coordinationv1.Lease{}
+		if err := env.Client.Get(ctx, types.NamespacedName{Namespace: rampNamespace, Name: s.lease}, lease); err != nil {
+			t.Fatalf("the Lease of shard %s: %v", s.selector, err)
+		}
+		holder := ptr.Deref(lease.Spec.HolderIdentity, "")
+		if holder == "" || holders[holder] {
+			t.Errorf("Lease %s is held by %q, want a holder of its own", s.lease, holder)
+		}
+		holders[holder] = true
+	}
 
 	createApp(ctx, t, env, ns, "alpha", map[string]string{manager.ShardLabel: "shard1"})
 	createApp(ctx, t, env, ns, "bravo", nil)
@@ -132,7 +152,10 @@ func TestShardsSplitRolloutsByLabel(t *testing.T) {
 // shard is a manager started as cmd/manager starts one with --watch-label-selector, its
 // write requests recorded.
 type shard struct {
-	cache client.Reader // the manager's cache
+	cache    client.Reader // the manager's cache
+	selector string
+	lease    string          // the name of its leader election Lease
+	elected  <-chan struct{} // closed once it leads its shard
 
 	mu      sync.Mutex
 	log     []write
@@ -148,14 +171,41 @@ type write struct {
 
 func (w write) String() string { return fmt.Sprintf("%s %s@%d", w.verb, w.object, w.rv) }
 
+// rampNamespace and rampServiceAccount are where config/rbac binds its roles.
+const rampNamespace, rampServiceAccount = "ramp-system", "ramp-controller"
+
+// installShippedRBAC creates ramp's namespace and applies config/rbac as kustomize lists it:
+// the service account, the ClusterRole and the leader election Role, with their bindings.
+func installShippedRBAC(ctx context.Context, t *testing.T, env *testenv.Env) {
+	t.Helper()
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: rampNamespace}}); err != nil {
+		t.Fatal(err)
+	}
+	var objs []*unstructured.Unstructured
+	for _, f := range []string{"service_account.yaml", "role.yaml", "role_binding.yaml", "leader_election_role.yaml"} {
+		o, err := testenv.ReadObjects(filepath.Join("..", "..", "config", "rbac", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs = append(objs, o...)
+	}
+	if err := env.Apply(ctx, "test", objs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startShard starts a manager as cmd/manager starts one with --watch-label-selector and
+// --leader-elect, as ramp's service account.
 func startShard(ctx context.Context, t *testing.T, env *testenv.Env, selector string, filterCache bool) *shard {
 	t.Helper()
-	s := &shard{changed: make(chan struct{})}
+	s := &shard{changed: make(chan struct{}), selector: selector, lease: manager.LeaderElectionID(selector)}
 	sel, err := manager.ParseShard(selector)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := rest.CopyConfig(env.Config)
+	// The user name Kubernetes gives the service account's token.
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + rampNamespace + ":" + rampServiceAccount}
 	cfg.Wrap(s.wrap)
 	scheme, err := manager.Scheme()
 	if err != nil {
@@ -169,7 +219,12 @@ func startShard(ctx context.Context, t *testing.T, env *testenv.Env, selector st
 		Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"},
 		Cache: manager.CacheOptions("", cacheSel),
 		// Two managers in one process register the same controller name.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+		Controller:              config.Controller{SkipNameValidation: ptr.To(true)},
+		LeaderElection:          true,
+		LeaderElectionID:        s.lease,
+		LeaderElectionNamespace: rampNamespace,
+		// So the shards' Leases are free for the next test.
+		LeaderElectionReleaseOnCancel: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +232,7 @@ func startShard(ctx context.Context, t *testing.T, env *testenv.Env, selector st
 	if _, err := manager.Setup(ctx, mgr, manager.Options{Concurrency: 2, Shard: sel}); err != nil {
 		t.Fatal(err)
 	}
-	s.cache = mgr.GetCache()
+	s.cache, s.elected = mgr.GetCache(), mgr.Elected()
 	go func() { _ = mgr.Start(ctx) }()
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
 		t.Fatal("caches did not sync")
@@ -185,9 +240,22 @@ func startShard(ctx context.Context, t *testing.T, env *testenv.Env, selector st
 	return s
 }
 
+// waitElected returns once the manager leads its shard.
+func (s *shard) waitElected(ctx context.Context, t *testing.T) {
+	t.Helper()
+	select {
+	case <-s.elected:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("shard %s did not acquire its Lease %s/%s in 30s (the leader election Role must allow it)", s.selector, rampNamespace, s.lease)
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+}
+
+// wrap records the manager's writes, except those of its leader election in ramp's namespace.
 func (s *shard) wrap(rt http.RoundTripper) http.RoundTripper {
 	return roundTripper(func(req *http.Request) (*http.Response, error) {
-		if req.Method == http.MethodGet {
+		if req.Method == http.MethodGet || strings.Contains(req.URL.Path, "/namespaces/"+rampNamespace+"/") {
 			return rt.RoundTrip(req)
 		}
 		w := write{verb: req.Method, object: objectOf(req)}
