@@ -102,8 +102,8 @@ func TestShardsSplitRolloutsByLabel(t *testing.T) {
 	assertOnly(t, "shard1", shard1.writes(), "alpha")
 	assertOnly(t, "the unlabelled shard", rest.writes(), "bravo")
 
-	// The cache options are cmd/manager's: only the shard's Rollouts, and no managedFields
-	// (a target has those of the test and the fake Deployment controller).
+	// The cache options are cmd/manager's: only the shard's Rollouts, no managedFields (a
+	// target has those of the test and the fake Deployment controller), no ReplicaSet templates.
 	var cached rampv1.RolloutList
 	if err := shard1.cache.List(ctx, &cached, client.InNamespace(ns)); err != nil || len(cached.Items) != 1 || cached.Items[0].Name != "alpha" {
 		t.Errorf("shard1's cache holds Rollouts %v (err %v), want alpha alone", cached.Items, err)
@@ -111,6 +111,17 @@ func TestShardsSplitRolloutsByLabel(t *testing.T) {
 	target := &appsv1.Deployment{}
 	if err := shard1.cache.Get(ctx, types.NamespacedName{Namespace: ns, Name: "bravo"}, target); err != nil || target.ManagedFields != nil {
 		t.Errorf("a target in the cache has managedFields %v (err %v), want none", target.ManagedFields, err)
+	}
+	// Nor pod templates of ReplicaSets: ramp found the one running each target's revision
+	// above without them.
+	var rss appsv1.ReplicaSetList
+	if err := shard1.cache.List(ctx, &rss, client.InNamespace(ns)); err != nil || len(rss.Items) == 0 {
+		t.Errorf("ReplicaSets in the cache: %d (err %v)", len(rss.Items), err)
+	}
+	for _, rs := range rss.Items {
+		if len(rs.Spec.Template.Spec.Containers) > 0 {
+			t.Errorf("ReplicaSet %s is cached with its pod template", rs.Name)
+		}
 	}
 
 	// alpha moves to the unlabelled shard, and gets a new revision.
@@ -225,6 +236,8 @@ func startShard(ctx context.Context, t *testing.T, env *testenv.Env, selector st
 		LeaderElectionNamespace: rampNamespace,
 		// So the shards' Leases are free for the next test.
 		LeaderElectionReleaseOnCancel: true,
+		// Renewals get time on a loaded machine: this test is about who may take which Lease.
+		LeaseDuration: ptr.To(time.Minute), RenewDeadline: ptr.To(45 * time.Second),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -233,7 +246,12 @@ func startShard(ctx context.Context, t *testing.T, env *testenv.Env, selector st
 		t.Fatal(err)
 	}
 	s.cache, s.elected = mgr.GetCache(), mgr.Elected()
-	go func() { _ = mgr.Start(ctx) }()
+	go func() {
+		// A manager that stops early (its Lease lost, say) would leave its Rollouts unserved.
+		if err := mgr.Start(ctx); err != nil && ctx.Err() == nil {
+			t.Errorf("shard %s stopped: %v", selector, err)
+		}
+	}()
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
 		t.Fatal("caches did not sync")
 	}
