@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPercentilesOnlyFrom100Samples(t *testing.T) {
@@ -211,5 +212,31 @@ func TestOtherCommand(t *testing.T) {
 	}
 	if code := RunManager([]string{ManagerSubcommand, "--analyzer=prometheus"}); code != 2 {
 		t.Errorf("a manager given a stray argument ran (exit %d), want a usage error", code)
+	}
+}
+
+// A rollout misses a step when its VirtualService never carried that step's weight after the
+// release, in order.
+func TestRoutedInOrder(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	tr := newTracker()
+	at := func(s int, w int32) weightAt { return weightAt{at: t0.Add(time.Duration(s) * time.Second), weight: w} }
+	steps := []int32{5, 25, 100, 0}
+	for _, tc := range []struct {
+		name string
+		seen []weightAt
+		want bool
+	}{
+		{"every step", []weightAt{at(0, 0), at(1, 5), at(2, 25), at(3, 100), at(4, 0)}, true},
+		{"a repeated weight between", []weightAt{at(1, 5), at(2, 5), at(3, 25), at(4, 100), at(5, 0)}, true},
+		{"25% never routed", []weightAt{at(1, 5), at(3, 100), at(4, 0)}, false},
+		{"out of order", []weightAt{at(1, 5), at(2, 100), at(3, 25), at(4, 0)}, false},
+		{"before the release", []weightAt{at(-3, 5), at(2, 25), at(3, 100), at(4, 0)}, false},
+		{"not promoted", []weightAt{at(1, 5), at(2, 25), at(3, 100)}, false},
+	} {
+		tr.weights["web"] = tc.seen
+		if got := tr.routedInOrder("web", t0, steps); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
