@@ -72,15 +72,26 @@ cluster-bins: ## Build (once, cached in ~/.cache/ramp) kube-apiserver, etcd, con
 prometheus: ## Install (once) Debian's prometheus for the analysis integration tests.
 	hack/prometheus.sh >/dev/null
 
+.PHONY: chromium
+chromium: ## Install (once) Debian's chromium for the dashboard's browser test (e2e/dashboard).
+	hack/chromium.sh >/dev/null
+
 .PHONY: istio-bins
 istio-bins: ## Build (once, cached in ~/.cache/ramp/istio) istiod (pilot-discovery) and istio-validate from hack/istio; copy Istio's CRDs.
 	hack/istio-bins.sh >/dev/null
 
 .PHONY: test
-test: cluster-bins prometheus istio-bins ## Unit tests, integration tests against a real API server, local cluster with istiod, Prometheus and Istio's validation.
+test: cluster-bins prometheus istio-bins chromium ## Unit tests, integration tests against a real API server, local cluster with istiod, Prometheus, Istio's validation, and the dashboard in Chromium.
 	KUBEBUILDER_ASSETS="$$(hack/cluster-bins.sh local)" PROMETHEUS="$$(hack/prometheus.sh)" RAMP_REQUIRE_PROMETHEUS=1 \
 		ISTIO_BINS="$$(hack/istio-bins.sh)" RAMP_REQUIRE_ISTIO_BINS=1 \
+		CHROMIUM="$$(hack/chromium.sh)" RAMP_REQUIRE_CHROMIUM=1 \
 		go test ./... -count=1 -timeout 30m
+
+.PHONY: dashboard-screenshot
+dashboard-screenshot: cluster-bins prometheus istio-bins chromium ## Retake the README's dashboard screenshot (docs/images/dashboard.png) with the browser test.
+	KUBEBUILDER_ASSETS="$$(hack/cluster-bins.sh local)" PROMETHEUS="$$(hack/prometheus.sh)" ISTIO_BINS="$$(hack/istio-bins.sh)" \
+		CHROMIUM="$$(hack/chromium.sh)" RAMP_DASHBOARD_SCREENSHOT=docs/images/dashboard.png \
+		go test ./e2e/dashboard/ -run TestDashboard -count=1 -v
 
 .PHONY: help
 help:

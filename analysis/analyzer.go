@@ -10,6 +10,7 @@ import (
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/endpoints"
+	"github.com/ramp-dev/ramp/internal/mesh/gatewayapi"
 	"github.com/ramp-dev/ramp/internal/plan"
 )
 
@@ -326,19 +327,32 @@ func planRound(ro *rampv1.Rollout, metrics []ResolvedMetric, now time.Time) []me
 			p.err = fmt.Errorf("metric %q: window: %w", m.Name, p.err)
 			continue
 		}
-		p.err = planMetric(p, ns, ro.Name, ro.ServiceName(), canaryW, stableW, plan.MirrorsAt(&ro.Spec, ro.Status.CurrentStep))
+		p.err = planMetric(p, ns, ro.Name, ro.ServiceName(), backends(ro), canaryW, stableW, plan.MirrorsAt(&ro.Spec, ro.Status.CurrentStep))
 	}
 	return plans
 }
 
+// backends are the Services ro's route sends its Service's traffic to, if not the Service
+// itself: the Gateway API router's stable and canary Services.
+func backends(ro *rampv1.Rollout) []string {
+	if ro.Spec.Service.GatewayAPI == nil {
+		return nil
+	}
+	return []string{gatewayapi.StableServiceName(ro), gatewayapi.CanaryServiceName(ro)}
+}
+
 // planMetric builds p's queries. mirrored: the canary gets copies of live requests, which
 // only its own proxy reports, so the built-ins read what the workloads' proxies saw.
-func planMetric(p *metricPlan, ns, name, svc, canaryW, stableW string, mirrored bool) error {
+func planMetric(p *metricPlan, ns, name, svc string, backends []string, canaryW, stableW string, mirrored bool) error {
 	m := p.m
 	var err error
 	builtin, requestCount := BuiltinQuery, RequestCountQuery
-	canaryBuiltin := func(b, ns, w, window string) (string, error) { return CanaryBuiltinQuery(b, ns, svc, w, window) }
-	canaryRequests := func(ns, w, window string) (string, error) { return CanaryRequestCountQuery(ns, svc, w, window) }
+	canaryBuiltin := func(b, ns, w, window string) (string, error) {
+		return CanaryBuiltinQuery(b, ns, svc, w, window, backends...)
+	}
+	canaryRequests := func(ns, w, window string) (string, error) {
+		return CanaryRequestCountQuery(ns, svc, w, window, backends...)
+	}
 	if mirrored {
 		builtin, requestCount = DestinationBuiltinQuery, DestinationRequestCountQuery
 		canaryBuiltin, canaryRequests = DestinationBuiltinQuery, DestinationRequestCountQuery

@@ -58,12 +58,30 @@ func BuiltinQuery(builtin, namespace, workload, window string) (string, error) {
 
 // CanaryBuiltinQuery is BuiltinQuery for the canary workload behind service (the Rollout's
 // Service, in namespace): error-rate also counts, as failed requests of the canary, the
-// requests for service that reached no pod (503 UH or NC).
-func CanaryBuiltinQuery(builtin, namespace, service, workload, window string) (string, error) {
-	if err := validateName("service", service, dns1123Label); err != nil {
+// requests for service that reached no pod (503 UH or NC), and for its backends: the Services
+// a route sends service's traffic to (the Gateway API router's <service>-stable and
+// <service>-canary), whose names a failed request carries instead.
+func CanaryBuiltinQuery(builtin, namespace, service, workload, window string, backends ...string) (string, error) {
+	services, err := validServices(service, backends)
+	if err != nil {
 		return "", err
 	}
-	return builtinQuery(builtin, namespace, service, workload, window)
+	return builtinQuery(builtin, namespace, services, workload, window)
+}
+
+// validServices is service and its backends, each checked to be a Service name.
+func validServices(service string, backends []string) (string, error) {
+	all := append([]string{service}, backends...)
+	for _, s := range all {
+		if err := validateName("service", s, dns1123Label); err != nil {
+			return "", err
+		}
+	}
+	if len(all) == 1 {
+		return service, nil
+	}
+	// A regular expression alternative: names hold nothing but [a-z0-9-].
+	return "(" + strings.Join(all, "|") + ")", nil
 }
 
 // DestinationBuiltinQuery is BuiltinQuery as the workload's own proxies report it
@@ -118,17 +136,19 @@ func RequestCountQuery(namespace, workload, window string) (string, error) {
 }
 
 // CanaryRequestCountQuery is RequestCountQuery for the canary: the denominator of its
-// error-rate, its requests plus the requests for service that found no host, so a canary
+// error-rate, its requests plus the requests for service (and its backends, as for
+// CanaryBuiltinQuery) that found no host, so a canary
 // whose every request fails with UH has the evidence to fail.
-func CanaryRequestCountQuery(namespace, service, workload, window string) (string, error) {
+func CanaryRequestCountQuery(namespace, service, workload, window string, backends ...string) (string, error) {
 	sel, err := istioSelector(namespace, workload, window)
 	if err != nil {
 		return "", err
 	}
-	if err := validateName("service", service, dns1123Label); err != nil {
+	services, err := validServices(service, backends)
+	if err != nil {
 		return "", err
 	}
-	return count(requests, window, append([]string{sel}, unattributed(namespace, service)...)...), nil
+	return count(requests, window, append([]string{sel}, unattributed(namespace, services)...)...), nil
 }
 
 // count sums windowed() over the series of metric matched by any of the selectors (disjoint:
@@ -152,8 +172,8 @@ func windowed(metric, sel, window string) string {
 	return fmt.Sprintf(`(increase(%[1]s[%[2]s]) and %[1]s offset %[2]s) or (last_over_time(%[1]s[%[2]s]) unless %[1]s offset %[2]s)`, m, window)
 }
 
-// unattributed selects what the callers report for requests to service in namespace that
-// reached no pod: destination_service is the cluster's host (service.namespace.svc...) for
+// unattributed selects what the callers report for requests to service (a name, or an
+// alternative of names from validServices) in namespace that reached no pod: destination_service is the cluster's host (service.namespace.svc...) for
 // UH, and the Host header the client sent for NC, where Envoy has no cluster. A qualified
 // name (service.namespace...) names this Service from any caller; a bare one (service,
 // service:port) only from callers in namespace, as DNS resolves it: a Service of the same

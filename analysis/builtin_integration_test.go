@@ -170,3 +170,39 @@ func TestIntegrationSeriesBornInTheWindowCountFromZero(t *testing.T) {
 		t.Logf("rate() alone reads %.2f%% for the same canary", naive)
 	}
 }
+
+// With the Gateway API router, a request that found no pod of the canary's backend Service
+// (ramp's <service>-canary) carries that Service's name: the canary's error-rate counts it, as
+// it counts those of the Rollout's own Service with Istio's subsets.
+func TestIntegrationGatewayAPIBackendFailuresAreTheCanarys(t *testing.T) {
+	prometheus(t)
+	e := startLazyExporter(t)
+	e.add(sourceLabels("client", "gw-canary", "200", "-", "gw-canary.demo.svc.cluster.local"), func(d time.Duration) float64 { return 20 * d.Seconds() })
+	srv, err := prometheustest.Start(prometheustest.Options{Targets: []string{e.addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if _, err := srv.WaitForData(ctx, `istio_requests_total{destination_workload="gw-canary"} offset 10s`); err != nil {
+		t.Fatal(err)
+	}
+	// The canary's pods all ejected: 100 requests for its backend Service found no host.
+	e.add(sourceLabels("client", "unknown", "503", "UH", "gw-canary.demo.svc.cluster.local"), func(time.Duration) float64 { return 100 })
+	if _, err := srv.WaitForData(ctx, `count_over_time(istio_requests_total{response_flags="UH"}[10s]) >= 2`); err != nil {
+		t.Fatal(err)
+	}
+	metrics := []rampv1.Metric{{Name: "error-rate", Builtin: rampv1.BuiltinErrorRate, Window: &metav1.Duration{Duration: 8 * time.Second}, ThresholdRange: upTo(5)}}
+	gw := newRollout(srv.URL, "gw", metrics...)
+	gw.Spec.Service.GatewayAPI = &rampv1.GatewayAPIRouting{}
+	a := analysis.NewAnalyzer()
+	if r := a.Analyze(ctx, gw); r.Verdict != rampv1.VerdictFailed {
+		t.Errorf("Gateway API canary with 100 UH on gw-canary: round %s %+v, want Failed", r.Verdict, r.Metrics)
+	}
+	// The same Rollout with Istio's subsets routes through gw itself: gw-canary's UH are not
+	// its Service's, so the test would pass without the backends.
+	if r := a.Analyze(ctx, newRollout(srv.URL, "gw", metrics...)); r.Verdict != rampv1.VerdictPassed {
+		t.Errorf("Istio-routed canary: round %s %+v, want Passed (gw-canary is not its Service)", r.Verdict, r.Metrics)
+	}
+}

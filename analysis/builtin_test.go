@@ -59,6 +59,23 @@ func TestBuiltinQueryRejects(t *testing.T) {
 	}
 }
 
+// Backends (the Gateway API router's Services) join the Service in the unattributed
+// failures' destination_service, as one regular-expression alternative.
+func TestCanaryQueryWithBackends(t *testing.T) {
+	q, err := CanaryRequestCountQuery("demo", "web", "web-canary", "1m", "web-stable", "web-canary")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`destination_service=~"(web|web-stable|web-canary)[.]demo([.:].+)?"`, `destination_service=~"(web|web-stable|web-canary)(:[0-9]+)?",source_workload_namespace="demo"`} {
+		if !strings.Contains(q, want) {
+			t.Errorf("query lacks %s:\n%s", want, q)
+		}
+	}
+	if _, err := CanaryBuiltinQuery(rampv1.BuiltinErrorRate, "demo", "web", "web-canary", "1m", `x"}`); err == nil || !strings.Contains(err.Error(), "invalid service") {
+		t.Errorf("a backend that is not a Service name: %v", err)
+	}
+}
+
 func TestCanaryQueryRejectsService(t *testing.T) {
 	for _, svc := range []string{"", "web.demo", `web"} or vector(1) #`, "Web"} {
 		if _, err := CanaryBuiltinQuery(rampv1.BuiltinErrorRate, "demo", svc, "web-canary", "1m"); err == nil || !strings.Contains(err.Error(), "invalid service") {

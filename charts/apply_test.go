@@ -23,11 +23,7 @@ import (
 func TestChartAppliesToAPIServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	env, err := testenv.Start(ctx, testenv.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
+	env := testenv.StartT(ctx, t, testenv.Options{})
 	// prometheus-operator is not installed here: a stand-in CRD lets the API server take a
 	// ServiceMonitor (its fields are checked in TestChartOptions).
 	if err := env.Apply(ctx, "test", []*unstructured.Unstructured{serviceMonitorCRD(t)}); err != nil {

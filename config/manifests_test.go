@@ -19,11 +19,7 @@ import (
 func TestConfigAppliesToAPIServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	env, err := testenv.Start(ctx, testenv.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
+	env := testenv.StartT(ctx, t, testenv.Options{})
 
 	t.Run("default", func(t *testing.T) { testDefault(ctx, t, env) })
 	t.Run("samples", func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/revision"
@@ -59,12 +60,12 @@ func replicaSetRevision(rs *appsv1.ReplicaSet) string {
 // exactly what it would without the transform (with no such entry it has nothing to do
 // either way). A foreign object's message names its field managers: those are read live,
 // metadata only, on that rare path (fieldManagers). A Rollout's say who wrote its pause
-// annotation, and a VirtualService's whether ramp owns its routes (a referenced one): those
-// two kinds keep them (one object per Rollout, not the Deployments and ReplicaSets that make
+// annotation, and a VirtualService's and an HTTPRoute's whether ramp owns its routes (a referenced one): those
+// kinds keep them (one object per Rollout, not the Deployments and ReplicaSets that make
 // up most of the cache). kubectl-ramp reads them through its own client.
 func TrimManagedFields(in any) (any, error) {
 	switch in.(type) {
-	case *rampv1.Rollout, *networkingv1.VirtualService:
+	case *rampv1.Rollout, *networkingv1.VirtualService, *gwapiv1.HTTPRoute:
 		return in, nil
 	}
 	o, err := meta.Accessor(in)

@@ -1,7 +1,6 @@
 package controllers
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,11 +19,13 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
-	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/ramp-dev/ramp/analysis"
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/credentials"
+	"github.com/ramp-dev/ramp/internal/endpoints"
+	"github.com/ramp-dev/ramp/internal/fieldowners"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
 	"github.com/ramp-dev/ramp/internal/plan"
 	"github.com/ramp-dev/ramp/internal/revision"
@@ -48,6 +49,11 @@ type world struct {
 	// refVS is the VirtualService spec.service.virtualServiceRef names (nil when none or
 	// missing): Git's, of which ramp edits only the named routes.
 	refVS *networkingv1.VirtualService
+	// hr, stableSvc and canarySvc are the Gateway API router's HTTPRoute and backend
+	// Services this Rollout controls; svc is the Service in front of the target they copy.
+	hr                        *gwapiv1.HTTPRoute
+	refHR                     *gwapiv1.HTTPRoute // spec.service.gatewayAPI.httpRouteRef's: Git's
+	stableSvc, canarySvc, svc *corev1.Service
 }
 
 func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*world, error) {
@@ -161,22 +167,8 @@ func pausedBy(ro *rampv1.Rollout) string {
 	if ro.Annotations[rampv1.AnnotationPaused] != "true" {
 		return ""
 	}
-	path := fieldpath.MakePathOrDie("metadata", "annotations", rampv1.AnnotationPaused)
-	var writers []string
-	for _, e := range ro.ManagedFields {
-		if e.FieldsV1 == nil {
-			continue
-		}
-		set := &fieldpath.Set{}
-		if err := set.FromJSON(bytes.NewReader(e.FieldsV1.Raw)); err != nil || !set.Has(path) {
-			continue
-		}
-		if e.Manager == pluginFieldManager {
-			return ""
-		}
-		writers = append(writers, e.Manager)
-	}
-	if len(writers) == 0 {
+	writers := fieldowners.Managers(fieldowners.Annotation(ro.ManagedFields, rampv1.AnnotationPaused))
+	if len(writers) == 0 || slices.Contains(writers, pluginFieldManager) {
 		return ""
 	}
 	return fmt.Sprintf("the annotation %s (written by %s)", rampv1.AnnotationPaused, strings.Join(writers, ", "))
@@ -368,11 +360,17 @@ func (r *RolloutReconciler) confusedDeputy(ctx context.Context, ro *rampv1.Rollo
 
 // gateEndpoints refuses a gate URL the platform did not allow, as for analysis addresses.
 func (r *RolloutReconciler) gateEndpoints(ro *rampv1.Rollout) *plan.Blocker {
-	if r.AnalysisEndpoints == nil {
+	return gateEndpointsBlocker(r.AnalysisEndpoints, ro.Spec.Gates)
+}
+
+// gateEndpointsBlocker names the first gate whose URL allowed refuses, by its field
+// (spec.gates[<name>].url); nil allowed allows any.
+func gateEndpointsBlocker(allowed *endpoints.List, gs []rampv1.Gate) *plan.Blocker {
+	if allowed == nil {
 		return nil
 	}
-	for _, g := range ro.Spec.Gates {
-		if err := r.AnalysisEndpoints.Allows(g.URL); err != nil {
+	for _, g := range gs {
+		if err := allowed.AllowsAs(endpoints.Gate, g.URL); err != nil {
 			return &plan.Blocker{Reason: "GateEndpointNotAllowed", Message: fmt.Sprintf(
 				"spec.gates[%s].url: %v; ramp contacts no other: use one of those, or ask the platform team to allow it (manager flag --analysis-allowed-endpoints)", g.Name, err)}
 		}

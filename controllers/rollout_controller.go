@@ -91,6 +91,10 @@ type RolloutReconciler struct {
 	freshOnce  sync.Once
 	// indexed is set when the reconciler reads through the manager's cache and its indexes.
 	indexed bool
+	// gatewayAPI is set when the cluster served HTTPRoutes at start (the manager watches
+	// them): then Istio's router also removes the Gateway API router's objects a Rollout had
+	// before it left spec.service.gatewayAPI.
+	gatewayAPI bool
 }
 
 // inShard reports whether ro belongs to this manager's shard.
@@ -117,7 +121,7 @@ func (r *RolloutReconciler) gateRunner() *gates.Runner {
 	r.gatesOnce.Do(func() {
 		var allows func(string) error
 		if r.AnalysisEndpoints != nil {
-			allows = r.AnalysisEndpoints.Allows
+			allows = func(a string) error { return r.AnalysisEndpoints.AllowsAs(endpoints.Gate, a) }
 		}
 		now := r.Now
 		if now == nil {
@@ -146,7 +150,8 @@ func (r *RolloutReconciler) useFreshReads() {
 // +kubebuilder:rbac:groups=ramp.dev,resources=clustermetrictemplates;metrictemplates,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices;destinationrules,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 

@@ -25,6 +25,12 @@ type router interface {
 	cleanup(ctx context.Context, ro *rampv1.Rollout) error
 }
 
-// routerFor is the router of ro: Istio's (a generated or a referenced VirtualService, and a
-// generated DestinationRule) is the only one today.
-func (r *RolloutReconciler) routerFor(*rampv1.Rollout) router { return istioRouter{r} }
+// routerFor is the router of ro: the Gateway API's (an HTTPRoute and two backend Services)
+// when spec.service.gatewayAPI is set, otherwise Istio's (a generated or a referenced
+// VirtualService, and a generated DestinationRule).
+func (r *RolloutReconciler) routerFor(ro *rampv1.Rollout) router {
+	if ro.Spec.Service.GatewayAPI != nil {
+		return gatewayRouter{r}
+	}
+	return istioRouter{r}
+}

@@ -2,18 +2,20 @@ package controllers
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/fieldowners"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
 	"github.com/ramp-dev/ramp/internal/plan"
 )
@@ -64,7 +66,7 @@ func (ir istioRouter) observe(ctx context.Context, ro *rampv1.Rollout, w *world)
 	} else if !found {
 		dr = nil
 	}
-	if dr != nil && !metav1.IsControlledBy(dr, ro) {
+	if dr != nil && !metav1.IsControlledBy(dr, ro) && !releasedFrom(dr, ro) {
 		msg, err := r.foreignObject(ctx, istio.KindDestinationRule, dr)
 		if err != nil {
 			return nil, err
@@ -111,6 +113,12 @@ func (ir istioRouter) observeReferenced(ctx context.Context, ro *rampv1.Rollout,
 	return nil
 }
 
+// releasedFrom reports whether dr is the DestinationRule a Rollout of ro's name left behind
+// for a VirtualService (releaseDestinationRule): ro adopts it.
+func releasedFrom(dr *networkingv1.DestinationRule, ro *rampv1.Rollout) bool {
+	return metav1.GetControllerOf(dr) == nil && dr.Annotations[istio.ReleasedFromAnnotation] == ro.Name
+}
+
 func observedRouting(rt istio.Routing) *plan.ObservedRouting {
 	return &plan.ObservedRouting{CanaryWeight: rt.CanaryWeight, HeaderRoute: rt.HeaderRoute, Mirror: rt.Mirror, Sticky: rt.Sticky != ""}
 }
@@ -141,15 +149,31 @@ func (ir istioRouter) route(ctx context.Context, ro *rampv1.Rollout, w *world, d
 		// A VirtualService ramp generated before the Rollout referenced one would bind the
 		// same hosts beside it, which Istio does not merge: it goes once the referenced one
 		// routes.
-		if ro.Spec.Service.VirtualServiceRef.Name == ro.Name {
-			return nil
+		if ro.Spec.Service.VirtualServiceRef.Name != ro.Name {
+			if err := r.deleteOwned(ctx, ro, &networkingv1.VirtualService{}, ro.Name); err != nil {
+				return err
+			}
 		}
-		return r.deleteOwned(ctx, ro, &networkingv1.VirtualService{}, ro.Name)
+		return ir.leaveGatewayAPI(ctx, ro)
 	}
 	if err := r.applyVirtualService(ctx, w.vs, istio.VirtualService(ro, routing(d))); err != nil {
 		return fmt.Errorf("applying VirtualService: %w", err)
 	}
-	return nil
+	return ir.leaveGatewayAPI(ctx, ro)
+}
+
+// leaveGatewayAPI deletes, once the VirtualService routes, the objects the Gateway API
+// router created for a Rollout that routed with it before (spec.service.gatewayAPI removed):
+// the HTTPRoute first, which would route the Service's traffic beside the VirtualService,
+// then its backend Services. A referenced HTTPRoute is Git's: its rules are Git's to change.
+func (ir istioRouter) leaveGatewayAPI(ctx context.Context, ro *rampv1.Rollout) error {
+	if !ir.r.gatewayAPI {
+		return nil
+	}
+	if err := ir.r.deleteOwned(ctx, ro, &gwapiv1.HTTPRoute{}, ro.Name); err != nil {
+		return err
+	}
+	return gatewayRouter(ir).cleanup(ctx, ro)
 }
 
 // applyReferenced edits the named routes of live, the VirtualService ro references, to route
@@ -168,7 +192,7 @@ func (r *RolloutReconciler) applyReferenced(ctx context.Context, ro *rampv1.Roll
 	if err != nil {
 		return err
 	}
-	if proto.Equal(&live.Spec, &want.Spec) && ownsHTTP(live) {
+	if proto.Equal(&live.Spec, &want.Spec) && ownsSpecField(live.ManagedFields, "http") {
 		return nil
 	}
 	body, err := istio.ReferencedApplyPatch(want)
@@ -186,17 +210,12 @@ func (r *RolloutReconciler) applyReferenced(ctx context.Context, ro *rampv1.Roll
 // the next pass reads the new version and edits that.
 var errWriteRace = errors.New("changed since read")
 
-// ownsHTTP reports whether ramp's apply manager owns spec.http of vs.
-func ownsHTTP(vs *networkingv1.VirtualService) bool {
-	for _, m := range vs.ManagedFields {
-		if m.Manager != FieldManager || m.Operation != metav1.ManagedFieldsOperationApply || m.Subresource != "" || m.FieldsV1 == nil {
-			continue
-		}
-		var fields map[string]map[string]any
-		if json.Unmarshal(m.FieldsV1.Raw, &fields) == nil {
-			if _, ok := fields["f:spec"]["f:http"]; ok {
-				return true
-			}
+// ownsSpecField reports whether ramp's apply manager owns the spec field (e.g. "http") in
+// the managedFields mf.
+func ownsSpecField(mf []metav1.ManagedFieldsEntry, field string) bool {
+	for _, e := range fieldowners.Entries(mf, "spec", field) {
+		if e.Manager == FieldManager && e.Operation == metav1.ManagedFieldsOperationApply {
+			return true
 		}
 	}
 	return false
@@ -221,6 +240,54 @@ func (ir istioRouter) unroute(ctx context.Context, ro *rampv1.Rollout) error {
 	return nil
 }
 
+// cleanup deletes ramp's DestinationRule, unless the referenced VirtualService (Git's) still
+// routes to its subsets: deleting it would fail those requests (no such subset), so it is left
+// to Git, selecting every pod of the Service (see releaseDestinationRule).
 func (ir istioRouter) cleanup(ctx context.Context, ro *rampv1.Rollout) error {
-	return ir.r.deleteOwned(ctx, ro, &networkingv1.DestinationRule{}, ro.Name)
+	r := ir.r
+	if ref := ro.Spec.Service.VirtualServiceRef; ref != nil {
+		vs := &networkingv1.VirtualService{}
+		found, err := r.getIfExists(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.Name}, vs)
+		if err != nil {
+			return err
+		}
+		if found && vs.DeletionTimestamp == nil && istio.UsesSubsets(ro, vs) {
+			return ir.releaseDestinationRule(ctx, ro, ref.Name)
+		}
+	}
+	return r.deleteOwned(ctx, ro, &networkingv1.DestinationRule{}, ro.Name)
+}
+
+// ReasonDestinationRuleKept is the event of a DestinationRule left behind on deletion.
+const ReasonDestinationRuleKept = "DestinationRuleKept"
+
+// releaseDestinationRule applies istio.ReleasedDestinationRule over ramp's DestinationRule:
+// no owner (the garbage collector leaves it), both subsets selecting every pod of the Service
+// (a pod-template-hash would select nothing after the next release), and an annotation naming
+// the Rollout, which adopts it again if it comes back.
+func (ir istioRouter) releaseDestinationRule(ctx context.Context, ro *rampv1.Rollout, vsName string) error {
+	r := ir.r
+	live := &networkingv1.DestinationRule{}
+	if found, err := r.getIfExists(ctx, client.ObjectKeyFromObject(ro), live); err != nil || !found || !metav1.IsControlledBy(live, ro) {
+		return err
+	}
+	if err := r.ownCreatedFields(ctx, live); err != nil {
+		return err
+	}
+	want := istio.ReleasedDestinationRule(ro)
+	want.UID = live.UID // a replacement made since the read is not ours to change
+	body, err := istio.ApplyPatch(want)
+	if err != nil {
+		return err
+	}
+	if err := r.Patch(ctx, want, client.RawPatch(types.ApplyPatchType, body), client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) || apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+			return nil
+		}
+		return fmt.Errorf("releasing DestinationRule %q: %w", ro.Name, err)
+	}
+	r.Events.Eventf(ro, nil, corev1.EventTypeNormal, ReasonDestinationRuleKept, "Finalize",
+		"kept DestinationRule %q: VirtualService %q routes to its subsets, which now both select every pod of Service %q; delete it once those routes name the Service without a subset",
+		ro.Name, vsName, istio.ServiceHost(ro))
+	return nil
 }

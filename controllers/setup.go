@@ -3,12 +3,15 @@ package controllers
 import (
 	"context"
 	"slices"
+	"strings"
 	"time"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -19,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 )
@@ -32,6 +36,9 @@ const serviceIndex = "ramp.service"
 
 // virtualServiceRefIndex indexes Rollouts by the VirtualService they reference.
 const virtualServiceRefIndex = "spec.service.virtualServiceRef.name"
+
+// httpRouteRefIndex indexes Rollouts by the HTTPRoute they reference.
+const httpRouteRefIndex = "spec.service.gatewayAPI.httpRouteRef.name"
 
 // SetupWithManager registers the reconciler and its watches.
 func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts controller.Options) error {
@@ -64,6 +71,14 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 	}); err != nil {
 		return err
 	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &rampv1.Rollout{}, httpRouteRefIndex, func(o client.Object) []string {
+		if g := o.(*rampv1.Rollout).Spec.Service.GatewayAPI; g != nil && g.HTTPRouteRef != nil {
+			return []string{g.HTTPRouteRef.Name}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &rampv1.Rollout{}, templateIndex, indexTemplateRefs); err != nil {
 		return err
 	}
@@ -84,7 +99,7 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 	if r.Selector != nil {
 		wake = append(wake, predicate.LabelChangedPredicate{})
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("rollout").
 		WithOptions(opts).
 		For(&rampv1.Rollout{}, builder.WithPredicates(predicate.Or(wake...))).
@@ -120,8 +135,17 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 		Watches(&rampv1.ClusterMetricTemplate{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsForClusterMetricTemplate), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&rampv1.MetricTemplate{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsForMetricTemplate), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(runner.Source()).
-		WatchesRawSource(gateRunner.Source()).
-		Complete(r)
+		WatchesRawSource(gateRunner.Source())
+	// HTTPRoutes by name, as VirtualServices, in a cluster that has the Gateway API: a watch of
+	// a kind the API server does not serve would keep the manager from starting, and a
+	// Rollout that asks for it there stalls (GatewayAPINotInstalled).
+	if _, err := mgr.GetRESTMapper().RESTMapping(schema.GroupKind{Group: gwapiv1.GroupName, Kind: "HTTPRoute"}, gwapiv1.GroupVersion.Version); err == nil {
+		b = b.Watches(&gwapiv1.HTTPRoute{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsForHTTPRoute))
+		r.gatewayAPI = true
+	} else if !meta.IsNoMatchError(err) {
+		return err
+	}
+	return b.Complete(r)
 }
 
 // rolloutOfSameName maps a VirtualService or DestinationRule to the Rollout whose name it has.
@@ -147,6 +171,18 @@ func (r *RolloutReconciler) ofShard(ctx context.Context, key types.NamespacedNam
 func (r *RolloutReconciler) rolloutsForVirtualService(ctx context.Context, o client.Object) []reconcile.Request {
 	reqs := r.rolloutOfSameName(ctx, o) // none when that Rollout is another shard's
 	for _, req := range r.rolloutsBy(ctx, o.GetNamespace(), virtualServiceRefIndex, o.GetName()) {
+		if !slices.Contains(reqs, req) {
+			reqs = append(reqs, req)
+		}
+	}
+	return reqs
+}
+
+// rolloutsForHTTPRoute maps an HTTPRoute to the Rollout of its name and the Rollouts
+// referencing it.
+func (r *RolloutReconciler) rolloutsForHTTPRoute(ctx context.Context, o client.Object) []reconcile.Request {
+	reqs := r.rolloutOfSameName(ctx, o)
+	for _, req := range r.rolloutsBy(ctx, o.GetNamespace(), httpRouteRefIndex, o.GetName()) {
 		if !slices.Contains(reqs, req) {
 			reqs = append(reqs, req)
 		}
@@ -182,9 +218,21 @@ func (r *RolloutReconciler) rolloutsForReplicaSet(ctx context.Context, o client.
 	return r.rolloutsBy(ctx, o.GetNamespace(), targetIndex, ref.Name)
 }
 
-// rolloutsForService maps a Service to the Rollouts routing its traffic.
+// rolloutsForService maps a Service to the Rollouts routing its traffic and, for a
+// <name>-stable or <name>-canary (the Gateway API router's backends, ramp's or someone
+// else's, which stalls them), to the Rollouts routing <name>.
 func (r *RolloutReconciler) rolloutsForService(ctx context.Context, o client.Object) []reconcile.Request {
-	return r.rolloutsBy(ctx, o.GetNamespace(), serviceIndex, o.GetName())
+	reqs := r.rolloutsBy(ctx, o.GetNamespace(), serviceIndex, o.GetName())
+	for _, suffix := range []string{"-stable", "-canary"} {
+		if name, ok := strings.CutSuffix(o.GetName(), suffix); ok {
+			for _, req := range r.rolloutsBy(ctx, o.GetNamespace(), serviceIndex, name) {
+				if !slices.Contains(reqs, req) {
+					reqs = append(reqs, req)
+				}
+			}
+		}
+	}
+	return reqs
 }
 
 // rolloutsBy lists the Rollouts of namespace whose index field has value. The manager's

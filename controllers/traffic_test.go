@@ -11,6 +11,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -305,6 +307,63 @@ func TestSwitchingToAReferencedVirtualServiceDropsTheGeneratedOne(t *testing.T) 
 			return false, err
 		}
 		vs, err := typedVS(ctx, ns, gitVS)
-		return err == nil && ownsHTTP(vs), nil
+		return err == nil && ownsSpecField(vs.ManagedFields, "http"), nil
 	})
+}
+
+// Deleting a Rollout whose referenced VirtualService still routes to ramp's subsets leaves the
+// DestinationRule (its subsets selecting every pod), which a Rollout of that name adopts again;
+// once Git's routes no longer use it, deletion deletes it.
+func TestDeletionKeepsTheDestinationRuleGitRoutesUse(t *testing.T) {
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	app(t, ns, "podinfo:1")
+	must(t, env.Apply(ctx, testenv.FluxManager, []*unstructured.Unstructured{testenv.GitVirtualService(ns, gitVS, "web")}))
+	ro := referencingRollout(ns)
+	must(t, env.Client.Create(ctx, ro))
+	waitPhase(t, ro, rampv1.PhaseIdle)
+	dr := &networkingv1.DestinationRule{}
+	key := client.ObjectKeyFromObject(ro)
+	waitFor(t, "ramp's DestinationRule", func(ctx context.Context) (bool, error) {
+		return client.IgnoreNotFound(env.Client.Get(ctx, key, dr)) == nil && dr.UID != "", nil
+	})
+	deleteRollout := func(ro *rampv1.Rollout) {
+		t.Helper()
+		must(t, env.Client.Delete(ctx, ro))
+		waitFor(t, "Rollout gone", func(ctx context.Context) (bool, error) {
+			err := env.Client.Get(ctx, key, &rampv1.Rollout{})
+			return client.IgnoreNotFound(err) == nil && err != nil, nil
+		})
+	}
+
+	deleteRollout(ro)
+	kept := &networkingv1.DestinationRule{}
+	must(t, env.Client.Get(ctx, key, kept))
+	if kept.UID != dr.UID || len(kept.OwnerReferences) != 0 || kept.Annotations[istio.ReleasedFromAnnotation] != ro.Name {
+		t.Errorf("kept DestinationRule: uid %s (was %s), owners %v, annotations %v: want the same object, no owner (the garbage collector would delete it), %s=%s",
+			kept.UID, dr.UID, kept.OwnerReferences, kept.Annotations, istio.ReleasedFromAnnotation, ro.Name)
+	}
+	for _, s := range kept.Spec.Subsets {
+		if len(s.Labels) != 0 {
+			t.Errorf("kept subset %s selects %v; want every pod of the Service", s.Name, s.Labels)
+		}
+	}
+	waitEvent(t, ro, ReasonDestinationRuleKept)
+
+	// The Rollout comes back (Flux re-creates it): it adopts the DestinationRule.
+	again := referencingRollout(ns)
+	must(t, env.Client.Create(ctx, again))
+	waitPhase(t, again, rampv1.PhaseIdle)
+	waitFor(t, "the DestinationRule adopted", func(ctx context.Context) (bool, error) {
+		err := env.Client.Get(ctx, key, kept)
+		return err == nil && metav1.IsControlledBy(kept, again) && istio.ObservedStableSubset(kept) != "" &&
+			kept.Annotations[istio.ReleasedFromAnnotation] == "", err
+	})
+
+	// Git's VirtualService is gone: nothing routes to the subsets, so deletion deletes them.
+	must(t, env.Client.Delete(ctx, &networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: gitVS}}))
+	deleteRollout(again)
+	if err := env.Client.Get(ctx, key, &networkingv1.DestinationRule{}); !apierrors.IsNotFound(err) {
+		t.Errorf("DestinationRule after deleting the Rollout with no VirtualService using it: %v, want NotFound", err)
+	}
 }

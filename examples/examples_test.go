@@ -38,11 +38,7 @@ func kustomizations(t *testing.T) []string {
 func TestExamplesApply(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	env, err := testenv.Start(ctx, testenv.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
+	env := testenv.StartT(ctx, t, testenv.Options{})
 
 	owner := map[string]string{} // object → the example that builds it
 	for _, dir := range kustomizations(t) {

@@ -7,6 +7,10 @@ import (
 // ServiceSpec is the Service in front of the target and the routing ramp generates for it.
 // +kubebuilder:validation:XValidation:rule="!has(self.hosts) || !self.hosts.exists(h, h == '*') || (has(self.gateways) && !self.gateways.exists(g, g == 'mesh'))",message="hosts: * is allowed only on a VirtualService bound to gateways other than mesh (Istio rejects it for the mesh)"
 // +kubebuilder:validation:XValidation:rule="!has(self.virtualServiceRef) || !(has(self.hosts) || has(self.gateways) || has(self.retries) || has(self.timeout))",message="hosts, gateways, retries and timeout configure the VirtualService ramp generates; with virtualServiceRef they belong to the referenced VirtualService: set them there"
+// +kubebuilder:validation:XValidation:rule="!has(self.gatewayAPI) || !has(self.virtualServiceRef)",message="gatewayAPI and virtualServiceRef are two routers: ramp routes either with a Gateway API HTTPRoute or with an Istio VirtualService; set one"
+// +kubebuilder:validation:XValidation:rule="!has(self.gatewayAPI) || !has(self.trafficPolicy)",message="trafficPolicy configures Istio's DestinationRule, which the Gateway API router does not use (the Gateway API has no field for it): remove trafficPolicy or gatewayAPI"
+// +kubebuilder:validation:XValidation:rule="!has(self.gatewayAPI) || !has(self.retries)",message="retries: a standard-channel HTTPRoute (Gateway API v1.6) has no field for retries: remove retries or gatewayAPI"
+// +kubebuilder:validation:XValidation:rule="!has(self.gatewayAPI) || !(has(self.hosts) || has(self.gateways))",message="hosts and gateways configure Istio's VirtualService: with gatewayAPI set gatewayAPI.hostnames and gatewayAPI.parentRefs instead"
 type ServiceSpec struct {
 	// Name of the Kubernetes Service selecting the target's pods. Defaults to the target's name.
 	// It is the DestinationRule's host and the route destination.
@@ -48,6 +52,16 @@ type ServiceSpec struct {
 	// after the Rollout.
 	// +optional
 	VirtualServiceRef *VirtualServiceReference `json:"virtualServiceRef,omitempty"`
+
+	// GatewayAPI routes with a Gateway API HTTPRoute (named after the Rollout) instead of
+	// Istio's VirtualService and DestinationRule: ramp creates the Services <service>-stable
+	// (the stable pods, by pod-template-hash) and <service>-canary (the canary's pods) and
+	// shifts the HTTPRoute's backendRefs weights between them. For meshes and gateways that
+	// implement HTTPRoute (Istio, Linkerd, Kuma, Cilium, Envoy Gateway, ...). Fields the
+	// Gateway API has no field for (fault injection, sticky sessions, retries, trafficPolicy,
+	// a header prefix match) are rejected with it.
+	// +optional
+	GatewayAPI *GatewayAPIRouting `json:"gatewayAPI,omitempty"`
 
 	// TrafficPolicy of the generated DestinationRule.
 	// +optional
@@ -214,4 +228,80 @@ type VirtualServiceReference struct {
 	// +kubebuilder:validation:items:MaxLength=256
 	// +kubebuilder:validation:items:XValidation:rule="!self.startsWith('ramp-')",message="routes must not start with ramp-: ramp names its own routes so"
 	Routes []string `json:"routes"`
+}
+
+// GatewayAPIRouting is the HTTPRoute ramp generates, or the one Git keeps that it weights.
+// +kubebuilder:validation:XValidation:rule="!has(self.httpRouteRef) || !(has(self.parentRefs) || has(self.hostnames))",message="parentRefs and hostnames configure the HTTPRoute ramp generates; with httpRouteRef they belong to the referenced HTTPRoute: set them there"
+type GatewayAPIRouting struct {
+	// ParentRefs of the HTTPRoute: the Gateways (north-south) or the Service (east-west, the
+	// mesh: GAMMA) it attaches to. Defaults to the Service itself, for mesh traffic.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	ParentRefs []GatewayParentReference `json:"parentRefs,omitempty"`
+
+	// Hostnames of the HTTPRoute (for Gateway parents). Empty matches every host.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Hostnames []string `json:"hostnames,omitempty"`
+
+	// HTTPRouteRef routes through an existing HTTPRoute (one Git owns) instead of the one ramp
+	// generates: ramp changes only the weights of the <service>-stable and <service>-canary
+	// backendRefs in the named rules, their mirror filter during a mirror step, and adds its
+	// own header rules (named ramp-<rollout>-header-<rule>); every other field and rule stays
+	// as written.
+	// +optional
+	HTTPRouteRef *HTTPRouteReference `json:"httpRouteRef,omitempty"`
+}
+
+// HTTPRouteReference names an HTTPRoute in the Rollout's namespace and the rules of it ramp
+// may change.
+type HTTPRouteReference struct {
+	// Name of the HTTPRoute.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+	// Rules are the names of the HTTPRoute's rules whose backendRefs ramp weights. Each must
+	// have exactly two backendRefs, the Services <service>-stable and <service>-canary.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=set
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=176
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +kubebuilder:validation:items:XValidation:rule="!self.startsWith('ramp-')",message="rules must not start with ramp-: ramp names its own rules so"
+	Rules []string `json:"rules"`
+}
+
+// GatewayParentReference is a Gateway or a Service the HTTPRoute attaches to.
+type GatewayParentReference struct {
+	// Kind of the parent: Gateway (group gateway.networking.k8s.io) or Service (core).
+	// +kubebuilder:validation:Enum=Gateway;Service
+	// +kubebuilder:default=Gateway
+	// +optional
+	Kind string `json:"kind,omitempty"`
+	// Name of the parent.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+	// Namespace of the parent; defaults to the Rollout's.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Namespace string `json:"namespace,omitempty"`
+	// SectionName is a listener of the Gateway (or a port name of the Service).
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	SectionName string `json:"sectionName,omitempty"`
+	// Port of the parent the route attaches to.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port *int32 `json:"port,omitempty"`
 }

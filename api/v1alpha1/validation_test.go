@@ -365,6 +365,44 @@ func TestInvalidRolloutsAreRejected(t *testing.T) {
 			[]string{"spec.strategy.blueGreen.mirror.percentage", "mirror.percentage must be more than 0 and at most 100"}},
 		{"sticky cookie name with a space", []mutation{set("spec.strategy.canary.stickySessions", "{cookieName: 'a b'}")},
 			[]string{"spec.strategy.canary.stickySessions.cookieName", "should match"}},
+
+		// The Gateway API router: what an HTTPRoute has no field for is refused, naming the field.
+		{"gatewayAPI with faultInjection", gatewayAPI(set("spec.faultInjection", "{abort: {percentage: 1, httpStatus: 503}}")),
+			[]string{"spec: Invalid value", "faultInjection: the Gateway API's HTTPRoute has no field for fault injection"}},
+		{"gatewayAPI with a step's faultInjection", gatewayAPI(set("spec.strategy.canary.steps[1].faultInjection", "{abort: {percentage: 1, httpStatus: 503}}")),
+			[]string{"strategy.canary.steps[].faultInjection: the Gateway API's HTTPRoute has no field for fault injection"}},
+		{"gatewayAPI with stickySessions", gatewayAPI(set("spec.strategy.canary.stickySessions", "{}")),
+			[]string{"strategy.canary.stickySessions: a standard-channel HTTPRoute (Gateway API v1.6) has no field for session persistence"}},
+		{"gatewayAPI with a header prefix", gatewayAPI(set("spec.strategy.canary.headerMatch", "{name: x-canary, prefix: t}")),
+			[]string{"strategy.canary.headerMatch.prefix: an HTTPRoute header match is Exact or RegularExpression"}},
+		{"gatewayAPI with a preview header prefix", gatewayAPI(del("spec.strategy.canary"), set("spec.strategy.blueGreen", "{previewHeader: {name: x-preview, prefix: t}}")),
+			[]string{"strategy.blueGreen.previewHeader.prefix: an HTTPRoute header match is Exact or RegularExpression"}},
+		{"gatewayAPI with trafficPolicy", gatewayAPI(set("spec.service.trafficPolicy", "{tls: {mode: ISTIO_MUTUAL}}")),
+			[]string{"spec.service: Invalid value", "trafficPolicy configures Istio's DestinationRule"}},
+		{"gatewayAPI with retries", gatewayAPI(set("spec.service.retries", "{attempts: 2}")),
+			[]string{"spec.service: Invalid value", "retries: a standard-channel HTTPRoute (Gateway API v1.6) has no field for retries"}},
+		{"gatewayAPI with hosts", gatewayAPI(set("spec.service.hosts", "[web.example.com]")),
+			[]string{"spec.service: Invalid value", "with gatewayAPI set gatewayAPI.hostnames and gatewayAPI.parentRefs instead"}},
+		{"gatewayAPI with virtualServiceRef", gatewayAPI(set("spec.service.virtualServiceRef", "{name: web, routes: [primary]}")),
+			[]string{"spec.service: Invalid value", "gatewayAPI and virtualServiceRef are two routers"}},
+		{"gatewayAPI with a 57-character service name", gatewayAPI(set("spec.service.name", strings.Repeat("s", 57))),
+			[]string{"spec.service: Invalid value", "the Service name (service.name, or targetRef.name when unset) must be at most 56 characters"}},
+		{"gatewayAPI with a 64-character target and no service name", gatewayAPI(set("spec.targetRef.name", strings.Repeat("t", 64))),
+			[]string{"the Service name (service.name, or targetRef.name when unset) must be at most 56 characters"}},
+		{"gatewayAPI parentRef of an unknown kind", gatewayAPI(set("spec.service.gatewayAPI.parentRefs", "[{kind: Mesh, name: web}]")),
+			[]string{"spec.service.gatewayAPI.parentRefs[0].kind", "Unsupported value"}},
+		{"gatewayAPI parentRef name too long", gatewayAPI(set("spec.service.gatewayAPI.parentRefs", "[{name: "+strings.Repeat("g", 254)+"}]")),
+			[]string{"spec.service.gatewayAPI.parentRefs[0].name", "may not be more than 253"}},
+		{"gatewayAPI httpRouteRef with parentRefs", gatewayAPI(set("spec.service.gatewayAPI", "{httpRouteRef: {name: web-routes, rules: [primary]}, parentRefs: [{name: public}]}")),
+			[]string{"spec.service.gatewayAPI: Invalid value", "parentRefs and hostnames configure the HTTPRoute ramp generates"}},
+		{"gatewayAPI httpRouteRef rule named ramp-", gatewayAPI(set("spec.service.gatewayAPI", "{httpRouteRef: {name: web-routes, rules: [ramp-web-header-primary]}}")),
+			[]string{"spec.service.gatewayAPI.httpRouteRef.rules[0]", "rules must not start with ramp-"}},
+		{"gatewayAPI httpRouteRef without rules", gatewayAPI(set("spec.service.gatewayAPI", "{httpRouteRef: {name: web-routes, rules: []}}")),
+			[]string{"spec.service.gatewayAPI.httpRouteRef.rules", "should have at least 1 items"}},
+		{"gatewayAPI httpRouteRef rule name too long", gatewayAPI(set("spec.service.gatewayAPI", "{httpRouteRef: {name: web-routes, rules: ["+strings.Repeat("r", 177)+"]}}")),
+			[]string{"spec.service.gatewayAPI.httpRouteRef.rules[0]", "may not be more than 176"}},
+		{"gatewayAPI hostname with a path", gatewayAPI(set("spec.service.gatewayAPI.hostnames", "[web.example.com/api]")),
+			[]string{"spec.service.gatewayAPI.hostnames[0]", "should match"}},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -402,6 +440,13 @@ func TestBoundaryRolloutsAreAccepted(t *testing.T) {
 		{set("spec.service.virtualServiceRef", "{name: web, routes: [primary, api-v2]}"), set("spec.strategy.canary.stickySessions", "{}")},
 		{set("spec.strategy.canary.stickySessions", "{cookieName: canary-session}")},
 		{del("spec.strategy.canary"), del("spec.faultInjection"), set("spec.strategy.blueGreen", "{mirror: {percentage: 100}}")},
+		gatewayAPI(set("spec.service.name", strings.Repeat("s", 56))),
+		gatewayAPI(set("spec.service.gatewayAPI.parentRefs", "[{name: public, namespace: gateways, sectionName: http, port: 80}, {kind: Service, name: web}]"),
+			set("spec.service.gatewayAPI.hostnames", `["web.example.com", "*.example.com"]`), set("spec.service.timeout", "1.5s")),
+		gatewayAPI(set("spec.strategy.canary.headerMatch", "{name: x-canary, regex: '^(true|yes)$'}"),
+			set("spec.strategy.canary.steps", "[{mirror: {percentage: 0.5}}, {setWeight: 5}, {setWeight: 100}]")),
+		gatewayAPI(del("spec.strategy.canary"), set("spec.strategy.blueGreen", "{mirror: {percentage: 20}}")),
+		gatewayAPI(set("spec.service.gatewayAPI", "{httpRouteRef: {name: web-routes, rules: [primary, "+strings.Repeat("r", 176)+"]}}")),
 		// Every metric from a template: no spec.analysis.prometheus needed.
 		{del("spec.analysis.prometheus"),
 			del("spec.analysis.metrics[0].builtin"), set("spec.analysis.metrics[0].templateRef", "{kind: ClusterMetricTemplate, name: istio-error-rate}"),
@@ -415,6 +460,12 @@ func TestBoundaryRolloutsAreAccepted(t *testing.T) {
 			t.Errorf("case %d: rejected: %v", i, err)
 		}
 	}
+}
+
+// gatewayAPI turns base into a Rollout routed by the Gateway API router (base's Istio-only
+// fields removed), then applies muts.
+func gatewayAPI(muts ...mutation) []mutation {
+	return append([]mutation{set("spec.service.gatewayAPI", "{}"), del("spec.service.trafficPolicy"), del("spec.faultInjection")}, muts...)
 }
 
 // Metric templates are checked at admission as the metrics of a Rollout are.

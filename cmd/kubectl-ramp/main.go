@@ -1,5 +1,6 @@
 // Command kubectl-ramp is the kubectl plugin for ramp Rollouts: installed on the PATH it runs
-// as `kubectl ramp promote|abort|pause|resume|retry|status|list`. See docs/kubectl-ramp.md.
+// as `kubectl ramp promote|abort|pause|resume|retry|status|list|dashboard`. See
+// docs/kubectl-ramp.md.
 package main
 
 import (

@@ -2,11 +2,15 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
@@ -17,6 +21,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/ramp-dev/ramp/internal/endpoints"
+	"github.com/ramp-dev/ramp/internal/loadgen"
 	"github.com/ramp-dev/ramp/internal/manager"
 	"github.com/ramp-dev/ramp/internal/notify"
 	"github.com/ramp-dev/ramp/internal/plan"
@@ -25,6 +30,10 @@ import (
 )
 
 func main() {
+	// `manager load`: the load generator gate (internal/loadgen), shipped in the same image.
+	if len(os.Args) > 1 && os.Args[1] == "load" {
+		os.Exit(runLoad(os.Args[2:]))
+	}
 	var (
 		metricsAddr    = flag.String("metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint (\"0\" disables it).")
 		probeAddr      = flag.String("health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
@@ -210,4 +219,23 @@ func leaderElectionNamespace(kubeconfig string) (ns, from string, err error) {
 		return ns, "in-cluster service account", nil
 	}
 	return ns, fmt.Sprintf("kubeconfig context %q", raw.CurrentContext), nil
+}
+
+func runLoad(args []string) int {
+	f, err := loadgen.ParseFlags(args, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	f.Logf = func(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := loadgen.Serve(ctx, f); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
 }

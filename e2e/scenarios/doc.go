@@ -19,7 +19,20 @@
 //     while clients only ever get v1's answers;
 //   - sticky sessions: requests with the canary's cookie all reach it on the sticky route;
 //   - the team's own VirtualService (spec.service.virtualServiceRef) re-applied by a Flux-like
-//     loop every 200 ms: Git's fields never change, the weights only move forward.
+//     loop every 200 ms: Git's fields never change, the weights only move forward;
+//   - gates (docs/gates.md) against a gate server in the test that records every body: called
+//     before the rollout, at each step, before promotion and after it, in order; a 503 holding
+//     step 2 through passing analysis rounds; a RollBack gate's 500 rolling back; a gate URL
+//     outside the manager's allow-list stalling the Rollout with no connection made;
+//   - load (examples/podinfo-bluegreen-load, as built by kustomize): a blue/green preview no
+//     user reaches passes minRequests on ramp's load generator's requests (sent through the
+//     mesh simulator as through a sidecar) and is promoted; without the load gate it rolls back;
+//   - the Gateway API router (spec.service.gatewayAPI): istiod serves ramp's HTTPRoute (its
+//     parent the Service, GAMMA) as weighted clusters of podinfo-stable and podinfo-canary;
+//     the header rule reaches the canary alone, the weighted rule ~10% at a 10% step.
+//
+// The manager allows Prometheus and gateBase (one loopback server under which each scenario
+// serves its gates) only, as --analysis-allowed-endpoints would.
 //
 // Run:
 //

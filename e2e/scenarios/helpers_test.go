@@ -29,7 +29,11 @@ const (
 	port     = 9898
 	interval = 3 * time.Second
 	window   = 6 * time.Second
-	rps      = 200
+	// rps gives the canary of a 10% step enough requests per round that a healthy image's
+	// 0.1% errors never read above maxErrorRate (TestHealthyImagesCannotFailARound).
+	rps = 2000
+	// maxErrorRate is the error-rate check's threshold, in percent.
+	maxErrorRate = 1.0
 )
 
 // Images and their behaviour in the simulated mesh.
@@ -74,6 +78,9 @@ type appOptions struct {
 	classes []meshsim.Class
 	// before runs after the namespace exists, before the Rollout is created.
 	before func(ns string)
+	// backends are the Services besides the app's that routes may send its traffic to (the
+	// Gateway API router's <app>-stable and <app>-canary): the mesh simulator routes to them.
+	backends []string
 }
 
 func defaultRollout(ns string) *rampv1.Rollout {
@@ -93,7 +100,7 @@ func defaultRollout(ns string) *rampv1.Rollout {
 				Prometheus:   rampv1.PrometheusSpec{Address: prom.URL},
 				Metrics: []rampv1.Metric{
 					{Name: "error-rate", Builtin: rampv1.BuiltinErrorRate, Window: &w, MinRequests: ptr.To[int32](10),
-						ThresholdRange: &rampv1.ThresholdRange{Max: ptr.To(1.0)}},
+						ThresholdRange: &rampv1.ThresholdRange{Max: ptr.To(maxErrorRate)}},
 					{Name: "latency-p99", Builtin: rampv1.BuiltinLatencyP99, Window: &w, MinRequests: ptr.To[int32](10),
 						ThresholdRange: &rampv1.ThresholdRange{Max: ptr.To(500.0)}},
 				},
@@ -148,11 +155,10 @@ func newApp(t *testing.T, o appOptions) *app {
 		}
 	}
 	sim, err := meshsim.New(meshsim.Options{
-		Client: env.Client, Namespace: ns, Service: appName, Seed: 1,
+		Client: env.Client, Namespace: ns, Service: appName, Backends: o.backends, Seed: 1,
 		// Routes as istiod configures the client's sidecar, over xDS.
 		XDSAddr:         env.Istiod.GRPCAddr,
 		Model:           meshsim.MustModel(meshsim.DefaultBehaviour, behaviours),
-		Traffic:         meshsim.Traffic{RPS: rps, Classes: o.classes},
 		MetricsListener: ln,
 		Refresh:         300 * time.Millisecond,
 		Logf: func(f string, args ...any) {
@@ -174,6 +180,22 @@ func newApp(t *testing.T, o appOptions) *app {
 	a.sim = sim
 
 	a.waitPhase("adoption", time.Minute, func(r *rampv1.Rollout) bool { return r.Status.Phase == rampv1.PhaseIdle })
+	// Traffic starts once istiod serves the routes of the Rollout's VirtualService over v1's
+	// pods: before, the client's sidecar answers 503 NC or UH, which the built-in error-rate
+	// charges to this namespace's canary.
+	vs := appName
+	if ref := a.ro.Spec.Service.VirtualServiceRef; ref != nil {
+		vs = ref.Name
+	}
+	if err := testenv.WaitFor(ctx, time.Minute, func(context.Context) (bool, error) {
+		r := sim.Router()
+		return r.VirtualService() == ns+"/"+vs && len(r.Endpoints()) == 3, nil
+	}); err != nil {
+		t.Fatalf("the mesh simulator never routed by %s/%s over 3 pods: %v (%q)", ns, vs, err, sim.Envoy().Summary())
+	}
+	if err := sim.SetTraffic(meshsim.Traffic{RPS: rps, Classes: o.classes}); err != nil {
+		t.Fatal(err)
+	}
 	q := fmt.Sprintf(`sum(rate(istio_requests_total{reporter="destination",destination_workload_namespace=%q,destination_workload=%q}[10s]))`, ns, appName)
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()

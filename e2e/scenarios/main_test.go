@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"testing"
 	"time"
@@ -24,13 +25,18 @@ import (
 
 // listeners is how many mesh simulators (one per scenario) Prometheus scrapes; they exist
 // before Prometheus starts, so it has every target from its first scrape.
-const listeners = 16
+const listeners = 24
 
 var (
 	env  *testenv.Env
 	prom *prometheustest.Server
 	// metricsLns hands each scenario the /metrics listener of its mesh simulator.
 	metricsLns = make(chan net.Listener, listeners)
+	// gateMux serves the scenarios' gate endpoints (and load generators), each under
+	// /allowed/<namespace>/; gateBase (http://127.0.0.1:PORT/allowed) is, with Prometheus, all
+	// the manager's allow-list (--analysis-allowed-endpoints) has.
+	gateMux  = http.NewServeMux()
+	gateBase string
 	// skipReason, when set, makes every scenario skip (-short, or Prometheus missing and not
 	// required by RAMP_REQUIRE_PROMETHEUS).
 	skipReason string
@@ -77,9 +83,19 @@ func run(m *testing.M) int {
 			ln.Close()
 		}
 	}()
+	gateLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	gateSrv := &http.Server{Handler: gateMux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = gateSrv.Serve(gateLn) }()
+	defer gateSrv.Close()
+	gateBase = "http://" + gateLn.Addr().String() + "/allowed"
 	sender := notify.NewSender(200, ctrl.Log.WithName("slack"))
 	stack, err := harness.Start(context.Background(), harness.Options{
 		Prometheus: promBin, Targets: targets, Nodes: 2, Runnables: []manager.Runnable{sender},
+		AllowedEndpoints: []string{gateBase},
 		// Analyzer nil: the real Prometheus analysis.
 		Manager: rampmanager.Options{Concurrency: 4, Notifier: sender, Plan: plan.Config{SubsetSettle: time.Second, RoutingGrace: plan.DefaultConfig().RoutingGrace}},
 	})

@@ -227,6 +227,7 @@ func keep(p *printer, kubeconfig, promURL string, ctx context.Context) {
 	p.say("  export KUBECONFIG=%s", kubeconfig)
 	p.say("  go run ./cmd/kubectl-ramp status %s -n %s --watch", appName, ns)
 	p.say("  go run ./cmd/kubectl-ramp list -A")
+	p.say("  go run ./cmd/kubectl-ramp dashboard -A   # then open the URL it prints")
 	p.say("  kubectl -n %s set image deploy/%s %s=%s   # a new release (with kubectl installed)", ns, appName, appName, image("v2"))
 	p.say("  Prometheus: %s", promURL)
 	<-ctx.Done()

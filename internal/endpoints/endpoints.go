@@ -73,8 +73,18 @@ func (l List) String() string {
 	return strings.Join(s, ", ")
 }
 
-// Allows returns nil when address may be contacted, and otherwise an error saying why.
-func (l List) Allows(address string) error {
+// What an address is for, as messages name it: the one list allows both.
+const (
+	Analysis = "an analysis endpoint"
+	Gate     = "a gate endpoint"
+)
+
+// Allows returns nil when address may be contacted as an analysis endpoint, and otherwise an
+// error saying why.
+func (l List) Allows(address string) error { return l.AllowsAs(Analysis, address) }
+
+// AllowsAs is Allows for an address used as what (Analysis, Gate), which the refusal names.
+func (l List) AllowsAs(what, address string) error {
 	u, err := parse(address)
 	if err != nil {
 		return err
@@ -84,7 +94,7 @@ func (l List) Allows(address string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%s is not an analysis endpoint the platform allows (allowed: %s)", address, l)
+	return fmt.Errorf("%s is not %s the platform allows (allowed: %s)", address, what, l)
 }
 
 func port(u *url.URL) string {

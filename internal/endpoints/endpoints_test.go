@@ -45,3 +45,24 @@ func TestParseRejectsWhatCannotBeABaseURL(t *testing.T) {
 		t.Errorf("empty list: %v %q", err, l.String())
 	}
 }
+
+// A refusal says what the address was for: a gate's URL is not "an analysis endpoint".
+func TestRefusalNamesWhatTheAddressIsFor(t *testing.T) {
+	l := MustParse("http://prometheus.istio-system:9090")
+	for _, c := range []struct {
+		name, want string
+		allows     func(string) error
+	}{
+		{"analysis", "http://evil:80 is not an analysis endpoint the platform allows (allowed: http://prometheus.istio-system:9090)", l.Allows},
+		{"analysis, explicitly", "http://evil:80 is not an analysis endpoint the platform allows (allowed: http://prometheus.istio-system:9090)",
+			func(a string) error { return l.AllowsAs(Analysis, a) }},
+		{"gate", "http://evil:80 is not a gate endpoint the platform allows (allowed: http://prometheus.istio-system:9090)",
+			func(a string) error { return l.AllowsAs(Gate, a) }},
+		{"gate, nothing allowed", "http://evil:80 is not a gate endpoint the platform allows (allowed: none)",
+			func(a string) error { return List{}.AllowsAs(Gate, a) }},
+	} {
+		if err := c.allows("http://evil:80"); err == nil || err.Error() != c.want {
+			t.Errorf("%s: got %v, want %q", c.name, err, c.want)
+		}
+	}
+}

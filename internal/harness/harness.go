@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -17,6 +18,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/ramp-dev/ramp/analysis/prometheustest"
+	"github.com/ramp-dev/ramp/internal/endpoints"
 	"github.com/ramp-dev/ramp/internal/manager"
 	"github.com/ramp-dev/ramp/internal/testenv"
 )
@@ -32,6 +34,9 @@ type Options struct {
 	Nodes int
 	// Manager configures ramp's reconciler; a nil Analyzer is the real Prometheus analysis.
 	Manager manager.Options
+	// AllowedEndpoints, when not nil, are the endpoints Rollouts may name (analysis addresses
+	// and gate URLs), with the started Prometheus's URL added: Manager.AnalysisEndpoints.
+	AllowedEndpoints []string
 	// Runnables run in the manager beside the reconciler (e.g. the Slack sender named as
 	// Manager.Notifier).
 	Runnables []ctrlmanager.Runnable
@@ -87,6 +92,13 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		if err := mgr.Add(r); err != nil {
 			return nil, err
 		}
+	}
+	if o.AllowedEndpoints != nil {
+		l, err := endpoints.Parse(strings.Join(append([]string{s.Prom.URL}, o.AllowedEndpoints...), ","))
+		if err != nil {
+			return nil, err
+		}
+		o.Manager.AnalysisEndpoints = &l
 	}
 	mctx, stop := context.WithCancel(context.Background())
 	s.stopManager = stop

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/ramp-dev/ramp/analysis"
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
@@ -109,6 +110,10 @@ func Scheme() (*runtime.Scheme, error) {
 	}
 	// Istio's VirtualService and DestinationRule, read from the manager's cache as typed objects.
 	if err := networkingv1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	// The Gateway API's HTTPRoute, for Rollouts that route with it (spec.service.gatewayAPI).
+	if err := gwapiv1.Install(s); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -46,11 +46,7 @@ import (
 func TestShardsSplitRolloutsByLabel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	env, err := testenv.Start(ctx, testenv.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
+	env := testenv.StartT(ctx, t, testenv.Options{})
 	// The managers and the fake Deployment controller stop before the API server.
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()

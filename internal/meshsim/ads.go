@@ -41,8 +41,8 @@ var xdsKinds = map[string]string{routeType: "rds", clusterType: "cds", endpointT
 type adsClient struct {
 	addr    string
 	node    *corev3.Node
-	route   string // RDS resource name: the Service's port
-	host    string // FQDN whose outbound clusters get EDS subscriptions
+	route   string   // RDS resource name: the Service's port
+	hosts   []string // FQDNs whose outbound clusters get EDS subscriptions
 	publish func(*EnvoyConfig)
 	logf    func(format string, args ...any)
 }
@@ -169,7 +169,7 @@ func (c *adsClient) stream(ctx context.Context) error {
 			// Subscribe to the endpoints of the host's EDS clusters when they change.
 			var want []string
 			for _, cl := range cfg.Clusters {
-				if _, _, host, ok := parseClusterName(cl.GetName()); ok && host == c.host && cl.GetType() == clusterv3.Cluster_EDS {
+				if _, _, host, ok := parseClusterName(cl.GetName()); ok && slices.Contains(c.hosts, host) && cl.GetType() == clusterv3.Cluster_EDS {
 					want = append(want, cl.GetName())
 				}
 			}
@@ -222,8 +222,11 @@ func (s *Sim) startXDS(ctx context.Context) error {
 		addr:    s.opts.XDSAddr,
 		node:    node,
 		route:   routeName(port),
-		host:    s.opts.Service + "." + s.opts.Namespace + ".svc." + domain,
+		hosts:   []string{s.opts.Service + "." + s.opts.Namespace + ".svc." + domain},
 		publish: s.setEnvoy,
+	}
+	for _, b := range s.opts.Backends {
+		c.hosts = append(c.hosts, b+"."+s.opts.Namespace+".svc."+domain)
 	}
 	s.wg.Go(func() {
 		c.run(ctx, func(err error) {
@@ -266,8 +269,7 @@ func (s *Sim) setEnvoy(e *EnvoyConfig) {
 	}
 }
 
-// Envoy is the last complete configuration istiod served (nil without XDSAddr, or before it
-// arrived).
+// Envoy is the last complete configuration istiod served (nil before it arrived).
 func (s *Sim) Envoy() *EnvoyConfig {
 	s.buildMu.Lock()
 	defer s.buildMu.Unlock()

@@ -22,8 +22,9 @@
 //   - Result.Reports turns a Result into what the proxies report: one source report per
 //     request, one destination report per attempt that reached a pod. Telemetry exports
 //     reports as metrics; Stats counts them.
-//   - Sim ties them together. With Options.XDSAddr (istiod's plain-text gRPC address; every
-//     suite and the demo set it to testenv's Env.Istiod.GRPCAddr) it opens one ADS stream
+//   - Sim ties them together. With Options.XDSAddr (required: istiod's plain-text gRPC
+//     address; the suites and the demo pass testenv's Env.Istiod.GRPCAddr) it opens one ADS
+//     stream
 //     (envoy.service.discovery.v3, Envoy's typed protos from go-control-plane) as node
 //     sidecar~10.255.0.9~<workload>.<namespace>~<namespace>.svc.cluster.local with Istio's
 //     node metadata (NAMESPACE, CLUSTER_ID, ISTIO_VERSION, INTERCEPTION_MODE, NAME, LABELS),
@@ -32,13 +33,18 @@
 //     (outbound|PORT|SUBSET|HOST, re-subscribed as CDS changes). Every response is ACKed with
 //     its version and nonce; once routes, clusters and every subscribed cluster's endpoints
 //     have arrived the Router is rebuilt, so a VirtualService change reaches the simulated
-//     traffic by istiod's push (about 150 ms after the write on an idle local cluster). The
+//     traffic by istiod's push (about 150 ms after the write on an idle local cluster). A
+//     push that adds a cluster is held whole until that cluster's endpoints arrive (Envoy
+//     warms a new cluster before traffic may use it): the previous configuration routes
+//     meanwhile, so no request meets a route to a cluster without endpoints yet. The
 //     Service and its Pods are still read from the API server (every 200 ms by default, and
 //     at once after each push): EDS endpoints are mapped to pods by pod IP, for the images
 //     (behaviour) and workload names (telemetry). Sim.Envoy returns the last configuration,
 //     EnvoyConfig.Summary describes it. The Sim generates Traffic (a rate, and classes of
 //     requests such as a share with x-canary: true), serves /metrics and answers Stats over a
-//     recent window.
+//     recent window. A Sim is also an http.Handler: a real client that uses it as its HTTP
+//     proxy (a load generator, HTTP_PROXY) has each request routed, counted and answered at
+//     once with the status it would get, as by the client's sidecar.
 //
 // # Routing semantics (Envoy's, on istiod's configuration)
 //
@@ -87,11 +93,11 @@
 //     reported by the pod that got it; the source reports the last attempt's status, with URX
 //     when retries ran out.
 //   - Outlier detection: the cluster's outlier_detection from CDS (istiod's translation of
-//     the DestinationRule's outlierDetection; the fallback reads the rule itself), as Envoy
-//     runs it: consecutive errors only (consecutive5xxErrors, unset meaning Envoy's 5 and 0
-//     off; consecutiveGatewayErrors, off unless set), per client proxy and cluster. Without
-//     split_external_local_origin_errors a connect failure counts as a 503 and a timeout as a
-//     504; any other status resets the host's counts. Ejection is immediate when a count is
+//     the DestinationRule's outlierDetection), as Envoy runs it: consecutive errors only
+//     (consecutive5xxErrors, unset meaning Envoy's 5 and 0 off; consecutiveGatewayErrors, off
+//     unless set), per client proxy and cluster. Without split_external_local_origin_errors a
+//     connect failure counts as a 503 and a timeout as a 504; any other status resets the
+//     host's counts. Ejection is immediate when a count is
 //     reached, unless the hosts ejected, this one included, would exceed maxEjectionPercent
 //     (default 10: a cluster of fewer than ten hosts ejects none). Every interval (default
 //     10s) hosts ejected for min(baseEjectionTime (default 30s) x their ejection count, 300s)
@@ -135,15 +141,13 @@
 // destination_workload, destination_workload_namespace, destination_service, response_code
 // and response_flags.
 //
-// # Fallback without istiod
+// # No second reading of Istio's objects
 //
-// Without Options.XDSAddr (and in NewRouter when Topology.Envoy is nil) the Sim reads the
-// namespace's VirtualServices and DestinationRules itself and approximates istiod's
-// translation (decoded with Istio's protobuf types; VirtualServices bound to the client's
-// gateway, the oldest winning a host; subsets from DestinationRules; pilot's
-// retry.ConvertPolicy, whose default here still retries 503, unlike the istiod ramp's tests
-// run). No suite uses it: it remains for the pure unit tests of router_test.go and
-// telemetry_test.go, which need no istiod.
+// meshsim never reads VirtualServices or DestinationRules: a Sim requires istiod's address,
+// and a Router is built from an EnvoyConfig only. Its unit tests route by Envoy
+// configuration written by hand in istiod's shapes; the integration tests, the e2e suites and
+// the demo route by what istiod serves, so a misreading of Istio in ramp is caught by Istio's
+// own translation.
 //
 // # Behaviour model
 //

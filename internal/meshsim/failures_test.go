@@ -1,32 +1,19 @@
 package meshsim
 
 import (
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	"strings"
 	"testing"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
-	networking "istio.io/api/networking/v1alpha3"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/utils/ptr"
 
-	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
 )
 
 const canaryCluster = "outbound|80|canary|" + fqdn
-
-// outlierRollout is a Rollout whose DestinationRule has outlier detection od.
-func outlierRollout(od *rampv1.OutlierDetection) *rampv1.Rollout {
-	return rollout(nil, func(ro *rampv1.Rollout) {
-		ro.Spec.Service.TrafficPolicy = &rampv1.TrafficPolicy{OutlierDetection: od}
-	})
-}
-
-func dur(d time.Duration) *metav1.Duration { return &metav1.Duration{Duration: d} }
 
 // A connection the canary refuses: the client's proxy retries it (Istio's default policy has
 // connect-failure) and reports 503 UF,URX naming the last pod it tried; no pod reports it.
@@ -35,23 +22,17 @@ func TestConnectFailure(t *testing.T) {
 	broken := MustModel(DefaultBehaviour, map[string]Behaviour{canaryImage: {ConnectFailureRate: 1}})
 	for _, tc := range []struct {
 		name  string
-		ro    *rampv1.Rollout
+		retry *routev3.RetryPolicy
 		flags string
 		tries int
 	}{
-		{"default retries", rollout(nil), "UF,URX", 3},
-		{"no retries", rollout(nil, func(ro *rampv1.Rollout) {
-			ro.Spec.Service.Retries = &rampv1.HTTPRetry{Attempts: 0}
-		}), "UF", 1},
-		{"retryOn 5xx", rollout(nil, func(ro *rampv1.Rollout) {
-			ro.Spec.Service.Retries = &rampv1.HTTPRetry{Attempts: 1, RetryOn: "5xx"}
-		}), "UF,URX", 2},
-		{"retryOn retriable-4xx only", rollout(nil, func(ro *rampv1.Rollout) {
-			ro.Spec.Service.Retries = &rampv1.HTTPRetry{Attempts: 3, RetryOn: "retriable-4xx"}
-		}), "UF", 1},
+		{"default retries", istioDefaultRetry(), "UF,URX", 3},
+		{"no retries", nil, "UF", 1},
+		{"retryOn 5xx", &routev3.RetryPolicy{RetryOn: "5xx", NumRetries: wrapperspb.UInt32(1)}, "UF,URX", 2},
+		{"retryOn retriable-4xx only", &routev3.RetryPolicy{RetryOn: "retriable-4xx", NumRetries: wrapperspb.UInt32(3)}, "UF", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := NewRouter(rampTopology(t, tc.ro, istio.Routing{CanaryWeight: 100}, rampPods()))
+			r := NewRouter(envoyTopology(t, rampPods(), nil, withRetry(primaryRoute(100), tc.retry)))
 			o := NewOutliers()
 			res := r.RouteWith(newRNG(), broken, o, time.Now(), &Request{})
 			if res.Code != 503 || res.Flags != tc.flags || len(res.Attempts) != 0 || res.Endpoint == nil {
@@ -65,7 +46,7 @@ func TestConnectFailure(t *testing.T) {
 	}
 	// Half the connections fail: with two retries on other canary pods, 1/8 of requests fail.
 	half := MustModel(DefaultBehaviour, map[string]Behaviour{canaryImage: {ConnectFailureRate: 0.5}})
-	r := NewRouter(rampTopology(t, rollout(nil), istio.Routing{CanaryWeight: 100}, rampPods()))
+	r := NewRouter(rampEnvoy(t, 100))
 	st, _ := run(t, r, half, Traffic{}, 20000)
 	near(t, "UF,URX share", float64(st.Sum(func(k Key) bool { return k.Flags == "UF,URX" }))/20000, 0.125, 20000)
 	if n := st.Sum(func(k Key) bool { return k.Reporter == ReporterDestination && k.Code != 200 }); n != 0 {
@@ -81,14 +62,15 @@ func TestBehaviourValidateConnectFailureRate(t *testing.T) {
 	}
 }
 
-// Outlier detection as ramp's DestinationRule writes it: after consecutive5xxErrors 500s a
+// Outlier detection as istiod writes ramp's DestinationRule's into CDS (consecutive5xxErrors
+// 3, interval 1s, baseEjectionTime 10s, maxEjectionPercent 100): after 3 consecutive 500s a
 // canary pod is ejected and gets no traffic; with both canary pods ejected the canary subset
 // has no healthy upstream (503 UH, destination unknown) until baseEjectionTime has passed at
 // an interval sweep; then both are back, and ejected again for twice as long.
 func TestOutlierEjection(t *testing.T) {
-	ro := outlierRollout(&rampv1.OutlierDetection{Consecutive5xxErrors: ptr.To[int32](3), Interval: dur(time.Second),
-		BaseEjectionTime: dur(10 * time.Second), MaxEjectionPercent: ptr.To[int32](100)})
-	r := NewRouter(rampTopology(t, ro, istio.Routing{CanaryWeight: 100}, rampPods()))
+	od := envoyOD{c5: wrapperspb.UInt32(3), e5: wrapperspb.UInt32(100), interval: durationpb.New(time.Second),
+		base: durationpb.New(10 * time.Second), pct: wrapperspb.UInt32(100)}
+	r := NewRouter(envoyTopology(t, rampPods(), od.proto(), primaryRoute(100)))
 	if w := r.Warnings(); len(w) != 0 {
 		t.Errorf("warnings %v", w)
 	}
@@ -140,12 +122,12 @@ func TestOutlierEjectionLimits(t *testing.T) {
 	m := MustModel(DefaultBehaviour, map[string]Behaviour{"registry.example/web:broken": {ErrorRate: 1, ErrorCode: 500}})
 	for _, tc := range []struct {
 		name    string
-		percent *int32
+		percent *wrapperspb.UInt32Value
 		ejected bool
-	}{{"maxEjectionPercent 50", ptr.To[int32](50), true}, {"Envoy's default 10", nil, false}} {
+	}{{"max_ejection_percent 50", wrapperspb.UInt32(50), true}, {"Envoy's default 10", nil, false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			ro := outlierRollout(&rampv1.OutlierDetection{MaxEjectionPercent: tc.percent}) // consecutive 5xx: Envoy's 5
-			r := NewRouter(rampTopology(t, ro, istio.Routing{CanaryWeight: 100}, pods))
+			od := envoyOD{pct: tc.percent} // consecutive 5xx: Envoy's 5
+			r := NewRouter(envoyTopology(t, pods, od.proto(), primaryRoute(100)))
 			o, rng, now := NewOutliers(), newRNG(), time.Now()
 			var st Stats
 			for range 400 {
@@ -166,83 +148,36 @@ func TestOutlierEjectionLimits(t *testing.T) {
 	}
 }
 
-// consecutive5xxErrors: 0 turns detection off; a subset's own outlierDetection replaces the
-// rule's; a cluster's state survives a new Router with the same settings and restarts when
-// they change.
-func TestOutlierPolicyFromDestinationRule(t *testing.T) {
-	off := outlierRollout(&rampv1.OutlierDetection{Consecutive5xxErrors: ptr.To[int32](0), MaxEjectionPercent: ptr.To[int32](100)})
-	r := NewRouter(rampTopology(t, off, istio.Routing{CanaryWeight: 100}, rampPods()))
+// A cluster's outlier detection state survives a new Router with the same settings (a new
+// push or pod read) and restarts when they change.
+func TestOutlierStateAcrossRouters(t *testing.T) {
+	top := envoyTopology(t, rampPods(), envoyOD{c5: wrapperspb.UInt32(1), e5: wrapperspb.UInt32(100), pct: wrapperspb.UInt32(100)}.proto(), primaryRoute(100))
 	m := MustModel(DefaultBehaviour, map[string]Behaviour{canaryImage: {ErrorRate: 1, ErrorCode: 500}})
-	o, rng, now := NewOutliers(), newRNG(), time.Now()
-	for range 50 {
-		r.RouteWith(rng, m, o, now, &Request{})
-	}
-	if o.Ejected(canaryCluster, "web-canary-"+canaryHash+"-a") {
-		t.Error("consecutive5xxErrors 0 ejected a pod")
-	}
-
-	top := rampTopology(t, rollout(nil), istio.Routing{CanaryWeight: 100}, rampPods())
-	top.DestinationRules = append(top.DestinationRules[:0], obj(t, `
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: web}
-spec:
-  host: web
-  trafficPolicy: {outlierDetection: {consecutive5xxErrors: 0}}
-  subsets:
-  - {name: stable, labels: {pod-template-hash: `+stableHash+`}}
-  - name: canary
-    labels: {ramp.dev/track: canary}
-    trafficPolicy: {outlierDetection: {consecutive5xxErrors: 1, maxEjectionPercent: 100}}
-`))
-	half := top
-	half.VirtualServices = []unstructured.Unstructured{*rendered(t, istio.VirtualService(rollout(nil), istio.Routing{CanaryWeight: 50}))}
-	if c := NewRouter(half).clustersOf(t, "canary"); c.outlier == nil || c.outlier.consecutive5xx != 1 || c.outlier.interval != envoyInterval ||
-		c.outlier.baseEjection != envoyBaseEjection || c.outlier.maxEjection != envoyMaxEjection {
-		t.Fatalf("canary cluster policy %+v", c.outlier)
-	}
-	if c := NewRouter(half).clustersOf(t, "stable"); c.outlier == nil || c.outlier.consecutive5xx != 0 {
-		t.Fatalf("stable cluster policy %+v", c.outlier)
-	}
-	r = NewRouter(top)
-	o = NewOutliers()
-	r.RouteWith(rng, m, o, now, &Request{})
-	r2 := NewRouter(top) // a refresh: same settings, state kept
+	rng, now := newRNG(), time.Now()
+	o := NewOutliers()
+	NewRouter(top).RouteWith(rng, m, o, now, &Request{})
+	r2 := NewRouter(top) // same settings: state kept
 	if res := r2.RouteWith(rng, m, o, now, &Request{}); res.Code != 500 {
 		t.Fatalf("%+v: one pod ejected, the other still serves", res)
 	}
 	if res := r2.RouteWith(rng, m, o, now, &Request{}); res.Flags != "UH" {
-		t.Fatalf("%+v: both pods ejected across a refresh, want UH", res)
+		t.Fatalf("%+v: both pods ejected across Routers, want UH", res)
 	}
-	top.DestinationRules[0].Object["spec"].(map[string]any)["subsets"].([]any)[1].(map[string]any)["trafficPolicy"] =
-		map[string]any{"outlierDetection": map[string]any{"consecutive5xxErrors": int64(2), "maxEjectionPercent": int64(100)}}
+	for _, c := range top.Envoy.Clusters {
+		if c.GetName() == canaryCluster {
+			c.OutlierDetection.Consecutive_5Xx = wrapperspb.UInt32(2)
+		}
+	}
 	if res := NewRouter(top).RouteWith(rng, m, o, now, &Request{}); res.Code != 500 {
 		t.Fatalf("%+v: new settings start a new detector", res)
 	}
 }
 
-// clustersOf returns the cluster the first route's destination with subset resolves to.
-func (r *Router) clustersOf(t *testing.T, subset string) *cluster {
-	t.Helper()
-	for _, vh := range r.exact {
-		for _, rt := range vh.routes {
-			for _, d := range rt.dests {
-				if d.c.subset == subset {
-					return d.c
-				}
-			}
-		}
-	}
-	t.Fatalf("no cluster for subset %q", subset)
-	return nil
-}
-
 // A route timeout: the client's proxy reports 504 UT naming the pod; the pod's proxy reports
 // the reset request as 0 DC; the outlier detector counts a 504.
 func TestRouteTimeoutTelemetry(t *testing.T) {
-	ro := outlierRollout(&rampv1.OutlierDetection{Consecutive5xxErrors: ptr.To[int32](1), MaxEjectionPercent: ptr.To[int32](50)})
-	ro.Spec.Service.Timeout = dur(100 * time.Millisecond)
-	r := NewRouter(rampTopology(t, ro, istio.Routing{CanaryWeight: 100}, rampPods()))
+	od := envoyOD{c5: wrapperspb.UInt32(1), e5: wrapperspb.UInt32(100), pct: wrapperspb.UInt32(50)}
+	r := NewRouter(envoyTopology(t, rampPods(), od.proto(), withTimeout(primaryRoute(100), 100*time.Millisecond)))
 	slow := MustModel(DefaultBehaviour, map[string]Behaviour{canaryImage: {LatencyP50: time.Second, LatencyP99: time.Second}})
 	o := NewOutliers()
 	res := r.RouteWith(newRNG(), slow, o, time.Now(), &Request{})
@@ -305,9 +240,7 @@ func (f envoyOD) proto() *clusterv3.OutlierDetection {
 		MaxEjectionPercent: f.pct, AlwaysEjectOneHost: f.one}
 }
 
-// A CDS cluster's outlier_detection, with Envoy's defaults for what it leaves unset; the same
-// DestinationRule read by istiod's translation (applyOutlierDetection) and by outlierFromIstio
-// gives the same policy.
+// A CDS cluster's outlier_detection, with Envoy's defaults for what it leaves unset.
 func TestOutlierFromEnvoy(t *testing.T) {
 	u := wrapperspb.UInt32
 	defaults := outlierPolicy{consecutive5xx: 5, interval: 10 * time.Second, baseEjection: 30 * time.Second, maxEjection: 300 * time.Second, maxEjectionPercent: 10}
@@ -334,14 +267,6 @@ func TestOutlierFromEnvoy(t *testing.T) {
 			t.Errorf("%s: %+v, want %+v", tc.name, *got, want)
 		}
 	}
-	od := &networking.OutlierDetection{Consecutive_5XxErrors: u(3), Interval: durationpb.New(time.Second),
-		BaseEjectionTime: durationpb.New(400 * time.Second), MaxEjectionPercent: 100}
-	// What istiod's applyOutlierDetection makes of it.
-	envoy := envoyOD{c5: u(3), e5: u(100), interval: od.Interval, base: od.BaseEjectionTime, pct: u(100)}
-	if a, b := outlierFromIstio(od), outlierFromEnvoy(envoy.proto()); *a != *b {
-		t.Errorf("from the DestinationRule %+v, from CDS %+v", *a, *b)
-	}
-
 	// always_eject_one_host lets Envoy eject one of two hosts at max_ejection_percent 10.
 	d := &detector{policy: *outlierFromEnvoy(envoyOD{c5: u(1), one: wrapperspb.Bool(true)}.proto()), hosts: map[string]*hostMonitor{}}
 	d.sync([]*Endpoint{{Pod: "a"}, {Pod: "b"}})

@@ -4,7 +4,6 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	networking "istio.io/api/networking/v1alpha3"
 )
 
 // outlierPolicy is a cluster's outlier detection as Envoy runs it. istiod enables only the
@@ -20,7 +19,7 @@ type outlierPolicy struct {
 	alwaysEjectOne     bool // always_eject_one_host (istiod never sets it)
 }
 
-// Envoy's defaults for what a DestinationRule leaves unset.
+// Envoy's defaults for what a cluster's outlier_detection leaves unset.
 const (
 	envoyConsecutive5xx     = 5
 	envoyInterval           = 10 * time.Second
@@ -28,32 +27,6 @@ const (
 	envoyMaxEjection        = 300 * time.Second
 	envoyMaxEjectionPercent = 10
 )
-
-// outlierFromIstio translates a DestinationRule's outlierDetection as istiod does
-// (applyOutlierDetection) onto Envoy's defaults: consecutive5xxErrors unset keeps Envoy's 5
-// (enforced), 0 turns it off; consecutiveGatewayErrors is off unless set; maxEjectionPercent
-// 0 keeps Envoy's 10.
-func outlierFromIstio(od *networking.OutlierDetection) *outlierPolicy {
-	p := &outlierPolicy{consecutive5xx: envoyConsecutive5xx, interval: envoyInterval, baseEjection: envoyBaseEjection,
-		maxEjectionPercent: envoyMaxEjectionPercent}
-	if v := od.GetConsecutive_5XxErrors(); v != nil {
-		p.consecutive5xx = v.GetValue()
-	}
-	if v := od.GetConsecutiveGatewayErrors(); v != nil {
-		p.consecutiveGateway = v.GetValue()
-	}
-	if d := od.GetInterval(); d != nil && d.AsDuration() > 0 {
-		p.interval = d.AsDuration()
-	}
-	if d := od.GetBaseEjectionTime(); d != nil && d.AsDuration() > 0 {
-		p.baseEjection = d.AsDuration()
-	}
-	if od.GetMaxEjectionPercent() > 0 {
-		p.maxEjectionPercent = uint32(min(od.GetMaxEjectionPercent(), 100))
-	}
-	p.maxEjection = max(envoyMaxEjection, p.baseEjection)
-	return p
-}
 
 // outlierFromEnvoy reads a CDS cluster's outlier_detection (call it only when the cluster has
 // one) with Envoy's defaults: consecutive_5xx 5, enforced unless enforcing_consecutive_5xx is

@@ -15,7 +15,7 @@ type Request struct {
 	// (name.namespace, name.namespace.svc, the FQDN), with or without a port, or another host
 	// bound by a VirtualService.
 	Authority string
-	// Path, possibly with a query string (matched by queryParams).
+	// Path, possibly with a query string (matched by query parameter matchers).
 	Path string
 	// Headers, names in lower case.
 	Headers map[string]string
@@ -61,7 +61,8 @@ const Unknown = "unknown"
 
 // Result is what happened to one request.
 type Result struct {
-	// VirtualService that routed it (namespace/name); "" when none did.
+	// VirtualService that routed it (namespace/name, from the route's istio metadata); ""
+	// when none did.
 	VirtualService string
 	// Route is the name of the HTTP route that matched ("default": the Service's default
 	// route, used when no VirtualService binds the host; "": no route, or an unnamed one).
@@ -303,10 +304,6 @@ func (rt *httpRoute) pick(rng *rand.Rand) *cluster {
 	}
 	return rt.dests[len(rt.dests)-1].c
 }
-
-// hostSelectionAttempts is Istio's HostSelectionRetryMaxAttempts: how many times Envoy picks
-// again when the previous_hosts predicate rejects a host.
-const hostSelectionAttempts = 5
 
 // pickEndpoint picks a pod at random (Envoy balances load; a uniform pick has the same
 // shares). With previousHosts, retries avoid pods already tried, as far as attempts re-picks

@@ -7,22 +7,25 @@ import (
 	"testing"
 	"time"
 
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	faultcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/fault/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/utils/ptr"
 
-	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
 )
 
-// Weighted routing as ramp renders it: the shares of the subsets, at the source, within 5σ
-// (at 30k requests 5σ ≤ 1.44 percentage points), and exactly 0 or 100% at the ends; each
-// subset's requests land on its own workload's pods.
-func TestWeightsAsRampRendersThem(t *testing.T) {
+// Weighted routing as istiod renders ramp's route: the shares of the subsets, at the source,
+// within 5σ (at 30k requests 5σ ≤ 1.44 percentage points), and exactly 0 or 100% at the ends;
+// each subset's requests land on its own workload's pods.
+func TestWeights(t *testing.T) {
 	const n = 30000
-	for _, w := range []int32{5, 25, 50, 0, 100} {
-		r := NewRouter(rampTopology(t, rollout(nil), istio.Routing{CanaryWeight: w}, rampPods()))
+	for _, w := range []uint32{5, 25, 50, 0, 100} {
+		r := NewRouter(rampEnvoy(t, w))
 		st, _ := run(t, r, nil, Traffic{}, n)
 		want := float64(w) / 100
 		bound := near(t, "canary share", st.Share(ReporterSource, istio.CanarySubset), want, n)
@@ -40,68 +43,48 @@ func TestWeightsAsRampRendersThem(t *testing.T) {
 	}
 }
 
-// General Istio weights: relative to their sum (not necessarily 100), zero never chosen, a
-// sole destination takes everything whatever its weight.
+// Weighted clusters: shares relative to the weights' sum (not necessarily 100), zero never
+// chosen.
 func TestWeightsRelativeToSum(t *testing.T) {
 	const n = 30000
-	vs := obj(t, `
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: web}
-spec:
-  hosts: [web]
-  http:
-  - route:
-    - {destination: {host: web, subset: stable}, weight: 1}
-    - {destination: {host: web, subset: canary}, weight: 0}
-    - {destination: {host: web.demo.svc.cluster.local}, weight: 3}
-`)
-	r := NewRouter(Topology{Service: service(), Pods: rampPods(), VirtualServices: []unstructured.Unstructured{vs},
-		DestinationRules: []unstructured.Unstructured{subsetsDR(t)}})
+	rt := weightedRoute("r", map[string]uint32{"stable": 1, "": 3})
+	wc := rt.GetRoute().GetWeightedClusters()
+	wc.Clusters = append(wc.Clusters, &routev3.WeightedCluster_ClusterWeight{Name: clusterOf("canary"), Weight: wrapperspb.UInt32(0)})
+	r := NewRouter(envoyTopology(t, rampPods(), nil, rt))
 	st, _ := run(t, r, nil, Traffic{}, n)
 	near(t, "stable", st.Share(ReporterSource, "stable"), 0.25, n)
 	near(t, "whole service", st.Share(ReporterSource, ""), 0.75, n)
 	near(t, "canary (weight 0)", st.Share(ReporterSource, "canary"), 0, n)
-
-	sole := obj(t, `
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: web}
-spec:
-  hosts: [web]
-  http:
-  - route:
-    - {destination: {host: web, subset: canary}, weight: 0}
-`)
-	r = NewRouter(Topology{Service: service(), Pods: rampPods(), VirtualServices: []unstructured.Unstructured{sole},
-		DestinationRules: []unstructured.Unstructured{subsetsDR(t)}})
-	st, _ = run(t, r, nil, Traffic{}, 1000)
-	if got := st.Share(ReporterSource, "canary"); got != 1 {
-		t.Errorf("sole destination with weight 0 got share %v, want 1", got)
-	}
 }
 
-// ramp's header route: every request whose header matches (exact, prefix or regex) goes to
-// the canary on ramp-canary; the others follow the weighted ramp-primary route.
-func TestHeaderRouteAsRampRendersIt(t *testing.T) {
+// ramp's header route as istiod renders it: every request whose header matches (exact,
+// prefix or regex) goes to the canary on ramp-canary; the others follow the weighted
+// ramp-primary route.
+func TestHeaderRoute(t *testing.T) {
 	const n = 40000
+	str := func(name string, m *matcherv3.StringMatcher) *routev3.HeaderMatcher {
+		return &routev3.HeaderMatcher{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: m}}
+	}
 	for _, tc := range []struct {
 		name          string
-		hm            rampv1.HeaderMatch
+		hm            *routev3.HeaderMatcher
 		match, others []string // header values that match, and that do not
 	}{
-		{"exact", rampv1.HeaderMatch{Name: "x-canary", Exact: ptr.To("true")}, []string{"true"}, []string{"True", "true ", "truex", ""}},
-		{"prefix", rampv1.HeaderMatch{Name: "x-user", Prefix: ptr.To("beta-")}, []string{"beta-", "beta-42"}, []string{"Beta-42", "xbeta-1", "beta"}},
-		{"regex", rampv1.HeaderMatch{Name: "x-env", Regex: ptr.To("gr(ee)?n")}, []string{"grn", "green"}, []string{"greens", "a green", "GREEN"}},
+		{"exact", exactHeader("x-canary", "true"), []string{"true"}, []string{"True", "true ", "truex", ""}},
+		{"prefix", str("x-user", &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "beta-"}}),
+			[]string{"beta-", "beta-42"}, []string{"Beta-42", "xbeta-1", "beta"}},
+		{"regex", str("x-env", &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "gr(ee)?n"}}}),
+			[]string{"grn", "green"}, []string{"greens", "a green", "GREEN"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := NewRouter(rampTopology(t, rollout(&tc.hm), istio.Routing{CanaryWeight: 25, HeaderRoute: true}, rampPods()))
+			r := NewRouter(envoyTopology(t, rampPods(), nil, headerRoute(tc.hm), primaryRoute(25)))
+			name := tc.hm.GetName()
 			var classes []Class
 			for _, v := range tc.match {
-				classes = append(classes, Class{Share: 0.15, Request: header(tc.hm.Name, v)})
+				classes = append(classes, Class{Share: 0.15, Request: header(name, v)})
 			}
 			for _, v := range tc.others {
-				classes = append(classes, Class{Share: 0.05, Request: header(tc.hm.Name, v)})
+				classes = append(classes, Class{Share: 0.05, Request: header(name, v)})
 			}
 			c, _ := Traffic{Classes: classes}.compiled()
 			rng := newRNG()
@@ -111,7 +94,7 @@ func TestHeaderRouteAsRampRendersIt(t *testing.T) {
 			for range n {
 				req := c.pick(rng)
 				res := r.Route(rng, m, req)
-				v, has := req.Headers[tc.hm.Name]
+				v, has := req.Headers[name]
 				if has && slices.Contains(tc.match, v) {
 					matched.AddResult(&res)
 				} else {
@@ -135,156 +118,12 @@ func TestHeaderRouteAsRampRendersIt(t *testing.T) {
 	}
 }
 
-// Routes are evaluated in order, first match wins; match blocks are ORed, conditions ANDed;
-// nothing after a catch-all route is ever used.
-func TestFirstMatchWins(t *testing.T) {
-	vs := obj(t, `
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: web}
-spec:
-  hosts: [web]
-  http:
-  - name: first
-    match:
-    - headers: {x-a: {exact: "1"}}
-      uri: {prefix: /api}
-    - headers: {x-b: {}}
-    route: [{destination: {host: web, subset: canary}}]
-  - name: second
-    match:
-    - headers: {x-a: {exact: "1"}}
-    route: [{destination: {host: web, subset: stable}}]
-  - name: catch-all
-    route: [{destination: {host: web, subset: stable}}]
-  - name: unreachable
-    match:
-    - headers: {x-c: {exact: "1"}}
-    route: [{destination: {host: web, subset: canary}}]
-`)
-	r := NewRouter(Topology{Service: service(), Pods: rampPods(), VirtualServices: []unstructured.Unstructured{vs},
-		DestinationRules: []unstructured.Unstructured{subsetsDR(t)}})
-	rng, m := newRNG(), MustModel(DefaultBehaviour, nil)
-	for _, tc := range []struct {
-		req   Request
-		route string
-	}{
-		{Request{Path: "/api/v1", Headers: map[string]string{"x-a": "1"}}, "first"},
-		{Request{Path: "/api", Headers: map[string]string{"x-a": "1", "x-c": "1"}}, "first"},
-		{Request{Path: "/", Headers: map[string]string{"x-b": ""}}, "first"}, // presence, any value
-		{Request{Path: "/web", Headers: map[string]string{"x-a": "1"}}, "second"},
-		{Request{Path: "/api", Headers: map[string]string{"x-a": "2"}}, "catch-all"},
-		{Request{Headers: map[string]string{"x-c": "1"}}, "catch-all"},
-		{Request{}, "catch-all"},
-	} {
-		for range 50 {
-			if res := r.Route(rng, m, &tc.req); res.Route != tc.route {
-				t.Fatalf("%+v took route %q, want %q", tc.req, res.Route, tc.route)
-			}
-		}
-	}
-}
-
-// Each kind of match condition, against requests that must and must not match.
-func TestMatchConditions(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		match    string // one HTTPMatchRequest
-		src      Source
-		hit, not []Request
-	}{
-		{"uri exact", `uri: {exact: /a}`, Source{},
-			[]Request{{Path: "/a"}, {Path: "/a?x=1"}}, []Request{{Path: "/a/"}, {Path: "/A"}, {}}},
-		{"uri prefix", `uri: {prefix: /api/}`, Source{},
-			[]Request{{Path: "/api/"}, {Path: "/api/x"}}, []Request{{Path: "/api"}, {Path: "/API/x"}}},
-		{"uri regex is a full match", `uri: {regex: "/v[0-9]+"}`, Source{},
-			[]Request{{Path: "/v1"}, {Path: "/v12?q"}}, []Request{{Path: "/v1/x"}, {Path: "/x/v1"}}},
-		{"ignoreUriCase", `{uri: {prefix: /API}, ignoreUriCase: true}`, Source{},
-			[]Request{{Path: "/api/x"}, {Path: "/Api"}}, []Request{{Path: "/ap"}}},
-		{"method", `method: {exact: POST}`, Source{},
-			[]Request{{Method: "POST"}}, []Request{{}, {Method: "post"}}},
-		{"scheme", `scheme: {exact: https}`, Source{},
-			[]Request{{Scheme: "https"}}, []Request{{}}},
-		{"authority", `authority: {exact: web}`, Source{},
-			[]Request{{}, {Authority: "web"}}, []Request{{Authority: "web.demo"}, {Authority: fqdn + ":80"}}},
-		{"header regex is a full match", `headers: {x-v: {regex: "ab+"}}`, Source{},
-			[]Request{header("x-v", "abb")}, []Request{header("x-v", "xab"), header("x-v", "abc"), {}}},
-		{"header regex * is presence", `headers: {x-v: {regex: "*"}}`, Source{},
-			[]Request{header("x-v", ""), header("x-v", "anything")}, []Request{{}}},
-		{"header names are case-insensitive", `headers: {X-V: {exact: "1"}}`, Source{},
-			[]Request{header("x-v", "1")}, []Request{header("x-v", "2")}},
-		{"uri/method keys in headers are ignored", `headers: {method: {exact: PUT}}`, Source{},
-			[]Request{{}, {Method: "GET"}}, nil},
-		{"two headers are ANDed", `headers: {x-a: {exact: "1"}, x-b: {prefix: "2"}}`, Source{},
-			[]Request{{Headers: map[string]string{"x-a": "1", "x-b": "22"}}}, []Request{header("x-a", "1"), header("x-b", "2")}},
-		{"withoutHeaders presence", `withoutHeaders: {x-a: {}}`, Source{},
-			[]Request{{}, header("x-b", "1")}, []Request{header("x-a", ""), header("x-a", "1")}},
-		{"withoutHeaders value, missing header is empty", `withoutHeaders: {x-a: {exact: "1"}}`, Source{},
-			[]Request{{}, header("x-a", "2")}, []Request{header("x-a", "1")}},
-		{"withoutHeaders exact empty excludes a missing header", `withoutHeaders: {x-a: {exact: ""}}`, Source{},
-			[]Request{header("x-a", "2")}, []Request{{}, header("x-a", "")}},
-		{"queryParams", `queryParams: {q: {exact: "1"}, p: {}}`, Source{},
-			[]Request{{Path: "/?q=1&p"}, {Path: "/x?p=2&q=1"}}, []Request{{Path: "/?q=1"}, {Path: "/?q=2&p=1"}, {}}},
-		{"JWT claims never match", `headers: {"@request.auth.claims.group": {exact: admin}}`, Source{},
-			nil, []Request{{}, header("@request.auth.claims.group", "admin")}},
-		{"sourceLabels of another client", `sourceLabels: {app: frontend}`, Source{},
-			nil, []Request{{}}},
-		{"sourceLabels of this client", `sourceLabels: {app: frontend}`, Source{Labels: map[string]string{"app": "frontend", "v": "1"}},
-			[]Request{{}}, nil},
-		{"sourceNamespace", `sourceNamespace: other`, Source{Namespace: "other"},
-			[]Request{{Authority: "web.demo"}}, nil},
-		{"sourceNamespace of another client", `sourceNamespace: other`, Source{},
-			nil, []Request{{}}},
-		{"port", `port: 8080`, Source{},
-			nil, []Request{{}}},
-		{"port the client calls", `port: 8080`, Source{Port: 8080},
-			[]Request{{}}, nil},
-		{"match gateways override", `gateways: [istio-system/public]`, Source{},
-			nil, []Request{{}}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			vs := obj(t, `
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: web}
-spec:
-  hosts: [web]
-  http:
-  - name: hit
-    match:
-    - `+tc.match+`
-    route: [{destination: {host: web}}]
-  - name: miss
-    route: [{destination: {host: web}}]
-`)
-			svc := service()
-			svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: "alt", Port: 8080})
-			r := NewRouter(Topology{Service: svc, Pods: rampPods(), VirtualServices: []unstructured.Unstructured{vs}, Source: tc.src})
-			if w := r.Warnings(); len(w) > 0 {
-				t.Fatalf("warnings: %v", w)
-			}
-			rng, m := newRNG(), MustModel(DefaultBehaviour, nil)
-			for _, req := range tc.hit {
-				if res := r.Route(rng, m, &req); res.Route != "hit" || res.Code != 200 {
-					t.Errorf("%+v: route %q code %d, want hit 200", req, res.Route, res.Code)
-				}
-			}
-			for _, req := range tc.not {
-				if res := r.Route(rng, m, &req); res.Route != "miss" {
-					t.Errorf("%+v: route %q, want miss", req, res.Route)
-				}
-			}
-		})
-	}
-}
-
 // A fault abort on the header route: ~20% of that route's requests get the status, only the
 // source reports them (flag FI, no pod); the weighted route is untouched.
 func TestFaultAbortOnlyOnItsRoute(t *testing.T) {
 	const n = 40000
-	ro := rollout(&rampv1.HeaderMatch{Name: "x-canary", Exact: ptr.To("true")})
-	top := rampTopology(t, ro, istio.Routing{CanaryWeight: 10, HeaderRoute: true,
-		Fault: &rampv1.FaultInjection{Abort: &rampv1.FaultAbort{Percentage: 20, HTTPStatus: 418}}}, rampPods())
+	abort := &faultv3.HTTPFault{Abort: &faultv3.FaultAbort{ErrorType: &faultv3.FaultAbort_HttpStatus{HttpStatus: 418}, Percentage: percent(20)}}
+	top := envoyTopology(t, rampPods(), nil, withFault(t, headerRoute(exactHeader("x-canary", "true")), abort), primaryRoute(10))
 	st, results := run(t, NewRouter(top), nil, Traffic{Classes: []Class{{Share: 0.5, Request: header("x-canary", "true")}}}, n)
 
 	onRoute := func(route, reporter string, f func(Key) bool) int64 {
@@ -319,9 +158,9 @@ func TestFaultAbortOnlyOnItsRoute(t *testing.T) {
 // 200ms; the pods' own latencies and the weighted route are unchanged.
 func TestFaultDelay(t *testing.T) {
 	const n = 20000
-	ro := rollout(&rampv1.HeaderMatch{Name: "x-canary", Exact: ptr.To("true")})
-	top := rampTopology(t, ro, istio.Routing{CanaryWeight: 10, HeaderRoute: true,
-		Fault: &rampv1.FaultInjection{Delay: &rampv1.FaultDelay{Percentage: 50, FixedDelay: metav1.Duration{Duration: 200 * time.Millisecond}}}}, rampPods())
+	delay := &faultv3.HTTPFault{Delay: &faultcommonv3.FaultDelay{
+		FaultDelaySecifier: &faultcommonv3.FaultDelay_FixedDelay{FixedDelay: durationpb.New(200 * time.Millisecond)}, Percentage: percent(50)}}
+	top := envoyTopology(t, rampPods(), nil, withFault(t, headerRoute(exactHeader("x-canary", "true")), delay), primaryRoute(10))
 	app := 10 * time.Millisecond
 	m := MustModel(Behaviour{LatencyP50: app, LatencyP99: app}, nil)
 	_, results := run(t, NewRouter(top), m, Traffic{Classes: []Class{{Share: 0.5, Request: header("x-canary", "true")}}}, n)
@@ -349,9 +188,8 @@ func TestFaultDelay(t *testing.T) {
 
 // Telemetry of an abort: reporter="source" only, with the status and flag FI.
 func TestTelemetryAbortSourceOnly(t *testing.T) {
-	ro := rollout(&rampv1.HeaderMatch{Name: "x-canary", Exact: ptr.To("true")})
-	r := NewRouter(rampTopology(t, ro, istio.Routing{CanaryWeight: 0, HeaderRoute: true,
-		Fault: &rampv1.FaultInjection{Abort: &rampv1.FaultAbort{Percentage: 100, HTTPStatus: 503}}}, rampPods()))
+	abort := &faultv3.HTTPFault{Abort: &faultv3.FaultAbort{ErrorType: &faultv3.FaultAbort_HttpStatus{HttpStatus: 503}, Percentage: percent(100)}}
+	r := NewRouter(envoyTopology(t, rampPods(), nil, withFault(t, headerRoute(exactHeader("x-canary", "true")), abort), primaryRoute(0)))
 	tel := NewTelemetry("meshsim", ns)
 	rng, m := newRNG(), MustModel(DefaultBehaviour, nil)
 	for _, req := range []Request{header("x-canary", "true"), header("x-canary", "true"), {}} {
@@ -376,8 +214,9 @@ func TestTelemetryAbortSourceOnly(t *testing.T) {
 	}
 }
 
-// A subset without ready pods answers 503 UH (source only); unready pods never get traffic;
-// a subset no rule defines answers 503 NC.
+// A subset without ready pods (no endpoints in its load assignment) answers 503 UH (source
+// only); unready and terminating pods never get traffic; a cluster CDS lacks (a subset no
+// DestinationRule defines) answers 503 NC.
 func TestSubsetWithoutReadyPods(t *testing.T) {
 	const n = 20000
 	pods := rampPods()
@@ -391,7 +230,7 @@ func TestSubsetWithoutReadyPods(t *testing.T) {
 	terminating.DeletionTimestamp = &metav1.Time{Time: time.Now()}
 	pods = append(pods, terminating)
 
-	r := NewRouter(rampTopology(t, rollout(nil), istio.Routing{CanaryWeight: 30}, pods))
+	r := NewRouter(envoyTopology(t, pods, nil, primaryRoute(30)))
 	st, results := run(t, r, nil, Traffic{}, n)
 	uh := st.Sum(func(k Key) bool {
 		return k.Reporter == ReporterSource && k.Code == 503 && k.Flags == "UH" && k.Subset == "canary"
@@ -412,97 +251,31 @@ func TestSubsetWithoutReadyPods(t *testing.T) {
 	}
 
 	// A subset no DestinationRule defines.
-	vs := obj(t, `
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: web}
-spec:
-  hosts: [web]
-  http:
-  - route: [{destination: {host: web, subset: v3}}]
-`)
-	r = NewRouter(Topology{Service: service(), Pods: rampPods(), VirtualServices: []unstructured.Unstructured{vs},
-		DestinationRules: []unstructured.Unstructured{subsetsDR(t)}})
+	r = NewRouter(envoyTopology(t, rampPods(), nil, weightedRoute("r", map[string]uint32{"v3": 1})))
 	if res := r.Route(newRNG(), MustModel(DefaultBehaviour, nil), &Request{}); res.Code != 503 || res.Flags != "NC" || len(res.Attempts) != 0 {
 		t.Errorf("undefined subset: %+v, want 503 NC without attempts", res)
 	}
 }
 
-// DestinationRule subsets select exactly the Service's ready pods carrying all their labels.
-func TestSubsetLabelsSelectExactPods(t *testing.T) {
-	pods := []corev1.Pod{
-		pod("a", "web", "h1", stableImage, true, "version", "v1"),
-		pod("b", "web", "h1", stableImage, true, "version", "v1", "zone", "z1"),
-		pod("c", "web-b", "h2", canaryImage, true, "version", "v2", "zone", "z1"),
-		pod("d", "web-b", "h2", canaryImage, true, "version", "v2", "zone", "z2"),
-		pod("e", "web-b", "h2", canaryImage, false, "version", "v2", "zone", "z1"), // unready
-	}
-	other := pod("f", "api", "h3", stableImage, true, "version", "v2", "zone", "z1")
-	other.Labels["app"] = "api" // not selected by the Service
-	pods = append(pods, other)
-	dr := obj(t, `
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: web}
-spec:
-  host: web.demo.svc.cluster.local
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2z1, labels: {version: v2, zone: z1}}
-  - {name: z1, labels: {zone: z1}}
-  - {name: all}
-`)
-	for subset, want := range map[string][]string{"v1": {"a", "b"}, "v2z1": {"c"}, "z1": {"b", "c"}, "all": {"a", "b", "c", "d"}} {
-		vs := obj(t, `
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: web}
-spec:
-  hosts: [web]
-  http:
-  - route: [{destination: {host: web, subset: `+subset+`}}]
-`)
-		r := NewRouter(Topology{Service: service(), Pods: pods, VirtualServices: []unstructured.Unstructured{vs}, DestinationRules: []unstructured.Unstructured{dr}})
-		_, results := run(t, r, nil, Traffic{}, 2000)
-		seen := map[string]bool{}
-		for _, res := range results {
-			for _, a := range res.Attempts {
-				seen[a.Endpoint.Pod] = true
-			}
-		}
-		var got []string
-		for p := range seen {
-			got = append(got, p)
-		}
-		slices.Sort(got)
-		if !slices.Equal(got, want) {
-			t.Errorf("subset %s reached pods %v, want %v", subset, got, want)
-		}
-	}
-}
-
-// The behaviour model: an image with 8% errors yields ~8% 5xx at the destination, however
-// Istio's default policy retries its 503s; the client sees fewer errors (500s are not
-// retried, 503s twice).
+// The behaviour model: an image with 8% errors (500 and 503 alike) yields ~8% 5xx at the
+// destination and at the client: Istio's default retry policy lists no status code, so it
+// retries neither.
 func TestBehaviourErrorRate(t *testing.T) {
 	const n = 50000
 	m := MustModel(DefaultBehaviour, map[string]Behaviour{
 		canaryImage: {ErrorRate: 0.08, LatencyP50: 20 * time.Millisecond, LatencyP99: 200 * time.Millisecond},
 	})
-	r := NewRouter(rampTopology(t, rollout(nil), istio.Routing{CanaryWeight: 100}, rampPods()))
+	r := NewRouter(rampEnvoy(t, 100))
 	st, _ := run(t, r, m, Traffic{}, n)
 	dst := st.Total(ReporterDestination)
 	near(t, "destination 5xx ratio", st.ErrorRate(ReporterDestination, "web-canary"), 0.08, dst)
-	// Per attempt: 500 (4%, final), 503 (4%, retried up to twice), 200.
-	wantSrc := 0.04 + 0.04*(0.04+0.04*(0.04+0.04))
-	near(t, "client 5xx ratio", st.ErrorRate(ReporterSource, ""), wantSrc, n)
-	wantAttempts := 1 + 0.04 + 0.04*0.04
-	if got := float64(dst) / n; math.Abs(got-wantAttempts) > 0.005 {
-		t.Errorf("attempts per request %.4f, want %.4f", got, wantAttempts)
+	near(t, "client 5xx ratio", st.ErrorRate(ReporterSource, ""), 0.08, n)
+	if dst != n {
+		t.Errorf("%d attempts for %d requests, want one each", dst, n)
 	}
 	codes := st.ByCode(ReporterDestination)
 	near(t, "500 share", float64(codes[500])/float64(dst), 0.04, dst)
-	t.Logf("destination: %d attempts, %.2f%% 5xx; source: %d requests, %.2f%% 5xx (retries absorb 503s)",
+	t.Logf("destination: %d attempts, %.2f%% 5xx; source: %d requests, %.2f%% 5xx",
 		dst, 100*st.ErrorRate(ReporterDestination, ""), n, 100*st.ErrorRate(ReporterSource, ""))
 }
 
@@ -514,7 +287,7 @@ func TestBehaviourLatency(t *testing.T) {
 	const n = 100000
 	p50, p99 := 40*time.Millisecond, 400*time.Millisecond
 	m := MustModel(Behaviour{LatencyP50: p50, LatencyP99: p99}, nil)
-	r := NewRouter(rampTopology(t, rollout(nil), istio.Routing{CanaryWeight: 50}, rampPods()))
+	r := NewRouter(rampEnvoy(t, 50))
 	_, results := run(t, r, m, Traffic{}, n)
 	lat := make([]time.Duration, 0, n)
 	buckets := make([]float64, len(IstioBuckets)+1)
@@ -566,32 +339,21 @@ func histogramQuantile(q float64, bounds, counts []float64) float64 {
 	return math.NaN()
 }
 
-// Retry policies, per istiod's translation.
+// Retry policies, as istiod renders a VirtualService's retries (previous_hosts with 5 host
+// selection attempts), and the route timeout.
 func TestRetries(t *testing.T) {
 	const n = 20000
 	half500 := MustModel(Behaviour{ErrorRate: 0.5, ErrorCode: 500, LatencyP50: 10 * time.Millisecond, LatencyP99: 10 * time.Millisecond}, nil)
-	route := func(retries, timeout string) Topology {
-		y := `
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: web}
-spec:
-  hosts: [web]
-  http:
-  - name: r
-    route: [{destination: {host: web}}]
-`
-		if retries != "" {
-			y += "    retries: " + retries + "\n"
-		}
-		if timeout != "" {
-			y += "    timeout: " + timeout + "\n"
-		}
-		return Topology{Service: service(), Pods: rampPods(), VirtualServices: []unstructured.Unstructured{obj(t, y)}}
+	policy := func(retryOn string, retries uint32) *routev3.RetryPolicy {
+		return &routev3.RetryPolicy{RetryOn: retryOn, NumRetries: wrapperspb.UInt32(retries),
+			RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{Name: "envoy.retry_host_predicates.previous_hosts"}}, HostSelectionRetryMaxAttempts: 5}
+	}
+	route := func(rp *routev3.RetryPolicy, timeout time.Duration) *Router {
+		return NewRouter(envoyTopology(t, rampPods(), nil, withTimeout(withRetry(weightedRoute("r", map[string]uint32{"": 1}), rp), timeout)))
 	}
 
 	t.Run("5xx retried up to attempts", func(t *testing.T) {
-		st, results := run(t, NewRouter(route(`{attempts: 3, retryOn: 5xx}`, "")), half500, Traffic{}, n)
+		st, results := run(t, route(policy("5xx", 3), 0), half500, Traffic{}, n)
 		var retries, sameHost int
 		near(t, "client errors", st.ErrorRate(ReporterSource, ""), 1.0/16, n)
 		near(t, "destination errors", st.ErrorRate(ReporterDestination, ""), 0.5, st.Total(ReporterDestination))
@@ -619,34 +381,38 @@ spec:
 		}
 	})
 	t.Run("gateway-error does not retry 500", func(t *testing.T) {
-		st, _ := run(t, NewRouter(route(`{attempts: 3, retryOn: gateway-error}`, "")), half500, Traffic{}, n)
+		st, _ := run(t, route(policy("gateway-error", 3), 0), half500, Traffic{}, n)
 		if st.Total(ReporterDestination) != n {
 			t.Errorf("%d attempts for %d requests", st.Total(ReporterDestination), n)
 		}
 	})
-	t.Run("status codes in retryOn", func(t *testing.T) {
-		st, _ := run(t, NewRouter(route(`{attempts: 1, retryOn: "500"}`, "")), half500, Traffic{}, n)
+	t.Run("retriable status codes", func(t *testing.T) {
+		rp := policy("retriable-status-codes", 1)
+		rp.RetriableStatusCodes = []uint32{500}
+		st, _ := run(t, route(rp, 0), half500, Traffic{}, n)
 		near(t, "client errors", st.ErrorRate(ReporterSource, ""), 0.25, n)
 	})
-	t.Run("attempts 0 disables retries", func(t *testing.T) {
+	t.Run("no retry policy", func(t *testing.T) {
 		m := MustModel(Behaviour{ErrorRate: 1, ErrorCode: 503}, nil)
-		st, _ := run(t, NewRouter(route(`{attempts: 0}`, "")), m, Traffic{}, 100)
+		st, _ := run(t, route(nil, 0), m, Traffic{}, 100)
 		if st.Total(ReporterDestination) != 100 || st.ByCode(ReporterSource)[503] != 100 {
 			t.Errorf("got %v", st.Counts)
 		}
 	})
-	t.Run("default policy retries 503 twice", func(t *testing.T) {
+	t.Run("Istio's default policy does not retry an application's 503", func(t *testing.T) {
 		m := MustModel(Behaviour{ErrorRate: 1, ErrorCode: 503}, nil)
-		_, results := run(t, NewRouter(route("", "")), m, Traffic{}, 100)
+		_, results := run(t, route(istioDefaultRetry(), 0), m, Traffic{}, 100)
 		for _, res := range results {
-			if len(res.Attempts) != 3 || res.Code != 503 || res.Flags != "URX" {
-				t.Fatalf("%+v, want 3 attempts, 503 URX", res)
+			if len(res.Attempts) != 1 || res.Code != 503 || res.Flags != "-" {
+				t.Fatalf("%+v, want 1 attempt, 503", res)
 			}
 		}
 	})
 	t.Run("perTryTimeout", func(t *testing.T) {
 		slow := MustModel(Behaviour{LatencyP50: 100 * time.Millisecond, LatencyP99: 100 * time.Millisecond}, nil)
-		_, results := run(t, NewRouter(route(`{attempts: 2, perTryTimeout: 0.050s, retryOn: 5xx}`, "")), slow, Traffic{}, 100)
+		rp := policy("5xx", 2)
+		rp.PerTryTimeout = durationpb.New(50 * time.Millisecond)
+		_, results := run(t, route(rp, 0), slow, Traffic{}, 100)
 		for _, res := range results {
 			if res.Code != 504 || res.Flags != "UT,URX" || len(res.Attempts) != 3 {
 				t.Fatalf("%+v, want 504 UT,URX after 3 attempts", res)
@@ -660,7 +426,7 @@ spec:
 	})
 	t.Run("route timeout", func(t *testing.T) {
 		failing := MustModel(Behaviour{ErrorRate: 1, ErrorCode: 503, LatencyP50: 100 * time.Millisecond, LatencyP99: 100 * time.Millisecond}, nil)
-		st, results := run(t, NewRouter(route("", "0.120s")), failing, Traffic{}, 1000)
+		st, results := run(t, route(policy("5xx", 2), 120*time.Millisecond), failing, Traffic{}, 1000)
 		for _, res := range results {
 			if res.Code != 504 || res.Flags != "UT" || res.Latency != 120*time.Millisecond {
 				t.Fatalf("%+v, want 504 UT after 120ms", res)
@@ -670,70 +436,6 @@ spec:
 			t.Errorf("destination codes %v: want every first attempt's 503 and resets (0) of the retries cut short", got)
 		}
 	})
-	t.Run("Go duration is not decoded by istiod", func(t *testing.T) {
-		r := NewRouter(route("", "1m"))
-		if r.VirtualService() != "" || len(r.Warnings()) != 1 || !strings.Contains(r.Warnings()[0], "ignored") {
-			t.Errorf("vs %q warnings %v", r.VirtualService(), r.Warnings())
-		}
-	})
-}
-
-// Without a VirtualService the Service's default route spreads over all its ready pods; the
-// oldest VirtualService for a host wins; VirtualServices bound to gateways only do not apply
-// to sidecars; hosts resolve like Istio's.
-func TestVirtualServiceSelection(t *testing.T) {
-	m := MustModel(DefaultBehaviour, nil)
-	r := NewRouter(Topology{Service: service(), Pods: rampPods()})
-	st, _ := run(t, r, m, Traffic{}, 20000)
-	if got := st.ByWorkload(ReporterDestination); len(got) != 2 || st.ByRoute(ReporterSource)["default"] != 20000 {
-		t.Errorf("default route: workloads %v routes %v", got, st.ByRoute(ReporterSource))
-	}
-	near(t, "canary pods' share (2 of 5)", float64(st.ByWorkload(ReporterDestination)["web-canary"])/float64(st.Total(ReporterDestination)), 0.4, st.Total(ReporterDestination))
-
-	vs := func(name, created, hosts, gateways, subset string) unstructured.Unstructured {
-		u := obj(t, `
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: `+name+`, creationTimestamp: "`+created+`"}
-spec:
-  hosts: `+hosts+`
-  gateways: `+gateways+`
-  http:
-  - name: `+name+`
-    route: [{destination: {host: web, subset: `+subset+`}}]
-`)
-		return u
-	}
-	top := Topology{Service: service(), Pods: rampPods(), DestinationRules: []unstructured.Unstructured{subsetsDR(t)},
-		VirtualServices: []unstructured.Unstructured{
-			vs("newer", "2026-01-02T00:00:00Z", "[web]", "[]", "canary"),
-			vs("older", "2026-01-01T00:00:00Z", "[web.demo.svc.cluster.local]", "[mesh]", "stable"),
-			vs("gateway-only", "2025-01-01T00:00:00Z", "[web]", "[public]", "canary"),
-			vs("external", "2026-01-01T00:00:00Z", "['*.example.com']", "[mesh, istio-system/public]", "canary"),
-		}}
-	r = NewRouter(top)
-	rng := newRNG()
-	for _, tc := range []struct {
-		authority, route string
-		code             int
-	}{
-		{"", "older", 200}, {"web", "older", 200}, {"web.demo:80", "older", 200}, {fqdn, "older", 200},
-		{"www.example.com", "external", 200}, {"example.com", "", 404}, {"api", "", 404},
-	} {
-		res := r.Route(rng, m, &Request{Authority: tc.authority})
-		if res.Route != tc.route || res.Code != tc.code {
-			t.Errorf("authority %q: route %q code %d, want %q %d", tc.authority, res.Route, res.Code, tc.route, tc.code)
-		}
-	}
-	if !slices.ContainsFunc(r.Warnings(), func(w string) bool { return strings.Contains(w, "already bound by the older demo/older") }) {
-		t.Errorf("no warning about the conflict: %v", r.Warnings())
-	}
-	// The same objects seen from the gateway demo/public.
-	top.Source.Gateway = "demo/public"
-	r = NewRouter(top)
-	if res := r.Route(rng, m, &Request{}); res.Route != "gateway-only" {
-		t.Errorf("from the gateway: route %q, want gateway-only", res.Route)
-	}
 }
 
 func TestWorkloadName(t *testing.T) {
@@ -761,64 +463,5 @@ func TestNoService(t *testing.T) {
 	r := NewRouter(Topology{Pods: rampPods()})
 	if res := r.Route(newRNG(), MustModel(DefaultBehaviour, nil), &Request{}); res.Code != 404 || res.Flags != "NR" {
 		t.Errorf("%+v", res)
-	}
-}
-
-// DestinationRules: the client's namespace before the Service's, an exact host before a
-// wildcard, merged subsets first-defined-wins, workloadSelector for other clients ignored.
-func TestDestinationRulePrecedence(t *testing.T) {
-	dr := func(name, namespace, created, host, canaryLabels, extra string) unstructured.Unstructured {
-		return obj(t, `
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: `+name+`, namespace: `+namespace+`, creationTimestamp: "`+created+`"}
-spec:
-  host: `+host+`
-  subsets:
-  - {name: canary, labels: `+canaryLabels+`}
-`+extra)
-	}
-	toStable := "{pod-template-hash: " + stableHash + "}"
-	toCanary := "{ramp.dev/track: canary}"
-	vs := obj(t, `
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: web}
-spec:
-  hosts: [web.demo.svc.cluster.local]
-  http:
-  - route: [{destination: {host: web.demo.svc.cluster.local, subset: canary}}]
-`)
-	for _, tc := range []struct {
-		name     string
-		drs      []unstructured.Unstructured
-		src      Source
-		workload string
-	}{
-		{"exact host beats an older wildcard", []unstructured.Unstructured{
-			dr("wild", ns, "2025-01-01T00:00:00Z", "'*.demo.svc.cluster.local'", toStable, ""),
-			dr("exact", ns, "2026-01-01T00:00:00Z", "web", toCanary, ""),
-		}, Source{}, "web-canary"},
-		{"older rule's subset wins on merge", []unstructured.Unstructured{
-			dr("b", ns, "2026-01-02T00:00:00Z", "web", toCanary, ""),
-			dr("a", ns, "2026-01-01T00:00:00Z", "web", toStable, ""),
-		}, Source{}, "web"},
-		{"client namespace first", []unstructured.Unstructured{
-			dr("svc-ns", ns, "2025-01-01T00:00:00Z", "web", toCanary, ""),
-			dr("client-ns", "client", "2026-01-01T00:00:00Z", "web.demo.svc.cluster.local", toStable, ""),
-		}, Source{Namespace: "client"}, "web"},
-		{"workloadSelector of another client", []unstructured.Unstructured{
-			dr("selected", ns, "2025-01-01T00:00:00Z", "web", toStable, "  workloadSelector: {matchLabels: {app: other}}\n"),
-			dr("plain", ns, "2026-01-01T00:00:00Z", "web", toCanary, ""),
-		}, Source{}, "web-canary"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			r := NewRouter(Topology{Service: service(), Pods: rampPods(), VirtualServices: []unstructured.Unstructured{vs},
-				DestinationRules: tc.drs, Source: tc.src})
-			st, _ := run(t, r, nil, Traffic{Classes: []Class{{Share: 1, Request: Request{Authority: "web.demo"}}}}, 200)
-			if got := st.ByWorkload(ReporterDestination); got[tc.workload] != 200 {
-				t.Errorf("workloads %v, want all on %s (warnings %v)", got, tc.workload, r.Warnings())
-			}
-		})
 	}
 }

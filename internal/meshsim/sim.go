@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,9 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -88,23 +84,24 @@ func (t *traffic) pick(rng *rand.Rand) *Request {
 
 // Options configure a Sim.
 type Options struct {
-	// Client reads the Service and its Pods (and, without XDSAddr, the VirtualServices and
-	// DestinationRules). A cached client (a manager's) makes refreshes free; a direct one
-	// costs two requests per refresh (four without XDSAddr).
+	// Client reads the Service and its Pods. A cached client (a manager's) makes refreshes
+	// free; a direct one costs two requests per refresh.
 	Client client.Reader
-	// XDSAddr is istiod's plain-text gRPC (xDS) address. When set, the Sim connects to it as
+	// XDSAddr is istiod's plain-text gRPC (xDS) address (required). The Sim connects to it as
 	// a sidecar of Source would and routes by the Envoy configuration istiod serves (RDS for
-	// the Service's port, CDS, EDS; see EnvoyConfig); VirtualServices and DestinationRules
-	// are not read. Without it the Sim reads them itself: a fallback that approximates
-	// istiod's translation, used by no suite.
+	// the Service's port, CDS, EDS; see EnvoyConfig); it never reads VirtualServices or
+	// DestinationRules.
 	XDSAddr string
 	// XDSTimeout bounds how long Start waits for istiod's first complete configuration.
 	// Defaults to 1m.
 	XDSTimeout time.Duration
 	// Namespace and Service name the destination Service.
 	Namespace, Service string
-	// Source is the simulated client (defaults: workload "meshsim", the Service's namespace,
-	// gateway "mesh").
+	// Backends are Services of the namespace selecting some of the Service's pods, which
+	// istiod's routes may send its traffic to (Topology.Backends).
+	Backends []string
+	// Source is the simulated client, a sidecar (defaults: workload "meshsim", the Service's
+	// namespace).
 	Source Source
 	// ClusterDomain defaults to cluster.local.
 	ClusterDomain string
@@ -114,7 +111,7 @@ type Options struct {
 	Model *Model
 	// Seed of the random choices.
 	Seed uint64
-	// Refresh is how often the objects are re-read. Defaults to 200ms.
+	// Refresh is how often the Service and its Pods are re-read. Defaults to 200ms.
 	Refresh time.Duration
 	// Tick is how often requests are generated (RPS * elapsed time per tick). Defaults to
 	// 50ms.
@@ -130,8 +127,8 @@ type Options struct {
 	Logf func(format string, args ...any)
 }
 
-// Sim sends synthetic traffic to one Service through a simulated Istio data plane, refreshing
-// its routing from the API server, and exports Istio's telemetry.
+// Sim sends synthetic traffic to one Service through a simulated Istio data plane, routed by
+// the configuration istiod serves it, and exports Istio's telemetry.
 type Sim struct {
 	opts    Options
 	router  atomic.Pointer[Router]
@@ -174,11 +171,8 @@ type Sim struct {
 
 // New validates the options and binds the metrics listener; Start starts the Sim.
 func New(o Options) (*Sim, error) {
-	if o.Client == nil || o.Namespace == "" || o.Service == "" {
-		return nil, errors.New("meshsim: Client, Namespace and Service are required")
-	}
-	if o.XDSAddr != "" && o.Source.Gateway != "" && o.Source.Gateway != GatewayMesh {
-		return nil, fmt.Errorf("meshsim: with XDSAddr the client is a sidecar (gateway %q is not simulated)", o.Source.Gateway)
+	if o.Client == nil || o.Namespace == "" || o.Service == "" || o.XDSAddr == "" {
+		return nil, errors.New("meshsim: Client, XDSAddr, Namespace and Service are required")
 	}
 	if o.XDSTimeout <= 0 {
 		o.XDSTimeout = time.Minute
@@ -216,7 +210,7 @@ func New(o Options) (*Sim, error) {
 		m = MustModel(DefaultBehaviour, nil)
 	}
 	s.model.Store(m)
-	s.router.Store(NewRouter(Topology{Source: o.Source, ClusterDomain: o.ClusterDomain}))
+	s.router.Store(NewRouter(Topology{Source: o.Source, ClusterDomain: o.ClusterDomain, Backends: o.Backends}))
 
 	switch {
 	case o.MetricsListener != nil:
@@ -236,21 +230,19 @@ func New(o Options) (*Sim, error) {
 	return s, nil
 }
 
-// Start reads the objects once (returning the error if that fails: the Sim is not started;
-// Stop still releases its listener), then serves /metrics and runs the refresh and traffic
-// loops until Stop or ctx ends (the metrics server runs until Stop). With XDSAddr it first
-// subscribes to istiod and waits for its first complete configuration (at most XDSTimeout).
+// Start reads the Service and its pods once (returning the error if that fails: the Sim is
+// not started; Stop still releases its listener), subscribes to istiod and waits for its
+// first complete configuration (at most XDSTimeout), then serves /metrics and runs the
+// refresh and traffic loops until Stop or ctx ends (the metrics server runs until Stop).
 func (s *Sim) Start(ctx context.Context) error {
 	if err := s.Refresh(ctx); err != nil {
 		return err
 	}
 	ctx, s.cancel = context.WithCancel(ctx)
-	if s.opts.XDSAddr != "" {
-		if err := s.startXDS(ctx); err != nil {
-			s.cancel()
-			s.wg.Wait()
-			return err
-		}
+	if err := s.startXDS(ctx); err != nil {
+		s.cancel()
+		s.wg.Wait()
+		return err
 	}
 	if s.ln != nil {
 		mux := http.NewServeMux()
@@ -357,6 +349,31 @@ func (s *Sim) Send(n int) {
 	s.send(n, now, now)
 }
 
+// ServeHTTP plays the client's sidecar for a real HTTP client, such as a load generator
+// given the Sim's address as its HTTP proxy (HTTP_PROXY): each request is routed as the
+// synthetic traffic is (the authority it names, its path and headers, by istiod's
+// configuration), reported in the telemetry and Stats, and answered at once with the status
+// the client would get, and no body. The simulated latency is recorded, not waited.
+func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	req := Request{Method: r.Method, Scheme: "http", Authority: r.Host, Path: r.URL.RequestURI(), Headers: map[string]string{}}
+	for k, v := range r.Header {
+		if len(v) > 0 && k != "Proxy-Connection" {
+			req.Headers[strings.ToLower(k)] = v[0]
+		}
+	}
+	rt, m := s.router.Load(), s.model.Load()
+	now := time.Now()
+	s.mu.Lock()
+	res := rt.RouteWith(s.rng, m, s.outliers, now, &req)
+	reps := res.Reports(s.reports[:0])
+	s.reports = reps
+	s.tel.Record(reps)
+	s.ring.merge(now, reps)
+	s.mu.Unlock()
+	w.Header().Set("Server", "envoy")
+	w.WriteHeader(res.Code)
+}
+
 func (s *Sim) send(n int, from, to time.Time) {
 	if n <= 0 {
 		return
@@ -413,13 +430,7 @@ func (s *Sim) refreshLoop(ctx context.Context) {
 	}
 }
 
-// Istio kinds, read as unstructured objects.
-var (
-	vsListGVK = schema.GroupVersionKind{Group: "networking.istio.io", Version: "v1", Kind: "VirtualServiceList"}
-	drListGVK = schema.GroupVersionKind{Group: "networking.istio.io", Version: "v1", Kind: "DestinationRuleList"}
-)
-
-// Refresh re-reads the objects and rebuilds the routing now. On error the previous routing
+// Refresh re-reads the Service and its Pods and rebuilds the routing now. On error the previous routing
 // stays in use.
 func (s *Sim) Refresh(ctx context.Context) error {
 	t, err := s.read(ctx)
@@ -438,12 +449,9 @@ func (s *Sim) Refresh(ctx context.Context) error {
 // returning its warnings. The caller holds buildMu.
 func (s *Sim) rebuild() string {
 	t := s.topo
-	if s.opts.XDSAddr != "" {
-		if s.envoy == nil {
-			t.Envoy = &EnvoyConfig{} // not served yet: no route
-		} else {
-			t.Envoy = s.envoy
-		}
+	t.Envoy = s.envoy
+	if t.Envoy == nil {
+		t.Envoy = &EnvoyConfig{} // not served yet: no route
 	}
 	r := NewRouter(t)
 	// istiod's endpoints can name a pod a moment before the Sim has read it (a new canary
@@ -464,7 +472,7 @@ func (s *Sim) rebuild() string {
 		}
 	}
 	s.unmappedSince = time.Time{}
-	s.routedByEnvoy = t.Envoy != nil && s.envoy != nil
+	s.routedByEnvoy = s.envoy != nil
 	s.router.Store(r)
 	return strings.Join(r.Warnings(), "; ")
 }
@@ -505,7 +513,7 @@ func (s *Sim) report(err error, warnings string) {
 
 func (s *Sim) read(ctx context.Context) (Topology, error) {
 	o := &s.opts
-	t := Topology{Source: o.Source, ClusterDomain: o.ClusterDomain}
+	t := Topology{Source: o.Source, ClusterDomain: o.ClusterDomain, Backends: o.Backends}
 	svc := &corev1.Service{}
 	switch err := o.Client.Get(ctx, client.ObjectKey{Namespace: o.Namespace, Name: o.Service}, svc); {
 	case apierrors.IsNotFound(err):
@@ -521,28 +529,5 @@ func (s *Sim) read(ctx context.Context) (Topology, error) {
 		}
 		t.Pods = pods.Items
 	}
-	if o.XDSAddr != "" {
-		return t, nil // routes come from istiod
-	}
-	var err error
-	if t.VirtualServices, err = s.list(ctx, vsListGVK); err != nil {
-		return t, err
-	}
-	if t.DestinationRules, err = s.list(ctx, drListGVK); err != nil {
-		return t, err
-	}
-	return t, nil
-}
-
-// list reads Istio objects of the namespace; without Istio's CRDs there are none.
-func (s *Sim) list(ctx context.Context, gvk schema.GroupVersionKind) ([]unstructured.Unstructured, error) {
-	l := &unstructured.UnstructuredList{}
-	l.SetGroupVersionKind(gvk)
-	if err := s.opts.Client.List(ctx, l, client.InNamespace(s.opts.Namespace)); err != nil {
-		if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("meshsim: listing %s: %w", strings.TrimSuffix(gvk.Kind, "List"), err)
-	}
-	return slices.Clip(l.Items), nil
+	return t, nil // routes come from istiod
 }

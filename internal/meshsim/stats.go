@@ -139,6 +139,10 @@ type slot struct {
 func (r *statsRing) add(from, at time.Time, reports []Report) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.addLocked(from, at, reports)
+}
+
+func (r *statsRing) addLocked(from, at time.Time, reports []Report) {
 	if n := len(r.slots); n == 0 || !r.slots[n-1].at.Equal(at) {
 		// Reuse an expired slot's map rather than growing garbage.
 		var m map[Key]int64
@@ -161,6 +165,18 @@ func (r *statsRing) add(from, at time.Time, reports []Report) {
 		rep := &reports[i]
 		m[Key{rep.Reporter, rep.Route, rep.Subset, rep.Workload, rep.Code, rep.Flags}]++
 	}
+}
+
+// merge counts reports in the latest slot (a new one at now when there is none), so slots
+// stay in time order whatever the moment the reports came in.
+func (r *statsRing) merge(now time.Time, reports []Report) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	from, at := now, now
+	if n := len(r.slots); n > 0 {
+		from, at = r.slots[n-1].from, r.slots[n-1].at
+	}
+	r.addLocked(from, at, reports)
 }
 
 // stats sums the slots that lie within the window before now; Window is the time they

@@ -70,10 +70,10 @@ func parseClusterName(name string) (port uint32, subset, host string, ok bool) {
 }
 
 // compileEnvoy builds the Router's virtual hosts and clusters from istiod's configuration.
-// Only the Service's clusters have endpoints (meshsim simulates one Service): any other
-// cluster, and Istio's PassthroughCluster, answer 503 NC.
+// Only the clusters of the Service and its Backends have endpoints (meshsim simulates one
+// Service): any other cluster, and Istio's PassthroughCluster, answer 503 NC.
 func (r *Router) compileEnvoy(e *EnvoyConfig, pods []corev1.Pod) {
-	r.rawAuthority, r.ignorePort = true, e.Routes.GetIgnorePortInHostMatching()
+	r.ignorePort = e.Routes.GetIgnorePortInHostMatching()
 	byIP := podsByIP(pods)
 	eps := map[string]*Endpoint{} // by pod name: one *Endpoint per pod across clusters
 	loads := map[string]*endpointv3.ClusterLoadAssignment{}
@@ -93,7 +93,7 @@ func (r *Router) compileEnvoy(e *EnvoyConfig, pods []corev1.Pod) {
 		}
 		clusters[name] = cl
 		cla, warm := loads[name]
-		if host != r.fqdn || c.GetType() != clusterv3.Cluster_EDS || !warm {
+		if !r.hosts[host] || c.GetType() != clusterv3.Cluster_EDS || !warm {
 			cl.missing = true
 			continue
 		}

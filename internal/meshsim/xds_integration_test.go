@@ -192,10 +192,10 @@ func TestXDSRoutesAsIstiodConfigures(t *testing.T) {
 	}
 	// The header route sets no retries: istiod gives it Istio's default policy, 2 retries on
 	// connect-failure, refused-stream, unavailable, cancelled and retriable-status-codes, with
-	// no status code listed: an application's 503 is not retried (the VirtualService reader
-	// assumed 503 was).
+	// no status code listed: an application's 503 is not retried. The unit tests' copy of it
+	// (istioDefaultRetry) must read the same.
 	hdr := r.vhostFor(fqdn2(nsName)).routes[0]
-	if want := (retryPolicy{retries: 2, onCodes: true, onConnect: true, previousHosts: true, hostAttempts: 5, backoff: defaultBackoff}); hdr.name != istio.RouteCanary ||
+	if want := compileEnvoyRetry(istioDefaultRetry()); hdr.name != istio.RouteCanary ||
 		hdr.timeout != 5*time.Second || fmt.Sprint(hdr.retry) != fmt.Sprint(want) {
 		t.Errorf("header route %q: timeout %s, retry %+v; want 5s and Istio's default retries %+v", hdr.name, hdr.timeout, hdr.retry, want)
 	}

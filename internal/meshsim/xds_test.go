@@ -21,7 +21,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	corev1 "k8s.io/api/core/v1"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -179,10 +178,7 @@ func mustAny(t testing.TB, m proto.Message) *anypb.Any {
 // aborting 25%, plus the routes and clusters exercising the corner cases.
 func envoyConfig(t testing.TB, w uint32) *EnvoyConfig {
 	cl := func(subset string) string { return ClusterName(80, subset, fqdn) }
-	md, _ := structpb.NewStruct(map[string]any{"config": "/apis/networking.istio.io/v1/namespaces/demo/virtual-service/web"})
-	meta := &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": md}}
-	istioDefault := &routev3.RetryPolicy{RetryOn: "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes", NumRetries: wrapperspb.UInt32(2),
-		RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{Name: "envoy.retry_host_predicates.previous_hosts"}}, HostSelectionRetryMaxAttempts: 5}
+	meta, istioDefault := vsMetadata(), istioDefaultRetry()
 	prefix := func(p string) *routev3.RouteMatch {
 		return &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: p}}
 	}
@@ -335,7 +331,7 @@ func TestADSClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	published := make(chan *EnvoyConfig, 4)
-	c := &adsClient{addr: ln.Addr().String(), node: node, route: "80", host: fqdn, publish: func(e *EnvoyConfig) { published <- e }}
+	c := &adsClient{addr: ln.Addr().String(), node: node, route: "80", hosts: []string{fqdn}, publish: func(e *EnvoyConfig) { published <- e }}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	go c.run(ctx, func(err error) { t.Logf("stream: %v", err) })
@@ -404,6 +400,34 @@ func TestADSClient(t *testing.T) {
 	got = <-published
 	if got.Versions["rds"] != "v2" || got.Responses["rds"] != 2 {
 		t.Fatalf("after the second push: %s", got.Summary())
+	}
+
+	// A push that adds a cluster (a new subset) and routes to it, in istiod's order: CDS,
+	// then RDS, the new cluster's endpoints last. Envoy warms the new cluster: nothing routes
+	// to it before its load assignment arrives. The client holds the whole configuration
+	// until then, so the next configuration published has the new routes and the new
+	// cluster's endpoints together, never the routes alone (503 NC).
+	v3 := &clusterv3.Cluster{Name: ClusterName(80, "v3", fqdn), ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}}
+	respond(clusterType, "v3", "c3", append(clusters, v3)...)
+	expect(clusterType, nil, "v3", "c3")
+	edsNames = append(edsNames, v3.GetName())
+	slices.Sort(edsNames)
+	expect(endpointType, edsNames, "v1", "e1")
+	routes := envoyConfig(t, 25).Routes
+	routes.VirtualHosts[0].Routes = append([]*routev3.Route{{Name: "v3", Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/v3"}},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: v3.GetName()}}}}}, routes.VirtualHosts[0].Routes...)
+	respond(routeType, "v3", "r3", routes)
+	expect(routeType, []string{"80"}, "v3", "r3")
+	respond(endpointType, "v3", "e3", &endpointv3.ClusterLoadAssignment{ClusterName: v3.GetName(),
+		Endpoints: []*endpointv3.LocalityLbEndpoints{lbEndpoints(corev3.HealthStatus_HEALTHY, "10.244.0.13")}})
+	expect(endpointType, edsNames, "v3", "e3")
+	got = <-published
+	if got.Versions["rds"] != "v3" || got.Versions["cds"] != "v3" || got.Versions["eds"] != "v3" {
+		t.Fatalf("published before the new cluster was warm: %s", got.Summary())
+	}
+	res := NewRouter(Topology{Service: service(), Pods: xdsPods(), Envoy: got}).Route(newRNG(), nil, &Request{Path: "/v3"})
+	if res.Route != "v3" || res.Code != 200 || res.Endpoint == nil || res.Endpoint.Workload != "web-canary" {
+		t.Errorf("/v3 on the new cluster: %+v", res)
 	}
 }
 
@@ -539,5 +563,52 @@ func TestEnvoyMirror(t *testing.T) {
 		if res.Shadow != nil && (res.ShadowSubset != "canary" || res.Subset != "stable") {
 			t.Fatalf("mirrored request: %+v", res)
 		}
+	}
+}
+
+// Routes to other Services of the namespace (an HTTPRoute's backends, GAMMA) reach the pods
+// their endpoints name when those Services are Backends, and nothing otherwise: Envoy's
+// clusters are per host.
+func TestEnvoyBackendServices(t *testing.T) {
+	backend := func(name string) string { return ClusterName(80, "", name+"."+ns+".svc.cluster.local") }
+	eds := &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
+	e := &EnvoyConfig{
+		Routes: &routev3.RouteConfiguration{Name: "80", IgnorePortInHostMatching: true, VirtualHosts: []*routev3.VirtualHost{
+			{Name: fqdn + ":80", Domains: []string{fqdn, app}, Routes: []*routev3.Route{{
+				Name:  ns + ".web.1",
+				Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+					ClusterSpecifier: &routev3.RouteAction_WeightedClusters{WeightedClusters: &routev3.WeightedCluster{Clusters: []*routev3.WeightedCluster_ClusterWeight{
+						{Name: backend("web-stable"), Weight: wrapperspb.UInt32(70)},
+						{Name: backend("web-canary"), Weight: wrapperspb.UInt32(30)},
+					}}},
+					Timeout: durationpb.New(0),
+				}},
+			}}},
+		}},
+		Clusters: []*clusterv3.Cluster{
+			{Name: ClusterName(80, "", fqdn), ClusterDiscoveryType: eds},
+			{Name: backend("web-stable"), ClusterDiscoveryType: eds},
+			{Name: backend("web-canary"), ClusterDiscoveryType: eds},
+		},
+		Endpoints: []*endpointv3.ClusterLoadAssignment{
+			{ClusterName: ClusterName(80, "", fqdn), Endpoints: []*endpointv3.LocalityLbEndpoints{lbEndpoints(corev3.HealthStatus_HEALTHY, "10.244.0.10", "10.244.0.11", "10.244.0.12", "10.244.0.13", "10.244.0.14")}},
+			{ClusterName: backend("web-stable"), Endpoints: []*endpointv3.LocalityLbEndpoints{lbEndpoints(corev3.HealthStatus_HEALTHY, "10.244.0.10", "10.244.0.11", "10.244.0.12")}},
+			{ClusterName: backend("web-canary"), Endpoints: []*endpointv3.LocalityLbEndpoints{lbEndpoints(corev3.HealthStatus_HEALTHY, "10.244.0.13", "10.244.0.14")}},
+		},
+	}
+	const n = 20000
+	r := NewRouter(Topology{Service: service(), Pods: xdsPods(), Envoy: e, Backends: []string{"web-stable", "web-canary"}})
+	st, _ := run(t, r, nil, Traffic{Classes: []Class{{Share: 1, Request: Request{Authority: app}}}}, n)
+	pods := st.ByWorkload(ReporterDestination)
+	near(t, "canary share", float64(pods["web-canary"])/n, 0.30, n)
+	if pods["web"]+pods["web-canary"] != n {
+		t.Errorf("destinations %v, want %d requests on web and web-canary", pods, n)
+	}
+
+	// Without Backends their clusters have no endpoints meshsim routes to.
+	r = NewRouter(Topology{Service: service(), Pods: xdsPods(), Envoy: e})
+	if res := r.Route(newRNG(), nil, &Request{Authority: app}); res.Code != 503 || res.Flags != "NC" {
+		t.Errorf("a backend not simulated: %d %s, want 503 NC", res.Code, res.Flags)
 	}
 }

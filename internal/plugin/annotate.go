@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -13,6 +12,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/fieldowners"
 )
 
 // How requests are written.
@@ -49,7 +49,7 @@ func (cl *clients) applyAnnotations(ctx context.Context, name string, set map[st
 		}
 		live := u.GetAnnotations()
 		desired := map[string]string{}
-		for _, k := range ownedAnnotations(u.GetManagedFields(), FieldManager) {
+		for _, k := range fieldowners.Applied(u.GetManagedFields(), FieldManager) {
 			if v, ok := live[k]; ok {
 				desired[k] = v
 			}
@@ -124,64 +124,12 @@ func plural(n int, one, many string) string {
 	return many
 }
 
-// annotationsIn returns the annotation keys a managedFields entry owns.
-func annotationsIn(e metav1.ManagedFieldsEntry) []string {
-	if e.FieldsV1 == nil {
-		return nil
-	}
-	// {"f:metadata":{"f:annotations":{"f:ramp.dev/paused":{}, ".":{}}}}; other shapes are not
-	// annotations and fail or miss the lookup harmlessly.
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(e.FieldsV1.Raw, &raw); err != nil {
-		return nil
-	}
-	md, ok := raw["f:metadata"]
-	if !ok {
-		return nil
-	}
-	var meta map[string]json.RawMessage
-	if err := json.Unmarshal(md, &meta); err != nil {
-		return nil
-	}
-	an, ok := meta["f:annotations"]
-	if !ok {
-		return nil
-	}
-	var keys map[string]json.RawMessage
-	if err := json.Unmarshal(an, &keys); err != nil {
-		return nil
-	}
-	var out []string
-	for k := range keys {
-		if strings.HasPrefix(k, "f:") {
-			out = append(out, strings.TrimPrefix(k, "f:"))
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-// ownedAnnotations returns the annotations manager owns through apply (not subresources).
-func ownedAnnotations(mf []metav1.ManagedFieldsEntry, manager string) []string {
-	for _, e := range mf {
-		if e.Manager == manager && e.Operation == metav1.ManagedFieldsOperationApply && e.Subresource == "" {
-			return annotationsIn(e)
-		}
-	}
-	return nil
-}
-
 // annotationOwners returns the managers, other than kubectl-ramp's apply, owning key.
 func annotationOwners(mf []metav1.ManagedFieldsEntry, key string) []string {
 	var out []string
-	for _, e := range mf {
-		if e.Manager == FieldManager && e.Operation == metav1.ManagedFieldsOperationApply {
-			continue
-		}
-		for _, k := range annotationsIn(e) {
-			if k == key {
-				out = append(out, fmt.Sprintf("%s (%s)", e.Manager, e.Operation))
-			}
+	for _, e := range fieldowners.Annotation(mf, key) {
+		if e.Manager != FieldManager || e.Operation != metav1.ManagedFieldsOperationApply {
+			out = append(out, fmt.Sprintf("%s (%s)", e.Manager, e.Operation))
 		}
 	}
 	return out

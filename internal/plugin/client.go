@@ -24,6 +24,7 @@ var rolloutsGVR = rampv1.GroupVersion.WithResource("rollouts")
 
 // clients talk to the cluster for one command.
 type clients struct {
+	dynamic   dynamic.Interface
 	rollouts  dynamic.NamespaceableResourceInterface
 	kube      kubernetes.Interface
 	namespace string
@@ -50,7 +51,7 @@ func (o *Options) clients() (*clients, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &clients{rollouts: dyn.Resource(rolloutsGVR), kube: kube, namespace: ns}, nil
+	return &clients{dynamic: dyn, rollouts: dyn.Resource(rolloutsGVR), kube: kube, namespace: ns}, nil
 }
 
 // toRollout converts an unstructured Rollout.

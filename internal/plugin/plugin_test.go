@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/fieldowners"
 	"github.com/ramp-dev/ramp/internal/testenv"
 	"github.com/ramp-dev/ramp/internal/version"
 )
@@ -233,7 +234,7 @@ func fakeController(ctx context.Context, t *testing.T, ns, name, annotation stri
 func ownedBy(u metav1.Object, manager string, op metav1.ManagedFieldsOperationType) []string {
 	for _, e := range u.GetManagedFields() {
 		if e.Manager == manager && e.Operation == op {
-			return annotationsIn(e)
+			return fieldowners.Annotations(e)
 		}
 	}
 	return nil
@@ -282,7 +283,7 @@ func TestRootHelpListsEveryVerb(t *testing.T) {
 		t.Fatal(err)
 	}
 	help := out.String()
-	for _, verb := range []string{"promote", "abort", "pause", "resume", "retry", "status", "list"} {
+	for _, verb := range []string{"promote", "abort", "pause", "resume", "retry", "status", "list", "dashboard"} {
 		if !strings.Contains(help, "\n  "+verb+" ") {
 			t.Errorf("--help does not list %q:\n%s", verb, help)
 		}

@@ -204,6 +204,19 @@ const (
 	markFailed
 )
 
+// String names the mark as the dashboard's page does: done, current, failed, pending.
+func (m stepMark) String() string {
+	switch m {
+	case markDone:
+		return "done"
+	case markCurrent:
+		return "current"
+	case markFailed:
+		return "failed"
+	}
+	return "pending"
+}
+
 func (m stepMark) cell() cell {
 	switch m {
 	case markDone:
@@ -380,12 +393,19 @@ func RenderStatus(ro *rampv1.Rollout, events []Event, now time.Time, color bool)
 			last[1] = cell{text: p.paint(fc, failed) + ", " + p.paint(ic, incon) + " (rolls back at the limit)"}
 		}
 	}
+	if g := st.Gates; g != nil {
+		head = append(head, gateRows(g, now)...)
+	}
 	var reqs []string
 	if spec.Paused {
 		reqs = append(reqs, "paused by spec.paused (Git)")
 	}
 	if ro.Annotations[rampv1.AnnotationPaused] == "true" {
-		reqs = append(reqs, "paused by kubectl ramp pause ("+rampv1.AnnotationPaused+")")
+		if by := pauseWriter(ro); by == "kubectl ramp pause" {
+			reqs = append(reqs, "paused by kubectl ramp pause ("+rampv1.AnnotationPaused+")")
+		} else {
+			reqs = append(reqs, "paused by "+by)
+		}
 	}
 	reqs = append(reqs, pendingRequests(ro)...)
 	for i, r := range reqs {
@@ -479,69 +499,84 @@ func trafficText(ro *rampv1.Rollout) string {
 	return fmt.Sprintf("stable %d%%, canary %d%%", 100-w, w)
 }
 
-func renderSteps(b *strings.Builder, p painter, ro *rampv1.Rollout) {
+// stepLine is one line of a rollout's step timeline: a step (blue/green: preview, flip),
+// or the promotion after the steps, and its state. status renders it as text, the dashboard
+// (kubectl ramp dashboard) as HTML.
+type stepLine struct {
+	mark    stepMark
+	label   string // "2/3", "promote", "preview", "flip"
+	traffic string // "25%", "mirror 5%"; "" for blue/green, whose notes say it
+	notes   string // "pause 2m, no analysis"; blue/green: what the point does
+	here    string // on the current line, its stage; on the failed line, "failed here"
+}
+
+// stepLines is a rollout's step timeline (blue/green: preview and flip), then promotion.
+func stepLines(ro *rampv1.Rollout) []stepLine {
 	st := &ro.Status
 	spec := &ro.Spec
+	var lines []stepLine
 	if bg := spec.Strategy.BlueGreen; bg != nil {
 		sm, pm := marks(st, 1)
 		preview := "new version at full size on header " + headerText(bg.PreviewHeader) + ", stable keeps 100%"
 		if pt := pauseText(bg.PrePromotionPause); pt != "" {
 			preview += "; " + pt
 		}
-		rows := [][]cell{
-			row(sm[0].cell(), tc("preview"), tc(preview)),
-			row(pm.cell(), tc("flip"), tc("100% to the new version at once, then the target is updated")),
+		lines = []stepLine{
+			{mark: sm[0], label: "preview", notes: preview},
+			{mark: pm, label: "flip", notes: "100% to the new version at once, then the target is updated"},
 		}
-		table(b, p, "  ", annotateCurrent(rows, append(sm, pm), st))
-		return
+	} else {
+		steps := spec.CanarySteps()
+		sm, pm := marks(st, len(steps))
+		n := len(steps)
+		for i, s := range steps {
+			var notes []string
+			if pt := pauseText(s.Pause); pt != "" {
+				notes = append(notes, pt)
+			}
+			if s.SkipAnalysis && spec.Analysis != nil {
+				notes = append(notes, "no analysis")
+			}
+			if s.FaultInjection != nil {
+				notes = append(notes, "fault injection")
+			}
+			traffic := fmt.Sprintf("%d%%", s.SetWeight)
+			if s.Mirror != nil {
+				traffic = fmt.Sprintf("mirror %g%%", s.Mirror.Percentage)
+			}
+			lines = append(lines, stepLine{mark: sm[i], label: fmt.Sprintf("%d/%d", i+1, n), traffic: traffic, notes: strings.Join(notes, ", ")})
+		}
+		lines = append(lines, stepLine{mark: pm, label: "promote", traffic: "100%", notes: "then the target is updated and takes the traffic back"})
 	}
-	steps := spec.CanarySteps()
-	sm, pm := marks(st, len(steps))
-	all := append([]stepMark{}, sm...)
-	all = append(all, pm)
-	var rows [][]cell
-	n := len(steps)
-	for i, s := range steps {
-		var notes []string
-		if pt := pauseText(s.Pause); pt != "" {
-			notes = append(notes, pt)
+	for i := range lines {
+		switch lines[i].mark {
+		case markFailed:
+			lines[i].here = "failed here"
+		case markCurrent:
+			lines[i].here = st.Stage
 		}
-		if s.SkipAnalysis && spec.Analysis != nil {
-			notes = append(notes, "no analysis")
-		}
-		if s.FaultInjection != nil {
-			notes = append(notes, "fault injection")
-		}
-		traffic := fmt.Sprintf("%d%%", s.SetWeight)
-		if s.Mirror != nil {
-			traffic = fmt.Sprintf("mirror %g%%", s.Mirror.Percentage)
-		}
-		rows = append(rows, row(sm[i].cell(), tc(fmt.Sprintf("%d/%d", i+1, n)), tc(traffic), tc(strings.Join(notes, ", "))))
 	}
-	rows = append(rows, row(pm.cell(), tc("promote"), tc("100%"), tc("then the target is updated and takes the traffic back")))
-	table(b, p, "  ", annotateCurrent(rows, all, st))
+	return lines
 }
 
-// annotateCurrent appends the stage to the current (or failed) line.
-func annotateCurrent(rows [][]cell, m []stepMark, st *rampv1.RolloutStatus) [][]cell {
-	for i := range rows {
-		note := ""
-		switch {
-		case m[i] == markFailed:
-			note = "failed here"
-		case m[i] == markCurrent:
-			note = st.Stage
+func renderSteps(b *strings.Builder, p painter, ro *rampv1.Rollout) {
+	bg := ro.Spec.Strategy.BlueGreen != nil
+	var rows [][]cell
+	for _, l := range stepLines(ro) {
+		r := row(l.mark.cell(), tc(l.label))
+		if !bg {
+			r = append(r, tc(l.traffic))
 		}
-		if note == "" {
-			continue
+		last := l.notes
+		if l.here != "" {
+			if last != "" {
+				last += "  "
+			}
+			last += "← " + l.here
 		}
-		last := &rows[i][len(rows[i])-1]
-		if last.text != "" {
-			last.text += "  "
-		}
-		last.text += "← " + note
+		rows = append(rows, append(r, tc(last)))
 	}
-	return rows
+	table(b, p, "  ", rows)
 }
 
 // trimEmptyLastColumn drops the last column when only its header is set.
@@ -598,4 +633,27 @@ func RenderList(items []rampv1.Rollout, now time.Time, allNamespaces, color bool
 	var b strings.Builder
 	table(&b, p, "", rows)
 	return b.String()
+}
+
+// gateRows shows the gates of the current point: those that passed, and each holding one
+// with its last call's result (a status code or an error class, never a body).
+func gateRows(g *rampv1.GateStatus, now time.Time) [][]cell {
+	at := g.At
+	if g.Step > 0 {
+		at += fmt.Sprintf(" (step %d)", g.Step)
+	}
+	var rows [][]cell
+	key := func() cell {
+		if len(rows) == 0 {
+			return tc("Gates")
+		}
+		return tc("")
+	}
+	if len(g.Passed) > 0 {
+		rows = append(rows, row(key(), cc(at+": passed "+strings.Join(g.Passed, ", "), colGreen)))
+	}
+	for _, h := range g.Held {
+		rows = append(rows, row(key(), cc(fmt.Sprintf("%s: %s holds (%s, %s ago)", at, h.Name, h.Result, age(now, h.At.Time)), colYellow)))
+	}
+	return rows
 }

@@ -64,6 +64,8 @@ func canaryMidRollout() *rampv1.Rollout {
 	ro := canaryRollout()
 	ro.Annotations = map[string]string{rampv1.AnnotationPromote: "2026-03-14T15:09:20.5Z"}
 	ro.Status = rampv1.RolloutStatus{
+		Gates: &rampv1.GateStatus{At: rampv1.GateEachStep, Step: 2, Revision: "7f6b9c4d", Passed: []string{"smoke"},
+			Held: []rampv1.HeldGate{{Name: "load-test", Result: "503", At: *microAgo(30 * time.Second)}}},
 		Phase:                 rampv1.PhaseProgressing,
 		Message:               "step 2/4: 25% to canary; waiting for a passing analysis round",
 		CurrentStep:           2,
@@ -368,5 +370,36 @@ func TestKrewManifest(t *testing.T) {
 		if !seen[want] {
 			t.Errorf("no platform %s", want)
 		}
+	}
+}
+
+func TestPausedByNamesTheWriter(t *testing.T) {
+	annotated := func(manager string, op metav1.ManagedFieldsOperationType) *rampv1.Rollout {
+		ro := pausedRollout()
+		ro.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: manager, Operation: op, FieldsType: "FieldsV1",
+			FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:metadata":{"f:annotations":{"f:ramp.dev/paused":{}}}}`)}}}
+		return ro
+	}
+	inGit := canaryRollout()
+	inGit.Spec.Paused = true
+	for _, tc := range []struct {
+		name string
+		ro   *rampv1.Rollout
+		want string
+	}{
+		{"kubectl ramp pause", annotated(FieldManager, metav1.ManagedFieldsOperationApply), "kubectl ramp pause"},
+		{"kubectl annotate", annotated("kubectl-annotate", metav1.ManagedFieldsOperationUpdate),
+			"the annotation ramp.dev/paused (written by kubectl-annotate)"},
+		{"no managedFields read", pausedRollout(), "kubectl ramp pause"},
+		{"spec.paused", inGit, "spec.paused in its manifest"},
+		{"not paused", canaryRollout(), ""},
+	} {
+		if got := pausedBy(tc.ro); got != tc.want {
+			t.Errorf("%s: pausedBy = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	out := RenderStatus(annotated("flux", metav1.ManagedFieldsOperationApply), nil, now, false)
+	if !strings.Contains(out, "paused by the annotation ramp.dev/paused (written by flux)") {
+		t.Errorf("status does not name the writer of the pause:\n%s", out)
 	}
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/fieldowners"
 	"github.com/ramp-dev/ramp/internal/plan"
 )
 
@@ -152,11 +154,21 @@ func transition(before, after *rampv1.Rollout) string {
 func pausedBy(ro *rampv1.Rollout) string {
 	switch {
 	case ro.Annotations[rampv1.AnnotationPaused] == "true":
-		return "kubectl ramp pause"
+		return pauseWriter(ro)
 	case ro.Spec.Paused:
 		return "spec.paused in its manifest"
 	}
 	return ""
+}
+
+// pauseWriter names who wrote the annotation ramp.dev/paused: kubectl ramp pause, or the
+// field managers that did (kubectl annotate, a GitOps tool applying it from Git).
+func pauseWriter(ro *rampv1.Rollout) string {
+	writers := fieldowners.Managers(fieldowners.Annotation(ro.ManagedFields, rampv1.AnnotationPaused))
+	if len(writers) == 0 || slices.Contains(writers, FieldManager) {
+		return "kubectl ramp pause"
+	}
+	return fmt.Sprintf("the annotation %s (written by %s)", rampv1.AnnotationPaused, strings.Join(writers, ", "))
 }
 
 func newPromoteCommand(o *Options) *cobra.Command {
@@ -181,7 +193,11 @@ until resumed.
 			if full {
 				req = promoteFullRequest
 			}
-			return o.runToken(cmd.Context(), args[0], req, w)
+			cl, err := o.clients()
+			if err != nil {
+				return err
+			}
+			return o.runToken(cmd.Context(), cl, args[0], req, w)
 		},
 	}
 	cmd.Flags().BoolVar(&full, "full", false, "skip all remaining steps, analysis and promotion windows")
@@ -205,7 +221,11 @@ of promotion) it is too late to abort and the request is ignored (exit code 3).
 ` + gitopsNote,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return o.runToken(cmd.Context(), args[0], abortRequest, w)
+			cl, err := o.clients()
+			if err != nil {
+				return err
+			}
+			return o.runToken(cmd.Context(), cl, args[0], abortRequest, w)
 		},
 	}
 	w.add(cmd)
@@ -224,19 +244,20 @@ rollout is not Failed.
 ` + gitopsNote,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return o.runToken(cmd.Context(), args[0], retryRequest, w)
+			cl, err := o.clients()
+			if err != nil {
+				return err
+			}
+			return o.runToken(cmd.Context(), cl, args[0], retryRequest, w)
 		},
 	}
 	w.add(cmd)
 	return cmd
 }
 
-// runToken writes a token request and waits for its acknowledgement.
-func (o *Options) runToken(ctx context.Context, name string, req tokenRequest, w waitFlags) error {
-	cl, err := o.clients()
-	if err != nil {
-		return err
-	}
+// runToken writes a token request and waits for its acknowledgement. The dashboard's
+// buttons run it too (dashboard.go).
+func (o *Options) runToken(ctx context.Context, cl *clients, name string, req tokenRequest, w waitFlags) error {
 	token := o.Now().UTC().Format(time.RFC3339Nano)
 	res, err := cl.applyAnnotations(ctx, name, map[string]string{req.annotation: token}, nil)
 	if err != nil {
@@ -341,7 +362,13 @@ Sets the annotation ramp.dev/paused: "true". ` + "`kubectl ramp resume`" + ` rem
 
 ` + gitopsNote,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return o.runPause(cmd.Context(), args[0], w) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := o.clients()
+			if err != nil {
+				return err
+			}
+			return o.runPause(cmd.Context(), cl, args[0], w)
+		},
 	}
 	w.add(cmd)
 	return cmd
@@ -361,17 +388,19 @@ spec.paused in its manifest must be resumed in Git.
 
 ` + gitopsNote,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return o.runResume(cmd.Context(), args[0], w) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := o.clients()
+			if err != nil {
+				return err
+			}
+			return o.runResume(cmd.Context(), cl, args[0], w)
+		},
 	}
 	w.add(cmd)
 	return cmd
 }
 
-func (o *Options) runPause(ctx context.Context, name string, w waitFlags) error {
-	cl, err := o.clients()
-	if err != nil {
-		return err
-	}
+func (o *Options) runPause(ctx context.Context, cl *clients, name string, w waitFlags) error {
 	res, err := cl.applyAnnotations(ctx, name, map[string]string{rampv1.AnnotationPaused: "true"}, nil)
 	if err != nil {
 		return err
@@ -405,11 +434,7 @@ func (o *Options) runPause(ctx context.Context, name string, w waitFlags) error 
 	return nil
 }
 
-func (o *Options) runResume(ctx context.Context, name string, w waitFlags) error {
-	cl, err := o.clients()
-	if err != nil {
-		return err
-	}
+func (o *Options) runResume(ctx context.Context, cl *clients, name string, w waitFlags) error {
 	_, cur, err := cl.get(ctx, name)
 	if err != nil {
 		return err

@@ -85,7 +85,8 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-const rootLong = `kubectl ramp drives ramp Rollouts (ramp.dev/v1alpha1) from the command line.
+const rootLong = `kubectl ramp drives ramp Rollouts (ramp.dev/v1alpha1) from the command line, and
+from a live web dashboard it serves locally (kubectl ramp dashboard).
 
 Requests (promote, abort, pause, resume, retry) are annotations on the Rollout, written with
 server-side apply as field manager "ramp-plugin" and containing nothing else. Git manifests
@@ -109,13 +110,14 @@ func NewRootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	}
 	cmd := &cobra.Command{
 		Use:   "kubectl-ramp",
-		Short: "Promote, abort, pause, resume, retry and inspect ramp Rollouts",
+		Short: "Promote, abort, pause, resume, retry and inspect ramp Rollouts (also in a local web dashboard)",
 		Long:  rootLong,
 		Example: `  kubectl ramp status podinfo --watch
   kubectl ramp promote podinfo
   kubectl ramp promote podinfo --full
   kubectl ramp abort podinfo
-  kubectl ramp list -A`,
+  kubectl ramp list -A
+  kubectl ramp dashboard -A`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Annotations: map[string]string{
@@ -137,6 +139,7 @@ func NewRootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		newRetryCommand(o),
 		newStatusCommand(o),
 		newListCommand(o),
+		newDashboardCommand(o),
 		newVersionCommand(o),
 	)
 	return cmd

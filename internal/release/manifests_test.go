@@ -33,11 +33,7 @@ func TestInstallManifestAppliesToAPIServer(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	env, err := testenv.Start(ctx, testenv.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
+	env := testenv.StartT(ctx, t, testenv.Options{})
 	if err := env.Apply(ctx, "kubectl", objs); err != nil {
 		t.Fatal(err)
 	}

@@ -79,3 +79,19 @@ func (e *Env) IstioObject(ctx context.Context, ns, kind, name string) (*unstruct
 	}
 	return u, nil
 }
+
+// StartT is Start for one test: it fails the test when the API server does not start, and
+// stops it when the test ends (after the test's own deferred calls and later cleanups).
+func StartT(ctx context.Context, t TB, opts Options) *Env {
+	t.Helper()
+	env, err := Start(ctx, opts)
+	if err != nil {
+		t.Fatalf("starting the API server: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Errorf("stopping the API server: %v", err)
+		}
+	})
+	return env
+}

@@ -1,6 +1,6 @@
 // Package testenv runs a real Kubernetes API server for ramp's integration tests, demo and e2e
-// tests: controller-runtime's envtest with ramp's CRD and Istio's VirtualService and
-// DestinationRule CRDs installed. With Options.LocalCluster it also runs
+// tests: controller-runtime's envtest with ramp's CRD, Istio's VirtualService and
+// DestinationRule CRDs and the Gateway API's standard CRDs (HTTPRoute, ...) installed. With Options.LocalCluster it also runs
 // kube-controller-manager, kube-scheduler and kwok (fake nodes whose pods become Ready), so
 // Deployments really roll out, without containers or a container runtime.
 //
@@ -42,6 +42,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	rampv1alpha1 "github.com/ramp-dev/ramp/api/v1alpha1"
 )
@@ -141,6 +142,12 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// The Gateway API's CRDs, installed with the others before istiod starts: istiod serves
+	// HTTPRoutes (ramp's Gateway API router) only when they exist at its start.
+	gateway, err := gatewayAPICRDs(ctx, root)
+	if err != nil {
+		return nil, err
+	}
 
 	e := &Env{BinDir: bins, LogDir: opts.LogDir, IstioBinDir: istioBins}
 	defer func() {
@@ -168,6 +175,9 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err := networkingv1.AddToScheme(e.Scheme); err != nil {
 		return nil, err
 	}
+	if err := gwapiv1.Install(e.Scheme); err != nil {
+		return nil, err
+	}
 
 	apiLog, err := e.logFile("kube-apiserver")
 	if err != nil {
@@ -187,7 +197,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		ErrorIfCRDPathMissing: true,
 		CRDInstallOptions: envtest.CRDInstallOptions{
 			Paths: []string{filepath.Join(root, "config", "crd", "bases")},
-			CRDs:  istio,
+			CRDs:  append(istio, gateway...),
 		},
 	}
 	// envtest's 20 s default is tight on a busy 2-core machine; its variable still wins.
@@ -481,6 +491,34 @@ func istioCRDs(ctx context.Context, root string) ([]*apiextensionsv1.CustomResou
 	}
 	path := filepath.Join(strings.TrimSpace(string(out)), "kubernetes", "customresourcedefinitions.gen.yaml")
 	return readCRDs(path, istioCRDNames)
+}
+
+// gatewayAPICRDs reads the standard channel's CRDs (HTTPRoute, Gateway, ...) from the
+// sigs.k8s.io/gateway-api module in ramp's build list, so their version follows go.mod.
+func gatewayAPICRDs(ctx context.Context, root string) ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/gateway-api")
+	cmd.Dir, cmd.Stderr = root, &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("locating sigs.k8s.io/gateway-api: %w: %s", err, stderr.String())
+	}
+	files, err := filepath.Glob(filepath.Join(strings.TrimSpace(string(out)), "config", "crd", "standard", "gateway.networking.k8s.io_*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	var crds []*apiextensionsv1.CustomResourceDefinition
+	for _, f := range files {
+		c, err := readCRDs(f, nil) // a file that holds no CRD (an admission policy) adds none
+		if err != nil {
+			return nil, err
+		}
+		crds = append(crds, c...)
+	}
+	if len(crds) == 0 {
+		return nil, fmt.Errorf("no Gateway API CRDs under %s", strings.TrimSpace(string(out)))
+	}
+	return crds, nil
 }
 
 // readCRDs decodes the CRDs named in names from a YAML file, or all of them when names is nil.

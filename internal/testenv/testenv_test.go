@@ -199,3 +199,48 @@ func TestIstioSchema(t *testing.T) {
 		}
 	}
 }
+
+// TestGatewayAPISchema checks that the Gateway API's standard CRDs are installed from the
+// module: ramp's HTTPRoutes are validated by their schema and CEL rules, as in a cluster.
+func TestGatewayAPISchema(t *testing.T) {
+	ns := env.Namespace(t)
+	route := func(name string, weight int64, filters []any) *unstructured.Unstructured {
+		rule := map[string]any{"backendRefs": []any{
+			map[string]any{"name": "web-stable", "port": int64(80), "weight": int64(90)},
+			map[string]any{"name": "web-canary", "port": int64(80), "weight": weight},
+		}}
+		if filters != nil {
+			rule["filters"] = filters
+		}
+		return &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "gateway.networking.k8s.io/v1",
+			"kind":       "HTTPRoute",
+			"metadata":   map[string]any{"name": name, "namespace": ns},
+			"spec": map[string]any{
+				"parentRefs": []any{map[string]any{"group": "", "kind": "Service", "name": "web"}},
+				"rules":      []any{rule},
+			},
+		}}
+	}
+	mirror := func(m map[string]any) []any {
+		m["backendRef"] = map[string]any{"name": "web-canary", "port": int64(80)}
+		return []any{map[string]any{"type": "RequestMirror", "requestMirror": m}}
+	}
+	if err := env.Client.Create(t.Context(), route("valid", 10, mirror(map[string]any{"percent": int64(20)}))); err != nil {
+		t.Errorf("creating a valid HTTPRoute: %v", err)
+	}
+	for _, c := range []struct {
+		name string
+		obj  *unstructured.Unstructured
+		want string
+	}{
+		{"weight-too-large", route("bad-weight", 1000001, nil), "spec.rules[0].backendRefs[1].weight"},
+		{"mirror-percent-and-fraction", route("bad-mirror", 10, mirror(map[string]any{"percent": int64(20), "fraction": map[string]any{"numerator": int64(1)}})),
+			"Only one of percent or fraction may be specified"},
+	} {
+		err := env.Client.Create(t.Context(), c.obj)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got error %v, want one containing %q", c.name, err, c.want)
+		}
+	}
+}

@@ -20,8 +20,10 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/mesh/gatewayapi"
 	"github.com/ramp-dev/ramp/internal/mesh/istio"
 	"github.com/ramp-dev/ramp/internal/plan"
 )
@@ -37,6 +39,8 @@ var (
 	DestinationRules = Kind{istio.APIVersion, istio.KindDestinationRule}
 	// ReplicaSets tell how many ready pods each subset has (CheckRoutesFollowReadyPods).
 	ReplicaSets = Kind{"apps/v1", "ReplicaSet"}
+	// HTTPRoutes are the Gateway API router's routes (spec.service.gatewayAPI).
+	HTTPRoutes = Kind{gwapiv1.GroupVersion.String(), gatewayapi.KindHTTPRoute}
 )
 
 // Version is one version of an object, as the API server's watch delivered it.
@@ -178,6 +182,40 @@ func (tl *Timeline) Routings(name string) ([]istio.Routing, error) {
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// HTTPRouteRoutings returns the split each recorded version of ro's HTTPRoute (the Gateway
+// API router's) held, deletions left out, or an error naming the first version not in
+// ramp's shape.
+func (tl *Timeline) HTTPRouteRoutings(ro *rampv1.Rollout) ([]gatewayapi.Routing, error) {
+	var out []gatewayapi.Routing
+	for _, v := range tl.Of(HTTPRoutes, ro.Name) {
+		if v.Deleted {
+			continue
+		}
+		hr := &gwapiv1.HTTPRoute{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(v.Object.Object, hr); err != nil {
+			return out, err
+		}
+		r, err := gatewayapi.ObservedRouting(ro, hr)
+		if err != nil {
+			return out, fmt.Errorf("HTTPRoute %s at resourceVersion %d: %w", ro.Name, v.RV, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// HTTPRouteWeights is the sequence of distinct consecutive canary weights of ro's HTTPRoute.
+func (tl *Timeline) HTTPRouteWeights(ro *rampv1.Rollout) ([]int32, error) {
+	rts, err := tl.HTTPRouteRoutings(ro)
+	var out []int32
+	for _, r := range rts {
+		if len(out) == 0 || out[len(out)-1] != r.CanaryWeight {
+			out = append(out, r.CanaryWeight)
+		}
+	}
+	return out, err
 }
 
 // Weights is the sequence of distinct consecutive canary weights of the named VirtualService,

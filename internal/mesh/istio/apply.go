@@ -47,10 +47,17 @@ func ReferencedApplyPatch(vs *networkingv1.VirtualService) ([]byte, error) {
 	return json.Marshal(a)
 }
 
-// applyMeta copies the metadata ramp renders (labels, owner references) into ac.
+// applyMeta copies the metadata ramp renders (labels, annotations, owner references, and a
+// UID the apply must match) into ac.
 func applyMeta(ac *metaac.ObjectMetaApplyConfiguration, m *metav1.ObjectMeta) {
 	if len(m.Labels) > 0 {
 		ac.Labels = m.Labels
+	}
+	if len(m.Annotations) > 0 {
+		ac.Annotations = m.Annotations
+	}
+	if m.UID != "" {
+		ac.UID = &m.UID
 	}
 	for _, ref := range m.OwnerReferences {
 		r := metaac.OwnerReference().WithAPIVersion(ref.APIVersion).WithKind(ref.Kind).WithName(ref.Name).WithUID(ref.UID)

@@ -112,3 +112,45 @@ func trafficPolicy(tp *v1alpha1.TrafficPolicy) *networking.TrafficPolicy {
 	}
 	return out
 }
+
+// ReleasedFromAnnotation marks a DestinationRule ramp left behind when its Rollout was
+// deleted, naming that Rollout: a Rollout of that name adopts it again.
+const ReleasedFromAnnotation = "ramp.dev/released-from"
+
+// UsesSubsets reports whether vs routes to ramp's stable or canary subset of ro's Service in
+// any of its HTTP routes: deleting ramp's DestinationRule would then fail those requests.
+func UsesSubsets(ro *v1alpha1.Rollout, vs *networkingv1.VirtualService) bool {
+	for _, route := range vs.Spec.Http {
+		for _, d := range route.GetRoute() {
+			dest := d.GetDestination()
+			if (dest.GetSubset() == StableSubset || dest.GetSubset() == CanarySubset) && sameService(dest.GetHost(), ServiceHost(ro), ro.Namespace) {
+				return true
+			}
+		}
+		if m := route.GetMirror(); m != nil && (m.GetSubset() == StableSubset || m.GetSubset() == CanarySubset) && sameService(m.GetHost(), ServiceHost(ro), ro.Namespace) {
+			return true
+		}
+	}
+	return false
+}
+
+// ReleasedDestinationRule is the DestinationRule ramp leaves for a VirtualService that still
+// routes to its subsets after the Rollout is gone: the same host and traffic policy, both
+// subsets selecting every pod of the Service (a pod-template-hash would select nothing after
+// the next release), no owner (so it outlives the Rollout) and no ramp labels, and
+// ReleasedFromAnnotation naming the Rollout.
+func ReleasedDestinationRule(ro *v1alpha1.Rollout) *networkingv1.DestinationRule {
+	return &networkingv1.DestinationRule{
+		TypeMeta: typeMeta(KindDestinationRule),
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        ro.Name,
+			Namespace:   ro.Namespace,
+			Annotations: map[string]string{ReleasedFromAnnotation: ro.Name},
+		},
+		Spec: networking.DestinationRule{
+			Host:          ServiceHost(ro),
+			Subsets:       []*networking.Subset{{Name: StableSubset}, {Name: CanarySubset}},
+			TrafficPolicy: trafficPolicy(ro.Spec.Service.TrafficPolicy),
+		},
+	}
+}

@@ -106,6 +106,7 @@ var renderingTests = []struct {
 	{"TestVirtualServiceSticky", TestVirtualServiceSticky},
 	{"TestEditVirtualService", TestEditVirtualService},
 	{"TestEditVirtualServiceLeavesForeignMirror", TestEditVirtualServiceLeavesForeignMirror},
+	{"TestReleasedDestinationRule", TestReleasedDestinationRule},
 	{"TestDecodesIntoIstioTypes", TestDecodesIntoIstioTypes},
 	{"TestMatchesIstioCRDSchema", TestMatchesIstioCRDSchema},
 }

@@ -323,3 +323,53 @@ func regexpFullMatch(t *testing.T, re, s string) bool {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func TestUsesSubsets(t *testing.T) {
+	ro := rollout(referencing("api", "primary"))
+	plain := func(vs *networkingv1.VirtualService) {
+		for _, r := range vs.Spec.Http {
+			for _, d := range r.Route {
+				d.Destination.Subset = ""
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*networkingv1.VirtualService)
+		want bool
+	}{
+		{"routes to the subsets", func(*networkingv1.VirtualService) {}, true},
+		{"routes to the plain Service", plain, false},
+		{"another Service's subsets", func(vs *networkingv1.VirtualService) {
+			plain(vs)
+			vs.Spec.Http[0].Route[0].Destination.Subset = StableSubset // web-legacy
+		}, false},
+		{"mirrors to a subset", func(vs *networkingv1.VirtualService) {
+			plain(vs)
+			vs.Spec.Http[0].Mirror = &networking.Destination{Host: "web.shop", Subset: CanarySubset}
+		}, true},
+	} {
+		vs := userVS()
+		tc.edit(vs)
+		if got := UsesSubsets(ro, vs); got != tc.want {
+			t.Errorf("%s: UsesSubsets = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestReleasedDestinationRule(t *testing.T) {
+	ro := rollout(referencing("api"), fullTrafficPolicy)
+	dr := ReleasedDestinationRule(ro)
+	record(t, dr)
+	owned := mustDR(t, ro)
+	if len(dr.OwnerReferences) != 0 || len(dr.Labels) != 0 || dr.Annotations[ReleasedFromAnnotation] != ro.Name {
+		t.Errorf("metadata %+v: want no owner, no labels, %s=%s", dr.ObjectMeta, ReleasedFromAnnotation, ro.Name)
+	}
+	if dr.Spec.Host != owned.Spec.Host || !proto.Equal(dr.Spec.TrafficPolicy, owned.Spec.TrafficPolicy) {
+		t.Errorf("host or traffic policy differ from the DestinationRule ramp manages: %v", &dr.Spec)
+	}
+	if len(dr.Spec.Subsets) != 2 || dr.Spec.Subsets[0].Name != StableSubset || dr.Spec.Subsets[1].Name != CanarySubset ||
+		len(dr.Spec.Subsets[0].Labels)+len(dr.Spec.Subsets[1].Labels) != 0 {
+		t.Errorf("subsets %v: want stable and canary, both selecting every pod", dr.Spec.Subsets)
+	}
+}
