@@ -490,3 +490,31 @@ func TestPackage(t *testing.T) {
 		t.Errorf("packaged chart runs %s", c.Image)
 	}
 }
+
+// A second shard is a second release in the same namespace (docs/performance.md#sharding):
+// nothing it installs besides the CRDs has a name of the first release's, so neither
+// overwrites the other's Deployment, service account or roles, and each manager elects on its
+// own Lease there (the leader election Role names none).
+func TestChartSecondShardBesideTheFirst(t *testing.T) {
+	first := render(t, defaultRelease, `extraArgs: ["--watch-label-selector=!sharding.fluxcd.io/key"]`)
+	second := render(t, Release{Name: "ramp-shard1", Namespace: defaultRelease.Namespace}, `extraArgs: ["--watch-label-selector=sharding.fluxcd.io/key=shard1"]`)
+	for _, u := range second {
+		if u.GetKind() == "CustomResourceDefinition" {
+			continue
+		}
+		if o := find(first, u.GetKind(), u.GetName()); o != nil && o.GetNamespace() == u.GetNamespace() {
+			t.Errorf("both releases install %s %s/%s", u.GetKind(), u.GetNamespace(), u.GetName())
+		}
+	}
+	for _, objs := range [][]*unstructured.Unstructured{first, second} {
+		role := as[rbacv1.Role](t, objs, "Role", "")
+		for _, r := range role.Rules {
+			if slices.Contains(r.Resources, "leases") && len(r.ResourceNames) > 0 {
+				t.Errorf("Role %s limits the Leases to %v: a shard's Lease is named from its selector", role.Name, r.ResourceNames)
+			}
+		}
+	}
+	if _, c := manager(t, second); !slices.Contains(c.Args, "--watch-label-selector=sharding.fluxcd.io/key=shard1") {
+		t.Errorf("the second release's manager runs %v", c.Args)
+	}
+}

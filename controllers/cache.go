@@ -2,12 +2,53 @@ package controllers
 
 import (
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/revision"
 )
+
+// CacheTransform is the manager's cache transform (cache.Options.DefaultTransform): a
+// ReplicaSet keeps the revision of its pod template instead of the template (TrimReplicaSet),
+// and every object its managedFields only where ramp reads them (TrimManagedFields).
+func CacheTransform(in any) (any, error) {
+	if rs, ok := in.(*appsv1.ReplicaSet); ok {
+		TrimReplicaSet(rs)
+	}
+	return TrimManagedFields(in)
+}
+
+// cachedRevision is the annotation TrimReplicaSet records a ReplicaSet's template revision
+// in, on the cached copy only.
+const cachedRevision = "cache.ramp.dev/template-revision"
+
+// TrimReplicaSet replaces a ReplicaSet's pod template by its revision (revision.Of), which is
+// all ramp reads of it (observeTarget: which ReplicaSet runs the target's template). The
+// templates of a namespace's ReplicaSets, two to four per app, are the largest part of the
+// cache after the Deployments'; the revision is also computed once per ReplicaSet version
+// rather than on every pass. Its labels, owner and status stay.
+func TrimReplicaSet(rs *appsv1.ReplicaSet) {
+	if rs.Annotations == nil {
+		rs.Annotations = map[string]string{}
+	}
+	// Overwritten whatever the object says: only this transform's value is ever read.
+	rs.Annotations[cachedRevision] = revision.Of(&rs.Spec.Template)
+	rs.Spec.Template = corev1.PodTemplateSpec{}
+}
+
+// replicaSetRevision is the revision of rs's pod template: the one TrimReplicaSet recorded
+// for a cached ReplicaSet, computed for one read whole (a reconciler without the manager's
+// cache).
+func replicaSetRevision(rs *appsv1.ReplicaSet) string {
+	if rev, ok := rs.Annotations[cachedRevision]; ok && len(rs.Spec.Template.Spec.Containers) == 0 {
+		return rev
+	}
+	return revision.Of(&rs.Spec.Template)
+}
 
 // TrimManagedFields is the manager's cache transform (cache.Options.DefaultTransform): it
 // drops an object's managedFields, a third of a cached Deployment's memory, unless they hold

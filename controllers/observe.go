@@ -256,7 +256,7 @@ func (r *RolloutReconciler) observeTarget(ctx context.Context, d *appsv1.Deploym
 		}
 		hash := rs.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
 		t.ReadyPods[hash] += rs.Status.ReadyReplicas
-		if t.PodTemplateHash == "" && revision.Of(&rs.Spec.Template) == t.Revision {
+		if t.PodTemplateHash == "" && replicaSetRevision(rs) == t.Revision {
 			t.PodTemplateHash = hash
 		}
 	}

@@ -140,7 +140,7 @@ func startManager(ctx context.Context) error {
 		Scheme:  env.Scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		// As cmd/manager's cache (internal/manager.CacheOptions).
-		Cache: cache.Options{DefaultTransform: TrimManagedFields},
+		Cache: cache.Options{DefaultTransform: CacheTransform},
 	})
 	if err != nil {
 		return err

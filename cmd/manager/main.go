@@ -146,7 +146,7 @@ func run(log interface {
 		return fmt.Errorf("--watch-label-selector: %w", err)
 	}
 	if shard != nil {
-		// The Lease's name must be in the leader election Role's resourceNames (docs/rbac.md).
+		// A Lease of its own, named from the selector: every shard elects (docs/performance.md#sharding).
 		log.Info("shard: managing only the Rollouts whose labels match", "selector", shard.String(), "lease", manager.LeaderElectionID(o.selector))
 	}
 	mgrOpts := ctrl.Options{

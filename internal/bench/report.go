@@ -54,17 +54,17 @@ func Print(w io.Writer, r *Report) {
 		fmt.Fprintf(w, "\nScale (N rollouts released at once; 3 steps + promotion; analysis: 2 built-in metrics every %.0fs; manager --concurrent=%d)\n",
 			r.Scale[0].IntervalSeconds, r.Options.Concurrency)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "N\tpromoted\ttook\tfirst weight (p50 / p99, or max)\treconciles\treconcile p50\tp99\t≤50ms\tRSS idle\tpeak\theap peak\tCPU s\tCPU/rollout\tapiserver+etcd CPU s\treq/rollout\treq/step\t409s\tqueries/metric/round\tmin round gap\tload max\t")
+		fmt.Fprintln(tw, "N\tpromoted\ttook\tfirst weight (p50 / p99, or max)\treconciles\treconcile p50\tp99\t≤50ms\tRSS idle\tpeak\theap peak\tCPU s\tCPU/rollout\tapiserver+etcd CPU s\treq/rollout\treq/step\t409s\terrors\tqueries/metric/round\tround gap min … max\tsteps missed\tload max\t")
 		for _, s := range r.Scale {
 			cl := 0.0
 			for _, v := range s.ClusterCPUSeconds {
 				cl += v
 			}
-			fmt.Fprintf(tw, "%d\t%d\t%.0fs\t%s\t%d\t%s\t%s\t%.1f%%\t%.0f MiB\t%.0f MiB\t%.0f MiB\t%.1f\t%.0fms\t%.1f\t%.1f\t%.1f\t%d\t%.2f\t%s\t%.1f\t\n",
+			fmt.Fprintf(tw, "%d\t%d\t%.0fs\t%s\t%d\t%s\t%s\t%.1f%%\t%.0f MiB\t%.0f MiB\t%.0f MiB\t%.1f\t%.0fms\t%.1f\t%.1f\t%.1f\t%d\t%d\t%.2f\t%s … %s\t%d\t%.1f\t\n",
 				s.Rollouts, s.Completed, float64(s.Took), firstWeight(s.FirstWeight), s.Reconcile.Count,
 				qms(s.Reconcile.Count, s.Reconcile.P50), qms(s.Reconcile.Count, s.Reconcile.P99), 100*s.Reconcile.Within50ms, s.RSSIdleMiB, s.RSSPeakMiB, s.HeapPeakMiB,
-				s.CPUSeconds, s.CPUPerRolloutMs, cl, s.RequestsPerRollout, s.RequestsPerStep, s.ResponseCodes[409],
-				s.QueriesPerMetricRnd, gap(s.MinRoundGapSeconds), s.MaxLoad1)
+				s.CPUSeconds, s.CPUPerRolloutMs, cl, s.RequestsPerRollout, s.RequestsPerStep, s.ResponseCodes[409], s.RequestErrors,
+				s.QueriesPerMetricRnd, gap(s.MinRoundGapSeconds), gap(s.MaxRoundGapSeconds), s.MissedSteps, s.MaxLoad1)
 		}
 		tw.Flush()
 		fmt.Fprintln(w, "\nWhat the manager waits for: API request latency (in reconciles) and analysis round duration (off them)")
@@ -93,11 +93,14 @@ func Print(w io.Writer, r *Report) {
 
 	printIsolation(w, r)
 
-	fmt.Fprintln(w, "\nGoals")
+	fmt.Fprintf(w, "\nGoals (issue 17; the %d-rollout goals judge smaller runs too, percentiles from %d samples up, else the maximum)\n", GoalScale, MinPercentileSamples)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, g := range r.Goals {
 		mark := "MET"
-		if !g.Met {
+		switch {
+		case g.NotRun:
+			mark = "NOT RUN"
+		case !g.Met:
 			mark = "MISSED"
 		}
 		fmt.Fprintf(tw, "%s\t%s\ttarget %s\tmeasured %s\n", mark, g.Name, g.Target, g.Measured)

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPercentilesOnlyFrom100Samples(t *testing.T) {
@@ -43,8 +44,89 @@ func TestPercentilesOnlyFrom100Samples(t *testing.T) {
 	}
 	// The goals say which figure they judge.
 	r := &Report{Reaction: &LatencyResult{Total: Dist{N: 50, P99: 85, Max: 900}}}
-	if g := goals(r); len(g) != 1 || !strings.HasSuffix(g[0].Name, ", max") || g[0].Measured != "900ms" {
+	if g := goals(r); len(g) == 0 || !strings.HasSuffix(g[0].Name, ", max") || g[0].Measured != "900ms" {
 		t.Errorf("reaction goal from 50 samples: %+v, want judged on the maximum", g)
+	}
+}
+
+// Every goal of issue 17 is in the table, met or missed on the figures it names, and the
+// scales a run did not measure are there as not run.
+func TestScaleGoals(t *testing.T) {
+	good := ScaleResult{Rollouts: 1000, Completed: 1000, IntervalSeconds: 10,
+		Reconcile:   ReconcileFigures{Count: 9000, P99: 45, Within50ms: 0.995},
+		RSSPeakMiB:  110,
+		FirstWeight: Dist{N: 1000, P50: 4000, P99: 9000, Max: 9500},
+		Rounds:      3000, QueriesPerMetricRnd: 1, MinRoundGapSeconds: 10, MaxRoundGapSeconds: 10.8,
+		RequestsPerRollout: 19.5,
+	}
+	judged := func(rs ...ScaleResult) map[string]Goal {
+		out := map[string]Goal{}
+		for _, g := range goals(&Report{Scale: rs}) {
+			out[g.Name] = g
+		}
+		return out
+	}
+	g := judged(good)
+	for _, name := range []string{
+		"1000 rollouts: reconcile p99", "1000 rollouts: manager RSS peak", "1000 rollouts: Prometheus queries per metric per round",
+		"1000 rollouts: analysis rounds of a step: gap", "1000 rollouts: API requests per rollout",
+		"burst of 1000 releases: release → first weight, p99", "1000 rollouts: all promoted",
+		"1000 rollouts: API request errors (other than 409)", "1000 rollouts: rollouts with a step not routed",
+	} {
+		if x, ok := g[name]; !ok || !x.Met || x.NotRun {
+			t.Errorf("%q: %+v, want met", name, x)
+		}
+	}
+	if x := g["10000 rollouts: all promoted, RSS peak, request errors, missed steps"]; !x.NotRun {
+		t.Errorf("the 10,000-rollout goals without such a run: %+v, want not run", x)
+	}
+
+	for _, tc := range []struct {
+		goal  string
+		spoil func(*ScaleResult)
+	}{
+		{"1000 rollouts: reconcile p99", func(s *ScaleResult) { s.Reconcile.P99 = 60 }},
+		{"1000 rollouts: reconcile p99", func(s *ScaleResult) { s.Reconcile.Count = 99 }},
+		{"1000 rollouts: manager RSS peak", func(s *ScaleResult) { s.RSSPeakMiB = 121 }},
+		{"1000 rollouts: Prometheus queries per metric per round", func(s *ScaleResult) { s.QueriesPerMetricRnd = 1.5 }},
+		{"1000 rollouts: analysis rounds of a step: gap", func(s *ScaleResult) { s.RoundsFasterThanIntv = 1 }},
+		{"1000 rollouts: analysis rounds of a step: gap", func(s *ScaleResult) { s.RoundsLaterThanIntv = 1 }},
+		{"1000 rollouts: API requests per rollout", func(s *ScaleResult) { s.RequestsPerRollout = 20.1 }},
+		{"burst of 1000 releases: release → first weight, p99", func(s *ScaleResult) { s.FirstWeight.P99 = 10000 }},
+		{"1000 rollouts: all promoted", func(s *ScaleResult) { s.Completed = 999 }},
+		{"1000 rollouts: API request errors (other than 409)", func(s *ScaleResult) { s.RequestErrors = 1 }},
+		{"1000 rollouts: rollouts with a step not routed", func(s *ScaleResult) { s.MissedSteps = 1 }},
+	} {
+		s := good
+		tc.spoil(&s)
+		if x := judged(s)[tc.goal]; x.Met {
+			t.Errorf("%q met with %+v", tc.goal, s)
+		}
+	}
+
+	// 10,000 rollouts: their own goals; the 1,000-rollout goals not run.
+	large := ScaleResult{Rollouts: 10000, Completed: 10000, RSSPeakMiB: 590}
+	g = judged(large)
+	for _, name := range []string{"10000 rollouts: all promoted", "10000 rollouts: manager RSS peak",
+		"10000 rollouts: API request errors (other than 409)", "10000 rollouts: rollouts with a step not routed"} {
+		if x, ok := g[name]; !ok || !x.Met {
+			t.Errorf("%q: %+v, want met", name, x)
+		}
+	}
+	large.RSSPeakMiB = 610
+	if judged(large)["10000 rollouts: manager RSS peak"].Met {
+		t.Error("610 MiB at 10,000 rollouts met the goal")
+	}
+	if x := g["1000 rollouts: reconcile p99, RSS peak, queries per metric per round, round spacing, requests per rollout, burst → first weight"]; !x.NotRun {
+		t.Errorf("the 1,000-rollout goals without such a run: %+v, want not run", x)
+	}
+
+	var out bytes.Buffer
+	r := &Report{Scale: []ScaleResult{good}}
+	r.Goals = goals(r)
+	Print(&out, r)
+	if !strings.Contains(out.String(), "NOT RUN") || !strings.Contains(out.String(), "MET") {
+		t.Errorf("the goals table:\n%s", out.String())
 	}
 }
 
@@ -130,5 +212,31 @@ func TestOtherCommand(t *testing.T) {
 	}
 	if code := RunManager([]string{ManagerSubcommand, "--analyzer=prometheus"}); code != 2 {
 		t.Errorf("a manager given a stray argument ran (exit %d), want a usage error", code)
+	}
+}
+
+// A rollout misses a step when its VirtualService never carried that step's weight after the
+// release, in order.
+func TestRoutedInOrder(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	tr := newTracker()
+	at := func(s int, w int32) weightAt { return weightAt{at: t0.Add(time.Duration(s) * time.Second), weight: w} }
+	steps := []int32{5, 25, 100, 0}
+	for _, tc := range []struct {
+		name string
+		seen []weightAt
+		want bool
+	}{
+		{"every step", []weightAt{at(0, 0), at(1, 5), at(2, 25), at(3, 100), at(4, 0)}, true},
+		{"a repeated weight between", []weightAt{at(1, 5), at(2, 5), at(3, 25), at(4, 100), at(5, 0)}, true},
+		{"25% never routed", []weightAt{at(1, 5), at(3, 100), at(4, 0)}, false},
+		{"out of order", []weightAt{at(1, 5), at(2, 100), at(3, 25), at(4, 0)}, false},
+		{"before the release", []weightAt{at(-3, 5), at(2, 25), at(3, 100), at(4, 0)}, false},
+		{"not promoted", []weightAt{at(1, 5), at(2, 25), at(3, 100)}, false},
+	} {
+		tr.weights["web"] = tc.seen
+		if got := tr.routedInOrder("web", t0, steps); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -157,3 +157,15 @@ func (t *tracker) firstPhase(name, phase string, from time.Time) (time.Time, boo
 	}
 	return time.Time{}, false
 }
+
+// routedInOrder reports whether the VirtualService events after from routed each of weights
+// in turn (other weights between them allowed) (locked).
+func (t *tracker) routedInOrder(name string, from time.Time, weights []int32) bool {
+	next := 0
+	for _, w := range t.weights[name] {
+		if next < len(weights) && !w.at.Before(from) && w.weight == weights[next] {
+			next++
+		}
+	}
+	return next == len(weights)
+}

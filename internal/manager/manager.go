@@ -83,12 +83,13 @@ func LeaderElectionID(selector string) string {
 
 // CacheOptions are the manager's cache options: namespace ("": all) and the shard's
 // selector on Rollouts (nil: all), so a shard's cache holds only its own Rollouts; every
-// object without the managedFields the reconciler does not read (controllers.TrimManagedFields).
+// object without the managedFields the reconciler does not read, and ReplicaSets without
+// their pod template (controllers.CacheTransform).
 // Deployments, ReplicaSets, Services, VirtualServices and DestinationRules are cached whole in
 // every shard: a target carries no shard label, and the reconciler maps the objects it owns
 // back to its own Rollouts only.
 func CacheOptions(namespace string, shard labels.Selector) cache.Options {
-	o := cache.Options{DefaultTransform: controllers.TrimManagedFields}
+	o := cache.Options{DefaultTransform: controllers.CacheTransform}
 	if namespace != "" {
 		o.DefaultNamespaces = map[string]cache.Config{namespace: {}}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,8 +16,10 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -34,10 +37,12 @@ import (
 
 // Two shards on one API server, as Flux shards its controllers: one manager with
 // --watch-label-selector=sharding.fluxcd.io/key=shard1, one with !sharding.fluxcd.io/key.
-// Each takes its own Rollout through adoption and a release to its first weight, and writes
-// nothing of the other's (every write request of each manager is recorded). Then the shard1
-// Rollout loses its label: the other manager takes it over, and the first writes nothing more,
-// although the new revision's events (its target, its canary) reach both.
+// Each runs as ramp's service account with the roles ramp ships (config/rbac) and nothing
+// more, and elects its leader on its own Lease in ramp's namespace. Each takes its own Rollout
+// through adoption and a release to its first weight, and writes nothing of the other's (every
+// write request of each manager is recorded). Then the shard1 Rollout loses its label: the
+// other manager takes it over, and the first writes nothing more, although the new revision's
+// events (its target, its canary) reach both.
 func TestShardsSplitRolloutsByLabel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -50,12 +55,27 @@ func TestShardsSplitRolloutsByLabel(t *testing.T) {
 	}
 	ns := env.Namespace(t)
 	tl := env.RecordTimeline(t, ns)
+	installShippedRBAC(ctx, t, env)
 
 	shard1 := startShard(ctx, t, env, manager.ShardLabel+"=shard1", true)
 	rest := startShard(ctx, t, env, "!"+manager.ShardLabel, true)
 	// A shard with no Rollouts whose cache is not filtered: every Rollout's events reach it,
 	// and only the reconciler's own check keeps it from acting on them.
 	idle := startShard(ctx, t, env, manager.ShardLabel+"=shard2", false)
+	// Each leads its own shard: the Role lets every shard's Lease be taken.
+	holders := map[string]bool{}
+	for _, s := range []*shard{shard1, rest, idle} {
+		s.waitElected(ctx, t)
+		lease := &coordinationv1.Lease{}
+		if err := env.Client.Get(ctx, types.NamespacedName{Namespace: rampNamespace, Name: s.lease}, lease); err != nil {
+			t.Fatalf("the Lease of shard %s: %v", s.selector, err)
+		}
+		holder := ptr.Deref(lease.Spec.HolderIdentity, "")
+		if holder == "" || holders[holder] {
+			t.Errorf("Lease %s is held by %q, want a holder of its own", s.lease, holder)
+		}
+		holders[holder] = true
+	}
 
 	createApp(ctx, t, env, ns, "alpha", map[string]string{manager.ShardLabel: "shard1"})
 	createApp(ctx, t, env, ns, "bravo", nil)
@@ -78,8 +98,8 @@ func TestShardsSplitRolloutsByLabel(t *testing.T) {
 	assertOnly(t, "shard1", shard1.writes(), "alpha")
 	assertOnly(t, "the unlabelled shard", rest.writes(), "bravo")
 
-	// The cache options are cmd/manager's: only the shard's Rollouts, and no managedFields
-	// (a target has those of the test and the fake Deployment controller).
+	// The cache options are cmd/manager's: only the shard's Rollouts, no managedFields (a
+	// target has those of the test and the fake Deployment controller), no ReplicaSet templates.
 	var cached rampv1.RolloutList
 	if err := shard1.cache.List(ctx, &cached, client.InNamespace(ns)); err != nil || len(cached.Items) != 1 || cached.Items[0].Name != "alpha" {
 		t.Errorf("shard1's cache holds Rollouts %v (err %v), want alpha alone", cached.Items, err)
@@ -87,6 +107,17 @@ func TestShardsSplitRolloutsByLabel(t *testing.T) {
 	target := &appsv1.Deployment{}
 	if err := shard1.cache.Get(ctx, types.NamespacedName{Namespace: ns, Name: "bravo"}, target); err != nil || target.ManagedFields != nil {
 		t.Errorf("a target in the cache has managedFields %v (err %v), want none", target.ManagedFields, err)
+	}
+	// Nor pod templates of ReplicaSets: ramp found the one running each target's revision
+	// above without them.
+	var rss appsv1.ReplicaSetList
+	if err := shard1.cache.List(ctx, &rss, client.InNamespace(ns)); err != nil || len(rss.Items) == 0 {
+		t.Errorf("ReplicaSets in the cache: %d (err %v)", len(rss.Items), err)
+	}
+	for _, rs := range rss.Items {
+		if len(rs.Spec.Template.Spec.Containers) > 0 {
+			t.Errorf("ReplicaSet %s is cached with its pod template", rs.Name)
+		}
 	}
 
 	// alpha moves to the unlabelled shard, and gets a new revision.
@@ -128,7 +159,10 @@ func TestShardsSplitRolloutsByLabel(t *testing.T) {
 // shard is a manager started as cmd/manager starts one with --watch-label-selector, its
 // write requests recorded.
 type shard struct {
-	cache client.Reader // the manager's cache
+	cache    client.Reader // the manager's cache
+	selector string
+	lease    string          // the name of its leader election Lease
+	elected  <-chan struct{} // closed once it leads its shard
 
 	mu      sync.Mutex
 	log     []write
@@ -144,14 +178,41 @@ type write struct {
 
 func (w write) String() string { return fmt.Sprintf("%s %s@%d", w.verb, w.object, w.rv) }
 
+// rampNamespace and rampServiceAccount are where config/rbac binds its roles.
+const rampNamespace, rampServiceAccount = "ramp-system", "ramp-controller"
+
+// installShippedRBAC creates ramp's namespace and applies config/rbac as kustomize lists it:
+// the service account, the ClusterRole and the leader election Role, with their bindings.
+func installShippedRBAC(ctx context.Context, t *testing.T, env *testenv.Env) {
+	t.Helper()
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: rampNamespace}}); err != nil {
+		t.Fatal(err)
+	}
+	var objs []*unstructured.Unstructured
+	for _, f := range []string{"service_account.yaml", "role.yaml", "role_binding.yaml", "leader_election_role.yaml"} {
+		o, err := testenv.ReadObjects(filepath.Join("..", "..", "config", "rbac", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs = append(objs, o...)
+	}
+	if err := env.Apply(ctx, "test", objs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startShard starts a manager as cmd/manager starts one with --watch-label-selector and
+// --leader-elect, as ramp's service account.
 func startShard(ctx context.Context, t *testing.T, env *testenv.Env, selector string, filterCache bool) *shard {
 	t.Helper()
-	s := &shard{changed: make(chan struct{})}
+	s := &shard{changed: make(chan struct{}), selector: selector, lease: manager.LeaderElectionID(selector)}
 	sel, err := manager.ParseShard(selector)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := rest.CopyConfig(env.Config)
+	// The user name Kubernetes gives the service account's token.
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + rampNamespace + ":" + rampServiceAccount}
 	cfg.Wrap(s.wrap)
 	scheme, err := manager.Scheme()
 	if err != nil {
@@ -165,7 +226,14 @@ func startShard(ctx context.Context, t *testing.T, env *testenv.Env, selector st
 		Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"},
 		Cache: manager.CacheOptions("", cacheSel),
 		// Two managers in one process register the same controller name.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+		Controller:              config.Controller{SkipNameValidation: ptr.To(true)},
+		LeaderElection:          true,
+		LeaderElectionID:        s.lease,
+		LeaderElectionNamespace: rampNamespace,
+		// So the shards' Leases are free for the next test.
+		LeaderElectionReleaseOnCancel: true,
+		// Renewals get time on a loaded machine: this test is about who may take which Lease.
+		LeaseDuration: ptr.To(time.Minute), RenewDeadline: ptr.To(45 * time.Second),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -173,17 +241,35 @@ func startShard(ctx context.Context, t *testing.T, env *testenv.Env, selector st
 	if _, err := manager.Setup(ctx, mgr, manager.Options{Concurrency: 2, Shard: sel}); err != nil {
 		t.Fatal(err)
 	}
-	s.cache = mgr.GetCache()
-	go func() { _ = mgr.Start(ctx) }()
+	s.cache, s.elected = mgr.GetCache(), mgr.Elected()
+	go func() {
+		// A manager that stops early (its Lease lost, say) would leave its Rollouts unserved.
+		if err := mgr.Start(ctx); err != nil && ctx.Err() == nil {
+			t.Errorf("shard %s stopped: %v", selector, err)
+		}
+	}()
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
 		t.Fatal("caches did not sync")
 	}
 	return s
 }
 
+// waitElected returns once the manager leads its shard.
+func (s *shard) waitElected(ctx context.Context, t *testing.T) {
+	t.Helper()
+	select {
+	case <-s.elected:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("shard %s did not acquire its Lease %s/%s in 30s (the leader election Role must allow it)", s.selector, rampNamespace, s.lease)
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+}
+
+// wrap records the manager's writes, except those of its leader election in ramp's namespace.
 func (s *shard) wrap(rt http.RoundTripper) http.RoundTripper {
 	return roundTripper(func(req *http.Request) (*http.Response, error) {
-		if req.Method == http.MethodGet {
+		if req.Method == http.MethodGet || strings.Contains(req.URL.Path, "/namespaces/"+rampNamespace+"/") {
 			return rt.RoundTrip(req)
 		}
 		w := write{verb: req.Method, object: objectOf(req)}
