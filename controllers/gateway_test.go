@@ -17,11 +17,13 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
@@ -544,4 +546,50 @@ func specFieldManagers(t *testing.T, mf []metav1.ManagedFieldsEntry) map[string]
 		}
 	}
 	return out
+}
+
+// The stable and canary Services copy the Rollout's Service's ports and selector: a change of
+// those in Git reaches them at once, with no release.
+func TestGatewayAPIBackendsFollowTheService(t *testing.T) {
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	app(t, ns, "podinfo:1")
+	ro := gatewayRollout(ns)
+	must(t, env.Client.Create(ctx, ro))
+	waitPhase(t, ro, rampv1.PhaseIdle)
+	waitStableService(t, ns, onlyReplicaSetHash(t, ns))
+
+	svc, err := liveService(ctx, ns, "web")
+	must(t, err)
+	svc.Spec.Ports[0].TargetPort = intstr.FromInt32(9898)
+	must(t, env.Client.Update(ctx, svc))
+	for _, name := range []string{"web-stable", "web-canary"} {
+		waitFor(t, name+" on the new target port", func(ctx context.Context) (bool, error) {
+			s, err := liveService(ctx, ns, name)
+			return err == nil && len(s.Spec.Ports) == 1 && s.Spec.Ports[0].TargetPort.IntValue() == 9898, client.IgnoreNotFound(err)
+		})
+	}
+}
+
+func TestServiceRoutingChanged(t *testing.T) {
+	base := &corev1.Service{Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}
+	for _, tc := range []struct {
+		name string
+		edit func(*corev1.Service)
+		want bool
+	}{
+		{"nothing", func(*corev1.Service) {}, false},
+		{"a label", func(s *corev1.Service) { s.Labels = map[string]string{"team": "shop"} }, false},
+		{"the status", func(s *corev1.Service) {
+			s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "10.0.0.1"}}
+		}, false},
+		{"a port", func(s *corev1.Service) { s.Spec.Ports[0].TargetPort = intstr.FromInt32(9898) }, true},
+		{"the selector", func(s *corev1.Service) { s.Spec.Selector["tier"] = "web" }, true},
+	} {
+		n := base.DeepCopy()
+		tc.edit(n)
+		if got := serviceRoutingChanged(event.UpdateEvent{ObjectOld: base, ObjectNew: n}); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }

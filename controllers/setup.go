@@ -9,6 +9,7 @@ import (
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -120,9 +121,10 @@ func (r *RolloutReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 			UpdateFunc:  func(event.UpdateEvent) bool { return false },
 			GenericFunc: func(event.GenericEvent) bool { return false },
 		})).
-		// A Service created or deleted unblocks or blocks the Rollouts routing it.
+		// A Service created or deleted unblocks or blocks the Rollouts routing it; a change of
+		// its ports or selector reaches the Services the Gateway API router copies from it.
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsForService), builder.WithPredicates(predicate.Funcs{
-			UpdateFunc:  func(event.UpdateEvent) bool { return false },
+			UpdateFunc:  serviceRoutingChanged,
 			GenericFunc: func(event.GenericEvent) bool { return false },
 		})).
 		// By name, not by owner: a VirtualService or DestinationRule of the Rollout's name that
@@ -221,6 +223,14 @@ func (r *RolloutReconciler) rolloutsForReplicaSet(ctx context.Context, o client.
 // rolloutsForService maps a Service to the Rollouts routing its traffic and, for a
 // <name>-stable or <name>-canary (the Gateway API router's backends, ramp's or someone
 // else's, which stalls them), to the Rollouts routing <name>.
+// serviceRoutingChanged reports whether an update changed what ramp copies of a Service: its
+// ports or selector (status, labels and annotations it does not read).
+func serviceRoutingChanged(e event.UpdateEvent) bool {
+	o, ok1 := e.ObjectOld.(*corev1.Service)
+	n, ok2 := e.ObjectNew.(*corev1.Service)
+	return ok1 && ok2 && (!equality.Semantic.DeepEqual(o.Spec.Ports, n.Spec.Ports) || !equality.Semantic.DeepEqual(o.Spec.Selector, n.Spec.Selector))
+}
+
 func (r *RolloutReconciler) rolloutsForService(ctx context.Context, o client.Object) []reconcile.Request {
 	reqs := r.rolloutsBy(ctx, o.GetNamespace(), serviceIndex, o.GetName())
 	for _, suffix := range []string{"-stable", "-canary"} {
