@@ -55,7 +55,7 @@ func (gr gatewayRouter) observe(ctx context.Context, ro *rampv1.Rollout, w *worl
 	found, err := r.getIfExists(ctx, key, hr)
 	switch {
 	case apimeta.IsNoMatchError(err):
-		block(ReasonGatewayAPINotInstalled, "spec.service.gatewayAPI: the cluster has no HTTPRoute (gateway.networking.k8s.io/v1): install the Gateway API CRDs (standard channel), or remove gatewayAPI to route with Istio")
+		block(ReasonGatewayAPINotInstalled, "spec.service.gatewayAPI: the cluster has no HTTPRoute (gateway.networking.k8s.io/v1): install the Gateway API CRDs (standard channel) and restart ramp, which watches HTTPRoutes only when they exist at its start, or remove gatewayAPI to route with Istio")
 		return nil, nil
 	case err != nil:
 		return nil, err
