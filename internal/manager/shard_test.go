@@ -79,13 +79,29 @@ func TestShardsSplitRolloutsByLabel(t *testing.T) {
 
 	createApp(ctx, t, env, ns, "alpha", map[string]string{manager.ShardLabel: "shard1"})
 	createApp(ctx, t, env, ns, "bravo", nil)
-	// Adopted, then released to the first weight.
+	// Adopted, then released to the first weight. Idle is written before the pause it
+	// announces; a release in between would roll the target out at once (the fake Deployment
+	// controller is instant), leaving stable's pods unready and the canary with all traffic.
 	for _, name := range []string{"alpha", "bravo"} {
 		waitTimeline(ctx, t, tl, name+" Idle", func() bool { return slices.Contains(tl.Phases(name), rampv1.PhaseIdle) })
+		waitTimeline(ctx, t, tl, name+" paused", func() bool {
+			for _, v := range tl.Of(testenv.Deployments, name) {
+				if paused, _, _ := unstructured.NestedBool(v.Object.Object, "spec", "paused"); paused {
+					return true
+				}
+			}
+			return false
+		})
 		releaseApp(ctx, t, env, ns, name, "v2")
 	}
 	for _, name := range []string{"alpha", "bravo"} {
 		waitTimeline(ctx, t, tl, name+" at 50%", func() bool { return slices.Contains(tl.Weights(name), 50) })
+		if testing.Verbose() {
+			for _, v := range tl.Of(testenv.Rollouts, name) {
+				st, _, _ := unstructured.NestedMap(v.Object.Object, "status")
+				t.Logf("%s rv %d: %v %v %v", name, v.RV, st["phase"], st["stage"], st["message"])
+			}
+		}
 	}
 	shard1.waitWrites(ctx, t, "shard1's writes of alpha's objects", func(ws []write) bool {
 		for _, obj := range []string{"rollouts/alpha/status", "virtualservices/alpha", "destinationrules/alpha", "deployments/alpha-canary"} {
@@ -393,6 +409,12 @@ func waitTimeline(ctx context.Context, t *testing.T, tl *testenv.Timeline, what 
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	if err := tl.Wait(ctx, cond); err != nil {
+		for _, name := range []string{"alpha", "bravo"} {
+			for _, v := range tl.Of(testenv.Rollouts, name) {
+				st, _, _ := unstructured.NestedMap(v.Object.Object, "status")
+				t.Logf("DEBUG %s rv %d: %v %v %v", name, v.RV, st["phase"], st["stage"], st["message"])
+			}
+		}
 		t.Fatalf("waiting for %s: %v", what, err)
 	}
 }
