@@ -86,9 +86,13 @@ func TestAnalyzeRound(t *testing.T) {
 			t.Errorf("metric %d:\n got %+v\nwant %+v", i, got.Metrics[i], want[i])
 		}
 	}
-	// The request count is shared by both built-ins: 3 distinct queries, each sent once.
+	// The request count is shared by both built-ins: 3 distinct queries, each sent once, in
+	// one batched request, POSTed (a batch can outgrow a URL).
 	if f.total() != 3 || f.count(reqCanary) != 1 {
 		t.Errorf("sent %d queries (request count %d times), want 3 (1)", f.total(), f.count(reqCanary))
+	}
+	if f.sent() != 1 || f.batches() != 1 || !strings.HasPrefix(f.requests[0], "POST ") {
+		t.Errorf("requests %q, want one batched POST", f.requests)
 	}
 
 	answers[errCanary] = vectorOf(0.4)
@@ -133,6 +137,7 @@ func TestAnalyzeBoundsConcurrency(t *testing.T) {
 	for _, n := range []int{1, 2, 4} {
 		f := newFakeProm(t, func(q string) (int, string) { return 200, vectorOf(1) })
 		f.delay = 30 * time.Millisecond
+		f.rejectBatches = true // the queries are sent one by one after the batch
 		var metrics []rampv1.Metric
 		for i := 0; i < 8; i++ {
 			metrics = append(metrics, rampv1.Metric{Name: fmt.Sprintf("m%d", i), Query: fmt.Sprintf("vector(%d)", i), ThresholdRange: maxR(10)})
@@ -144,8 +149,8 @@ func TestAnalyzeBoundsConcurrency(t *testing.T) {
 		if p := int(f.peak.Load()); p > n || p < min(n, 2) {
 			t.Errorf("concurrency %d: peak of %d requests in flight", n, p)
 		}
-		if f.total() != 8 {
-			t.Errorf("concurrency %d: %d queries, want 8", n, f.total())
+		if f.total() != 16 || f.sent() != 9 {
+			t.Errorf("concurrency %d: %d queries in %d requests, want 16 in 9 (the batch of 8, then each alone)", n, f.total(), f.sent())
 		}
 	}
 }
@@ -186,8 +191,8 @@ func TestAnalyzeStopsQueryingOnceUnreachable(t *testing.T) {
 	if got.Verdict != rampv1.VerdictInconclusive || !strings.Contains(got.Reason, "100ms query timeout") {
 		t.Errorf("round %s %q", got.Verdict, got.Reason)
 	}
-	if n := f.total(); n > 2 {
-		t.Errorf("%d queries sent after Prometheus timed out, want at most 2", n)
+	if n := f.sent(); n != 1 {
+		t.Errorf("%d requests, want 1 (the batch timed out, nothing more sent)", n)
 	}
 }
 
