@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +37,18 @@ func batchQuery(queries []string) string {
 		fmt.Fprintf(&b, "label_replace((\n%s\n), %q, %q, \"\", \"\")", q, BatchLabel, strconv.Itoa(i))
 	}
 	return b.String()
+}
+
+var batchRE = regexp.MustCompile(`(?s)label_replace\(\(\n(.*?)\n\), "` + BatchLabel + `", "(\d+)", "", ""\)`)
+
+// BatchedQueries returns the queries a batched query (as the Analyzer sends it) carries, in
+// order, or nil for any other query: for Prometheus stubs that answer each one.
+func BatchedQueries(q string) []string {
+	var qs []string
+	for _, m := range batchRE.FindAllStringSubmatch(q, -1) {
+		qs = append(qs, m[1])
+	}
+	return qs
 }
 
 // splitBatch turns the answer to batchQuery of n queries into each one's Sample, as Query

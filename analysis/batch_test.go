@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -15,6 +16,13 @@ func TestBatchQuery(t *testing.T) {
 		" or label_replace((\nsum(b) # total\n\n), \"ramp_dev_batch_query\", \"1\", \"\", \"\")"
 	if got != want {
 		t.Errorf("batchQuery:\n got %q\nwant %q", got, want)
+	}
+	qs := []string{"sum(a)", "sum(b)\n/ sum(c) # per c", `sum(d{x="), \"y\""})`}
+	if back := BatchedQueries(batchQuery(qs)); fmt.Sprint(back) != fmt.Sprint(qs) || len(back) != 3 {
+		t.Errorf("BatchedQueries gives %q, want %q", back, qs)
+	}
+	if back := BatchedQueries("sum(a)"); back != nil {
+		t.Errorf("BatchedQueries of a plain query: %q", back)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,13 +57,13 @@ func (f *fakeProm) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.FormValue("query")
-	sub := batchRE.FindAllStringSubmatch(q, -1)
+	sub := BatchedQueries(q)
 	f.mu.Lock()
 	if len(sub) == 0 {
 		f.counts[q]++
 	}
-	for _, m := range sub {
-		f.counts[m[1]]++
+	for _, s := range sub {
+		f.counts[s]++
 	}
 	f.requests = append(f.requests, r.Method+" "+q)
 	f.headers = append(f.headers, r.Header.Clone())
@@ -85,15 +84,13 @@ func (f *fakeProm) serve(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte(body))
 }
 
-var batchRE = regexp.MustCompile(`(?s)label_replace\(\(\n(.*?)\n\), "` + BatchLabel + `", "(\d+)", "", ""\)`)
-
-func (f *fakeProm) answerBatch(sub [][]string) (int, string) {
+func (f *fakeProm) answerBatch(sub []string) (int, string) {
 	if f.rejectBatches {
 		return 400, promError("bad_data", "batch rejected")
 	}
 	var all []json.RawMessage
-	for _, m := range sub {
-		status, body := f.answer(m[1])
+	for i, q := range sub {
+		status, body := f.answer(q)
 		if status != 200 {
 			return status, body
 		}
@@ -118,7 +115,7 @@ func (f *fakeProm) answerBatch(sub [][]string) (int, string) {
 			if labels == nil {
 				labels = map[string]any{}
 			}
-			labels[BatchLabel] = m[2]
+			labels[BatchLabel] = strconv.Itoa(i)
 			s["metric"] = labels
 			b, _ := json.Marshal(s)
 			all = append(all, b)
@@ -144,7 +141,7 @@ func (f *fakeProm) batches() int {
 	defer f.mu.Unlock()
 	n := 0
 	for _, r := range f.requests {
-		if batchRE.MatchString(r) {
+		if BatchedQueries(r) != nil {
 			n++
 		}
 	}
