@@ -17,7 +17,8 @@ import (
 
 // Defaults of an Analyzer.
 const (
-	// DefaultConcurrency is how many queries of one round run at a time.
+	// DefaultConcurrency is how many requests of one round (a batch per Prometheus, or a
+	// query sent alone) are in flight at a time.
 	DefaultConcurrency = 4
 	// DefaultClientCacheSize is how many Prometheus clients (address × credentials) are kept.
 	DefaultClientCacheSize = 32
@@ -68,8 +69,8 @@ func WithPlatformSecrets(namespace string, g SecretGetter) Option {
 // evaluated at Prometheus' own current time regardless.
 func WithClock(now func() time.Time) Option { return func(a *Analyzer) { a.now = now } }
 
-// WithConcurrency bounds how many queries of one round run at a time (default 4, also used
-// for n < 1).
+// WithConcurrency bounds how many requests of one round are in flight at a time (default 4,
+// also used for n < 1). A round's queries to one Prometheus go as one batched request.
 func WithConcurrency(n int) Option { return func(a *Analyzer) { a.concurrency = n } }
 
 // WithClientCacheSize bounds how many Prometheus clients are kept (default 32), one per
@@ -112,8 +113,8 @@ type metricPlan struct {
 }
 
 // Analyze runs one analysis round for ro: it applies the metrics' templates, builds every
-// metric's queries, runs the distinct ones concurrently (bounded), and judges each metric and
-// the round (see Judge). Nothing is contacted or read that the policy refuses (Resolve).
+// metric's queries, sends the distinct ones (batched per Prometheus, see run), and judges
+// each metric and the round (see Judge). Nothing is contacted or read that the policy refuses (Resolve).
 func (a *Analyzer) Analyze(ctx context.Context, ro *rampv1.Rollout) *plan.AnalysisResult {
 	a.init()
 	if ro == nil || ro.Spec.Analysis == nil || len(ro.Spec.Analysis.Metrics) == 0 {
