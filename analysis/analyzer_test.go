@@ -367,3 +367,28 @@ func TestAnalyzeWindowDefaultsToInterval(t *testing.T) {
 		t.Errorf("default interval: queries %v", f.counts)
 	}
 }
+
+// A query whose brackets do not balance goes alone, the others in one batch: it cannot
+// close the batch's parentheses and answer for another metric.
+func TestAnalyzeUnbalancedQueryGoesAlone(t *testing.T) {
+	f := newFakeProm(t, func(q string) (int, string) {
+		if q == "sum(x" {
+			return 400, promError("bad_data", "unclosed left parenthesis")
+		}
+		return 200, vectorOf(1)
+	})
+	ro := rollout(f.URL,
+		rampv1.Metric{Name: "a", Query: "vector(1)", ThresholdRange: maxR(2)},
+		rampv1.Metric{Name: "broken", Query: "sum(x", ThresholdRange: maxR(2)},
+		rampv1.Metric{Name: "b", Query: "vector(2)", ThresholdRange: maxR(2)},
+	)
+	got := NewAnalyzer().Analyze(context.Background(), ro)
+	if f.sent() != 2 || f.batches() != 1 || f.count("sum(x") != 1 {
+		t.Errorf("requests %q, want the batch of a and b, and broken alone", f.requests)
+	}
+	for i, want := range []string{rampv1.VerdictPassed, rampv1.VerdictInconclusive, rampv1.VerdictPassed} {
+		if m := got.Metrics[i]; m.Verdict != want || (want == rampv1.VerdictInconclusive) != strings.Contains(m.Message, "query error (bad_data)") {
+			t.Errorf("%s: %s %q, want %s", m.Name, m.Verdict, m.Message, want)
+		}
+	}
+}
