@@ -17,21 +17,25 @@ import (
 
 // BenchmarkAnalyze is one whole analysis round of a Rollout with the two built-in metrics:
 // planning, templating, the HTTP queries to a local Prometheus (httptest, answering at
-// once) and the verdict. It also reports the queries a round makes: one per metric plus
-// the request count the built-ins share for minRequests.
+// once) and the verdict. It also reports the queries a round makes: one, the metrics' and
+// the request count the built-ins share for minRequests, batched.
 func BenchmarkAnalyze(b *testing.B) {
 	var queries atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		queries.Add(1)
-		v := "0.5"
-		switch q := r.FormValue("query"); {
-		case strings.Contains(q, "histogram_quantile"):
-			v = "100"
-		case strings.HasPrefix(q, "sum("): // the request count
-			v = "1000"
+		var series []string
+		for i, q := range BatchedQueries(r.FormValue("query")) {
+			v := "0.5"
+			switch {
+			case strings.Contains(q, "histogram_quantile"):
+				v = "100"
+			case strings.HasPrefix(q, "sum("): // the request count
+				v = "1000"
+			}
+			series = append(series, fmt.Sprintf(`{"metric":{%q:"%d"},"value":[%d,%q]}`, BatchLabel, i, time.Now().Unix(), v))
 		}
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[%d,%q]}]}}`, time.Now().Unix(), v)
+		fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[%s]}}`, strings.Join(series, ","))
 	}))
 	defer srv.Close()
 	upTo := func(v float64) *rampv1.ThresholdRange { return &rampv1.ThresholdRange{Max: &v} }

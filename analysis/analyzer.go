@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"math"
 	"sync"
 	"time"
 
@@ -16,7 +17,8 @@ import (
 
 // Defaults of an Analyzer.
 const (
-	// DefaultConcurrency is how many queries of one round run at a time.
+	// DefaultConcurrency is how many requests of one round (a batch per Prometheus, or a
+	// query sent alone) are in flight at a time.
 	DefaultConcurrency = 4
 	// DefaultClientCacheSize is how many Prometheus clients (address × credentials) are kept.
 	DefaultClientCacheSize = 32
@@ -67,8 +69,8 @@ func WithPlatformSecrets(namespace string, g SecretGetter) Option {
 // evaluated at Prometheus' own current time regardless.
 func WithClock(now func() time.Time) Option { return func(a *Analyzer) { a.now = now } }
 
-// WithConcurrency bounds how many queries of one round run at a time (default 4, also used
-// for n < 1).
+// WithConcurrency bounds how many requests of one round are in flight at a time (default 4,
+// also used for n < 1). A round's queries to one Prometheus go as one batched request.
 func WithConcurrency(n int) Option { return func(a *Analyzer) { a.concurrency = n } }
 
 // WithClientCacheSize bounds how many Prometheus clients are kept (default 32), one per
@@ -111,8 +113,8 @@ type metricPlan struct {
 }
 
 // Analyze runs one analysis round for ro: it applies the metrics' templates, builds every
-// metric's queries, runs the distinct ones concurrently (bounded), and judges each metric and
-// the round (see Judge). Nothing is contacted or read that the policy refuses (Resolve).
+// metric's queries, sends the distinct ones (batched per Prometheus, see run), and judges
+// each metric and the round (see Judge). Nothing is contacted or read that the policy refuses (Resolve).
 func (a *Analyzer) Analyze(ctx context.Context, ro *rampv1.Rollout) *plan.AnalysisResult {
 	a.init()
 	if ro == nil || ro.Spec.Analysis == nil || len(ro.Spec.Analysis.Metrics) == 0 {
@@ -221,22 +223,63 @@ type query struct {
 	sample  *Sample
 }
 
-// run runs each query once, at most a.concurrency at a time. Once a Prometheus proves
-// unreachable, its queries not yet started share that error instead of each waiting for
-// their own timeout.
+// run sends each query once. The batchable queries of one client go as one batched query
+// (see batchQuery) with the largest of their timeouts; the others alone; at most
+// a.concurrency requests at a time. A batch that fails as a whole for what may be one
+// query's fault is sent again one query at a time, so each gets its own answer. Once a
+// Prometheus proves unreachable, its requests not yet started share that error instead of
+// each waiting for its own timeout.
 func (a *Analyzer) run(ctx context.Context, order []query) {
-	sem := make(chan struct{}, a.concurrency)
-	var wg sync.WaitGroup
 	var mu sync.Mutex
 	down := map[*Client]error{}
+	var retry [][]query // failed batches' queries, one request each
+	a.send(ctx, batches(order), &mu, down, func(b []query) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, q := range b {
+			retry = append(retry, []query{q})
+		}
+	})
+	if len(retry) > 0 {
+		a.send(ctx, retry, &mu, down, nil)
+	}
+}
+
+// batches groups order into requests: per client, its batchable queries together (when
+// there are two or more), each other query alone.
+func batches(order []query) [][]query {
+	var reqs [][]query
+	batch := map[*Client]int{} // index in reqs of the client's batch
 	for _, q := range order {
-		s := q.sample
+		if !batchable(q.q) {
+			reqs = append(reqs, []query{q})
+			continue
+		}
+		if i, ok := batch[q.client]; ok {
+			reqs[i] = append(reqs[i], q)
+			continue
+		}
+		batch[q.client] = len(reqs)
+		reqs = append(reqs, []query{q})
+	}
+	return reqs
+}
+
+// send sends reqs, at most a.concurrency at a time; failed gets a batch that failed as a
+// whole (errBatchFailed) and its samples are left unset.
+func (a *Analyzer) send(ctx context.Context, reqs [][]query, mu *sync.Mutex, down map[*Client]error, failed func([]query)) {
+	sem := make(chan struct{}, a.concurrency)
+	var wg sync.WaitGroup
+	for _, r := range reqs {
+		c := r[0].client
 		sem <- struct{}{}
 		mu.Lock()
-		d := down[q.client]
+		d := down[c]
 		mu.Unlock()
 		if d != nil {
-			s.Value, s.Err = 0, d
+			for _, q := range r {
+				q.sample.Value, q.sample.Err = 0, d
+			}
 			<-sem
 			continue
 		}
@@ -244,11 +287,34 @@ func (a *Analyzer) run(ctx context.Context, order []query) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			s.Value, s.Err = q.client.Query(ctx, q.q, q.timeout)
-			if errors.Is(s.Err, ErrUnreachable) {
+			var err error
+			if len(r) == 1 {
+				s := r[0].sample
+				s.Value, s.Err = c.Query(ctx, r[0].q, r[0].timeout)
+				err = s.Err
+			} else {
+				qs := make([]string, len(r))
+				var timeout time.Duration
+				for i, q := range r {
+					qs[i], timeout = q.q, max(timeout, q.timeout)
+				}
+				var got []Sample
+				if got, err = c.queryBatch(ctx, qs, timeout); errors.Is(err, errBatchFailed) {
+					failed(r)
+					return
+				}
+				for i, q := range r {
+					if err != nil {
+						q.sample.Value, q.sample.Err = math.NaN(), err
+					} else {
+						*q.sample = got[i]
+					}
+				}
+			}
+			if errors.Is(err, ErrUnreachable) {
 				mu.Lock()
-				if down[q.client] == nil {
-					down[q.client] = s.Err
+				if down[c] == nil {
+					down[c] = err
 				}
 				mu.Unlock()
 			}

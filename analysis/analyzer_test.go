@@ -86,9 +86,13 @@ func TestAnalyzeRound(t *testing.T) {
 			t.Errorf("metric %d:\n got %+v\nwant %+v", i, got.Metrics[i], want[i])
 		}
 	}
-	// The request count is shared by both built-ins: 3 distinct queries, each sent once.
+	// The request count is shared by both built-ins: 3 distinct queries, each sent once, in
+	// one batched request, POSTed (a batch can outgrow a URL).
 	if f.total() != 3 || f.count(reqCanary) != 1 {
 		t.Errorf("sent %d queries (request count %d times), want 3 (1)", f.total(), f.count(reqCanary))
+	}
+	if f.sent() != 1 || f.batches() != 1 || !strings.HasPrefix(f.requests[0], "POST ") {
+		t.Errorf("requests %q, want one batched POST", f.requests)
 	}
 
 	answers[errCanary] = vectorOf(0.4)
@@ -133,6 +137,7 @@ func TestAnalyzeBoundsConcurrency(t *testing.T) {
 	for _, n := range []int{1, 2, 4} {
 		f := newFakeProm(t, func(q string) (int, string) { return 200, vectorOf(1) })
 		f.delay = 30 * time.Millisecond
+		f.rejectBatches = true // the queries are sent one by one after the batch
 		var metrics []rampv1.Metric
 		for i := 0; i < 8; i++ {
 			metrics = append(metrics, rampv1.Metric{Name: fmt.Sprintf("m%d", i), Query: fmt.Sprintf("vector(%d)", i), ThresholdRange: maxR(10)})
@@ -144,8 +149,8 @@ func TestAnalyzeBoundsConcurrency(t *testing.T) {
 		if p := int(f.peak.Load()); p > n || p < min(n, 2) {
 			t.Errorf("concurrency %d: peak of %d requests in flight", n, p)
 		}
-		if f.total() != 8 {
-			t.Errorf("concurrency %d: %d queries, want 8", n, f.total())
+		if f.total() != 16 || f.sent() != 9 {
+			t.Errorf("concurrency %d: %d queries in %d requests, want 16 in 9 (the batch of 8, then each alone)", n, f.total(), f.sent())
 		}
 	}
 }
@@ -186,8 +191,8 @@ func TestAnalyzeStopsQueryingOnceUnreachable(t *testing.T) {
 	if got.Verdict != rampv1.VerdictInconclusive || !strings.Contains(got.Reason, "100ms query timeout") {
 		t.Errorf("round %s %q", got.Verdict, got.Reason)
 	}
-	if n := f.total(); n > 2 {
-		t.Errorf("%d queries sent after Prometheus timed out, want at most 2", n)
+	if n := f.sent(); n != 1 {
+		t.Errorf("%d requests, want 1 (the batch timed out, nothing more sent)", n)
 	}
 }
 
@@ -360,5 +365,30 @@ func TestAnalyzeWindowDefaultsToInterval(t *testing.T) {
 	NewAnalyzer().Analyze(context.Background(), ro)
 	if f.count("x[1m]") != 1 {
 		t.Errorf("default interval: queries %v", f.counts)
+	}
+}
+
+// A query whose brackets do not balance goes alone, the others in one batch: it cannot
+// close the batch's parentheses and answer for another metric.
+func TestAnalyzeUnbalancedQueryGoesAlone(t *testing.T) {
+	f := newFakeProm(t, func(q string) (int, string) {
+		if q == "sum(x" {
+			return 400, promError("bad_data", "unclosed left parenthesis")
+		}
+		return 200, vectorOf(1)
+	})
+	ro := rollout(f.URL,
+		rampv1.Metric{Name: "a", Query: "vector(1)", ThresholdRange: maxR(2)},
+		rampv1.Metric{Name: "broken", Query: "sum(x", ThresholdRange: maxR(2)},
+		rampv1.Metric{Name: "b", Query: "vector(2)", ThresholdRange: maxR(2)},
+	)
+	got := NewAnalyzer().Analyze(context.Background(), ro)
+	if f.sent() != 2 || f.batches() != 1 || f.count("sum(x") != 1 {
+		t.Errorf("requests %q, want the batch of a and b, and broken alone", f.requests)
+	}
+	for i, want := range []string{rampv1.VerdictPassed, rampv1.VerdictInconclusive, rampv1.VerdictPassed} {
+		if m := got.Metrics[i]; m.Verdict != want || (want == rampv1.VerdictInconclusive) != strings.Contains(m.Message, "query error (bad_data)") {
+			t.Errorf("%s: %s %q, want %s", m.Name, m.Verdict, m.Message, want)
+		}
 	}
 }

@@ -1,8 +1,9 @@
 // Package analysis judges a canary between rollout steps by querying Prometheus.
 //
 // Each round, [Analyzer.Analyze] turns a Rollout's spec.analysis into PromQL instant queries
-// (the built-in Istio metrics error-rate and latency-p99, or custom query templates), runs
-// them concurrently against the Prometheus HTTP API (identical queries once), and judges
+// (the built-in Istio metrics error-rate and latency-p99, or custom query templates), sends
+// them to the Prometheus HTTP API (identical queries once, those for one Prometheus batched
+// into one instant query and split by [BatchLabel]), and judges
 // each metric Passed, Failed or Inconclusive against its threshold range and/or the stable
 // version. The round fails when any metric fails, is inconclusive when any metric lacks
 // evidence, and passes only when every metric passed.

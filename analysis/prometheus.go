@@ -66,6 +66,17 @@ func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
 // *QueryError, ErrBadResponse, ErrNoData, ErrNotANumber, *MultipleSeriesError; when ctx
 // itself ends, the error wraps ctx.Err().
 func (c *Client) Query(ctx context.Context, promql string, timeout time.Duration) (float64, error) {
+	val, err := c.query(ctx, promql, timeout)
+	if err != nil {
+		return math.NaN(), err
+	}
+	return singleSample(val)
+}
+
+// query runs promql as an instant query and returns its answer or its classified error.
+// The v1 client POSTs it as a form body (GET only if the server refuses POST), so a long
+// query (a batched round) is not limited by URL lengths.
+func (c *Client) query(ctx context.Context, promql string, timeout time.Duration) (model.Value, error) {
 	qctx := ctx
 	var opts []promv1.Option
 	if timeout > 0 {
@@ -76,9 +87,9 @@ func (c *Client) Query(ctx context.Context, promql string, timeout time.Duration
 	}
 	val, _, _, err := c.api.Query(qctx, promql, time.Time{}, opts...)
 	if err != nil {
-		return math.NaN(), c.classify(ctx, qctx, err, timeout)
+		return nil, c.classify(ctx, qctx, err, timeout)
 	}
-	return singleSample(val)
+	return val, nil
 }
 
 func (c *Client) classify(ctx, qctx context.Context, err error, timeout time.Duration) error {

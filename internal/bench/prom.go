@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ramp-dev/ramp/analysis"
 )
 
 // Kinds of queries the stub tells apart (ramp's built-in metrics).
@@ -16,11 +18,13 @@ const (
 	QueryLatencyP99   = "latency-p99"
 	QueryRequestCount = "request-count"
 	QueryOther        = "other"
+	// QueryBatch is a round's queries sent as one (analysis.BatchedQueries).
+	QueryBatch = "batch"
 )
 
 // PromStub is a Prometheus HTTP API that answers every instant query with one healthy
-// sample (0.5% errors, 100 ms P99, 1000 requests) and counts the queries by kind and by
-// workload.
+// sample (0.5% errors, 100 ms P99, 1000 requests), a batched one with one per query it
+// carries, and counts the queries (HTTP requests) by kind and by workload.
 type PromStub struct {
 	URL string
 	srv *httptest.Server
@@ -51,16 +55,17 @@ func (p *PromStub) query(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.Form.Get("query")
-	kind, value := QueryOther, "1"
-	switch {
-	case strings.Contains(q, "histogram_quantile"):
-		kind, value = QueryLatencyP99, "100"
-	case strings.Contains(q, "response_code=~"):
-		kind, value = QueryErrorRate, "0.5"
-	case strings.Contains(q, "increase("):
-		kind, value = QueryRequestCount, "1000"
+	kind, value := answer(q)
+	at := float64(time.Now().UnixMilli()) / 1000
+	series := []string{fmt.Sprintf(`{"metric":{},"value":[%.3f,%q]}`, at, value)}
+	if batch := analysis.BatchedQueries(q); batch != nil { // a round's queries in one
+		kind, series = QueryBatch, nil
+		for i, sub := range batch {
+			_, value := answer(sub)
+			series = append(series, fmt.Sprintf(`{"metric":{%q:"%d"},"value":[%.3f,%q]}`, analysis.BatchLabel, i, at, value))
+		}
 	}
-	workload := ""
+	workload := "" // a batch's: its first query's
 	if m := workloadRE.FindStringSubmatch(q); m != nil {
 		workload = m[1]
 	}
@@ -69,8 +74,20 @@ func (p *PromStub) query(w http.ResponseWriter, r *http.Request) {
 	p.byWorkload[workload]++
 	p.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
-	fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[%.3f,%q]}]}}`,
-		float64(time.Now().UnixMilli())/1000, value)
+	fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[%s]}}`, strings.Join(series, ","))
+}
+
+// answer is the kind of a (not batched) query and its healthy value.
+func answer(q string) (kind, value string) {
+	switch {
+	case strings.Contains(q, "histogram_quantile"):
+		return QueryLatencyP99, "100"
+	case strings.Contains(q, "response_code=~"):
+		return QueryErrorRate, "0.5"
+	case strings.Contains(q, "increase("):
+		return QueryRequestCount, "1000"
+	}
+	return QueryOther, "1"
 }
 
 // Counts returns the queries so far by kind and by workload.
