@@ -136,7 +136,9 @@ type GateRequest struct {
 	// Revisions: ramp's hashes of the pod templates.
 	StableRevision string `json:"stableRevision"`
 	CanaryRevision string `json:"canaryRevision"`
-	// Step (1-based; 0 outside steps), of Steps, and the canary's weight in percent.
+	// Step (1-based; 0 outside steps, and after a promotion), of Steps (0 after a promotion;
+	// after a rollback, the step it failed at of the plan's steps), and the canary's weight in
+	// percent.
 	Step   int32  `json:"step"`
 	Steps  int32  `json:"steps"`
 	Weight int32  `json:"weight"`
