@@ -249,3 +249,24 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return strings.TrimSpace(b.b.String())
 }
+
+// TB is the part of testing.TB that BinaryFor needs.
+type TB interface {
+	Helper()
+	Skip(args ...any)
+	Fatal(args ...any)
+}
+
+// BinaryFor is Binary for a test: without a binary the test skips, or fails when
+// $RAMP_REQUIRE_PROMETHEUS is set (make test sets it, so nothing skips there).
+func BinaryFor(t TB) string {
+	t.Helper()
+	bin, err := Binary()
+	if err != nil {
+		if os.Getenv("RAMP_REQUIRE_PROMETHEUS") == "" {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	return bin
+}

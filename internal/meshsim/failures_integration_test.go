@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"testing"
 	"time"
 
@@ -31,13 +30,7 @@ func TestIntegrationFailureKindsFailTheFirstRound(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test with a local cluster, istiod and Prometheus (-short)")
 	}
-	bin, err := prometheustest.Binary()
-	if err != nil {
-		if os.Getenv("RAMP_REQUIRE_PROMETHEUS") == "" {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
+	bin := prometheustest.BinaryFor(t)
 	slow := Behaviour{LatencyP50: 2 * time.Second, LatencyP99: 4 * time.Second}
 	healthy := Behaviour{LatencyP50: 20 * time.Millisecond, LatencyP99: 80 * time.Millisecond}
 	scenarios := []struct {

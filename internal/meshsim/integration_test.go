@@ -5,7 +5,6 @@ import (
 	"errors"
 	"math"
 	"net"
-	"os"
 	"testing"
 	"time"
 
@@ -29,13 +28,7 @@ func TestIntegrationPrometheusReadsErrorRate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test with a local cluster, istiod and Prometheus (-short)")
 	}
-	bin, err := prometheustest.Binary()
-	if err != nil {
-		if os.Getenv("RAMP_REQUIRE_PROMETHEUS") == "" {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
+	bin := prometheustest.BinaryFor(t)
 	start := time.Now()
 	// Prometheus needs ~5 s before its first scrape: start it, on the Sim's future metrics
 	// address, while the cluster starts and the pods roll out.
