@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"math"
 	"sync"
 	"time"
+
+	"github.com/prometheus/common/model"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/lru"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/endpoints"
@@ -22,6 +25,9 @@ const (
 	DefaultConcurrency = 4
 	// DefaultClientCacheSize is how many Prometheus clients (address × credentials) are kept.
 	DefaultClientCacheSize = 32
+	// aloneCacheSize is how many queries known to break a batch are remembered: one per
+	// Rollout whose custom query does (a scalar, say) at 4,096 Rollouts.
+	aloneCacheSize = 4096
 )
 
 // Analyzer runs analysis rounds against Prometheus. It satisfies the controller's Analyzer
@@ -38,6 +44,10 @@ type Analyzer struct {
 
 	once    sync.Once
 	clients *clientCache
+	// alone holds the queries that made Prometheus refuse a batch (see breaksBatch): later
+	// rounds send them alone from the start, so a Rollout with a scalar custom query costs
+	// one request more per round, not a refused batch and every query again.
+	alone *lru.Cache
 }
 
 // Option configures an Analyzer.
@@ -99,6 +109,7 @@ func (a *Analyzer) init() {
 			a.cacheSize = DefaultClientCacheSize
 		}
 		a.clients = newClientCache(a.cacheSize)
+		a.alone = lru.New(aloneCacheSize)
 	})
 }
 
@@ -233,7 +244,7 @@ func (a *Analyzer) run(ctx context.Context, order []query) {
 	var mu sync.Mutex
 	down := map[*Client]error{}
 	var retry [][]query // failed batches' queries, one request each
-	a.send(ctx, batches(order), &mu, down, func(b []query) {
+	a.send(ctx, a.batches(order), &mu, down, func(b []query) {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, q := range b {
@@ -246,12 +257,12 @@ func (a *Analyzer) run(ctx context.Context, order []query) {
 }
 
 // batches groups order into requests: per client, its batchable queries together (when
-// there are two or more), each other query alone.
-func batches(order []query) [][]query {
+// there are two or more), each other query alone, as is each query that broke a batch before.
+func (a *Analyzer) batches(order []query) [][]query {
 	var reqs [][]query
 	batch := map[*Client]int{} // index in reqs of the client's batch
 	for _, q := range order {
-		if !batchable(q.q) {
+		if _, broke := a.alone.Get(q.q); broke || !batchable(q.q) {
 			reqs = append(reqs, []query{q})
 			continue
 		}
@@ -290,7 +301,13 @@ func (a *Analyzer) send(ctx context.Context, reqs [][]query, mu *sync.Mutex, dow
 			var err error
 			if len(r) == 1 {
 				s := r[0].sample
-				s.Value, s.Err = c.Query(ctx, r[0].q, r[0].timeout)
+				val, qerr := c.query(ctx, r[0].q, r[0].timeout)
+				if s.Value, s.Err = math.NaN(), qerr; qerr == nil {
+					s.Value, s.Err = singleSample(val)
+				}
+				if breaksBatch(val, s.Err) {
+					a.alone.Add(r[0].q, nil)
+				}
 				err = s.Err
 			} else {
 				qs := make([]string, len(r))
@@ -321,6 +338,21 @@ func (a *Analyzer) send(ctx context.Context, reqs [][]query, mu *sync.Mutex, dow
 		}()
 	}
 	wg.Wait()
+}
+
+// breaksBatch says whether a query that got this answer alone makes Prometheus refuse any
+// batch it sits in: Prometheus refused or could not evaluate it (bad_data, execution), it
+// answered something other than an instant vector (label_replace takes only those), or its
+// series may clash once tagged. No data, an unreachable server or an HTTP error say nothing
+// about the query.
+func breaksBatch(val model.Value, err error) bool {
+	var qe *QueryError
+	var me *MultipleSeriesError
+	if errors.As(err, &qe) || errors.As(err, &me) {
+		return true
+	}
+	_, vector := val.(model.Vector)
+	return err == nil && !vector
 }
 
 // client returns the Prometheus client of src, reading its Secret as the policy says: a

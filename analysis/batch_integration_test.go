@@ -132,7 +132,8 @@ func TestIntegrationBrokenQueryInBatch(t *testing.T) {
 		{Name: "clash", Query: `label_replace(vector(1), "` + analysis.BatchLabel + `", "a", "", "") or label_replace(vector(2), "` + analysis.BatchLabel + `", "b", "", "")`, ThresholdRange: upTo(5)},
 	}
 	rec := newRecorder(t, srv.URL)
-	got := analysis.NewAnalyzer().Analyze(context.Background(), newRollout(rec.URL, "web", metrics...))
+	an := analysis.NewAnalyzer()
+	got := an.Analyze(context.Background(), newRollout(rec.URL, "web", metrics...))
 	for _, r := range rec.requests() {
 		t.Logf("request %.200q", r)
 	}
@@ -149,6 +150,7 @@ func TestIntegrationBrokenQueryInBatch(t *testing.T) {
 			t.Errorf("%s: %s %q, want Inconclusive with %q", name, m.Verdict, m.Message, want)
 		}
 	}
+	first := got
 	er := metric(t, got, "error-rate")
 	near(t, "error-rate", er.Value, 7, 9)
 	for _, name := range []string{"rps", "labelled", "scalar"} {
@@ -174,5 +176,28 @@ func TestIntegrationBrokenQueryInBatch(t *testing.T) {
 	// scalar, clash), then those 7 alone.
 	if n := len(rec.requests()); n != 10 {
 		t.Errorf("%d requests, want 10", n)
+	}
+
+	// The next round knows which queries broke the batch: syntax, escape, range, scalar and
+	// clash alone, one batch of the other four, and the same verdicts.
+	rec3 := newRecorder(t, srv.URL)
+	again := an.Analyze(context.Background(), newRollout(rec3.URL, "web", metrics...))
+	reqs := rec3.requests()
+	batches := 0
+	for _, r := range reqs {
+		if qs := analysis.BatchedQueries(strings.TrimPrefix(r, "POST ")); strings.HasPrefix(r, "POST label_replace((\n") {
+			batches++
+			if len(qs) != 4 {
+				t.Errorf("the second round's batch carries %d queries, want 4: %.300q", len(qs), r)
+			}
+		}
+	}
+	if len(reqs) != 6 || batches != 1 {
+		t.Errorf("second round: %d requests, %d batches; want 6 and 1", len(reqs), batches)
+	}
+	for i := range first.Metrics {
+		if g, a := first.Metrics[i], again.Metrics[i]; g.Name != a.Name || g.Verdict != a.Verdict || g.Message != a.Message {
+			t.Errorf("second round %s %s %q, first %s %s %q", a.Name, a.Verdict, a.Message, g.Name, g.Verdict, g.Message)
+		}
 	}
 }

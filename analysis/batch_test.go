@@ -136,3 +136,27 @@ func TestQueryBatchErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestBreaksBatch(t *testing.T) {
+	vec := model.Vector{&model.Sample{Value: 1}}
+	for _, tt := range []struct {
+		name string
+		val  model.Value
+		err  error
+		want bool
+	}{
+		{"one series", vec, nil, false},
+		{"no data", model.Vector{}, fmt.Errorf("%w: empty", ErrNoData), false},
+		{"unreachable", nil, fmt.Errorf("%w: timeout", ErrUnreachable), false},
+		{"HTTP error", nil, &HTTPError{Status: 503}, false},
+		{"scalar", &model.Scalar{Value: 1}, nil, true},
+		{"range vector", model.Matrix{}, &QueryError{Type: "unexpected_result"}, true},
+		{"refused", nil, &QueryError{Type: "bad_data"}, true},
+		{"execution", nil, &QueryError{Type: "execution"}, true},
+		{"several series", vec, &MultipleSeriesError{Count: 2}, true},
+	} {
+		if got := breaksBatch(tt.val, tt.err); got != tt.want {
+			t.Errorf("%s: breaksBatch = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
