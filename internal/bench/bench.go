@@ -561,7 +561,7 @@ func (b *runner) managerCommand(args ...string) *exec.Cmd {
 // waitPhase waits until every named Rollout's last seen phase is phase, reporting progress.
 func (b *runner) waitPhase(ctx context.Context, tr *tracker, names []string, phase string, timeout time.Duration) error {
 	last := time.Now()
-	return tr.wait(ctx, timeout, fmt.Sprintf("%d Rollouts to be %s", len(names), phase), func() bool {
+	return tr.waitEvery(ctx, timeout, bulkCheckEvery, fmt.Sprintf("%d Rollouts to be %s", len(names), phase), func() bool {
 		n := 0
 		for _, name := range names {
 			if tr.phase(name) == phase {
@@ -797,7 +797,7 @@ func (b *runner) scalePhase(ctx context.Context, n int) (*ScaleResult, error) {
 		return nil, err
 	}
 	timeout := 3*time.Minute + 6*b.o.Interval + time.Duration(n)*600*time.Millisecond
-	waitErr := cl.tr.wait(ctx, timeout, fmt.Sprintf("%d rollouts to succeed", n), func() bool {
+	waitErr := cl.tr.waitEvery(ctx, timeout, bulkCheckEvery, fmt.Sprintf("%d rollouts to succeed", n), func() bool {
 		for i, name := range names {
 			if _, ok := cl.tr.firstPhase(name, rampv1.PhaseSucceeded, released[i]); !ok {
 				return false

@@ -43,6 +43,9 @@ type readyMark struct {
 	ready int32
 }
 
+// replicaSetOwnerIndex indexes ReplicaSets by their controller's UID.
+const replicaSetOwnerIndex = "bench.controllerUID"
+
 // StartFakeDeploymentController runs the controller until ctx ends.
 func StartFakeDeploymentController(ctx context.Context, cfg *rest.Config) (*FakeDeploymentController, error) {
 	scheme, err := manager.Scheme()
@@ -51,6 +54,16 @@ func StartFakeDeploymentController(ctx context.Context, cfg *rest.Config) (*Fake
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
 	if err != nil {
+		return nil, err
+	}
+	// A Deployment's ReplicaSets by their controller's UID: listing the namespace's instead
+	// copied every app's ReplicaSets for each pass, quadratic in the apps of one namespace.
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &appsv1.ReplicaSet{}, replicaSetOwnerIndex, func(o client.Object) []string {
+		if ref := metav1.GetControllerOf(o); ref != nil {
+			return []string{string(ref.UID)}
+		}
+		return nil
+	}); err != nil {
 		return nil, err
 	}
 	f := &FakeDeploymentController{client: mgr.GetClient(), ready: map[types.NamespacedName][]readyMark{}}
@@ -160,7 +173,7 @@ func (f *FakeDeploymentController) replicaSetStatuses(ctx context.Context, d *ap
 		return nil // paused before its new template got a ReplicaSet: the old pods keep running
 	}
 	var list appsv1.ReplicaSetList
-	if err := f.client.List(ctx, &list, client.InNamespace(d.Namespace)); err != nil {
+	if err := f.client.List(ctx, &list, client.InNamespace(d.Namespace), client.MatchingFields{replicaSetOwnerIndex: string(d.UID)}); err != nil {
 		return err
 	}
 	for i := range list.Items {

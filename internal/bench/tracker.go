@@ -109,9 +109,21 @@ func (t *tracker) onDeployment(at time.Time, typ watch.EventType, u *unstructure
 
 // wait calls cond (with the tracker locked) on every change until it holds or timeout.
 func (t *tracker) wait(ctx context.Context, timeout time.Duration, what string, cond func() bool) error {
+	return t.waitEvery(ctx, timeout, 0, what, cond)
+}
+
+// bulkCheckEvery is how often a condition over every rollout is checked at most: checked on
+// every event instead, 10,000 rollouts' events times a scan of 10,000 made the benchmark's
+// driver, not the manager, the busiest process. Only the wait's return is that late; the
+// figures come from the events' own instants.
+const bulkCheckEvery = 200 * time.Millisecond
+
+// waitEvery is wait checking cond at most once per every (on the first change after it).
+func (t *tracker) waitEvery(ctx context.Context, timeout, every time.Duration, what string, cond func() bool) error {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
+		checked := time.Now()
 		t.mu.Lock()
 		ok, ch := cond(), t.changed
 		t.mu.Unlock()
@@ -124,6 +136,13 @@ func (t *tracker) wait(ctx context.Context, timeout time.Duration, what string, 
 			return ctx.Err()
 		case <-deadline.C:
 			return fmt.Errorf("timed out after %s waiting for %s", timeout, what)
+		}
+		if rest := every - time.Since(checked); rest > 0 {
+			select {
+			case <-time.After(rest):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 	}
 }
