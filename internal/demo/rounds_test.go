@@ -21,7 +21,9 @@ import (
 // scrape before, from the moment the step's route reached the mesh simulator. The later
 // rounds of a rollout judge more (their window also holds the previous step's larger
 // share). The demo is run with a 3s interval at the shortest (TestStory); longer intervals
-// widen the windows.
+// widen the windows. A release meets a few rounds (--keep's v3 is rolled back after the
+// example's failureLimit, 2, failed rounds, and any passing one promotes it), so its risk is
+// a few times a round's.
 //
 // Act 4's preview and --keep's v3 release are judged on the gate's 20 requests/s alone: with
 // the 6s window of the canary acts, one error of v3's in about 120 requests read 0.83% and
