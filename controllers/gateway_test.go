@@ -417,73 +417,49 @@ func TestReferencedHTTPRouteRollout(t *testing.T) {
 	ns := env.Namespace(t)
 	target := app(t, ns, "podinfo:1")
 	must(t, env.Apply(ctx, testenv.FluxManager, []*unstructured.Unstructured{gitHTTPRoute(ns)}))
-	ro := plainRollout(ns,
-		rampv1.CanaryStep{Mirror: &rampv1.TrafficMirror{Percentage: 50}, Pause: pauseFor(time.Second)},
-		rampv1.CanaryStep{SetWeight: 20, Pause: untilPromoted()},
-		rampv1.CanaryStep{SetWeight: 100})
+	ro := plainRollout(ns, referencingSteps()...)
 	ro.Spec.Service.GatewayAPI = &rampv1.GatewayAPIRouting{HTTPRouteRef: &rampv1.HTTPRouteReference{Name: "web-routes", Rules: []string{"primary"}}}
 	tl := env.RecordTimeline(t, ns, testenv.HTTPRoutes)
 	must(t, env.Client.Create(ctx, ro))
 	waitPhase(t, ro, rampv1.PhaseIdle)
 	waitStableService(t, ns, onlyReplicaSetHash(t, ns))
 
-	fluxView := gitHTTPRoute(ns)
-	unstructured.RemoveNestedField(fluxView.Object, "spec", "rules")
-	stopFlux := env.Reapply(ctx, testenv.FluxManager, fluxView, 200*time.Millisecond, t.Errorf)
-
-	setImage(t, target, "podinfo:2")
-	waitRollout(t, ro, "step 2 holds until promoted", func(ro *rampv1.Rollout) bool {
-		return ro.Status.CurrentStep == 2 && ro.Status.Stage == "Holding"
+	typed := func(u *unstructured.Unstructured) (*gwapiv1.HTTPRoute, error) {
+		hr := &gwapiv1.HTTPRoute{}
+		return hr, runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, hr)
+	}
+	releaseUnderFlux(t, ro, target, tl, referencedRoute{
+		kind: testenv.HTTPRoutes, git: gitHTTPRoute(ns), owned: "rules", gitOwned: "parentRefs",
+		routing: func(u *unstructured.Unstructured) (routeWeights, error) {
+			hr, err := typed(u)
+			if err != nil {
+				return routeWeights{}, err
+			}
+			r, err := gatewayapi.ObservedReferencedRouting(ro, hr)
+			return routeWeights{weight: r.CanaryWeight, mirror: r.Mirror, header: r.HeaderRoute}, err
+		},
+		gitKept: func(u *unstructured.Unstructured) error {
+			got, err := typed(u)
+			if err != nil {
+				return err
+			}
+			if got.Labels["team"] != "shop" || len(got.Spec.ParentRefs) != 1 || got.Spec.ParentRefs[0].Name != "web" ||
+				string(ptr.Deref(got.Spec.Rules[0].Name, "")) != "legacy" || got.Spec.Rules[0].BackendRefs[0].Name != "web-legacy" {
+				return fmt.Errorf("%+v", got)
+			}
+			return nil
+		},
+	}, func(live *unstructured.Unstructured) {
+		hr, err := typed(live)
+		must(t, err)
+		var names []string
+		for _, r := range hr.Spec.Rules {
+			names = append(names, string(ptr.Deref(r.Name, "")))
+		}
+		if got := strings.Join(names, " "); got != "legacy ramp-web-header-primary primary" {
+			t.Errorf("rules %s", got)
+		}
 	})
-	hr := &gwapiv1.HTTPRoute{}
-	waitFor(t, "20% routed with the header rule", func(ctx context.Context) (bool, error) {
-		if err := env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "web-routes"}, hr); err != nil {
-			return false, err
-		}
-		r, err := gatewayapi.ObservedReferencedRouting(ro, hr)
-		return err == nil && r.CanaryWeight == 20 && r.HeaderRoute, nil
-	})
-	var names []string
-	for _, r := range hr.Spec.Rules {
-		names = append(names, string(ptr.Deref(r.Name, "")))
-	}
-	if got := strings.Join(names, " "); got != "legacy ramp-web-header-primary primary" {
-		t.Errorf("rules %s", got)
-	}
-	m := specFieldManagers(t, hr.ManagedFields)
-	if fmt.Sprint(m["f:rules"]) != "["+FieldManager+"]" || fmt.Sprint(m["f:parentRefs"]) != "["+testenv.FluxManager+"]" {
-		t.Errorf("field managers %v: want spec.rules ramp's alone, spec.parentRefs Flux's alone", m)
-	}
-
-	annotate(t, ro, rampv1.AnnotationPromote, ptr.To("p1"))
-	waitPhase(t, ro, rampv1.PhaseSucceeded)
-	if n := stopFlux(); n < 5 {
-		t.Errorf("Flux applied only %d times", n)
-	}
-	must(t, tl.Sync(ctx))
-
-	var weights []int32
-	var mirrored bool
-	for _, v := range tl.Of(testenv.HTTPRoutes, "web-routes") {
-		got := &gwapiv1.HTTPRoute{}
-		must(t, runtime.DefaultUnstructuredConverter.FromUnstructured(v.Object.Object, got))
-		if got.Labels["team"] != "shop" || len(got.Spec.ParentRefs) != 1 || got.Spec.ParentRefs[0].Name != "web" ||
-			string(ptr.Deref(got.Spec.Rules[0].Name, "")) != "legacy" || got.Spec.Rules[0].BackendRefs[0].Name != "web-legacy" {
-			t.Errorf("Git's fields changed at resourceVersion %d: %+v", v.RV, got)
-		}
-		r, err := gatewayapi.ObservedReferencedRouting(ro, got)
-		if err != nil {
-			t.Errorf("resourceVersion %d: %v", v.RV, err)
-			continue
-		}
-		mirrored = mirrored || (r.Mirror == 50 && r.CanaryWeight == 0)
-		if len(weights) == 0 || weights[len(weights)-1] != r.CanaryWeight {
-			weights = append(weights, r.CanaryWeight)
-		}
-	}
-	if got := fmt.Sprint(weights); got != "[0 20 100 0]" || !mirrored {
-		t.Errorf("weights %s (want [0 20 100 0]), mirror step seen %t", got, mirrored)
-	}
 	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &gwapiv1.HTTPRoute{}); !apierrors.IsNotFound(err) {
 		t.Errorf("an HTTPRoute %q generated beside the referenced one: %v", ro.Name, err)
 	}
@@ -494,6 +470,7 @@ func TestReferencedHTTPRouteRollout(t *testing.T) {
 		err := env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &rampv1.Rollout{})
 		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
 	})
+	hr := &gwapiv1.HTTPRoute{}
 	must(t, env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "web-routes"}, hr))
 	if r, err := gatewayapi.ObservedReferencedRouting(ro, hr); err != nil || r != (gatewayapi.Routing{}) || len(hr.Spec.Rules) != 2 {
 		t.Errorf("after the Rollout: %+v, %v, %d rules", r, err, len(hr.Spec.Rules))

@@ -6,7 +6,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/protobuf/proto"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -29,12 +28,9 @@ import (
 const gitVS = "web-routes"
 
 // referencingRollout is a canary Rollout of "web" through the Git VirtualService's "primary"
-// route: mirror 50%, then 20% until promoted, then 100%; header match and sticky sessions.
+// route (referencingSteps), with header match and sticky sessions.
 func referencingRollout(ns string) *rampv1.Rollout {
-	ro := plainRollout(ns,
-		rampv1.CanaryStep{Mirror: &rampv1.TrafficMirror{Percentage: 50}, Pause: pauseFor(time.Second)},
-		rampv1.CanaryStep{SetWeight: 20, Pause: untilPromoted()},
-		rampv1.CanaryStep{SetWeight: 100})
+	ro := plainRollout(ns, referencingSteps()...)
 	ro.Spec.Service.VirtualServiceRef = &rampv1.VirtualServiceReference{Name: gitVS, Routes: []string{"primary"}}
 	ro.Spec.Strategy.Canary.StickySessions = &rampv1.StickySessions{}
 	return ro
@@ -47,6 +43,9 @@ func typedVS(ctx context.Context, ns, name string) (*networkingv1.VirtualService
 	return vs, err
 }
 
+// The team's own VirtualService, re-applied by Flux every 200 ms (told to leave spec.http to
+// ramp): ramp weights its route primary and adds its header and sticky routes, and Git's
+// other fields and routes never change.
 func TestReferencedVirtualServiceRollout(t *testing.T) {
 	ctx := context.Background()
 	ns := env.Namespace(t)
@@ -63,84 +62,51 @@ func TestReferencedVirtualServiceRollout(t *testing.T) {
 	wantMeta, wantSpec, err := testenv.GitFields(before, ro.Name, "primary")
 	must(t, err)
 
-	// Flux corrects drift every 200 ms, told to leave spec.http to ramp (a drift ignore rule
-	// for /spec/http: Istio's CRD makes spec.http one atomic field, so whoever applies it
-	// applies every route).
-	fluxView := testenv.GitVirtualService(ns, gitVS, "web")
-	unstructured.RemoveNestedField(fluxView.Object, "spec", "http")
-	stopFlux := env.Reapply(ctx, testenv.FluxManager, fluxView, 200*time.Millisecond, t.Errorf)
-
-	setImage(t, target, "podinfo:2")
-	// The mirror step: stable keeps all traffic, 50% is copied to the canary.
-	waitFor(t, "50% mirrored to the canary", func(ctx context.Context) (bool, error) {
-		vs, err := typedVS(ctx, ns, gitVS)
-		if err != nil {
-			return false, err
-		}
-		r, err := istio.ObservedReferencedRouting(ro, vs)
-		return err == nil && r.Mirror == 50 && r.CanaryWeight == 0, nil
-	})
-	waitRollout(t, ro, "step 2 holds until promoted", func(ro *rampv1.Rollout) bool {
-		return ro.Status.CurrentStep == 2 && ro.Status.Stage == "Holding" && strings.Contains(ro.Status.Message, "kubectl ramp promote")
-	})
-	// The status is written before the VirtualService (write-ahead): wait for the route.
-	var vs *networkingv1.VirtualService
-	waitFor(t, "20% routed", func(ctx context.Context) (bool, error) {
-		var err error
-		if vs, err = typedVS(ctx, ns, gitVS); err != nil {
-			return false, err
-		}
-		r, err := istio.ObservedReferencedRouting(ro, vs)
-		return err == nil && r.CanaryWeight == 20, nil
-	})
-	var names []string
-	for _, h := range vs.Spec.Http {
-		names = append(names, h.Name)
-	}
-	if want := []string{"legacy", "ramp-web-header-primary", "ramp-web-sticky-primary", "primary"}; !reflect.DeepEqual(names, want) {
-		t.Errorf("http routes %v, want %v", names, want)
-	}
-	r, err := istio.ObservedReferencedRouting(ro, vs)
-	must(t, err)
-	if r.CanaryWeight != 20 || !r.HeaderRoute || r.Sticky != ro.Status.CanaryRevision || r.Mirror != 0 {
-		t.Errorf("routing at step 2: %+v (canary revision %s)", r, ro.Status.CanaryRevision)
-	}
-	if got := vs.Spec.Http[3].Route[1].Headers.GetResponse().GetSet()["Set-Cookie"]; got != "ramp-web="+ro.Status.CanaryRevision+"; Path=/; HttpOnly" {
-		t.Errorf("the canary's answers set %q", got)
-	}
-	m := specFieldManagers(t, vs.ManagedFields)
-	if !reflect.DeepEqual(m["f:http"], []string{FieldManager}) || !reflect.DeepEqual(m["f:hosts"], []string{testenv.FluxManager}) {
-		t.Errorf("field managers %v: want spec.http ramp's alone, spec.hosts Flux's alone", m)
-	}
-
-	annotate(t, ro, rampv1.AnnotationPromote, ptr.To("p1"))
-	waitPhase(t, ro, rampv1.PhaseSucceeded)
-	if n := stopFlux(); n < 5 {
-		t.Errorf("Flux applied only %d times", n)
-	}
-	must(t, tl.Sync(ctx))
-
-	// Every version: Git's fields as Git wrote them; the weight only moved forward.
-	var weights []int32
-	for _, v := range tl.Of(testenv.VirtualServices, gitVS) {
-		vs, err := testenv.TypedVirtualService(v.Object)
+	releaseUnderFlux(t, ro, target, tl, referencedRoute{
+		kind: testenv.VirtualServices, git: testenv.GitVirtualService(ns, gitVS, "web"), owned: "http", gitOwned: "hosts",
+		routing: func(u *unstructured.Unstructured) (routeWeights, error) {
+			vs, err := testenv.TypedVirtualService(u)
+			if err != nil {
+				return routeWeights{}, err
+			}
+			r, err := istio.ObservedReferencedRouting(ro, vs)
+			return routeWeights{weight: r.CanaryWeight, mirror: r.Mirror, header: r.HeaderRoute}, err
+		},
+		gitKept: func(u *unstructured.Unstructured) error {
+			vs, err := testenv.TypedVirtualService(u)
+			if err != nil {
+				return err
+			}
+			meta, spec, err := testenv.GitFields(vs, ro.Name, "primary")
+			if err != nil {
+				return err
+			}
+			if meta != wantMeta || !proto.Equal(spec, wantSpec) {
+				return fmt.Errorf("\n%s %v\nwant\n%s %v", meta, spec, wantMeta, wantSpec)
+			}
+			return nil
+		},
+	}, func(live *unstructured.Unstructured) {
+		vs, err := testenv.TypedVirtualService(live)
 		must(t, err)
-		meta, spec, err := testenv.GitFields(vs, ro.Name, "primary")
-		must(t, err)
-		if meta != wantMeta || !proto.Equal(spec, wantSpec) {
-			t.Errorf("version %d changed Git's fields:\n%s %v\nwant\n%s %v", v.RV, meta, spec, wantMeta, wantSpec)
+		var names []string
+		for _, h := range vs.Spec.Http {
+			names = append(names, h.Name)
+		}
+		if want := []string{"legacy", "ramp-web-header-primary", "ramp-web-sticky-primary", "primary"}; !reflect.DeepEqual(names, want) {
+			t.Fatalf("http routes %v, want %v", names, want)
 		}
 		r, err := istio.ObservedReferencedRouting(ro, vs)
 		must(t, err)
-		if n := len(weights); n == 0 || weights[n-1] != r.CanaryWeight {
-			weights = append(weights, r.CanaryWeight)
+		if r.Sticky != ro.Status.CanaryRevision || r.Mirror != 0 {
+			t.Errorf("routing at step 2: %+v (canary revision %s)", r, ro.Status.CanaryRevision)
 		}
-	}
-	if got := fmt.Sprint(weights); got != "[0 20 100 0]" {
-		t.Errorf("canary weights over time %s, want [0 20 100 0]", got)
-	}
+		if got := vs.Spec.Http[3].Route[1].Headers.GetResponse().GetSet()["Set-Cookie"]; got != "ramp-web="+ro.Status.CanaryRevision+"; Path=/; HttpOnly" {
+			t.Errorf("the canary's answers set %q", got)
+		}
+	})
 	// Promoted: Git's VirtualService again, all traffic on stable.
-	vs, err = typedVS(ctx, ns, gitVS)
+	vs, err := typedVS(ctx, ns, gitVS)
 	must(t, err)
 	if !proto.Equal(&vs.Spec, &before.Spec) {
 		t.Errorf("after promotion\n%v\nwant Git's\n%v", &vs.Spec, &before.Spec)

@@ -2,40 +2,28 @@ package examples
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-
-	"github.com/ramp-dev/ramp/internal/release"
+	"github.com/ramp-dev/ramp/internal/harness"
 )
 
 // The load generator of podinfo-bluegreen-load runs `manager load` from the image of this
-// version (as config/default runs the manager), never latest.
+// version (as config/default runs the manager), never latest. The example is read as the
+// demo and the e2e load tests read it.
 func TestLoadGeneratorRunsThisVersion(t *testing.T) {
 	v, err := os.ReadFile("../VERSION")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := "ghcr.io/ramp-dev/ramp:v" + strings.TrimSpace(string(v))
-	objs, err := release.Kustomize("podinfo-bluegreen-load")
+	// Fails unless its ramp-load Deployment has one container running `load` and its flags.
+	ex, err := harness.ReadLoadExample(filepath.Join("..", harness.LoadExampleDir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, u := range objs {
-		if u.GetKind() != "Deployment" || u.GetName() != "ramp-load" {
-			continue
-		}
-		cs, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
-		if len(cs) != 1 {
-			t.Fatalf("ramp-load has %d containers", len(cs))
-		}
-		c := cs[0].(map[string]any)
-		args, _, _ := unstructured.NestedStringSlice(c, "args")
-		if c["image"] != want || len(args) == 0 || args[0] != "load" {
-			t.Errorf("ramp-load runs %v %q, want %s load …", c["image"], args, want)
-		}
-		return
+	if ex.LoadImage != want {
+		t.Errorf("ramp-load runs %s %q, want %s load …", ex.LoadImage, ex.LoadArgs, want)
 	}
-	t.Fatal("podinfo-bluegreen-load has no ramp-load Deployment")
 }

@@ -22,7 +22,7 @@ import (
 func main() {
 	var o demo.Options
 	flag.DurationVar(&o.Interval, "interval", 5*time.Second, "Analysis interval: each canary step holds at least this long.")
-	flag.Float64Var(&o.RPS, "rps", 200, "Simulated requests per second.")
+	flag.Float64Var(&o.RPS, "rps", demo.DefaultRPS, "Simulated users' requests per second in acts 1 to 3 (fewer: rounds may pass or fail by chance).")
 	replicas := flag.Int("replicas", 4, "Replicas of the demo app.")
 	verbose := flag.Bool("v", false, "Show the controller's logs.")
 	flag.StringVar(&o.Picture, "picture", "bin/demo-story.svg", "Write the story as a chart (SVG: canary weight, error rate and P99 of stable and canary, each analysis round's verdict) to this file; empty for none.")

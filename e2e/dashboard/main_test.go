@@ -1,19 +1,13 @@
 package dashboard
 
 import (
-	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"testing"
 	"time"
-
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/ramp-dev/ramp/analysis/prometheustest"
 	"github.com/ramp-dev/ramp/internal/harness"
@@ -52,58 +46,29 @@ func chromiumBinary() (string, error) {
 }
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	flag.Parse()
-	if testing.Short() {
-		skipReason = "browser test against a local cluster (-short)"
-		return m.Run()
-	}
-	var err error
-	if chromium, err = chromiumBinary(); err != nil {
-		if v := os.Getenv("RAMP_REQUIRE_CHROMIUM"); v != "" {
-			fmt.Fprintf(os.Stderr, "FAIL: RAMP_REQUIRE_CHROMIUM=%s and Chromium is missing: %v\n", v, err)
-			return 1
+	os.Exit(harness.RunSuite(m, harness.SuiteOptions{
+		Short: "browser test against a local cluster (-short)",
+		Need: func() (string, error) {
+			var err error
+			if chromium, err = chromiumBinary(); err != nil {
+				if v := os.Getenv("RAMP_REQUIRE_CHROMIUM"); v != "" {
+					return "", fmt.Errorf("RAMP_REQUIRE_CHROMIUM=%s and Chromium is missing: %w", v, err)
+				}
+				return err.Error() + " (RAMP_REQUIRE_CHROMIUM=1 makes this a failure)", nil
+			}
+			return "", nil
+		},
+		Listeners: 1,
+		Stack: func() (harness.Options, func(), error) {
+			return harness.Options{Nodes: 2,
+				// Analyzer nil: the real Prometheus analysis.
+				Manager: rampmanager.Options{Concurrency: 4, Plan: plan.Config{SubsetSettle: time.Second, RoutingGrace: plan.DefaultConfig().RoutingGrace}},
+			}, nil, nil
+		},
+	}, func(s *harness.Suite) {
+		env, prom, skipReason = s.Env, s.Prom, s.Skip
+		if len(s.Listeners) > 0 {
+			metricsLn = s.Listeners[0]
 		}
-		skipReason = err.Error() + " (RAMP_REQUIRE_CHROMIUM=1 makes this a failure)"
-		return m.Run()
-	}
-	promBin, err := prometheustest.Binary()
-	if err != nil {
-		if v := os.Getenv("RAMP_REQUIRE_PROMETHEUS"); v != "" {
-			fmt.Fprintf(os.Stderr, "FAIL: RAMP_REQUIRE_PROMETHEUS=%s and Prometheus is missing: %v\n", v, err)
-			return 1
-		}
-		skipReason = err.Error() + " (RAMP_REQUIRE_PROMETHEUS=1 makes this a failure)"
-		return m.Run()
-	}
-	if os.Getenv("RAMP_E2E_VERBOSE") != "" {
-		ctrl.SetLogger(zap.New(zap.UseDevMode(true)))
-	} else {
-		ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
-	}
-	if metricsLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer metricsLn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute) // a first build of the cluster's binaries
-	defer cancel()
-	stack, err := harness.Start(ctx, harness.Options{
-		Prometheus: promBin, Targets: []string{metricsLn.Addr().String()}, Nodes: 2,
-		// Analyzer nil: the real Prometheus analysis.
-		Manager: rampmanager.Options{Concurrency: 4, Plan: plan.Config{SubsetSettle: time.Second, RoutingGrace: plan.DefaultConfig().RoutingGrace}},
-	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	env, prom = stack.Env, stack.Prom
-	code := m.Run()
-	if err := stack.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stopping:", err)
-	}
-	return code
+	}))
 }

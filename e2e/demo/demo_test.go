@@ -183,7 +183,9 @@ func checkKeep(ctx context.Context, t *testing.T, out string) {
 		}
 		if st.Phase != rampv1.PhaseFailed || len(st.LastAnalysis) != 1 || st.LastAnalysis[0].Verdict != rampv1.VerdictFailed || st.LastAnalysis[0].Value == "" {
 			t.Errorf("--keep: v3 in %s ended %s (%s), analysis %+v; want rolled back on a failing error rate", lns, st.Phase, st.Message, st.LastAnalysis)
+			return
 		}
+		t.Logf("--keep: v3 in %s rolled back: %s", lns, st.Message)
 		return
 	}
 	t.Errorf("--keep: v3's rollout in %s did not end: %v", lns, ctx.Err())

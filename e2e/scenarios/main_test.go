@@ -1,10 +1,6 @@
 package scenarios
 
 import (
-	"context"
-	"flag"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -12,7 +8,6 @@ import (
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/ramp-dev/ramp/analysis/prometheustest"
@@ -43,70 +38,29 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	flag.Parse()
-	if testing.Short() {
-		skipReason = "end-to-end scenarios: a local cluster, Prometheus and the mesh simulator (-short)"
-		return m.Run()
-	}
-	promBin, err := prometheustest.Binary()
-	if err != nil {
-		if os.Getenv("RAMP_REQUIRE_PROMETHEUS") != "" {
-			fmt.Fprintln(os.Stderr, "RAMP_REQUIRE_PROMETHEUS is set but Prometheus is missing:", err)
-			return 1
+	os.Exit(harness.RunSuite(m, harness.SuiteOptions{
+		Short:     "end-to-end scenarios: a local cluster, Prometheus and the mesh simulator (-short)",
+		Listeners: listeners,
+		Stack: func() (harness.Options, func(), error) {
+			gateLn, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return harness.Options{}, nil, err
+			}
+			gateSrv := &http.Server{Handler: gateMux, ReadHeaderTimeout: 5 * time.Second}
+			go func() { _ = gateSrv.Serve(gateLn) }()
+			gateBase = "http://" + gateLn.Addr().String() + "/allowed"
+			sender := notify.NewSender(200, ctrl.Log.WithName("slack"))
+			return harness.Options{
+				Nodes: 2, Runnables: []manager.Runnable{sender},
+				AllowedEndpoints: []string{gateBase},
+				// Analyzer nil: the real Prometheus analysis.
+				Manager: rampmanager.Options{Concurrency: 4, Notifier: sender, Plan: plan.Config{SubsetSettle: time.Second, RoutingGrace: plan.DefaultConfig().RoutingGrace}},
+			}, func() { _ = gateSrv.Close() }, nil
+		},
+	}, func(s *harness.Suite) {
+		env, prom, skipReason = s.Env, s.Prom, s.Skip
+		for _, ln := range s.Listeners {
+			metricsLns <- ln
 		}
-		skipReason = fmt.Sprintf("the scenarios need Prometheus: %v", err)
-		return m.Run()
-	}
-	if os.Getenv("RAMP_E2E_VERBOSE") != "" {
-		ctrl.SetLogger(zap.New(zap.UseDevMode(true)))
-	} else {
-		ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
-	}
-
-	var targets []string
-	for range listeners {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		targets = append(targets, ln.Addr().String())
-		metricsLns <- ln
-	}
-	defer func() {
-		close(metricsLns)
-		for ln := range metricsLns {
-			ln.Close()
-		}
-	}()
-	gateLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	gateSrv := &http.Server{Handler: gateMux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = gateSrv.Serve(gateLn) }()
-	defer gateSrv.Close()
-	gateBase = "http://" + gateLn.Addr().String() + "/allowed"
-	sender := notify.NewSender(200, ctrl.Log.WithName("slack"))
-	stack, err := harness.Start(context.Background(), harness.Options{
-		Prometheus: promBin, Targets: targets, Nodes: 2, Runnables: []manager.Runnable{sender},
-		AllowedEndpoints: []string{gateBase},
-		// Analyzer nil: the real Prometheus analysis.
-		Manager: rampmanager.Options{Concurrency: 4, Notifier: sender, Plan: plan.Config{SubsetSettle: time.Second, RoutingGrace: plan.DefaultConfig().RoutingGrace}},
-	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	env, prom = stack.Env, stack.Prom
-	code := m.Run()
-	if err := stack.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stopping:", err)
-	}
-	return code
+	}))
 }

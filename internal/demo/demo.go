@@ -52,7 +52,7 @@ import (
 type Options struct {
 	// Interval between analysis rounds (each step holds at least one). Defaults to 5s.
 	Interval time.Duration
-	// RPS is the simulated request rate. Defaults to 200.
+	// RPS is the simulated users' request rate in acts 1 to 3. Defaults to DefaultRPS.
 	RPS float64
 	// Replicas of the app. Defaults to 4.
 	Replicas int32
@@ -124,11 +124,31 @@ const (
 )
 
 // Behaviour of each release in the simulated mesh: v2 is healthy, v3 answers 8% errors.
+// TestRoundsCannotGoWrongByChance checks that no analysis round of the story can pass v3 or
+// fail v2 by chance: at 0.3% errors v2 failed a round of the first step (about 70 canary
+// requests at 200 requests/s) one run in five.
 var releases = map[string]meshsim.Behaviour{
 	"v1": {ErrorRate: 0.002, LatencyP50: 20 * time.Millisecond, LatencyP99: 120 * time.Millisecond, ErrorCode: 500},
-	"v2": {ErrorRate: 0.003, LatencyP50: 25 * time.Millisecond, LatencyP99: 150 * time.Millisecond, ErrorCode: 500},
+	"v2": {ErrorRate: 0.001, LatencyP50: 25 * time.Millisecond, LatencyP99: 150 * time.Millisecond, ErrorCode: 500},
 	"v3": {ErrorRate: 0.08, LatencyP50: 25 * time.Millisecond, LatencyP99: 160 * time.Millisecond, ErrorCode: 500},
 }
+
+// DefaultRPS is the users' request rate of acts 1 to 3 unless Options say otherwise: the first
+// step's rounds (5%, plus the testers) judge about 600 canary requests, enough that neither
+// v2 fails nor v3 passes a round by chance (TestRoundsCannotGoWrongByChance).
+const DefaultRPS = 2000
+
+// testerShare of the users' requests carry the canary header: they reach the canary at
+// every step.
+const testerShare = 0.02
+
+// The demo app's Rollout (acts 1 to 3): its steps and the thresholds of its two metrics.
+var canarySteps = []rampv1.CanaryStep{{SetWeight: 5}, {SetWeight: 25}, {SetWeight: 100}}
+
+const (
+	maxErrorRate  = 1.0   // percent
+	maxLatencyP99 = 300.0 // milliseconds
+)
 
 // Run plays the story, printing progress to out. Cancelling ctx (Ctrl-C) stops everything and
 // leaves no process behind.
@@ -137,7 +157,7 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 		o.Interval = 5 * time.Second
 	}
 	if o.RPS == 0 {
-		o.RPS = 200
+		o.RPS = DefaultRPS
 	}
 	if o.Replicas == 0 {
 		o.Replicas = 4
@@ -210,7 +230,7 @@ func Run(ctx context.Context, out io.Writer, o Options) (*Result, error) {
 		XDSAddr: env.Istiod.GRPCAddr, Source: meshsim.Source{Port: 9898},
 		Traffic: meshsim.Traffic{RPS: o.RPS, Classes: []meshsim.Class{
 			// Testers' requests carry the canary header and always reach the canary.
-			{Share: 0.02, Request: meshsim.Request{Headers: map[string]string{"x-canary": "true"}}},
+			{Share: testerShare, Request: meshsim.Request{Headers: map[string]string{"x-canary": "true"}}},
 		}},
 		MetricsListener: metricsLn,
 	})
@@ -401,7 +421,7 @@ func (s *story) deployV1(ctx context.Context) error {
 			TargetRef: rampv1.TargetReference{Name: appName},
 			Service:   rampv1.ServiceSpec{Port: 9898},
 			Strategy: rampv1.Strategy{Canary: &rampv1.CanaryStrategy{
-				Steps:       []rampv1.CanaryStep{{SetWeight: 5}, {SetWeight: 25}, {SetWeight: 100}},
+				Steps:       canarySteps,
 				HeaderMatch: &rampv1.HeaderMatch{Name: "x-canary", Exact: ptr.To("true")},
 			}},
 			Analysis: &rampv1.AnalysisSpec{
@@ -410,9 +430,9 @@ func (s *story) deployV1(ctx context.Context) error {
 				// No Prometheus of its own: the metrics come from the platform's templates.
 				Metrics: []rampv1.Metric{
 					{Name: "error-rate", TemplateRef: &rampv1.MetricTemplateRef{Kind: rampv1.KindClusterMetricTemplate, Name: errorRateTemplate},
-						Window: &window, MinRequests: ptr.To[int32](20), ThresholdRange: &rampv1.ThresholdRange{Max: ptr.To(1.0)}},
+						Window: &window, MinRequests: ptr.To[int32](20), ThresholdRange: &rampv1.ThresholdRange{Max: ptr.To(maxErrorRate)}},
 					{Name: "latency-p99", TemplateRef: &rampv1.MetricTemplateRef{Kind: rampv1.KindClusterMetricTemplate, Name: latencyP99Template},
-						Window: &window, MinRequests: ptr.To[int32](20), ThresholdRange: &rampv1.ThresholdRange{Max: ptr.To(300.0)}},
+						Window: &window, MinRequests: ptr.To[int32](20), ThresholdRange: &rampv1.ThresholdRange{Max: ptr.To(maxLatencyP99)}},
 				},
 			},
 		},

@@ -3,7 +3,8 @@
 // controller manager, scheduler, KWOK nodes and istiod, whose xDS address
 // Stack.Env.Istiod.GRPCAddr the mesh simulators connect to) and ramp's manager in-process,
 // wired by internal/manager as cmd/manager wires it. The demo (internal/demo) and the e2e suites
-// (e2e/scenarios, e2e/analysis) start it once and add their own workloads and traffic.
+// (e2e/scenarios, e2e/dashboard, e2e/analysis) start it once and add their own workloads and
+// traffic; RunSuite is the TestMain of e2e/scenarios and e2e/dashboard.
 package harness
 
 import (

@@ -30,10 +30,13 @@ type LoadExample struct {
 	Rollout *rampv1.Rollout
 	// LoadArgs are the container arguments of its ramp-load Deployment: `load` and its flags.
 	LoadArgs []string
+	// LoadImage is the image of that container.
+	LoadImage string
 }
 
 // ReadLoadExample builds the example in dir with kustomize (internal/release) and finds its
-// Rollout and the arguments its ramp-load Deployment runs `manager load` with.
+// Rollout and the image and arguments its ramp-load Deployment (one container) runs
+// `manager load` with.
 func ReadLoadExample(dir string) (*LoadExample, error) {
 	objs, err := release.Kustomize(dir)
 	if err != nil {
@@ -52,6 +55,7 @@ func ReadLoadExample(dir string) (*LoadExample, error) {
 			if len(cs) == 1 {
 				if c, ok := cs[0].(map[string]any); ok {
 					ex.LoadArgs, _, _ = unstructured.NestedStringSlice(c, "args")
+					ex.LoadImage, _, _ = unstructured.NestedString(c, "image")
 				}
 			}
 		}
