@@ -15,7 +15,7 @@ func (d *decider) decision() Decision {
 	case !d.noDesired:
 		out.Desired = d.desired()
 	}
-	if out.Desired != nil {
+	if out.Desired != nil && !out.Desired.PauseOnly {
 		if note := d.followReadyPods(out.Desired); note != "" && !out.Summary.Stalled {
 			out.Summary.Ready = false
 			out.Summary.Reconciling = true
@@ -43,14 +43,17 @@ func (d *decider) desired() *Desired {
 		CanaryWeight:          st.CanaryWeight,
 	}
 	if st.StablePodTemplateHash == "" {
+		if d.pausing {
+			return &Desired{TargetPaused: true, PauseOnly: true}
+		}
 		return nil // not adopted yet: nothing to route to
 	}
 	switch st.Phase {
 	case rampv1.PhaseInitializing, rampv1.PhaseStalled:
 		// Adopting a recreated target again (the stable subset already selects its pods): route
-		// to them, and leave the Deployment alone until it has rolled out.
+		// to them, and leave the Deployment alone until it has rolled out, then pause it.
 		out.CanaryWeight = 0
-		out.TargetUntouched = true
+		out.TargetUntouched = !d.pausing
 		return out
 	case rampv1.PhaseIdle, rampv1.PhaseSucceeded, rampv1.PhaseFailed:
 		out.CanaryWeight = 0

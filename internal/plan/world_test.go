@@ -85,7 +85,7 @@ func newWorld() *fakeWorld {
 func (w *fakeWorld) observe() Observation {
 	o := Observation{
 		Now: w.now,
-		Target: Target{Exists: true, Revision: w.gitRev, Replicas: w.replicas, Paused: w.targetPaused,
+		Target: Target{Exists: true, Revision: w.gitRev, Replicas: w.replicas, Paused: w.targetPaused, PausedByRamp: w.targetPaused,
 			RolledOut: w.runningRev == w.gitRev && w.targetReady(),
 			UID:       types.UID(fmt.Sprintf("uid-%d", w.uid)), Selector: w.selector, CanarySelector: w.canarySelector(),
 			ReadyPods: map[string]int32{}},
@@ -110,7 +110,9 @@ func (w *fakeWorld) observe() Observation {
 
 // apply converges the world to d (nil: touch nothing).
 func (w *fakeWorld) apply(d *Desired) {
-	if d != nil {
+	if d != nil && d.PauseOnly {
+		w.targetPaused = true
+	} else if d != nil {
 		if !d.TargetUntouched {
 			if d.TargetPaused && !w.hasRS() {
 				w.errs = append(w.errs, "the recreated target paused before its ReplicaSet existed: it gets no pods")
@@ -361,8 +363,25 @@ func checkPass(t *testing.T, ro *rampv1.Rollout, obs Observation, d Decision, w 
 		}
 		return
 	}
-	if (st.Phase == "" || st.Phase == rampv1.PhaseInitializing) && (st.StablePodTemplateHash == "" || !dd.TargetUntouched) {
-		t.Errorf("desired state before adoption (untouched target %t)", dd.TargetUntouched)
+	if Adopting(ro.Status.Phase) && !Adopting(st.Phase) && !(obs.Target.Paused && obs.Target.PausedByRamp) {
+		t.Errorf("adopted (%s, stable %s) before the target was seen paused by ramp", st.Phase, st.StableRevision)
+	}
+	if st.Phase == "" || st.Phase == rampv1.PhaseInitializing {
+		// Before adoption ramp only pauses a rolled-out target at the revision it records (and
+		// routes a recreated one's traffic to its pods).
+		pausing := dd.PauseOnly || (dd.TargetPaused && !dd.TargetUntouched)
+		if pausing && (!obs.Target.RolledOut || obs.Target.Revision != st.StableRevision) {
+			t.Errorf("pausing a target not rolled out at the recorded revision %s (%+v)", st.StableRevision, obs.Target)
+		}
+		if dd.PauseOnly {
+			if *dd != (Desired{TargetPaused: true, PauseOnly: true}) || st.StablePodTemplateHash != "" {
+				t.Errorf("adoption's pause with more: %s, stable subset %q", fmtDesired(dd), st.StablePodTemplateHash)
+			}
+			return
+		}
+		if st.StablePodTemplateHash == "" {
+			t.Errorf("desired state before adoption: %s", fmtDesired(dd))
+		}
 	}
 	followed := false
 	if dd.CanaryWeight != st.CanaryWeight {
