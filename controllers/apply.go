@@ -35,6 +35,9 @@ func (r *RolloutReconciler) apply(ctx context.Context, ro *rampv1.Rollout, w *wo
 			return err
 		}
 	}
+	if d.PauseOnly {
+		return nil // adoption: nothing else until the pause is seen
+	}
 	if !d.RouteFirst {
 		if err := r.applyCanary(ctx, ro, w, d); err != nil {
 			return err
@@ -55,14 +58,18 @@ func (r *RolloutReconciler) apply(ctx context.Context, ro *rampv1.Rollout, w *wo
 }
 
 // setTargetPaused owns spec.paused of the target with server-side apply: Git manifests leave
-// the field unset, so Flux and Argo CD never fight over it.
+// the field unset, so Flux and Argo CD never fight over it. The apply carries the
+// resourceVersion observed, which the API server takes as a precondition: ramp decided on that
+// version's pod template, so if Git changed it since, the write fails (a conflict, and the
+// next pass sees the new template) rather than pause a Deployment already rolling it out, or
+// un-pause one onto a revision that was never analysed.
 func (r *RolloutReconciler) setTargetPaused(ctx context.Context, target *appsv1.Deployment, paused bool) error {
 	if target == nil || target.Spec.Paused == paused {
 		return nil
 	}
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "apps/v1", "kind": "Deployment",
-		"metadata": map[string]any{"name": target.Name, "namespace": target.Namespace},
+		"metadata": map[string]any{"name": target.Name, "namespace": target.Namespace, "resourceVersion": target.ResourceVersion},
 		"spec":     map[string]any{"paused": paused},
 	}}
 	if err := r.Patch(ctx, u, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
