@@ -83,7 +83,9 @@ func rev3(d *Desired) { d.CanaryRevision = newerRev }
 // --- adoption ---------------------------------------------------------------------------------
 
 // dPauseOnly: adoption pauses the target and writes nothing else.
-func dPauseOnly() *Desired { return &Desired{TargetPaused: true, PauseOnly: true} }
+func dPauseOnly() *Desired {
+	return &Desired{TargetPaused: true, TargetAsObserved: true, PauseOnly: true}
+}
 
 // pausingAt: ramp recorded rev as the revision it pauses the target at, and waits to see the
 // pause (Initializing, nothing routed yet).
@@ -669,7 +671,7 @@ func TestDecideHolding(t *testing.T) {
 			ro:   newRollout(inRollout(progressing, holding, 3, 100, ago(time.Minute))),
 			obs:  observe(t0, canaryReady(10), routing(100)),
 			want: want{phase: promoting, stage: updating, step: 3, weight: 100, events: []string{"PromotionStarted"},
-				desired: with(dRun(10, 100, true), func(d *Desired) { d.TargetPaused = false }), requeue: 10 * time.Minute,
+				desired: with(dRun(10, 100, true), func(d *Desired) { d.TargetPaused, d.TargetAsObserved = false, true }), requeue: 10 * time.Minute,
 				check: stageStarted(t0)},
 		},
 		{
@@ -996,7 +998,7 @@ func TestDecidePaused(t *testing.T) {
 			ro:   ro(paused(), inRollout(pausedPhase, switching, 3, 100, ago(time.Hour)), stableHashIs(newHash)),
 			obs:  observe(t0, targetRolledOut(newRev, newHash), canaryReady(10), routing(100)),
 			want: want{phase: pausedPhase, stage: switching, step: 3, weight: 100,
-				desired: with(dRun(10, 100, true), func(d *Desired) { d.StablePodTemplateHash = newHash })},
+				desired: with(dRun(10, 100, true), func(d *Desired) { d.StablePodTemplateHash, d.TargetAsObserved = newHash, true })},
 		},
 		{
 			// The Paused phase hides that the window held the step: the canary is sized for it.
@@ -1014,8 +1016,12 @@ func TestDecidePromotion(t *testing.T) {
 	at := func(phase, stage string, weight int32, since time.Time, extra ...roOpt) *rampv1.Rollout {
 		return newRollout(append([]roOpt{twoSteps, inRollout(phase, stage, 2, weight, since)}, extra...)...)
 	}
-	unpaused := func(d *Desired) { d.TargetPaused = false }
+	// The un-pause, for the analysed revision, and the pause after it, for the revision the
+	// target rolled out, apply only to the target as observed.
+	unpaused := func(d *Desired) { d.TargetPaused, d.TargetAsObserved = false, true }
 	newSubset := func(d *Desired) { d.StablePodTemplateHash = newHash }
+	// The pause after the target rolled the promoted revision out: for the target as observed.
+	repause := func(d *Desired) { d.StablePodTemplateHash, d.TargetAsObserved = newHash, true }
 	noSettle := Config{}
 	runCases(t, []tcase{
 		{
@@ -1103,7 +1109,7 @@ func TestDecidePromotion(t *testing.T) {
 			name: "updating stable: rolled out: the stable subset moves to its pods, the target is paused again",
 			ro:   at(promoting, updating, 100, ago(2*time.Minute)),
 			obs:  observe(t0, targetRolledOut(newRev, newHash), canaryReady(10), routing(100)),
-			want: want{phase: promoting, stage: switching, step: 2, weight: 100, desired: with(dRun(10, 100, true), newSubset),
+			want: want{phase: promoting, stage: switching, step: 2, weight: 100, desired: with(dRun(10, 100, true), repause),
 				requeue: 2 * time.Second, check: checks(revisions(stableRev, newHash, newRev), stageStarted(t0))},
 		},
 		{
@@ -1139,7 +1145,7 @@ func TestDecidePromotion(t *testing.T) {
 			name: "switching subset: letting it settle",
 			ro:   at(promoting, switching, 100, ago(time.Second), stableHashIs(newHash)),
 			obs:  observe(t0, targetRolledOut(newRev, newHash), canaryReady(10), routing(100)),
-			want: want{phase: promoting, stage: switching, step: 2, weight: 100, desired: with(dRun(10, 100, true), newSubset),
+			want: want{phase: promoting, stage: switching, step: 2, weight: 100, desired: with(dRun(10, 100, true), repause),
 				requeue: time.Second},
 		},
 		{
@@ -1158,7 +1164,7 @@ func TestDecidePromotion(t *testing.T) {
 			name: "switching subset: Git revert waits too",
 			ro:   at(promoting, switching, 100, ago(time.Second), stableHashIs(newHash)),
 			obs:  observe(t0, targetAt(stableRev), canaryReady(10), routing(100)),
-			want: want{phase: promoting, stage: switching, step: 2, weight: 100, desired: with(dRun(10, 100, true), newSubset), requeue: time.Second},
+			want: want{phase: promoting, stage: switching, step: 2, weight: 100, desired: with(dRun(10, 100, true), repause), requeue: time.Second},
 		},
 		{
 			// ramp's re-pause did not take effect yet (or failed: the template changed since ramp
@@ -1166,7 +1172,7 @@ func TestDecidePromotion(t *testing.T) {
 			name: "switching subset: settled but the target not seen paused: traffic stays on the canary, the pause applied again",
 			ro:   at(promoting, switching, 100, ago(2*time.Second), stableHashIs(newHash)),
 			obs:  observe(t0, targetUnpaused(), targetRolledOut(newRev, newHash), canaryReady(10), routing(100)),
-			want: want{phase: promoting, stage: switching, step: 2, weight: 100, desired: with(dRun(10, 100, true), newSubset),
+			want: want{phase: promoting, stage: switching, step: 2, weight: 100, desired: with(dRun(10, 100, true), repause),
 				check: messageHas("waiting for the target Deployment to be paused at revision r2")},
 		},
 		{
@@ -1191,7 +1197,7 @@ func TestDecidePromotion(t *testing.T) {
 			cfg:  &noSettle,
 			ro:   at(promoting, updating, 100, ago(2*time.Minute)),
 			obs:  observe(t0, targetUnpaused(), targetRolledOut(newRev, newHash), canaryReady(10), routing(100)),
-			want: want{phase: promoting, stage: switching, step: 2, weight: 100, desired: with(dRun(10, 100, true), newSubset)},
+			want: want{phase: promoting, stage: switching, step: 2, weight: 100, desired: with(dRun(10, 100, true), repause)},
 		},
 		{
 			name: "updating stable without subset settle: straight on to routing to stable",

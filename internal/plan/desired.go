@@ -44,7 +44,7 @@ func (d *decider) desired() *Desired {
 	}
 	if st.StablePodTemplateHash == "" {
 		if d.pausing {
-			return &Desired{TargetPaused: true, PauseOnly: true}
+			return &Desired{TargetPaused: true, TargetAsObserved: true, PauseOnly: true}
 		}
 		return nil // not adopted yet: nothing to route to
 	}
@@ -54,6 +54,7 @@ func (d *decider) desired() *Desired {
 		// to them, and leave the Deployment alone until it has rolled out, then pause it.
 		out.CanaryWeight = 0
 		out.TargetUntouched = !d.pausing
+		out.TargetAsObserved = d.pausing
 		return out
 	case rampv1.PhaseIdle, rampv1.PhaseSucceeded, rampv1.PhaseFailed:
 		out.CanaryWeight = 0
@@ -105,6 +106,9 @@ func (d *decider) desired() *Desired {
 		// (followReadyPods) since the stage began.
 		out.TargetPaused = false
 	}
+	// The un-pause is for the analysed revision, the pause after it for the revision the
+	// target rolled out and the stable subset now selects.
+	out.TargetAsObserved = !out.TargetPaused || st.Stage == StageSwitchingStableSubset
 	return out
 }
 
@@ -140,6 +144,7 @@ func (d *decider) followReadyPods(want *Desired) string {
 	case want.CanaryWeight > 0 && canary == 0 && stable > 0:
 		want.CanaryWeight = 0
 		want.TargetPaused = true // its rolling update would take the stable pods away
+		want.TargetAsObserved = false
 		reason = "CanaryUnavailable"
 		note = fmt.Sprintf("canary Deployment %q has no ready pods: all traffic goes to the %d ready pods of the stable subset (pod-template-hash %s) until it has",
 			rampv1.CanaryNameFor(d.spec.TargetRef.Name), stable, want.StablePodTemplateHash)

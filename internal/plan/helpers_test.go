@@ -346,8 +346,8 @@ func fmtDesired(d *Desired) string {
 	if d == nil {
 		return "<nil>"
 	}
-	return fmt.Sprintf("targetPaused=%v untouched=%v canary=%s×%d recreate=%v stableSubset=%s weight=%d header=%v fault=%v",
-		d.TargetPaused, d.TargetUntouched, d.CanaryRevision, d.CanaryReplicas, d.RecreateCanary, d.StablePodTemplateHash, d.CanaryWeight, d.HeaderRoute, d.Fault != nil)
+	return fmt.Sprintf("targetPaused=%v asObserved=%v pauseOnly=%v untouched=%v canary=%s×%d recreate=%v stableSubset=%s weight=%d header=%v fault=%v",
+		d.TargetPaused, d.TargetAsObserved, d.PauseOnly, d.TargetUntouched, d.CanaryRevision, d.CanaryReplicas, d.RecreateCanary, d.StablePodTemplateHash, d.CanaryWeight, d.HeaderRoute, d.Fault != nil)
 }
 
 // Extra checks, composable in want.check.

@@ -110,6 +110,12 @@ func readopting(rev, hash string) roOpt {
 	})
 }
 
+// dPausing: re-adoption pauses the rolled-out target (at the revision observed) and routes all
+// traffic to its pods.
+func dPausing(hash string) *Desired {
+	return &Desired{TargetPaused: true, TargetAsObserved: true, StablePodTemplateHash: hash}
+}
+
 func summaryOf(reason string, ready, reconciling bool) *Summary {
 	return &Summary{Ready: ready, Reconciling: reconciling, Reason: reason}
 }
@@ -140,7 +146,7 @@ func TestDecideTargetRecreated(t *testing.T) {
 			name: "re-adoption: the recreated target has rolled out: ramp pauses it, routing to its pods, and waits to see the pause",
 			ro:   newRollout(readopting(newRev, newHash)),
 			obs:  observe(t0, canaryAbsent(), recreatedAt(newRev, newHash, replicas), stableSubset(newHash)),
-			want: want{phase: rampv1.PhaseInitializing, desired: dSteady(newHash), summary: summaryOf(rwc, false, true),
+			want: want{phase: rampv1.PhaseInitializing, desired: dPausing(newHash), summary: summaryOf(rwc, false, true),
 				check: summaryHas("revision r2 went live without a canary", "deleted and created again", "pausing the Deployment")},
 		},
 		{
@@ -186,14 +192,14 @@ func TestDecideTargetRecreated(t *testing.T) {
 			})),
 			obs: observe(t0, routing(100), canaryAt(newRev, 3), recreatedAt(newerRev, newerHash, replicas), stableSubset(newerHash),
 				func(o *Observation) { o.Canary.Replicas, o.Canary.ReadyPods = 3, 3 }),
-			want: want{phase: rampv1.PhaseInitializing, desired: dSteady(newerHash), order: &applyOrder{routeFirst: true},
+			want: want{phase: rampv1.PhaseInitializing, desired: dPausing(newerHash), order: &applyOrder{routeFirst: true},
 				summary: summaryOf(rwc, false, true)},
 		},
 		{
 			name: "recreated with the stable template (a selector change alone): no release, the event says what happened",
 			ro:   newRollout(adoptedAs()),
 			obs:  observe(t0, canaryAbsent(), recreatedAt(stableRev, stableHash, replicas), stableSubset(stableHash)),
-			want: want{phase: rampv1.PhaseInitializing, events: []string{"TargetRecreated"}, desired: dSteady(stableHash),
+			want: want{phase: rampv1.PhaseInitializing, events: []string{"TargetRecreated"}, desired: dPausing(stableHash),
 				check: func(t *testing.T, d Decision) {
 					if d.Status.ReleasedWithoutCanary != nil {
 						t.Errorf("released without canary: %+v", d.Status.ReleasedWithoutCanary)

@@ -234,6 +234,12 @@ type Desired struct {
 	// does not let change, is not the target's: it is deleted (only the object observed,
 	// conditional on its UID and resourceVersion) and created again.
 	RecreateCanary bool
+	// TargetAsObserved: the write of the target's spec.paused is meant for the Deployment as
+	// observed (the pause at the revision adoption or a promotion recorded, the un-pause onto
+	// the analysed revision): the reconciler makes it conditional on the observed
+	// resourceVersion, so it fails if Git changed the template since. Otherwise (a pause that
+	// must hold whatever the template: a commit during the promotion, a canary gone) it is not.
+	TargetAsObserved bool
 	// PauseOnly: ramp adopts the target and pauses it, writing nothing else yet: no routes,
 	// no canary, until it has observed its pause take effect (a commit landing before it
 	// would be rolled out by the Deployment itself, under routes ramp would have made).

@@ -112,11 +112,12 @@ func (w *fakeWorld) observe() Observation {
 }
 
 // applyOver applies d as the reconciler does: its write of the target's spec.paused is
-// conditional on the version of the target obs saw (the resourceVersion precondition). When
+// conditional on the version of the target obs saw (the resourceVersion precondition) when
+// Desired.TargetAsObserved says so. When
 // Git changed the target since, a pause, applied first, fails and the pass writes nothing
 // more; an un-pause, applied last, fails alone.
 func (w *fakeWorld) applyOver(d *Desired, obs Observation) {
-	if d != nil && !d.TargetUntouched && d.TargetPaused != obs.Target.Paused &&
+	if d != nil && !d.TargetUntouched && d.TargetAsObserved && d.TargetPaused != obs.Target.Paused &&
 		(obs.Target.Revision != w.gitRev || obs.Target.Paused != w.targetPaused) {
 		w.conflicts++
 		if d.TargetPaused {
@@ -400,7 +401,7 @@ func checkPass(t *testing.T, ro *rampv1.Rollout, obs Observation, d Decision, w 
 			t.Errorf("pausing a target not rolled out at the recorded revision %s (%+v)", st.StableRevision, obs.Target)
 		}
 		if dd.PauseOnly {
-			if *dd != (Desired{TargetPaused: true, PauseOnly: true}) || st.StablePodTemplateHash != "" {
+			if *dd != (Desired{TargetPaused: true, TargetAsObserved: true, PauseOnly: true}) || st.StablePodTemplateHash != "" {
 				t.Errorf("adoption's pause with more: %s, stable subset %q", fmtDesired(dd), st.StablePodTemplateHash)
 			}
 			return
