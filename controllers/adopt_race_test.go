@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/fieldowners"
 	"github.com/ramp-dev/ramp/internal/plan"
 	"github.com/ramp-dev/ramp/internal/revision"
 	"github.com/ramp-dev/ramp/internal/testenv"
@@ -273,5 +275,50 @@ func TestCommitBeforePromotionRepauseKeepsTrafficOnCanary(t *testing.T) {
 		if s := v.Status; s.Stage == plan.StageRoutingToStable && s.StablePodTemplateHash != h {
 			t.Errorf("routing to stable subset %s, the target's pods are %s", s.StablePodTemplateHash, h)
 		}
+	}
+}
+
+// A pause someone else makes in the same window (kubectl rollout pause, between ramp's
+// observation and its own pause) is not taken for ramp's: ramp's pause fails on the changed
+// version, the Rollout stalls naming who paused the target, and adopts it once that pause is
+// lifted, then paused by ramp's own field manager.
+func TestForeignPauseBeforeAdoptionIsNotRamps(t *testing.T) {
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	target := app(t, ns, "podinfo:1")
+	rev1 := revision.Of(&target.Spec.Template)
+	setPaused := func(ctx context.Context, paused bool) error {
+		d := target.DeepCopy()
+		p := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"paused":`+strconv.FormatBool(paused)+`}}`))
+		return env.Client.Patch(ctx, d, p, client.FieldOwner("kubectl-rollout"))
+	}
+	hook := pauseHooks.on(t, ns, target.Name, 1, func(ctx context.Context) {
+		if err := setPaused(ctx, true); err != nil {
+			t.Errorf("kubectl rollout pause: %v", err)
+		}
+	})
+	ro := canaryRollout(ns)
+	must(t, env.Client.Create(ctx, ro))
+	if err := hook.wait(t); !apierrors.IsConflict(err) {
+		t.Errorf("ramp's pause after the foreign one: %v, want a conflict", err)
+	}
+	c := waitStalled(t, ro, "TargetPaused")
+	if want := "has spec.paused: true (set by kubectl-rollout)"; !strings.Contains(c.Message, want) {
+		t.Errorf("Stalled message %q does not say %q", c.Message, want)
+	}
+	if ro.Status.Phase != rampv1.PhaseStalled || ro.Status.StablePodTemplateHash != "" {
+		t.Errorf("status while the foreign pause holds: %+v", ro.Status)
+	}
+
+	// kubectl rollout resume: ramp pauses the Deployment itself and adopts it.
+	must(t, setPaused(ctx, false))
+	waitPhase(t, ro, rampv1.PhaseIdle)
+	if ro.Status.StableRevision != rev1 || ro.Status.ReleasedWithoutCanary != nil {
+		t.Errorf("adopted with %+v, want stable %s", ro.Status, rev1)
+	}
+	d := &appsv1.Deployment{}
+	must(t, env.Client.Get(ctx, client.ObjectKeyFromObject(target), d))
+	if owners := fieldowners.Managers(fieldowners.Entries(d.ManagedFields, "spec", "paused")); !d.Spec.Paused || !slices.Equal(owners, []string{FieldManager}) {
+		t.Errorf("target paused=%t, spec.paused owned by %v; want paused by %s alone", d.Spec.Paused, owners, FieldManager)
 	}
 }
