@@ -31,9 +31,12 @@ import (
 // Objects already as desired are not written.
 func (r *RolloutReconciler) apply(ctx context.Context, ro *rampv1.Rollout, w *world, d *plan.Desired) error {
 	if d.TargetPaused && !d.TargetUntouched {
-		if err := r.setTargetPaused(ctx, w.target, true); err != nil {
+		if err := r.setTargetPaused(ctx, w.target, true, d.TargetAsObserved); err != nil {
 			return err
 		}
+	}
+	if d.PauseOnly {
+		return nil // adoption: nothing else until the pause is seen
 	}
 	if !d.RouteFirst {
 		if err := r.applyCanary(ctx, ro, w, d); err != nil {
@@ -49,20 +52,28 @@ func (r *RolloutReconciler) apply(ctx context.Context, ro *rampv1.Rollout, w *wo
 		}
 	}
 	if !d.TargetPaused && !d.TargetUntouched {
-		return r.setTargetPaused(ctx, w.target, false)
+		return r.setTargetPaused(ctx, w.target, false, d.TargetAsObserved)
 	}
 	return nil
 }
 
 // setTargetPaused owns spec.paused of the target with server-side apply: Git manifests leave
-// the field unset, so Flux and Argo CD never fight over it.
-func (r *RolloutReconciler) setTargetPaused(ctx context.Context, target *appsv1.Deployment, paused bool) error {
+// the field unset, so Flux and Argo CD never fight over it. asObserved (Desired.TargetAsObserved)
+// makes the apply carry the resourceVersion observed, which the API server takes as a
+// precondition: ramp decided on that version's pod template, so if Git changed it since, the
+// write fails (a conflict, and the next pass sees the new template) rather than pause a
+// Deployment already rolling it out, or un-pause one onto a revision that was never analysed.
+func (r *RolloutReconciler) setTargetPaused(ctx context.Context, target *appsv1.Deployment, paused, asObserved bool) error {
 	if target == nil || target.Spec.Paused == paused {
 		return nil
 	}
+	meta := map[string]any{"name": target.Name, "namespace": target.Namespace}
+	if asObserved {
+		meta["resourceVersion"] = target.ResourceVersion
+	}
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "apps/v1", "kind": "Deployment",
-		"metadata": map[string]any{"name": target.Name, "namespace": target.Namespace},
+		"metadata": meta,
 		"spec":     map[string]any{"paused": paused},
 	}}
 	if err := r.Patch(ctx, u, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {

@@ -103,6 +103,11 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 		if err != nil {
 			return nil, err
 		}
+		if t.Paused && plan.Adopting(ro.Status.Phase) {
+			if t.PausedByRamp, t.PausedBy, err = r.targetPausedBy(ctx, target); err != nil {
+				return nil, err
+			}
+		}
 		w.obs.Target = t
 	}
 
@@ -174,6 +179,25 @@ func pausedBy(ro *rampv1.Rollout) string {
 	return fmt.Sprintf("the annotation %s (written by %s)", rampv1.AnnotationPaused, strings.Join(writers, ", "))
 }
 
+// targetPausedBy reports whether ramp's field manager owns the target's spec.paused (the pause is
+// ramp's), and the other managers that own it. Asked only while adopting, so the live read
+// of managedFields the cache does not keep (fieldManagers) is made once per adoption, not
+// on every pass.
+func (r *RolloutReconciler) targetPausedBy(ctx context.Context, target *appsv1.Deployment) (byRamp bool, others []string, err error) {
+	mf, err := r.fieldManagers(ctx, target)
+	if err != nil {
+		return false, nil, err
+	}
+	for _, m := range fieldowners.Managers(fieldowners.Entries(mf, "spec", "paused")) {
+		if m == FieldManager {
+			byRamp = true
+		} else {
+			others = append(others, m)
+		}
+	}
+	return byRamp, others, nil
+}
+
 // foreignObject names an object ramp did not create and who manages it: its controller, if
 // any, and the field managers that wrote it.
 func (r *RolloutReconciler) foreignObject(ctx context.Context, kind string, o client.Object) (string, error) {
@@ -234,6 +258,7 @@ func (r *RolloutReconciler) observeTarget(ctx context.Context, d *appsv1.Deploym
 		Selector:       metav1.FormatLabelSelector(d.Spec.Selector),
 		CanarySelector: metav1.FormatLabelSelector(canarySelector(d)),
 		ReadyPods:      map[string]int32{},
+		Hashes:         map[string]string{},
 	}
 	st := d.Status
 	t.RolledOut = st.ObservedGeneration >= d.Generation && st.UpdatedReplicas == replicas &&
@@ -256,10 +281,11 @@ func (r *RolloutReconciler) observeTarget(ctx context.Context, d *appsv1.Deploym
 		}
 		hash := rs.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
 		t.ReadyPods[hash] += rs.Status.ReadyReplicas
-		if t.PodTemplateHash == "" && replicaSetRevision(rs) == t.Revision {
-			t.PodTemplateHash = hash
+		if rev := replicaSetRevision(rs); t.Hashes[rev] == "" {
+			t.Hashes[rev] = hash
 		}
 	}
+	t.PodTemplateHash = t.Hashes[t.Revision]
 	return t, nil
 }
 

@@ -162,7 +162,7 @@ func startManager(ctx context.Context) error {
 		return err
 	}
 	r := &RolloutReconciler{
-		Client: mgr.GetClient(), APIReader: apiReader, Scheme: env.Scheme,
+		Client: hookedClient{mgr.GetClient()}, APIReader: apiReader, Scheme: env.Scheme,
 		AnalysisEndpoints: &allowed, PlatformNamespace: platformNamespace,
 		Events: rec, Analyzer: verdicts, Notifier: slack,
 		Config: plan.Config{SubsetSettle: 200 * time.Millisecond, RoutingGrace: plan.DefaultConfig().RoutingGrace},

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -47,6 +48,18 @@ type decider struct {
 	rescue *Desired
 	// calls are the gate calls due where the rollout stands.
 	calls *GateCalls
+	// pausing: adoption pauses the target at the revision it runs this pass (Desired).
+	pausing bool
+}
+
+// Adopting reports whether a Rollout in phase has not adopted its target yet (or adopts a
+// recreated one again): the reconciler then reads who paused the target (Target.PausedByRamp).
+func Adopting(phase string) bool {
+	switch phase {
+	case "", rampv1.PhaseInitializing, rampv1.PhaseStalled:
+		return true
+	}
+	return false
 }
 
 // halt is what stops a rollout before the state machine runs.
@@ -111,12 +124,12 @@ func (d *decider) run(target string) {
 	for i := 0; i < maxTransitions; i++ {
 		before := d.position()
 		d.calls = nil
-		switch d.st.Phase {
-		case "", rampv1.PhaseInitializing, rampv1.PhaseStalled:
+		switch {
+		case Adopting(d.st.Phase):
 			d.adopt(target)
-		case rampv1.PhaseIdle, rampv1.PhaseSucceeded, rampv1.PhaseFailed:
+		case d.st.Phase == rampv1.PhaseIdle || d.st.Phase == rampv1.PhaseSucceeded || d.st.Phase == rampv1.PhaseFailed:
 			d.steady()
-		case rampv1.PhaseRollingBack:
+		case d.st.Phase == rampv1.PhaseRollingBack:
 			d.rollingBack()
 		default:
 			d.active()
@@ -147,45 +160,116 @@ func (d *decider) position() position {
 
 // --- adoption --------------------------------------------------------------------------
 
+// adopt takes over a target ramp does not manage yet (a new Rollout, or a recreated target)
+// in three moves, each recorded before it is acted on:
+//
+//  1. wait for the Deployment to finish rolling out;
+//  2. record the revision it runs as stable and pause it there. The pause is applied only
+//     over the version of the Deployment observed rolled out (its resourceVersion as a
+//     precondition): a commit landing in between makes it fail, and the next pass sees it;
+//  3. once the Deployment is observed paused by ramp's field manager, record Idle: stable is
+//     the revision it was paused at (its pods), and rollouts start from there.
+//
+// Until the pause is observed nothing is routed (a recreated target's stable subset aside) and
+// no commit is claimed as a release: one that lands before the pause took effect is rolled
+// out by the Deployment itself, and ramp says it went live without a canary.
 func (d *decider) adopt(target string) {
 	t := d.obs.Target
 	// A recreated target is adopted again: its pods are the stable subset at once, and ramp
 	// routes to them while it waits for the rollout to finish.
 	readopt := d.st.StablePodTemplateHash != ""
 	if t.Paused {
-		// ramp has not paused it yet, so Git (or a human) did: a Deployment created paused never
-		// rolls out, and one Git keeps paused would fight ramp's promotions.
-		d.stall("TargetPaused", fmt.Sprintf("Deployment %q has spec.paused: true, so ramp cannot adopt it: remove spec.paused from its manifest in Git (ramp pauses and resumes the Deployment itself)", target))
-		return
-	}
-	if !t.RolledOut || t.PodTemplateHash == "" {
-		if readopt {
-			if t.PodTemplateHash != "" {
-				d.st.StableRevision, d.st.StablePodTemplateHash = t.Revision, t.PodTemplateHash
-			}
-			d.st.Phase = rampv1.PhaseInitializing
-			d.st.Message = fmt.Sprintf("Deployment %q was recreated: the stable subset selects its pods (pod-template-hash %s); waiting for it to finish rolling out before pausing it",
-				target, d.st.StablePodTemplateHash)
-			if r := d.releasedNow(); r != nil {
-				d.st.Message = fmt.Sprintf("revision %s went live without a canary: %s; waiting for the Deployment to finish rolling out before pausing it", r.Revision, r.Reason)
-			}
+		if t.PausedByRamp {
+			d.adopted(target)
 			return
 		}
-		d.st.Phase = rampv1.PhaseInitializing
-		d.st.Message = fmt.Sprintf("waiting for Deployment %q to finish rolling out before adopting it", target)
-		d.noDesired = true
+		// Git (or a human) paused it: a Deployment created paused never rolls out, and one Git
+		// keeps paused would fight ramp's promotions.
+		by := ""
+		if len(t.PausedBy) > 0 {
+			by = " (set by " + strings.Join(t.PausedBy, ", ") + ")"
+		}
+		d.stall("TargetPaused", fmt.Sprintf("Deployment %q has spec.paused: true%s, so ramp cannot adopt it: remove spec.paused from its manifest in Git (ramp pauses and resumes the Deployment itself)", target, by))
 		return
 	}
+	if rev := d.st.StableRevision; rev != "" && t.Revision != rev {
+		d.releasedBeforePause(target, rev)
+	}
+	if !t.RolledOut || t.PodTemplateHash == "" {
+		d.st.Phase = rampv1.PhaseInitializing
+		r := d.releasedNow()
+		if readopt {
+			if t.PodTemplateHash != "" {
+				d.st.StablePodTemplateHash = t.PodTemplateHash
+			}
+			d.st.Message = fmt.Sprintf("Deployment %q was recreated: the stable subset selects its pods (pod-template-hash %s); waiting for it to finish rolling out before pausing it",
+				target, d.st.StablePodTemplateHash)
+		} else {
+			d.st.Message = fmt.Sprintf("waiting for Deployment %q to finish rolling out before adopting it", target)
+			d.noDesired = true
+		}
+		if r != nil {
+			d.st.Message = fmt.Sprintf("revision %s went live without a canary: %s; waiting for the Deployment to finish rolling out before pausing it", r.Revision, r.Reason)
+		}
+		return
+	}
+	// Rolled out and not paused: pause it at this revision, and adopt it once that is seen.
 	d.st.StableRevision = t.Revision
-	d.st.StablePodTemplateHash = t.PodTemplateHash
+	if readopt {
+		d.st.StablePodTemplateHash = t.PodTemplateHash
+	}
+	d.pausing = true
+	d.st.Phase = rampv1.PhaseInitializing
+	d.st.Message = fmt.Sprintf("pausing Deployment %q at revision %s; ramp adopts it once the pause took effect", target, t.Revision)
+	if r := d.releasedNow(); r != nil {
+		d.st.Message = fmt.Sprintf("revision %s went live without a canary: %s; pausing the Deployment at it before ramp manages it", r.Revision, r.Reason)
+	}
+}
+
+// adopted records the adoption of a target ramp's pause took effect on: stable is the
+// revision ramp paused it at, whose pods it runs even if Git changed its template since (then
+// this pass starts the rollout of that template).
+func (d *decider) adopted(target string) {
+	t := d.obs.Target
+	rev := d.st.StableRevision
+	if rev == "" && t.RolledOut {
+		// ramp's pause, with no revision recorded (the status was lost): its pods all run its
+		// template, so that is what it was paused at.
+		rev = t.Revision
+	}
+	hash := t.hashOf(rev)
+	if rev == "" || hash == "" {
+		d.stall("TargetPaused", fmt.Sprintf("Deployment %q is paused by ramp's field manager, but this Rollout recorded no revision to adopt it at and its pods do not all run its template: resume it (kubectl rollout resume deployment/%s) so it rolls out; ramp then pauses and adopts it", target, target))
+		return
+	}
+	d.st.StableRevision, d.st.StablePodTemplateHash = rev, hash
 	d.st.CanaryRevision = ""
 	d.st.Target = d.targetStatus()
-	msg := fmt.Sprintf("managing Deployment %q at revision %s", target, t.Revision)
-	if r := d.releasedNow(); readopt && r != nil {
-		msg = fmt.Sprintf("revision %s went live without a canary: %s; ramp manages the Deployment again", r.Revision, r.Reason)
+	msg := fmt.Sprintf("managing Deployment %q at revision %s", target, rev)
+	if r := d.releasedNow(); r != nil {
+		msg = fmt.Sprintf("revision %s went live without a canary: %s; ramp manages the Deployment now", r.Revision, r.Reason)
 	}
 	d.setPhase(rampv1.PhaseIdle, msg)
-	d.event(false, "Adopted", fmt.Sprintf("paused Deployment %q at revision %s; all traffic to stable", target, t.Revision))
+	d.event(false, "Adopted", fmt.Sprintf("paused Deployment %q at revision %s; all traffic to stable", target, rev))
+}
+
+// releasedBeforePause records that Git changed the template (from the revision ramp recorded
+// as stable) while the target was not paused: the Deployment rolls the new revision out
+// itself, before ramp adopted it, so it goes live without a canary.
+func (d *decider) releasedBeforePause(target, from string) {
+	t := d.obs.Target
+	why := fmt.Sprintf("Git changed Deployment %q from revision %s to %s before ramp's pause took effect, so the Deployment rolled it out itself", target, from, t.Revision)
+	d.st.ReleasedWithoutCanary = &rampv1.Release{Revision: t.Revision, Reason: why, Time: metav1.NewTime(d.now)}
+	d.event(true, "ReleasedWithoutCanary", fmt.Sprintf("revision %s went live without a canary: %s", t.Revision, why))
+	d.st.StableRevision = t.Revision
+}
+
+// hashOf is the pod-template-hash of the target's ReplicaSet of revision rev ("" when none).
+func (t *Target) hashOf(rev string) string {
+	if rev == t.Revision && t.PodTemplateHash != "" {
+		return t.PodTemplateHash
+	}
+	return t.Hashes[rev]
 }
 
 // targetStatus is the identity of the observed target, or nil when it has none (unit tests).
@@ -375,10 +459,16 @@ func (d *decider) active() {
 		d.setPhase(rampv1.PhaseIdle, "target reverted to the stable revision "+t.Revision+"; rollout cancelled")
 		d.event(false, "RolloutCancelled", "Git reverted the target to the stable revision "+t.Revision+"; all traffic to stable")
 		return
-	case t.Revision != d.st.CanaryRevision && d.st.Stage == StageUpdatingStable:
+	case t.Revision != d.st.CanaryRevision && (d.st.Stage == StageUpdatingStable || d.st.Stage == StageSwitchingStableSubset && !t.Paused):
 		// The target is un-paused and Git changed its template again: the Deployment would roll
 		// an unanalysed revision out. The desired state re-pauses it; traffic stays on the
-		// canary, which runs the analysed revision at full size.
+		// canary, which runs the analysed revision at full size. Also when the commit landed
+		// after the target rolled the promoted revision out but before ramp's pause took effect
+		// (the pause, conditional on the version observed, failed): back to updating the target,
+		// which finishes once Git holds the promoted revision again.
+		if d.st.Stage != StageUpdatingStable {
+			d.setStage(StageUpdatingStable)
+		}
 		d.stall("NewRevisionDuringPromotion", fmt.Sprintf(
 			"revision %s arrived while the target was being updated to %s: ramp re-paused the target and keeps all traffic on the canary; set the target back to revision %s in Git to finish, then commit the new change",
 			t.Revision, d.st.CanaryRevision, d.st.CanaryRevision))
@@ -752,6 +842,12 @@ func (d *decider) promotion() {
 		if d.now.Before(settled) {
 			d.wakeAt(settled)
 			d.setPhase(rampv1.PhasePromoting, "letting the new stable subset reach the proxies")
+			return
+		}
+		if !t.Paused {
+			// Traffic goes back to the target only once it is paused at the promoted revision:
+			// a commit would otherwise roll out under it (the pause event brings the next pass).
+			d.setPhase(rampv1.PhasePromoting, fmt.Sprintf("waiting for the target Deployment to be paused at revision %s before routing traffic back to it", d.st.CanaryRevision))
 			return
 		}
 		d.st.CanaryWeight = 0

@@ -82,9 +82,30 @@ func rev3(d *Desired) { d.CanaryRevision = newerRev }
 
 // --- adoption ---------------------------------------------------------------------------------
 
+// dPauseOnly: adoption pauses the target and writes nothing else.
+func dPauseOnly() *Desired {
+	return &Desired{TargetPaused: true, TargetAsObserved: true, PauseOnly: true}
+}
+
+// pausingAt: ramp recorded rev as the revision it pauses the target at, and waits to see the
+// pause (Initializing, nothing routed yet).
+func pausingAt(rev string) roOpt {
+	return withStatus(func(st *rampv1.RolloutStatus) {
+		*st = rampv1.RolloutStatus{Phase: rampv1.PhaseInitializing, StableRevision: rev}
+	})
+}
+
+// hashes: the target has ReplicaSets for these revisions (revision → pod-template-hash).
+func hashes(h map[string]string) obsOpt { return func(o *Observation) { o.Target.Hashes = h } }
+
 func TestDecideInitializing(t *testing.T) {
 	fresh := withStatus(func(st *rampv1.RolloutStatus) { *st = rampv1.RolloutStatus{} })
 	initializing := withStatus(func(st *rampv1.RolloutStatus) { *st = rampv1.RolloutStatus{Phase: rampv1.PhaseInitializing} })
+	rwc := ReasonReleasedWithoutCanary
+	releasedR2 := withStatus(func(st *rampv1.RolloutStatus) {
+		st.StableRevision = newRev
+		st.ReleasedWithoutCanary = &rampv1.Release{Revision: newRev, Reason: `Git changed Deployment "web" from revision r1 to r2 before ramp's pause took effect`}
+	})
 	runCases(t, []tcase{
 		{
 			name: "new Rollout: target still rolling out",
@@ -99,18 +120,70 @@ func TestDecideInitializing(t *testing.T) {
 			want: want{phase: rampv1.PhaseInitializing},
 		},
 		{
-			name: "new Rollout adopts a rolled-out target",
+			// Not Idle yet: a commit before the pause takes effect would roll out under it.
+			name: "new Rollout: a rolled-out target is paused at its revision, recorded; nothing else until the pause is seen",
 			ro:   newRollout(fresh),
 			obs:  observe(t0, targetUnpaused(), stableTarget()),
+			want: want{phase: rampv1.PhaseInitializing, desired: dPauseOnly(),
+				check: checks(revisions(stableRev, "", ""), messageHas(`pausing Deployment "web" at revision r1`))},
+		},
+		{
+			name: "pausing: a canary left over with ready pods gets no traffic: only the pause",
+			ro:   newRollout(fresh),
+			obs:  observe(t0, targetUnpaused(), stableTarget(), canaryAt("r0", 3), readyPods(map[string]int32{stableHash: replicas}, 3)),
+			want: want{phase: rampv1.PhaseInitializing, desired: dPauseOnly(), check: revisions(stableRev, "", "")},
+		},
+		{
+			name: "pausing: the pause not seen yet (it failed, or is not in the cache): paused again, still not adopted",
+			ro:   newRollout(pausingAt(stableRev)),
+			obs:  observe(t0, targetUnpaused(), stableTarget()),
+			want: want{phase: rampv1.PhaseInitializing, desired: dPauseOnly(), check: revisions(stableRev, "", "")},
+		},
+		{
+			name: "pausing: ramp's pause seen: adopted at the recorded revision, ignoring the canary left over",
+			ro:   newRollout(pausingAt(stableRev)),
+			obs:  observe(t0, stableTarget(), canaryAt("r0", 3)),
 			want: want{phase: idle, events: []string{"Adopted"}, desired: dSteady(stableHash),
 				check: checks(revisions(stableRev, stableHash, ""), warnings(false))},
 		},
 		{
-			name: "initializing: adopts once rolled out, ignoring the canary left over",
-			ro:   newRollout(initializing),
-			obs:  observe(t0, targetUnpaused(), stableTarget(), canaryAt("r0", 3)),
-			want: want{phase: idle, events: []string{"Adopted"}, desired: dSteady(stableHash),
-				check: revisions(stableRev, stableHash, "")},
+			// The pause was applied over the version ramp saw rolled out at r1: Git's commit
+			// since created no ReplicaSet, the pods run r1, and r2 goes through the canary.
+			name: "pausing: Git changed the template under ramp's pause: adopted at the paused revision, the new one rolls out through the canary",
+			ro:   newRollout(pausingAt(stableRev)),
+			obs:  observe(t0, targetAt(newRev), hashes(map[string]string{stableRev: stableHash})),
+			want: want{phase: progressing, stage: scaling, step: 1, events: []string{"Adopted", "RolloutStarted"}, requeue: 10 * time.Minute,
+				desired: dRun(1, 0, false), check: revisions(stableRev, stableHash, newRev)},
+		},
+		{
+			// The pause failed (the template changed since ramp read it): the Deployment rolls r2
+			// out itself. ramp does not claim it as a release.
+			name: "pausing: Git changed the template before the pause took effect: that revision goes live without a canary, ramp waits for it",
+			ro:   newRollout(pausingAt(stableRev)),
+			obs:  observe(t0, targetUnpaused(), targetAt(newRev)),
+			want: want{phase: rampv1.PhaseInitializing, events: []string{"ReleasedWithoutCanary"}, summary: summaryOf(rwc, false, true),
+				check: checks(revisions(newRev, "", ""), warnings(true),
+					messageHas("revision r2 went live without a canary"), messageHas("from revision r1 to r2 before ramp's pause took effect"),
+					messageHas("waiting for the Deployment to finish rolling out"),
+					func(t *testing.T, d Decision) {
+						if r := d.Status.ReleasedWithoutCanary; r == nil || r.Revision != newRev {
+							t.Errorf("status.releasedWithoutCanary = %+v, want %s", r, newRev)
+						}
+					})},
+		},
+		{
+			name: "released before the pause: rolled out: paused at the new revision, still saying it went live without a canary",
+			ro:   newRollout(pausingAt(stableRev), releasedR2),
+			obs:  observe(t0, targetUnpaused(), targetRolledOut(newRev, newHash)),
+			want: want{phase: rampv1.PhaseInitializing, desired: dPauseOnly(), summary: summaryOf(rwc, false, true),
+				check: checks(revisions(newRev, "", ""), messageHas("revision r2 went live without a canary"))},
+		},
+		{
+			name: "released before the pause: paused by ramp: Idle at the new revision, Ready says it went live without a canary",
+			ro:   newRollout(pausingAt(stableRev), releasedR2),
+			obs:  observe(t0, targetRolledOut(newRev, newHash), stableSubset(newHash)),
+			want: want{phase: idle, events: []string{"Adopted"}, desired: dSteady(newHash), summary: summaryOf(rwc, true, false),
+				check: checks(revisions(newRev, newHash, ""), messageHas("revision r2 went live without a canary"))},
 		},
 		{
 			name: "initializing: requests wait until adopted",
@@ -122,15 +195,34 @@ func TestDecideInitializing(t *testing.T) {
 			// Git created it paused: it never rolls out, and ramp must not take spec.paused over.
 			name: "new Rollout: target paused by Git stalls with the fix",
 			ro:   newRollout(fresh),
-			obs:  observe(t0, targetAt(stableRev)),
-			want: want{phase: rampv1.PhaseStalled, summary: stalled("TargetPaused"), check: messageHas("remove spec.paused from its manifest in Git")},
+			obs:  observe(t0, targetAt(stableRev), targetPausedBy("kustomize-controller")),
+			want: want{phase: rampv1.PhaseStalled, summary: stalled("TargetPaused"),
+				check: checks(messageHas("remove spec.paused from its manifest in Git"), messageHas("(set by kustomize-controller)"))},
 		},
 		{
-			name: "stalled: adopts once the cause is gone",
-			ro:   newRollout(withStatus(func(st *rampv1.RolloutStatus) { *st = rampv1.RolloutStatus{Phase: rampv1.PhaseStalled} })),
-			obs:  observe(t0, targetUnpaused(), stableTarget()),
+			name: "pausing: a pause ramp did not make is not ramp's, even at the recorded revision",
+			ro:   newRollout(pausingAt(stableRev)),
+			obs:  observe(t0, stableTarget(), targetPausedBy("kubectl-patch")),
+			want: want{phase: rampv1.PhaseStalled, summary: stalled("TargetPaused"), check: revisions(stableRev, "", "")},
+		},
+		{
+			name: "paused by ramp, no revision recorded (status lost), rolled out: adopted at what its pods run",
+			ro:   newRollout(fresh),
+			obs:  observe(t0, stableTarget()),
 			want: want{phase: idle, events: []string{"Adopted"}, desired: dSteady(stableHash),
 				check: revisions(stableRev, stableHash, "")},
+		},
+		{
+			name: "paused by ramp, no revision recorded, its template not rolled out: stalls naming the fix",
+			ro:   newRollout(fresh),
+			obs:  observe(t0),
+			want: want{phase: rampv1.PhaseStalled, summary: stalled("TargetPaused"), check: messageHas("kubectl rollout resume deployment/web")},
+		},
+		{
+			name: "stalled: pauses the target once the cause is gone",
+			ro:   newRollout(withStatus(func(st *rampv1.RolloutStatus) { *st = rampv1.RolloutStatus{Phase: rampv1.PhaseStalled} })),
+			obs:  observe(t0, targetUnpaused(), stableTarget()),
+			want: want{phase: rampv1.PhaseInitializing, desired: dPauseOnly(), check: revisions(stableRev, "", "")},
 		},
 	})
 }
@@ -579,7 +671,7 @@ func TestDecideHolding(t *testing.T) {
 			ro:   newRollout(inRollout(progressing, holding, 3, 100, ago(time.Minute))),
 			obs:  observe(t0, canaryReady(10), routing(100)),
 			want: want{phase: promoting, stage: updating, step: 3, weight: 100, events: []string{"PromotionStarted"},
-				desired: with(dRun(10, 100, true), func(d *Desired) { d.TargetPaused = false }), requeue: 10 * time.Minute,
+				desired: with(dRun(10, 100, true), func(d *Desired) { d.TargetPaused, d.TargetAsObserved = false, true }), requeue: 10 * time.Minute,
 				check: stageStarted(t0)},
 		},
 		{
@@ -906,7 +998,7 @@ func TestDecidePaused(t *testing.T) {
 			ro:   ro(paused(), inRollout(pausedPhase, switching, 3, 100, ago(time.Hour)), stableHashIs(newHash)),
 			obs:  observe(t0, targetRolledOut(newRev, newHash), canaryReady(10), routing(100)),
 			want: want{phase: pausedPhase, stage: switching, step: 3, weight: 100,
-				desired: with(dRun(10, 100, true), func(d *Desired) { d.StablePodTemplateHash = newHash })},
+				desired: with(dRun(10, 100, true), func(d *Desired) { d.StablePodTemplateHash, d.TargetAsObserved = newHash, true })},
 		},
 		{
 			// The Paused phase hides that the window held the step: the canary is sized for it.
@@ -924,8 +1016,12 @@ func TestDecidePromotion(t *testing.T) {
 	at := func(phase, stage string, weight int32, since time.Time, extra ...roOpt) *rampv1.Rollout {
 		return newRollout(append([]roOpt{twoSteps, inRollout(phase, stage, 2, weight, since)}, extra...)...)
 	}
-	unpaused := func(d *Desired) { d.TargetPaused = false }
+	// The un-pause, for the analysed revision, and the pause after it, for the revision the
+	// target rolled out, apply only to the target as observed.
+	unpaused := func(d *Desired) { d.TargetPaused, d.TargetAsObserved = false, true }
 	newSubset := func(d *Desired) { d.StablePodTemplateHash = newHash }
+	// The pause after the target rolled the promoted revision out: for the target as observed.
+	repause := func(d *Desired) { d.StablePodTemplateHash, d.TargetAsObserved = newHash, true }
 	noSettle := Config{}
 	runCases(t, []tcase{
 		{
@@ -1013,7 +1109,7 @@ func TestDecidePromotion(t *testing.T) {
 			name: "updating stable: rolled out: the stable subset moves to its pods, the target is paused again",
 			ro:   at(promoting, updating, 100, ago(2*time.Minute)),
 			obs:  observe(t0, targetRolledOut(newRev, newHash), canaryReady(10), routing(100)),
-			want: want{phase: promoting, stage: switching, step: 2, weight: 100, desired: with(dRun(10, 100, true), newSubset),
+			want: want{phase: promoting, stage: switching, step: 2, weight: 100, desired: with(dRun(10, 100, true), repause),
 				requeue: 2 * time.Second, check: checks(revisions(stableRev, newHash, newRev), stageStarted(t0))},
 		},
 		{
@@ -1049,7 +1145,7 @@ func TestDecidePromotion(t *testing.T) {
 			name: "switching subset: letting it settle",
 			ro:   at(promoting, switching, 100, ago(time.Second), stableHashIs(newHash)),
 			obs:  observe(t0, targetRolledOut(newRev, newHash), canaryReady(10), routing(100)),
-			want: want{phase: promoting, stage: switching, step: 2, weight: 100, desired: with(dRun(10, 100, true), newSubset),
+			want: want{phase: promoting, stage: switching, step: 2, weight: 100, desired: with(dRun(10, 100, true), repause),
 				requeue: time.Second},
 		},
 		{
@@ -1068,7 +1164,40 @@ func TestDecidePromotion(t *testing.T) {
 			name: "switching subset: Git revert waits too",
 			ro:   at(promoting, switching, 100, ago(time.Second), stableHashIs(newHash)),
 			obs:  observe(t0, targetAt(stableRev), canaryReady(10), routing(100)),
-			want: want{phase: promoting, stage: switching, step: 2, weight: 100, desired: with(dRun(10, 100, true), newSubset), requeue: time.Second},
+			want: want{phase: promoting, stage: switching, step: 2, weight: 100, desired: with(dRun(10, 100, true), repause), requeue: time.Second},
+		},
+		{
+			// ramp's re-pause did not take effect yet (or failed: the template changed since ramp
+			// read it): traffic goes back to the target only once it is paused.
+			name: "switching subset: settled but the target not seen paused: traffic stays on the canary, the pause applied again",
+			ro:   at(promoting, switching, 100, ago(2*time.Second), stableHashIs(newHash)),
+			obs:  observe(t0, targetUnpaused(), targetRolledOut(newRev, newHash), canaryReady(10), routing(100)),
+			want: want{phase: promoting, stage: switching, step: 2, weight: 100, desired: with(dRun(10, 100, true), repause),
+				check: messageHas("waiting for the target Deployment to be paused at revision r2")},
+		},
+		{
+			// The commit landed between ramp's observation of the rolled-out target and its
+			// re-pause, which failed: the Deployment rolls r3 out. As during the update: paused
+			// again at once, all traffic on the canary, until Git holds r2 again.
+			name: "switching subset: Git committed before ramp's re-pause took effect: back to updating the target, re-paused, stalled",
+			ro:   at(promoting, switching, 100, ago(time.Second), stableHashIs(newHash)),
+			obs:  observe(t0, targetUnpaused(), targetAt(newerRev), canaryReady(10), routing(100)),
+			want: want{phase: promoting, stage: updating, step: 2, weight: 100, desired: with(dRun(10, 100, true), newSubset),
+				summary: stalled("NewRevisionDuringPromotion"), check: checks(stageStarted(t0), messageHas("set the target back to revision r2"))},
+		},
+		{
+			name: "switching subset, back to updating: Git holds the promoted revision again: the target finishes rolling it out",
+			ro:   at(promoting, updating, 100, ago(time.Second), stableHashIs(newHash)),
+			obs:  observe(t0, targetAt(newRev), canaryReady(10), routing(100)),
+			want: want{phase: promoting, stage: updating, step: 2, weight: 100, desired: with(with(dRun(10, 100, true), newSubset), unpaused),
+				requeue: 10*time.Minute - time.Second},
+		},
+		{
+			name: "without subset settle: the target not seen paused yet: traffic stays on the canary",
+			cfg:  &noSettle,
+			ro:   at(promoting, updating, 100, ago(2*time.Minute)),
+			obs:  observe(t0, targetUnpaused(), targetRolledOut(newRev, newHash), canaryReady(10), routing(100)),
+			want: want{phase: promoting, stage: switching, step: 2, weight: 100, desired: with(dRun(10, 100, true), repause)},
 		},
 		{
 			name: "updating stable without subset settle: straight on to routing to stable",

@@ -15,7 +15,7 @@ func (d *decider) decision() Decision {
 	case !d.noDesired:
 		out.Desired = d.desired()
 	}
-	if out.Desired != nil {
+	if out.Desired != nil && !out.Desired.PauseOnly {
 		if note := d.followReadyPods(out.Desired); note != "" && !out.Summary.Stalled {
 			out.Summary.Ready = false
 			out.Summary.Reconciling = true
@@ -43,14 +43,18 @@ func (d *decider) desired() *Desired {
 		CanaryWeight:          st.CanaryWeight,
 	}
 	if st.StablePodTemplateHash == "" {
+		if d.pausing {
+			return &Desired{TargetPaused: true, TargetAsObserved: true, PauseOnly: true}
+		}
 		return nil // not adopted yet: nothing to route to
 	}
 	switch st.Phase {
 	case rampv1.PhaseInitializing, rampv1.PhaseStalled:
 		// Adopting a recreated target again (the stable subset already selects its pods): route
-		// to them, and leave the Deployment alone until it has rolled out.
+		// to them, and leave the Deployment alone until it has rolled out, then pause it.
 		out.CanaryWeight = 0
-		out.TargetUntouched = true
+		out.TargetUntouched = !d.pausing
+		out.TargetAsObserved = d.pausing
 		return out
 	case rampv1.PhaseIdle, rampv1.PhaseSucceeded, rampv1.PhaseFailed:
 		out.CanaryWeight = 0
@@ -102,6 +106,9 @@ func (d *decider) desired() *Desired {
 		// (followReadyPods) since the stage began.
 		out.TargetPaused = false
 	}
+	// The un-pause is for the analysed revision, the pause after it for the revision the
+	// target rolled out and the stable subset now selects.
+	out.TargetAsObserved = !out.TargetPaused || st.Stage == StageSwitchingStableSubset
 	return out
 }
 
@@ -137,6 +144,7 @@ func (d *decider) followReadyPods(want *Desired) string {
 	case want.CanaryWeight > 0 && canary == 0 && stable > 0:
 		want.CanaryWeight = 0
 		want.TargetPaused = true // its rolling update would take the stable pods away
+		want.TargetAsObserved = false
 		reason = "CanaryUnavailable"
 		note = fmt.Sprintf("canary Deployment %q has no ready pods: all traffic goes to the %d ready pods of the stable subset (pod-template-hash %s) until it has",
 			rampv1.CanaryNameFor(d.spec.TargetRef.Name), stable, want.StablePodTemplateHash)

@@ -156,6 +156,8 @@ func fuzzObservation(f *fuzzBytes, now time.Time) Observation {
 		if f.bool() {
 			o.Target.PodTemplateHash = "h" + o.Target.Revision[1:]
 		}
+		// ramp's own pause (adoption waits for it) or someone else's.
+		o.Target.PausedByRamp = o.Target.Paused && f.bool()
 	}
 	if f.bool() {
 		o.Canary = Canary{Exists: true, Revision: pickOf(f, fuzzRevs...), ReadyReplicas: int32(f.intn(13))}

@@ -150,13 +150,13 @@ func failed() roOpt {
 
 type obsOpt func(*Observation)
 
-// observe: Git holds r2 in the (paused, so not rolled out) target of 10 replicas; the canary
+// observe: Git holds r2 in the (paused by ramp, so not rolled out) target of 10 replicas; the canary
 // Deployment exists at r2 with no ready pods; the VirtualService routes 0% to it; promotion
 // windows are open.
 func observe(now time.Time, opts ...obsOpt) Observation {
 	o := Observation{
 		Now:          now,
-		Target:       Target{Exists: true, Revision: newRev, Replicas: replicas, Paused: true},
+		Target:       Target{Exists: true, Revision: newRev, Replicas: replicas, Paused: true, PausedByRamp: true},
 		Canary:       Canary{Exists: true, Revision: newRev},
 		Routing:      &ObservedRouting{CanaryWeight: 0},
 		StableSubset: stableHash,
@@ -186,7 +186,17 @@ func targetRolledOut(rev, hash string) obsOpt {
 func stableTarget() obsOpt { return targetRolledOut(stableRev, stableHash) }
 
 // targetUnpaused: the target as Git wrote it, before ramp paused it.
-func targetUnpaused() obsOpt { return func(o *Observation) { o.Target.Paused = false } }
+func targetUnpaused() obsOpt {
+	return func(o *Observation) { o.Target.Paused, o.Target.PausedByRamp = false, false }
+}
+
+// targetPausedBy: the target is paused, and ramp's field manager does not own spec.paused
+// (Git's sync or a person wrote it, as managers).
+func targetPausedBy(managers ...string) obsOpt {
+	return func(o *Observation) {
+		o.Target.Paused, o.Target.PausedByRamp, o.Target.PausedBy = true, false, managers
+	}
+}
 
 func targetMissing() obsOpt { return func(o *Observation) { o.Target = Target{} } }
 
@@ -336,8 +346,8 @@ func fmtDesired(d *Desired) string {
 	if d == nil {
 		return "<nil>"
 	}
-	return fmt.Sprintf("targetPaused=%v untouched=%v canary=%s×%d recreate=%v stableSubset=%s weight=%d header=%v fault=%v",
-		d.TargetPaused, d.TargetUntouched, d.CanaryRevision, d.CanaryReplicas, d.RecreateCanary, d.StablePodTemplateHash, d.CanaryWeight, d.HeaderRoute, d.Fault != nil)
+	return fmt.Sprintf("targetPaused=%v asObserved=%v pauseOnly=%v untouched=%v canary=%s×%d recreate=%v stableSubset=%s weight=%d header=%v fault=%v",
+		d.TargetPaused, d.TargetAsObserved, d.PauseOnly, d.TargetUntouched, d.CanaryRevision, d.CanaryReplicas, d.RecreateCanary, d.StablePodTemplateHash, d.CanaryWeight, d.HeaderRoute, d.Fault != nil)
 }
 
 // Extra checks, composable in want.check.

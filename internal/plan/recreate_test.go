@@ -41,7 +41,7 @@ func identity(uid types.UID, selector string) obsOpt {
 func recreatedAt(rev, hash string, ready int32) obsOpt {
 	return func(o *Observation) {
 		identity("uid-2", newSelector)(o)
-		o.Target.Revision, o.Target.Paused, o.Target.PodTemplateHash = rev, false, hash
+		o.Target.Revision, o.Target.Paused, o.Target.PausedByRamp, o.Target.PodTemplateHash = rev, false, false, hash
 		o.Target.RolledOut = ready == o.Target.Replicas
 		o.Target.ReadyPods = map[string]int32{hash: ready}
 	}
@@ -100,6 +100,22 @@ func releasedWithoutCanary(rev string) func(t *testing.T, d Decision) {
 	}
 }
 
+// readopting: the target was recreated at rev, whose pods (hash) the stable subset selects;
+// ramp waits to pause it (Initializing), and says rev went live without a canary.
+func readopting(rev, hash string) roOpt {
+	return withStatus(func(st *rampv1.RolloutStatus) {
+		st.Phase, st.StableRevision, st.StablePodTemplateHash = rampv1.PhaseInitializing, rev, hash
+		st.Target = &rampv1.TargetStatus{UID: "uid-2", Selector: newSelector}
+		st.ReleasedWithoutCanary = &rampv1.Release{Revision: rev, Reason: "Deployment \"web\" was deleted and created again"}
+	})
+}
+
+// dPausing: re-adoption pauses the rolled-out target (at the revision observed) and routes all
+// traffic to its pods.
+func dPausing(hash string) *Desired {
+	return &Desired{TargetPaused: true, TargetAsObserved: true, StablePodTemplateHash: hash}
+}
+
 func summaryOf(reason string, ready, reconciling bool) *Summary {
 	return &Summary{Ready: ready, Reconciling: reconciling, Reason: reason}
 }
@@ -127,15 +143,28 @@ func TestDecideTargetRecreated(t *testing.T) {
 				summary: summaryOf(rwc, false, true)},
 		},
 		{
-			name: "re-adoption: the recreated target has rolled out: ramp pauses it, Ready says the revision went live without a canary",
-			ro: newRollout(withStatus(func(st *rampv1.RolloutStatus) {
-				st.Phase, st.StableRevision, st.StablePodTemplateHash = rampv1.PhaseInitializing, newRev, newHash
-				st.Target = &rampv1.TargetStatus{UID: "uid-2", Selector: newSelector}
-				st.ReleasedWithoutCanary = &rampv1.Release{Revision: newRev, Reason: "Deployment \"web\" was deleted and created again"}
-			})),
-			obs: observe(t0, canaryAbsent(), recreatedAt(newRev, newHash, replicas), stableSubset(newHash)),
+			name: "re-adoption: the recreated target has rolled out: ramp pauses it, routing to its pods, and waits to see the pause",
+			ro:   newRollout(readopting(newRev, newHash)),
+			obs:  observe(t0, canaryAbsent(), recreatedAt(newRev, newHash, replicas), stableSubset(newHash)),
+			want: want{phase: rampv1.PhaseInitializing, desired: dPausing(newHash), summary: summaryOf(rwc, false, true),
+				check: summaryHas("revision r2 went live without a canary", "deleted and created again", "pausing the Deployment")},
+		},
+		{
+			name: "re-adoption: ramp's pause took effect: Idle, Ready says the revision went live without a canary",
+			ro:   newRollout(readopting(newRev, newHash)),
+			obs: observe(t0, canaryAbsent(), recreatedAt(newRev, newHash, replicas), stableSubset(newHash),
+				func(o *Observation) { o.Target.Paused, o.Target.PausedByRamp = true, true }),
 			want: want{phase: idle, events: []string{"Adopted"}, desired: dSteady(newHash), summary: summaryOf(rwc, true, false),
 				check: summaryHas("revision r2 went live without a canary", "deleted and created again")},
+		},
+		{
+			name: "re-adoption: Git changed the template before ramp's pause took effect: that revision went live without a canary too",
+			ro:   newRollout(readopting(newRev, newHash)),
+			obs: observe(t0, canaryAbsent(), recreatedAt(newerRev, "", 0), stableSubset(newHash),
+				func(o *Observation) { o.Target.ReadyPods = map[string]int32{newHash: replicas} }),
+			want: want{phase: rampv1.PhaseInitializing, events: []string{"ReleasedWithoutCanary"},
+				desired: &Desired{TargetPaused: true, TargetUntouched: true, StablePodTemplateHash: newHash}, summary: summaryOf(rwc, false, true),
+				check: checks(revisions(newerRev, newHash, ""), summaryHas("revision r3 went live without a canary", "from revision r2 to r3 before ramp's pause took effect"))},
 		},
 		{
 			name: "mid-rollout at 25%: recreated at r3: the rollout ends, all traffic to the ready canary until the new pods are ready",
@@ -163,14 +192,14 @@ func TestDecideTargetRecreated(t *testing.T) {
 			})),
 			obs: observe(t0, routing(100), canaryAt(newRev, 3), recreatedAt(newerRev, newerHash, replicas), stableSubset(newerHash),
 				func(o *Observation) { o.Canary.Replicas, o.Canary.ReadyPods = 3, 3 }),
-			want: want{phase: idle, events: []string{"Adopted"}, desired: dSteady(newerHash), order: &applyOrder{routeFirst: true},
+			want: want{phase: rampv1.PhaseInitializing, desired: dPausing(newerHash), order: &applyOrder{routeFirst: true},
 				summary: summaryOf(rwc, false, true)},
 		},
 		{
 			name: "recreated with the stable template (a selector change alone): no release, the event says what happened",
 			ro:   newRollout(adoptedAs()),
 			obs:  observe(t0, canaryAbsent(), recreatedAt(stableRev, stableHash, replicas), stableSubset(stableHash)),
-			want: want{phase: idle, events: []string{"TargetRecreated", "Adopted"}, desired: dSteady(stableHash),
+			want: want{phase: rampv1.PhaseInitializing, events: []string{"TargetRecreated"}, desired: dPausing(stableHash),
 				check: func(t *testing.T, d Decision) {
 					if d.Status.ReleasedWithoutCanary != nil {
 						t.Errorf("released without canary: %+v", d.Status.ReleasedWithoutCanary)

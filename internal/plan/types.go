@@ -113,11 +113,21 @@ type Target struct {
 	// Replicas is spec.replicas (defaulted to 1).
 	Replicas int32
 	Paused   bool
+	// PausedByRamp: ramp's field manager owns spec.paused, so the pause is ramp's, applied
+	// only over a version of the Deployment ramp observed fully rolled out. Read only while
+	// adopting (Adopting), the only time the plan asks: false otherwise.
+	PausedByRamp bool
+	// PausedBy names the other field managers that own spec.paused (Git's sync, a person),
+	// for the message of a pause ramp did not make.
+	PausedBy []string
 	// RolledOut: the Deployment controller has fully rolled the template out: every replica
 	// updated, ready and available, and no old replicas left.
 	RolledOut bool
 	// PodTemplateHash is the pod-template-hash of the ReplicaSet that runs Revision, if any.
 	PodTemplateHash string
+	// Hashes is the pod-template-hash of the Deployment's ReplicaSet of each revision it has
+	// one for: the pods of a revision ramp paused it at, when Git changed the template since.
+	Hashes map[string]string
 
 	// UID is the Deployment's: another UID than the status records means it was deleted and
 	// created again (Flux's force does that when Git changes its immutable selector).
@@ -224,6 +234,16 @@ type Desired struct {
 	// does not let change, is not the target's: it is deleted (only the object observed,
 	// conditional on its UID and resourceVersion) and created again.
 	RecreateCanary bool
+	// TargetAsObserved: the write of the target's spec.paused is meant for the Deployment as
+	// observed (the pause at the revision adoption or a promotion recorded, the un-pause onto
+	// the analysed revision): the reconciler makes it conditional on the observed
+	// resourceVersion, so it fails if Git changed the template since. Otherwise (a pause that
+	// must hold whatever the template: a commit during the promotion, a canary gone) it is not.
+	TargetAsObserved bool
+	// PauseOnly: ramp adopts the target and pauses it, writing nothing else yet: no routes,
+	// no canary, until it has observed its pause take effect (a commit landing before it
+	// would be rolled out by the Deployment itself, under routes ramp would have made).
+	PauseOnly bool
 	// TargetUntouched: ramp writes nothing on the target. A recreated Deployment is not paused
 	// until it has rolled out: paused before its controller creates the ReplicaSet, it would
 	// get no pods at all.

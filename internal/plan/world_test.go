@@ -59,6 +59,9 @@ type fakeWorld struct {
 	// errs are what the API server or the Deployment controller would have made of the
 	// desired states applied (an immutable field changed, a Deployment paused without pods).
 	errs []string
+	// conflicts counts the target writes refused because the target changed since the pass
+	// observed it (applyOver).
+	conflicts int
 }
 
 // recreate deletes the target and creates it again from Git at rev with selector, as Flux's
@@ -85,7 +88,7 @@ func newWorld() *fakeWorld {
 func (w *fakeWorld) observe() Observation {
 	o := Observation{
 		Now: w.now,
-		Target: Target{Exists: true, Revision: w.gitRev, Replicas: w.replicas, Paused: w.targetPaused,
+		Target: Target{Exists: true, Revision: w.gitRev, Replicas: w.replicas, Paused: w.targetPaused, PausedByRamp: w.targetPaused,
 			RolledOut: w.runningRev == w.gitRev && w.targetReady(),
 			UID:       types.UID(fmt.Sprintf("uid-%d", w.uid)), Selector: w.selector, CanarySelector: w.canarySelector(),
 			ReadyPods: map[string]int32{}},
@@ -108,9 +111,30 @@ func (w *fakeWorld) observe() Observation {
 	return o
 }
 
+// applyOver applies d as the reconciler does: its write of the target's spec.paused is
+// conditional on the version of the target obs saw (the resourceVersion precondition) when
+// Desired.TargetAsObserved says so. When
+// Git changed the target since, a pause, applied first, fails and the pass writes nothing
+// more; an un-pause, applied last, fails alone.
+func (w *fakeWorld) applyOver(d *Desired, obs Observation) {
+	if d != nil && !d.TargetUntouched && d.TargetAsObserved && d.TargetPaused != obs.Target.Paused &&
+		(obs.Target.Revision != w.gitRev || obs.Target.Paused != w.targetPaused) {
+		w.conflicts++
+		if d.TargetPaused {
+			d = nil
+		} else {
+			d = ptrTo(*d)
+			d.TargetUntouched = true
+		}
+	}
+	w.apply(d)
+}
+
 // apply converges the world to d (nil: touch nothing).
 func (w *fakeWorld) apply(d *Desired) {
-	if d != nil {
+	if d != nil && d.PauseOnly {
+		w.targetPaused = true
+	} else if d != nil {
 		if !d.TargetUntouched {
 			if d.TargetPaused && !w.hasRS() {
 				w.errs = append(w.errs, "the recreated target paused before its ReplicaSet existed: it gets no pods")
@@ -193,8 +217,10 @@ type driver struct {
 	verdict string
 	// req is what kubectl ramp asks for.
 	req Requests
-	// hook may change the world (Git, requests) before each pass.
+	// hook may change the world (Git, requests) before each pass; race between a pass's
+	// decision and its writes (a commit landing after ramp observed the target).
 	hook   func(dr *driver)
+	race   func(dr *driver, obs Observation, d Decision)
 	passes []pass
 }
 
@@ -215,7 +241,10 @@ func (dr *driver) run(until func(*rampv1.Rollout) bool, maxPasses int) {
 		d := Decide(dr.cfg, dr.ro, obs)
 		dr.passes = append(dr.passes, pass{obs, d})
 		checkPass(t, dr.ro, obs, d, dr.w)
-		dr.w.apply(d.Desired)
+		if dr.race != nil {
+			dr.race(dr, obs, d)
+		}
+		dr.w.applyOver(d.Desired, obs)
 		for _, e := range dr.w.errs {
 			t.Error(e)
 		}
@@ -361,8 +390,25 @@ func checkPass(t *testing.T, ro *rampv1.Rollout, obs Observation, d Decision, w 
 		}
 		return
 	}
-	if (st.Phase == "" || st.Phase == rampv1.PhaseInitializing) && (st.StablePodTemplateHash == "" || !dd.TargetUntouched) {
-		t.Errorf("desired state before adoption (untouched target %t)", dd.TargetUntouched)
+	if Adopting(ro.Status.Phase) && !Adopting(st.Phase) && !(obs.Target.Paused && obs.Target.PausedByRamp) {
+		t.Errorf("adopted (%s, stable %s) before the target was seen paused by ramp", st.Phase, st.StableRevision)
+	}
+	if st.Phase == "" || st.Phase == rampv1.PhaseInitializing {
+		// Before adoption ramp only pauses a rolled-out target at the revision it records (and
+		// routes a recreated one's traffic to its pods).
+		pausing := dd.PauseOnly || (dd.TargetPaused && !dd.TargetUntouched)
+		if pausing && (!obs.Target.RolledOut || obs.Target.Revision != st.StableRevision) {
+			t.Errorf("pausing a target not rolled out at the recorded revision %s (%+v)", st.StableRevision, obs.Target)
+		}
+		if dd.PauseOnly {
+			if *dd != (Desired{TargetPaused: true, TargetAsObserved: true, PauseOnly: true}) || st.StablePodTemplateHash != "" {
+				t.Errorf("adoption's pause with more: %s, stable subset %q", fmtDesired(dd), st.StablePodTemplateHash)
+			}
+			return
+		}
+		if st.StablePodTemplateHash == "" {
+			t.Errorf("desired state before adoption: %s", fmtDesired(dd))
+		}
 	}
 	followed := false
 	if dd.CanaryWeight != st.CanaryWeight {
@@ -736,4 +782,69 @@ func countOf(xs []string, x string) int {
 		}
 	}
 	return n
+}
+
+// A Git commit landing between ramp's observation of the target and its pause: the pause
+// (conditional on the version observed) fails, and ramp claims nothing it did not hold.
+func TestSimulateCommitRacingThePause(t *testing.T) {
+	t.Run("adoption: the Deployment rolls the commit out itself; ramp adopts that revision and says it went live without a canary", func(t *testing.T) {
+		w := newWorld()
+		w.rolloutDelay = time.Minute
+		dr := &driver{t: t, cfg: DefaultConfig(), ro: newRollout(withStatus(func(st *rampv1.RolloutStatus) { *st = rampv1.RolloutStatus{} })), w: w}
+		dr.race = func(dr *driver, obs Observation, d Decision) {
+			if dd := d.Desired; dd != nil && dd.TargetPaused && !dd.TargetUntouched && !obs.Target.Paused && dr.w.gitRev == stableRev {
+				dr.w.gitRev = newRev
+			}
+		}
+		dr.run(phaseIs(rampv1.PhaseIdle), 20)
+		st := dr.ro.Status
+		if st.StableRevision != newRev || st.StablePodTemplateHash != hashOf(newRev) || st.ReleasedWithoutCanary == nil || st.ReleasedWithoutCanary.Revision != newRev {
+			t.Errorf("adopted with status %+v, want r2 released without a canary%s", st, dr.trace())
+		}
+		if w.conflicts != 1 || !w.targetPaused || w.runningRev != newRev || !slices.Equal(w.vsHistory, []int32{0}) {
+			t.Errorf("world: %d conflicts, target paused %t running %s, weights %v%s", w.conflicts, w.targetPaused, w.runningRev, w.vsHistory, dr.trace())
+		}
+		for _, p := range dr.passes {
+			if s := p.d.Status; (s.Phase == rampv1.PhaseIdle && s.StableRevision != newRev) || s.CanaryRevision != "" {
+				t.Errorf("a pass claimed what ramp did not hold: %s stable %s canary %q%s", s.Phase, s.StableRevision, s.CanaryRevision, dr.trace())
+			}
+		}
+		if countOf(dr.eventsSeen(), "ReleasedWithoutCanary") != 1 {
+			t.Errorf("events %v", dr.eventsSeen())
+		}
+	})
+	t.Run("promotion's re-pause: traffic stays on the canary until Git holds the promoted revision again", func(t *testing.T) {
+		w := newWorld()
+		w.rolloutDelay = time.Minute
+		dr := &driver{t: t, cfg: DefaultConfig(), ro: newRollout(), w: w}
+		dr.adopt()
+		w.gitRev = newRev
+		dr.race = func(dr *driver, obs Observation, d Decision) {
+			if d.Status.Stage == StageSwitchingStableSubset && !obs.Target.Paused && dr.w.gitRev == newRev && dr.w.conflicts == 0 {
+				dr.w.gitRev = newerRev
+			}
+		}
+		stalls := 0
+		dr.hook = func(dr *driver) {
+			if dr.ro.Status.Stage == StageUpdatingStable && dr.w.gitRev == newerRev {
+				if stalls++; stalls == 3 {
+					dr.w.gitRev = newRev // the user follows the stall message
+				}
+			}
+		}
+		dr.run(phaseIs(rampv1.PhaseSucceeded), 300)
+		if got, want := w.vsHistory, []int32{0, 5, 25, 100, 0}; !slices.Equal(got, want) {
+			t.Errorf("VirtualService weights %v, want %v%s", got, want, dr.trace())
+		}
+		if st := dr.ro.Status; st.StableRevision != newRev || w.runningRev != newRev || w.conflicts != 1 || stalls < 3 {
+			t.Errorf("final status %+v, target runs %s, %d conflicts, %d stalled passes%s", st, w.runningRev, w.conflicts, stalls, dr.trace())
+		}
+		stalled := false
+		for _, p := range dr.passes {
+			stalled = stalled || p.d.Summary.Reason == "NewRevisionDuringPromotion"
+		}
+		if !stalled {
+			t.Errorf("never stalled with NewRevisionDuringPromotion%s", dr.trace())
+		}
+	})
 }
