@@ -14,12 +14,36 @@ import (
 
 // CacheTransform is the manager's cache transform (cache.Options.DefaultTransform): a
 // ReplicaSet keeps the revision of its pod template instead of the template (TrimReplicaSet),
-// and every object its managedFields only where ramp reads them (TrimManagedFields).
+// a canary Deployment only its template's labels (TrimCanary), and every object its
+// managedFields only where ramp reads them (TrimManagedFields).
 func CacheTransform(in any) (any, error) {
-	if rs, ok := in.(*appsv1.ReplicaSet); ok {
-		TrimReplicaSet(rs)
+	switch o := in.(type) {
+	case *appsv1.ReplicaSet:
+		TrimReplicaSet(o)
+	case *appsv1.Deployment:
+		if _, ok := rolloutOf(o); ok {
+			TrimCanary(o)
+		}
 	}
 	return TrimManagedFields(in)
+}
+
+// rolloutOf names the Rollout controlling o, if one does: o is then that Rollout's canary
+// (a Deployment), VirtualService or DestinationRule.
+func rolloutOf(o metav1.Object) (string, bool) {
+	if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == "Rollout" && ref.APIVersion == rampv1.GroupVersion.String() {
+		return ref.Name, true
+	}
+	return "", false
+}
+
+// TrimCanary drops the pod spec of a canary Deployment's template, a copy of its target's
+// that ramp renders and never reads back: which revision the canary runs is its annotation
+// ramp.dev/revision, written by ramp with the template, and its template's labels are kept
+// for the one check ramp makes on the template itself (canaryUpToDate: the track label its
+// pods need to be in the canary subset). Its metadata, replicas, selector and status stay.
+func TrimCanary(d *appsv1.Deployment) {
+	d.Spec.Template = corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: d.Spec.Template.Labels}}
 }
 
 // cachedRevision is the annotation TrimReplicaSet records a ReplicaSet's template revision
