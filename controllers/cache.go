@@ -84,12 +84,23 @@ func replicaSetRevision(rs *appsv1.ReplicaSet) string {
 // exactly what it would without the transform (with no such entry it has nothing to do
 // either way). A foreign object's message names its field managers: those are read live,
 // metadata only, on that rare path (fieldManagers). A Rollout's say who wrote its pause
-// annotation, and a VirtualService's and an HTTPRoute's whether ramp owns its routes (a referenced one): those
-// kinds keep them (one object per Rollout, not the Deployments and ReplicaSets that make
-// up most of the cache). kubectl-ramp reads them through its own client.
+// annotation (pausedBy): a Rollout keeps them while it has that annotation, and only then
+// (its creator's spec entry and ramp's status entry are a few KB a Rollout otherwise). A
+// VirtualService's and an HTTPRoute's say whether ramp owns its routes (a referenced one):
+// those kinds keep them (one object per Rollout, not the Deployments and ReplicaSets that
+// make up most of the cache). kubectl-ramp reads them through its own client.
+//
+// An object keeps all its entries or none: an update of a cached copy (the Rollout's
+// finalizer) leaves the stored ones alone when it sends none, but would replace them by a
+// partial list.
 func TrimManagedFields(in any) (any, error) {
-	switch in.(type) {
-	case *rampv1.Rollout, *networkingv1.VirtualService, *gwapiv1.HTTPRoute:
+	switch o := in.(type) {
+	case *rampv1.Rollout:
+		if _, paused := o.Annotations[rampv1.AnnotationPaused]; !paused {
+			o.ManagedFields = nil
+		}
+		return in, nil
+	case *networkingv1.VirtualService, *gwapiv1.HTTPRoute:
 		return in, nil
 	}
 	o, err := meta.Accessor(in)

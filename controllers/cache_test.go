@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -52,13 +53,19 @@ func TestTrimManagedFields(t *testing.T) {
 			}
 		})
 	}
-	// Rollouts (who wrote the pause annotation) and VirtualServices (does ramp own a referenced
-	// one's routes) keep theirs whoever wrote them.
-	mf := []metav1.ManagedFieldsEntry{entry("kubectl-annotate", update, "")}
-	for _, o := range []client.Object{&rampv1.Rollout{ObjectMeta: metav1.ObjectMeta{ManagedFields: mf}}, &networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{ManagedFields: mf}}} {
-		if out, _ := TrimManagedFields(o); len(out.(client.Object).GetManagedFields()) != 1 {
+	// A paused Rollout (who wrote the pause annotation) and VirtualServices (does ramp own a
+	// referenced one's routes) keep theirs whoever wrote them; a Rollout without the pause
+	// annotation keeps none.
+	mf := []metav1.ManagedFieldsEntry{entry("kubectl-annotate", update, ""), entry(FieldManager, update, "status")}
+	paused := map[string]string{rampv1.AnnotationPaused: "true"}
+	for _, o := range []client.Object{&rampv1.Rollout{ObjectMeta: metav1.ObjectMeta{ManagedFields: mf, Annotations: paused}}, &networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{ManagedFields: mf}}} {
+		if out, _ := TrimManagedFields(o); len(out.(client.Object).GetManagedFields()) != len(mf) {
 			t.Errorf("%T lost its managedFields", o)
 		}
+	}
+	ro := &rampv1.Rollout{ObjectMeta: metav1.ObjectMeta{ManagedFields: mf, Annotations: map[string]string{rampv1.AnnotationPromote: "x"}}}
+	if out, _ := TrimManagedFields(ro); out.(*rampv1.Rollout).ManagedFields != nil {
+		t.Errorf("a Rollout without the pause annotation keeps its managedFields: %v", ro.ManagedFields)
 	}
 	// Not an object (a tombstone): left as it is.
 	if out, err := TrimManagedFields("x"); err != nil || out != "x" {
@@ -191,4 +198,41 @@ func TestCanaryHandEditsAreRestored(t *testing.T) {
 		return live.Annotations[revision.Annotation] == rev && ptr.Deref(live.Spec.Replicas, 1) == replicas &&
 			live.Spec.Template.Spec.Containers[0].Image == "podinfo:2", nil
 	})
+}
+
+// The cache keeps no managedFields of a Rollout without the pause annotation; the updates
+// of that cached copy that add and remove ramp's finalizer leave the stored ones as they were.
+func TestRolloutManagedFieldsSurviveTheFinalizer(t *testing.T) {
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	app(t, ns, "podinfo:1")
+	ro := canaryRollout(ns)
+	// Another controller's finalizer keeps the deleted Rollout readable after ramp's is gone.
+	const hold = "test.ramp.dev/hold"
+	ro.Finalizers = []string{hold}
+	must(t, env.Client.Create(ctx, ro, client.FieldOwner("gitops")))
+	waitPhase(t, ro, rampv1.PhaseIdle)
+	check := func(when string, finalizer bool) {
+		t.Helper()
+		live := &rampv1.Rollout{}
+		must(t, env.Client.Get(ctx, client.ObjectKeyFromObject(ro), live))
+		var managers []string
+		for _, e := range live.ManagedFields {
+			managers = append(managers, e.Manager+"/"+e.Subresource)
+		}
+		if slices.Contains(live.Finalizers, Finalizer) != finalizer || !slices.Contains(managers, "gitops/") || !slices.Contains(managers, FieldManager+"/status") {
+			t.Errorf("%s: finalizers %v, field managers %v: want gitops' entry and ramp's status entry", when, live.Finalizers, managers)
+		}
+	}
+	check("adopted", true)
+
+	must(t, env.Client.Delete(ctx, ro))
+	waitFor(t, "ramp's finalizer removed", func(ctx context.Context) (bool, error) {
+		live := &rampv1.Rollout{}
+		err := env.Client.Get(ctx, client.ObjectKeyFromObject(ro), live)
+		return err == nil && !slices.Contains(live.Finalizers, Finalizer), err
+	})
+	check("finalized", false)
+	p := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`))
+	must(t, env.Client.Patch(ctx, ro, p))
 }
