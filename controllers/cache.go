@@ -6,9 +6,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/mesh/istio"
 	"github.com/ramp-dev/ramp/internal/revision"
 )
 
@@ -44,6 +47,19 @@ func rolloutOf(o metav1.Object) (string, bool) {
 // pods need to be in the canary subset). Its metadata, replicas, selector and status stay.
 func TrimCanary(d *appsv1.Deployment) {
 	d.Spec.Template = corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: d.Spec.Template.Labels}}
+}
+
+// CachedReplicaSets selects the ReplicaSets the manager caches (cache.ByObject): not the
+// canaries'. ramp reads a target's ReplicaSets (which runs its revision, their ready pods),
+// never a canary's, whose ready pods its Deployment's status counts; the Deployment controller
+// labels a ReplicaSet with its template's labels, so a canary's carry the track label. With
+// a history of ReplicaSets kept per Deployment, they are up to half of a namespace's.
+func CachedReplicaSets() labels.Selector {
+	notCanary, err := labels.NewRequirement(istio.TrackLabel, selection.NotEquals, []string{istio.TrackCanary})
+	if err != nil {
+		panic(err) // constant, valid
+	}
+	return labels.NewSelector().Add(*notCanary)
 }
 
 // cachedRevision is the annotation TrimReplicaSet records a ReplicaSet's template revision

@@ -135,6 +135,14 @@ func TestShardsSplitRolloutsByLabel(t *testing.T) {
 		if len(rs.Spec.Template.Spec.Containers) > 0 {
 			t.Errorf("ReplicaSet %s is cached with its pod template", rs.Name)
 		}
+		if rs.Labels[istio.TrackLabel] == istio.TrackCanary {
+			t.Errorf("a canary's ReplicaSet %s is cached", rs.Name)
+		}
+	}
+	// The canaries have theirs, which ramp does not read.
+	var live appsv1.ReplicaSetList
+	if err := env.Client.List(ctx, &live, client.InNamespace(ns), client.MatchingLabels{istio.TrackLabel: istio.TrackCanary}); err != nil || len(live.Items) == 0 {
+		t.Errorf("canary ReplicaSets: %d (err %v), want some", len(live.Items), err)
 	}
 	// Nor the canaries' pod specs (a copy of their target's): alpha's was rendered, sized and
 	// routed above from a cache without it. Its track label stays; the targets keep theirs.
