@@ -102,9 +102,9 @@ func replicaSetRevision(rs *appsv1.ReplicaSet) string {
 // metadata only, on that rare path (fieldManagers). A Rollout's say who wrote its pause
 // annotation (pausedBy): a Rollout keeps them while it has that annotation, and only then
 // (its creator's spec entry and ramp's status entry are a few KB a Rollout otherwise). A
-// VirtualService's and an HTTPRoute's say whether ramp owns its routes (a referenced one):
-// those kinds keep them (one object per Rollout, not the Deployments and ReplicaSets that
-// make up most of the cache). kubectl-ramp reads them through its own client.
+// VirtualService's and an HTTPRoute's say whether ramp owns the routes of one a Rollout
+// references (Git's, ownsSpecField): those keep them; ramp's own (controlled by a Rollout)
+// are trimmed as any object. kubectl-ramp reads them through its own client.
 //
 // An object keeps all its entries or none: an update of a cached copy (the Rollout's
 // finalizer) leaves the stored ones alone when it sends none, but would replace them by a
@@ -116,8 +116,14 @@ func TrimManagedFields(in any) (any, error) {
 			o.ManagedFields = nil
 		}
 		return in, nil
-	case *networkingv1.VirtualService, *gwapiv1.HTTPRoute:
-		return in, nil
+	case *networkingv1.VirtualService:
+		if _, ramps := rolloutOf(o); !ramps {
+			return in, nil
+		}
+	case *gwapiv1.HTTPRoute:
+		if _, ramps := rolloutOf(o); !ramps {
+			return in, nil
+		}
 	}
 	o, err := meta.Accessor(in)
 	if err != nil || o.GetManagedFields() == nil || createdFieldsToHandOver(o.GetManagedFields()) {

@@ -63,6 +63,17 @@ func TestTrimManagedFields(t *testing.T) {
 			t.Errorf("%T lost its managedFields", o)
 		}
 	}
+	// ramp's own VirtualService (controlled by its Rollout) is trimmed as any object: its
+	// routes are ramp's by construction.
+	own := &networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{ManagedFields: mf, OwnerReferences: []metav1.OwnerReference{
+		{APIVersion: rampv1.GroupVersion.String(), Kind: "Rollout", Name: "web", UID: "u1", Controller: ptr.To(true)}}}}
+	if out, _ := TrimManagedFields(own.DeepCopy()); out.(*networkingv1.VirtualService).ManagedFields != nil {
+		t.Error("ramp's own VirtualService keeps its managedFields")
+	}
+	own.ManagedFields = append(own.ManagedFields, entry(FieldManager, update, ""))
+	if out, _ := TrimManagedFields(own.DeepCopy()); len(out.(*networkingv1.VirtualService).ManagedFields) != len(own.ManagedFields) {
+		t.Error("ramp's own VirtualService lost its managedFields before the hand-over")
+	}
 	ro := &rampv1.Rollout{ObjectMeta: metav1.ObjectMeta{ManagedFields: mf, Annotations: map[string]string{rampv1.AnnotationPromote: "x"}}}
 	if out, _ := TrimManagedFields(ro); out.(*rampv1.Rollout).ManagedFields != nil {
 		t.Errorf("a Rollout without the pause annotation keeps its managedFields: %v", ro.ManagedFields)
