@@ -6,20 +6,60 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/mesh/istio"
 	"github.com/ramp-dev/ramp/internal/revision"
 )
 
 // CacheTransform is the manager's cache transform (cache.Options.DefaultTransform): a
 // ReplicaSet keeps the revision of its pod template instead of the template (TrimReplicaSet),
-// and every object its managedFields only where ramp reads them (TrimManagedFields).
+// a canary Deployment only its template's labels (TrimCanary), and every object its
+// managedFields only where ramp reads them (TrimManagedFields).
 func CacheTransform(in any) (any, error) {
-	if rs, ok := in.(*appsv1.ReplicaSet); ok {
-		TrimReplicaSet(rs)
+	switch o := in.(type) {
+	case *appsv1.ReplicaSet:
+		TrimReplicaSet(o)
+	case *appsv1.Deployment:
+		if _, ok := rolloutOf(o); ok {
+			TrimCanary(o)
+		}
 	}
 	return TrimManagedFields(in)
+}
+
+// rolloutOf names the Rollout controlling o, if one does: o is then that Rollout's canary
+// (a Deployment), VirtualService or DestinationRule.
+func rolloutOf(o metav1.Object) (string, bool) {
+	if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == "Rollout" && ref.APIVersion == rampv1.GroupVersion.String() {
+		return ref.Name, true
+	}
+	return "", false
+}
+
+// TrimCanary drops the pod spec of a canary Deployment's template, a copy of its target's
+// that ramp renders and never reads back: which revision the canary runs is its annotation
+// ramp.dev/revision, written by ramp with the template, and its template's labels are kept
+// for the one check ramp makes on the template itself (canaryUpToDate: the track label its
+// pods need to be in the canary subset). Its metadata, replicas, selector and status stay.
+func TrimCanary(d *appsv1.Deployment) {
+	d.Spec.Template = corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: d.Spec.Template.Labels}}
+}
+
+// CachedReplicaSets selects the ReplicaSets the manager caches (cache.ByObject): not the
+// canaries'. ramp reads a target's ReplicaSets (which runs its revision, their ready pods),
+// never a canary's, whose ready pods its Deployment's status counts; the Deployment controller
+// labels a ReplicaSet with its template's labels, so a canary's carry the track label. With
+// a history of ReplicaSets kept per Deployment, they are up to half of a namespace's.
+func CachedReplicaSets() labels.Selector {
+	notCanary, err := labels.NewRequirement(istio.TrackLabel, selection.NotEquals, []string{istio.TrackCanary})
+	if err != nil {
+		panic(err) // constant, valid
+	}
+	return labels.NewSelector().Add(*notCanary)
 }
 
 // cachedRevision is the annotation TrimReplicaSet records a ReplicaSet's template revision
@@ -60,13 +100,30 @@ func replicaSetRevision(rs *appsv1.ReplicaSet) string {
 // exactly what it would without the transform (with no such entry it has nothing to do
 // either way). A foreign object's message names its field managers: those are read live,
 // metadata only, on that rare path (fieldManagers). A Rollout's say who wrote its pause
-// annotation, and a VirtualService's and an HTTPRoute's whether ramp owns its routes (a referenced one): those
-// kinds keep them (one object per Rollout, not the Deployments and ReplicaSets that make
-// up most of the cache). kubectl-ramp reads them through its own client.
+// annotation (pausedBy): a Rollout keeps them while it has that annotation, and only then
+// (its creator's spec entry and ramp's status entry are a few KB a Rollout otherwise). A
+// VirtualService's and an HTTPRoute's say whether ramp owns the routes of one a Rollout
+// references (Git's, ownsSpecField): those keep them; ramp's own (controlled by a Rollout)
+// are trimmed as any object. kubectl-ramp reads them through its own client.
+//
+// An object keeps all its entries or none: an update of a cached copy (the Rollout's
+// finalizer) leaves the stored ones alone when it sends none, but would replace them by a
+// partial list.
 func TrimManagedFields(in any) (any, error) {
-	switch in.(type) {
-	case *rampv1.Rollout, *networkingv1.VirtualService, *gwapiv1.HTTPRoute:
+	switch o := in.(type) {
+	case *rampv1.Rollout:
+		if _, paused := o.Annotations[rampv1.AnnotationPaused]; !paused {
+			o.ManagedFields = nil
+		}
 		return in, nil
+	case *networkingv1.VirtualService:
+		if _, ramps := rolloutOf(o); !ramps {
+			return in, nil
+		}
+	case *gwapiv1.HTTPRoute:
+		if _, ramps := rolloutOf(o); !ramps {
+			return in, nil
+		}
 	}
 	o, err := meta.Accessor(in)
 	if err != nil || o.GetManagedFields() == nil || createdFieldsToHandOver(o.GetManagedFields()) {

@@ -1,16 +1,23 @@
 package controllers
 
 import (
+	"context"
+	"fmt"
+	"slices"
 	"testing"
+	"time"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
+	"github.com/ramp-dev/ramp/internal/mesh/istio"
 	"github.com/ramp-dev/ramp/internal/revision"
 )
 
@@ -46,13 +53,30 @@ func TestTrimManagedFields(t *testing.T) {
 			}
 		})
 	}
-	// Rollouts (who wrote the pause annotation) and VirtualServices (does ramp own a referenced
-	// one's routes) keep theirs whoever wrote them.
-	mf := []metav1.ManagedFieldsEntry{entry("kubectl-annotate", update, "")}
-	for _, o := range []client.Object{&rampv1.Rollout{ObjectMeta: metav1.ObjectMeta{ManagedFields: mf}}, &networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{ManagedFields: mf}}} {
-		if out, _ := TrimManagedFields(o); len(out.(client.Object).GetManagedFields()) != 1 {
+	// A paused Rollout (who wrote the pause annotation) and VirtualServices (does ramp own a
+	// referenced one's routes) keep theirs whoever wrote them; a Rollout without the pause
+	// annotation keeps none.
+	mf := []metav1.ManagedFieldsEntry{entry("kubectl-annotate", update, ""), entry(FieldManager, update, "status")}
+	paused := map[string]string{rampv1.AnnotationPaused: "true"}
+	for _, o := range []client.Object{&rampv1.Rollout{ObjectMeta: metav1.ObjectMeta{ManagedFields: mf, Annotations: paused}}, &networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{ManagedFields: mf}}} {
+		if out, _ := TrimManagedFields(o); len(out.(client.Object).GetManagedFields()) != len(mf) {
 			t.Errorf("%T lost its managedFields", o)
 		}
+	}
+	// ramp's own VirtualService (controlled by its Rollout) is trimmed as any object: its
+	// routes are ramp's by construction.
+	own := &networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{ManagedFields: mf, OwnerReferences: []metav1.OwnerReference{
+		{APIVersion: rampv1.GroupVersion.String(), Kind: "Rollout", Name: "web", UID: "u1", Controller: ptr.To(true)}}}}
+	if out, _ := TrimManagedFields(own.DeepCopy()); out.(*networkingv1.VirtualService).ManagedFields != nil {
+		t.Error("ramp's own VirtualService keeps its managedFields")
+	}
+	own.ManagedFields = append(own.ManagedFields, entry(FieldManager, update, ""))
+	if out, _ := TrimManagedFields(own.DeepCopy()); len(out.(*networkingv1.VirtualService).ManagedFields) != len(own.ManagedFields) {
+		t.Error("ramp's own VirtualService lost its managedFields before the hand-over")
+	}
+	ro := &rampv1.Rollout{ObjectMeta: metav1.ObjectMeta{ManagedFields: mf, Annotations: map[string]string{rampv1.AnnotationPromote: "x"}}}
+	if out, _ := TrimManagedFields(ro); out.(*rampv1.Rollout).ManagedFields != nil {
+		t.Errorf("a Rollout without the pause annotation keeps its managedFields: %v", ro.ManagedFields)
 	}
 	// Not an object (a tombstone): left as it is.
 	if out, err := TrimManagedFields("x"); err != nil || out != "x" {
@@ -94,4 +118,132 @@ func TestCacheTransformTrimsReplicaSetTemplates(t *testing.T) {
 		cached.Status.ReadyReplicas != 2 {
 		t.Errorf("the cached ReplicaSet lost what ramp reads: %+v", cached.ObjectMeta)
 	}
+}
+
+// A canary Deployment ramp controls is cached with its template's labels alone: its pod spec
+// is its target's, which ramp never reads back. Any other Deployment (a target, a foreign
+// "-canary", one controlled by another group's Rollout) keeps its template.
+func TestCacheTransformTrimsCanaryTemplates(t *testing.T) {
+	tmpl := corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web", istio.TrackLabel: istio.TrackCanary},
+			Annotations: map[string]string{"prometheus.io/scrape": "true"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "podinfo:2"}}},
+	}
+	controller := func(apiVersion, kind string) []metav1.OwnerReference {
+		return []metav1.OwnerReference{{APIVersion: apiVersion, Kind: kind, Name: "web", UID: "u1", Controller: ptr.To(true)}}
+	}
+	for _, tc := range []struct {
+		name   string
+		owners []metav1.OwnerReference
+		trim   bool
+	}{
+		{"ramp's canary", controller(rampv1.GroupVersion.String(), "Rollout"), true},
+		{"a target", nil, false},
+		{"owned by a Rollout, not controlled", []metav1.OwnerReference{{APIVersion: rampv1.GroupVersion.String(), Kind: "Rollout", Name: "web", UID: "u1"}}, false},
+		{"a foreign -canary", controller("helm.toolkit.fluxcd.io/v2", "HelmRelease"), false},
+		{"another group's Rollout", controller("argoproj.io/v1alpha1", "Rollout"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			live := &appsv1.Deployment{
+				ObjectMeta: metav1.ObjectMeta{Name: "web-canary", OwnerReferences: tc.owners,
+					Annotations: map[string]string{revision.Annotation: "abc"}},
+				Spec: appsv1.DeploymentSpec{Replicas: ptr.To(int32(2)), Template: *tmpl.DeepCopy(),
+					Selector: &metav1.LabelSelector{MatchLabels: tmpl.Labels}},
+				Status: appsv1.DeploymentStatus{ReadyReplicas: 2, UpdatedReplicas: 2},
+			}
+			out, err := CacheTransform(live.DeepCopy())
+			if err != nil {
+				t.Fatal(err)
+			}
+			cached := out.(*appsv1.Deployment)
+			if !tc.trim {
+				if !equality.Semantic.DeepEqual(cached, live) {
+					t.Errorf("changed: %+v", cached)
+				}
+				return
+			}
+			if want := (corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: tmpl.Labels}}); !equality.Semantic.DeepEqual(cached.Spec.Template, want) {
+				t.Errorf("cached template %+v, want its labels alone", cached.Spec.Template)
+			}
+			// What ramp reads of its canary is as before.
+			if got, want := observeCanary(cached), observeCanary(live); got != want {
+				t.Errorf("observeCanary: %+v from the cache, %+v from the live object", got, want)
+			}
+			want, err := renderCanary(&rampv1.Rollout{ObjectMeta: metav1.ObjectMeta{Name: "web"}, Spec: rampv1.RolloutSpec{TargetRef: rampv1.TargetReference{Name: "web"}}},
+				&appsv1.Deployment{Spec: appsv1.DeploymentSpec{Replicas: ptr.To(int32(2)), Template: corev1.PodTemplateSpec{Spec: tmpl.Spec}}}, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cached.Annotations[revision.Annotation], live.Annotations[revision.Annotation] = want.GetAnnotations()[revision.Annotation], want.GetAnnotations()[revision.Annotation]
+			if !canaryUpToDate(cached, want) || !canaryUpToDate(live, want) {
+				t.Error("canaryUpToDate differs between the cached and the live canary")
+			}
+		})
+	}
+}
+
+// ramp reads its canary from a cache without the canary's pod spec (TrimCanary): a hand edit
+// of what ramp decides on it (its revision, its size) is still seen there and taken back.
+func TestCanaryHandEditsAreRestored(t *testing.T) {
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	target := app(t, ns, "podinfo:1")
+	ro := withSteps(canaryRollout(ns), rampv1.CanaryStep{SetWeight: 20, Pause: untilPromoted()}, rampv1.CanaryStep{SetWeight: 100})
+	must(t, env.Client.Create(ctx, ro))
+	waitPhase(t, ro, rampv1.PhaseIdle)
+	setImage(t, target, "podinfo:2")
+	waitRouting(t, ns, ro.Name, 20, true)
+
+	c := canaryDeployment(t, ns)
+	rev, replicas := c.Annotations[revision.Annotation], ptr.Deref(c.Spec.Replicas, 1)
+	edit := fmt.Sprintf(`{"metadata":{"annotations":{%q:"edited"}},"spec":{"replicas":%d}}`, revision.Annotation, replicas+2)
+	must(t, env.Client.Patch(ctx, c, client.RawPatch(types.MergePatchType, []byte(edit)), client.FieldOwner("someone")))
+	if c.Annotations[revision.Annotation] != "edited" || *c.Spec.Replicas != replicas+2 {
+		t.Fatalf("the hand edit did not land: %v, %d replicas", c.Annotations, *c.Spec.Replicas)
+	}
+	shortWait(t, 10*time.Second, "ramp to restore its canary", func(ctx context.Context) (bool, error) {
+		live := &appsv1.Deployment{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(c), live); err != nil {
+			return false, nil
+		}
+		return live.Annotations[revision.Annotation] == rev && ptr.Deref(live.Spec.Replicas, 1) == replicas &&
+			live.Spec.Template.Spec.Containers[0].Image == "podinfo:2", nil
+	})
+}
+
+// The cache keeps no managedFields of a Rollout without the pause annotation; the updates
+// of that cached copy that add and remove ramp's finalizer leave the stored ones as they were.
+func TestRolloutManagedFieldsSurviveTheFinalizer(t *testing.T) {
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	app(t, ns, "podinfo:1")
+	ro := canaryRollout(ns)
+	// Another controller's finalizer keeps the deleted Rollout readable after ramp's is gone.
+	const hold = "test.ramp.dev/hold"
+	ro.Finalizers = []string{hold}
+	must(t, env.Client.Create(ctx, ro, client.FieldOwner("gitops")))
+	waitPhase(t, ro, rampv1.PhaseIdle)
+	check := func(when string, finalizer bool) {
+		t.Helper()
+		live := &rampv1.Rollout{}
+		must(t, env.Client.Get(ctx, client.ObjectKeyFromObject(ro), live))
+		var managers []string
+		for _, e := range live.ManagedFields {
+			managers = append(managers, e.Manager+"/"+e.Subresource)
+		}
+		if slices.Contains(live.Finalizers, Finalizer) != finalizer || !slices.Contains(managers, "gitops/") || !slices.Contains(managers, FieldManager+"/status") {
+			t.Errorf("%s: finalizers %v, field managers %v: want gitops' entry and ramp's status entry", when, live.Finalizers, managers)
+		}
+	}
+	check("adopted", true)
+
+	must(t, env.Client.Delete(ctx, ro))
+	waitFor(t, "ramp's finalizer removed", func(ctx context.Context) (bool, error) {
+		live := &rampv1.Rollout{}
+		err := env.Client.Get(ctx, client.ObjectKeyFromObject(ro), live)
+		return err == nil && !slices.Contains(live.Finalizers, Finalizer), err
+	})
+	check("finalized", false)
+	p := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`))
+	must(t, env.Client.Patch(ctx, ro, p))
 }

@@ -196,8 +196,8 @@ func (r *RolloutReconciler) rolloutsForHTTPRoute(ctx context.Context, o client.O
 // a canary, the Rollouts targeting it otherwise, and for a "<name>-canary" ramp did not create
 // also the Rollouts targeting <name> (it stalls them; its deletion must wake them).
 func (r *RolloutReconciler) rolloutsForDeployment(ctx context.Context, o client.Object) []reconcile.Request {
-	if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == "Rollout" && ref.APIVersion == rampv1.GroupVersion.String() {
-		return r.ofShard(ctx, types.NamespacedName{Namespace: o.GetNamespace(), Name: ref.Name})
+	if ro, ok := rolloutOf(o); ok {
+		return r.ofShard(ctx, types.NamespacedName{Namespace: o.GetNamespace(), Name: ro})
 	}
 	targets := []string{o.GetName()}
 	if t, ok := rampv1.TargetOfCanaryName(o.GetName()); ok {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fluxcd/pkg/runtime/events"
 	"go.uber.org/zap/zapcore"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -140,7 +141,8 @@ func startManager(ctx context.Context) error {
 		Scheme:  env.Scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		// As cmd/manager's cache (internal/manager.CacheOptions).
-		Cache: cache.Options{DefaultTransform: CacheTransform},
+		Cache: cache.Options{DefaultTransform: CacheTransform,
+			ByObject: map[client.Object]cache.ByObject{&appsv1.ReplicaSet{}: {Label: CachedReplicaSets()}}},
 	})
 	if err != nil {
 		return err

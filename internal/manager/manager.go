@@ -10,6 +10,7 @@ import (
 	"github.com/fluxcd/pkg/runtime/events"
 	"github.com/fluxcd/pkg/runtime/leaderelection"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -82,19 +83,21 @@ func LeaderElectionID(selector string) string {
 }
 
 // CacheOptions are the manager's cache options: namespace ("": all) and the shard's
-// selector on Rollouts (nil: all), so a shard's cache holds only its own Rollouts; every
-// object without the managedFields the reconciler does not read, and ReplicaSets without
-// their pod template (controllers.CacheTransform).
-// Deployments, ReplicaSets, Services, VirtualServices and DestinationRules are cached whole in
+// selector on Rollouts (nil: all), so a shard's cache holds only its own Rollouts; no
+// canary's ReplicaSets (controllers.CachedReplicaSets); every object without the
+// managedFields the reconciler does not read, ReplicaSets without their pod template and
+// canary Deployments without their pod spec (controllers.CacheTransform).
+// Deployments, ReplicaSets, Services, VirtualServices and DestinationRules are cached in
 // every shard: a target carries no shard label, and the reconciler maps the objects it owns
 // back to its own Rollouts only.
 func CacheOptions(namespace string, shard labels.Selector) cache.Options {
-	o := cache.Options{DefaultTransform: controllers.CacheTransform}
+	o := cache.Options{DefaultTransform: controllers.CacheTransform,
+		ByObject: map[client.Object]cache.ByObject{&appsv1.ReplicaSet{}: {Label: controllers.CachedReplicaSets()}}}
 	if namespace != "" {
 		o.DefaultNamespaces = map[string]cache.Config{namespace: {}}
 	}
 	if shard != nil {
-		o.ByObject = map[client.Object]cache.ByObject{&rampv1.Rollout{}: {Label: shard}}
+		o.ByObject[&rampv1.Rollout{}] = cache.ByObject{Label: shard}
 	}
 	return o
 }

@@ -31,6 +31,7 @@ import (
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/bench"
 	"github.com/ramp-dev/ramp/internal/manager"
+	"github.com/ramp-dev/ramp/internal/mesh/istio"
 	"github.com/ramp-dev/ramp/internal/revision"
 	"github.com/ramp-dev/ramp/internal/testenv"
 )
@@ -134,6 +135,24 @@ func TestShardsSplitRolloutsByLabel(t *testing.T) {
 		if len(rs.Spec.Template.Spec.Containers) > 0 {
 			t.Errorf("ReplicaSet %s is cached with its pod template", rs.Name)
 		}
+		if rs.Labels[istio.TrackLabel] == istio.TrackCanary {
+			t.Errorf("a canary's ReplicaSet %s is cached", rs.Name)
+		}
+	}
+	// The canaries have theirs, which ramp does not read.
+	var live appsv1.ReplicaSetList
+	if err := env.Client.List(ctx, &live, client.InNamespace(ns), client.MatchingLabels{istio.TrackLabel: istio.TrackCanary}); err != nil || len(live.Items) == 0 {
+		t.Errorf("canary ReplicaSets: %d (err %v), want some", len(live.Items), err)
+	}
+	// Nor the canaries' pod specs (a copy of their target's): alpha's was rendered, sized and
+	// routed above from a cache without it. Its track label stays; the targets keep theirs.
+	canary := &appsv1.Deployment{}
+	if err := shard1.cache.Get(ctx, types.NamespacedName{Namespace: ns, Name: "alpha-canary"}, canary); err != nil ||
+		len(canary.Spec.Template.Spec.Containers) > 0 || canary.Spec.Template.Labels[istio.TrackLabel] != istio.TrackCanary {
+		t.Errorf("the canary in the cache: template %+v (err %v), want its labels alone", canary.Spec.Template, err)
+	}
+	if len(target.Spec.Template.Spec.Containers) == 0 {
+		t.Error("a target is cached without its pod template")
 	}
 
 	// alpha moves to the unlabelled shard, and gets a new revision.
