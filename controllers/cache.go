@@ -24,7 +24,7 @@ func CacheTransform(in any) (any, error) {
 	case *appsv1.ReplicaSet:
 		TrimReplicaSet(o)
 	case *appsv1.Deployment:
-		if _, ok := rolloutOf(o); ok {
+		if isRolloutsCanary(o) {
 			TrimCanary(o)
 		}
 	}
@@ -38,6 +38,12 @@ func rolloutOf(o metav1.Object) (string, bool) {
 		return ref.Name, true
 	}
 	return "", false
+}
+
+// isRolloutsCanary reports whether d is a Rollout's canary Deployment (CacheTransform trims it).
+func isRolloutsCanary(d *appsv1.Deployment) bool {
+	_, ok := rolloutOf(d)
+	return ok
 }
 
 // TrimCanary drops the pod spec of a canary Deployment's template, a copy of its target's

@@ -358,3 +358,49 @@ func TestFieldsRampStopsWritingAreRemoved(t *testing.T) {
 		return !hasGateways && !hasPolicy, nil
 	})
 }
+
+// A Rollout whose target is another Rollout's canary stalls naming spec.targetRef, and
+// writes nothing: no pause of that canary, no canary of the canary, no routes.
+func TestTargetThatIsARolloutsCanaryStalls(t *testing.T) {
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	app(t, ns, "podinfo:1")
+	owner := canaryRollout(ns)
+	owner.Name = "owner"
+	owner.Spec.Analysis = nil
+	must(t, env.Client.Create(ctx, owner))
+	lbl := map[string]string{"app": "web", istio.TrackLabel: istio.TrackCanary}
+	canary := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-canary", Namespace: ns, OwnerReferences: []metav1.OwnerReference{
+			*metav1.NewControllerRef(owner, rampv1.GroupVersion.WithKind("Rollout"))}},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](1),
+			Selector: &metav1.LabelSelector{MatchLabels: lbl},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: lbl},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "podinfo:2"}}},
+			},
+		},
+	}
+	must(t, env.Client.Create(ctx, canary))
+
+	ro := canaryRollout(ns)
+	ro.Name = "of-the-canary"
+	ro.Spec.TargetRef.Name = canary.Name
+	ro.Spec.Service.Name = "web"
+	must(t, env.Client.Create(ctx, ro))
+	waitRollout(t, ro, "Stalled=True InvalidSpec", func(ro *rampv1.Rollout) bool {
+		c := cond(ro, meta.StalledCondition)
+		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == "InvalidSpec" && ro.Status.ObservedGeneration == ro.Generation
+	})
+	if msg := cond(ro, meta.StalledCondition).Message; !strings.Contains(msg, "spec.targetRef.name") || !strings.Contains(msg, `Rollout "owner"`) {
+		t.Errorf("Stalled message %q must name spec.targetRef.name and the Rollout whose canary it is", msg)
+	}
+	assertTargetPaused(t, canary, false)
+	if err := env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "web-canary-canary"}, &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a canary of the canary: %v", err)
+	}
+	if u, err := env.IstioObject(ctx, ns, istio.KindVirtualService, ro.Name); err != nil || u != nil {
+		t.Errorf("VirtualService written (err=%v) while the Rollout is stalled", err)
+	}
+}

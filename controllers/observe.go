@@ -97,6 +97,12 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 	case apierrors.IsNotFound(err):
 	case err != nil:
 		return nil, err
+	case w.obs.SpecError == "" && isRolloutsCanary(target):
+		// Another Rollout's canary (or this one's): ramp renders and scales it, and caches it
+		// without its pod spec. Pausing it and canarying it would fight that Rollout.
+		owner, _ := rolloutOf(target)
+		w.obs.SpecError = fmt.Sprintf("spec.targetRef.name: Deployment %q is the canary of Rollout %q (ramp creates, scales and deletes it); point spec.targetRef at the Deployment Git owns",
+			target.Name, owner)
 	default:
 		w.target = target
 		t, err := r.observeTarget(ctx, target)
