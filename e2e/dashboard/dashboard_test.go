@@ -17,6 +17,7 @@ import (
 	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -47,7 +48,7 @@ func TestDashboard(t *testing.T) {
 		t.Skip(skipReason)
 	}
 	start := time.Now()
-	web := deploy(t, "web", func(ro *rampv1.Rollout) {
+	web := deploy(t, "shop", "web", func(ro *rampv1.Rollout) {
 		interval, window := metav1.Duration{Duration: 2 * time.Second}, metav1.Duration{Duration: 4 * time.Second}
 		ro.Spec.Strategy.Canary.Steps = []rampv1.CanaryStep{{SetWeight: 10}, {SetWeight: 40, Pause: &rampv1.Pause{}}, {SetWeight: 100}}
 		ro.Spec.Analysis = &rampv1.AnalysisSpec{
@@ -61,7 +62,7 @@ func TestDashboard(t *testing.T) {
 			},
 		}
 	})
-	api := deploy(t, "api", func(ro *rampv1.Rollout) {
+	api := deploy(t, "payments", "api", func(ro *rampv1.Rollout) {
 		ro.Spec.Strategy.Canary.Steps = []rampv1.CanaryStep{{SetWeight: 20, Pause: &rampv1.Pause{}}, {SetWeight: 100}}
 	})
 	sendTraffic(t, web)
@@ -104,7 +105,7 @@ func TestDashboard(t *testing.T) {
 			const c = document.querySelector('svg.metric-chart[data-metric="' + m + '"]');
 			return c && c.querySelectorAll('circle.sample.Passed:not(.novalue)').length >= 3 && c.querySelector('line.threshold[data-bound="max"]');
 		})`)
-	if p := os.Getenv("RAMP_DASHBOARD_SCREENSHOT"); p != "" {
+	if p := screenshotPath(); p != "" {
 		// The README's picture: a few more rounds on the charts.
 		b.waitFor("six analysis rounds", `document.querySelectorAll('svg.metric-chart[data-metric="error-rate"] circle.sample').length >= 6`)
 		if !filepath.IsAbs(p) {
@@ -160,11 +161,23 @@ type app struct {
 
 func (a *app) key() string { return a.ns + "/" + a.name }
 
+// screenshotPath is where RAMP_DASHBOARD_SCREENSHOT asks for the README's picture; "" when
+// the run takes none.
+func screenshotPath() string { return os.Getenv("RAMP_DASHBOARD_SCREENSHOT") }
+
 // deploy creates the Deployment name running imgV1 (3 replicas), its Service and a canary
-// Rollout edited by edit, and returns once ramp has adopted it.
-func deploy(t *testing.T, name string, edit func(*rampv1.Rollout)) *app {
+// Rollout edited by edit, and returns once ramp has adopted it. Its namespace is a fresh one
+// (t-…); for the README's picture it is readableNS, which only the screenshot run, alone on
+// the cluster it starts, creates (an existing one fails the test: nothing is taken over).
+func deploy(t *testing.T, readableNS, name string, edit func(*rampv1.Rollout)) *app {
 	t.Helper()
-	a := &app{t: t, ns: env.Namespace(t), name: name}
+	ns := ""
+	if screenshotPath() == "" {
+		ns = env.Namespace(t)
+	} else {
+		ns = namedNamespace(t, readableNS)
+	}
+	a := &app{t: t, ns: ns, name: name}
 	env.App(t, a.ns, name, imgV1, 3)
 	ro := &rampv1.Rollout{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: a.ns},
@@ -185,6 +198,21 @@ func deploy(t *testing.T, name string, edit func(*rampv1.Rollout)) *app {
 		t.Fatalf("%s adopted: %v", a.key(), err)
 	}
 	return a
+}
+
+// namedNamespace creates the namespace name, deleted when the test ends.
+func namedNamespace(t *testing.T, name string) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if err := env.Client.Create(context.Background(), ns); err != nil {
+		t.Fatalf("creating namespace %s for the screenshot: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = env.Client.Delete(ctx, ns) // best effort: the cluster may be stopping too
+	})
+	return name
 }
 
 func (a *app) get() *rampv1.Rollout {

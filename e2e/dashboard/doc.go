@@ -18,5 +18,6 @@
 //
 // RAMP_DASHBOARD_SCREENSHOT=docs/images/dashboard.png (a path relative to the repository
 // root, or absolute) also saves a screenshot of a Rollout's page mid-rollout: the README's
-// picture (make dashboard-screenshot).
+// picture (make dashboard-screenshot). That run puts the apps in readable namespaces (shop/web,
+// payments/api) instead of generated ones (t-…): it is the only test on the cluster it starts.
 package dashboard

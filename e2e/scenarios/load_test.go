@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/utils/ptr"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/harness"
@@ -20,6 +22,14 @@ import (
 
 // loadExample is examples/podinfo-bluegreen-load, built as kubectl apply -k builds it.
 const loadExample = "../../" + harness.LoadExampleDir
+
+// The load scenarios' analysis (loadScenario), where the example's differs.
+const (
+	previewRPS               = 50 // the gate's metadata.rps: the example's --max-rps
+	previewWindow            = 15 * time.Second
+	previewMinRequests       = 500
+	previewInconclusiveLimit = 10
+)
 
 // platformTemplates creates the platform's ClusterMetricTemplates of
 // examples/podinfo-templates (platform.yaml) on the suite's Prometheus, as the demo does.
@@ -46,7 +56,12 @@ func platformTemplates(t *testing.T) {
 // Deployment runs it, with its arguments) whose requests go through the mesh simulator, as
 // through its sidecar, to the preview.
 //
-// Shortened for the test: the analysis interval (3s) and window (6s); everything else is the
+// The example's interval (30s) fills its first round with about 600 of the load's requests;
+// the test's 3s interval would judge rounds of 50 to 110, where a single error of v2's 0.1%
+// reads above 1% (the run failed about one time in 200). So the test asks the load for the
+// example's --max-rps, judges a window of previewWindow, counts a round only from
+// previewMinRequests and waits previewInconclusiveLimit rounds for them
+// (TestPreviewRoundsCannotGoWrongByChance); the threshold and everything else are the
 // example's. The gate's URL is the in-process load generator's address.
 func loadScenario(t *testing.T, withLoad bool) (*app, *harness.LoadGenerator, *rampv1.Rollout) {
 	ex, err := harness.ReadLoadExample(loadExample)
@@ -60,8 +75,10 @@ func loadScenario(t *testing.T, withLoad bool) (*app, *harness.LoadGenerator, *r
 	a := newApp(t, appOptions{rollout: func(ro *rampv1.Rollout) {
 		ro.Spec = *ex.Rollout.Spec.DeepCopy()
 		ro.Spec.Analysis.Interval = &metav1.Duration{Duration: interval}
+		ro.Spec.Analysis.InconclusiveLimit = ptr.To[int32](previewInconclusiveLimit)
 		for i := range ro.Spec.Analysis.Metrics {
-			ro.Spec.Analysis.Metrics[i].Window = &metav1.Duration{Duration: window}
+			ro.Spec.Analysis.Metrics[i].Window = &metav1.Duration{Duration: previewWindow}
+			ro.Spec.Analysis.Metrics[i].MinRequests = ptr.To[int32](previewMinRequests)
 		}
 		if !withLoad {
 			ro.Spec.Gates = nil
@@ -69,6 +86,7 @@ func loadScenario(t *testing.T, withLoad bool) (*app, *harness.LoadGenerator, *r
 		}
 		gateMux.Handle("/allowed/"+ro.Namespace+"/load/", gen)
 		ro.Spec.Gates[0].URL = gateBase + "/" + ro.Namespace + "/load/"
+		ro.Spec.Gates[0].Metadata["rps"] = strconv.Itoa(previewRPS)
 	}})
 	gen.ServeSidecar(a.sim)
 
@@ -98,8 +116,8 @@ func TestBlueGreenPreviewPassesOnLoad(t *testing.T) {
 	st := a.sim.Stats(5 * time.Minute)
 	total, toCanary := routeSubset(st, istio.RouteCanary, istio.CanarySubset)
 	t.Logf("load generator: %d requests, by status %v; preview route: %d requests, %d to the new version", c.Sent, c.ByCode, total, toCanary)
-	if c.Sent < 50 || c.ByCode[http.StatusOK] == 0 {
-		t.Errorf("the load generator sent %d requests (by status %v), want at least minRequests (50) answered", c.Sent, c.ByCode)
+	if c.Sent < previewMinRequests || c.ByCode[http.StatusOK] == 0 {
+		t.Errorf("the load generator sent %d requests (by status %v), want at least minRequests (%d) answered", c.Sent, c.ByCode, previewMinRequests)
 	}
 	if total == 0 || toCanary != total || total > c.Sent {
 		t.Errorf("preview route: %d requests, %d to the canary; the load generator sent %d", total, toCanary, c.Sent)

@@ -115,6 +115,9 @@ func (c *adsClient) stream(ctx context.Context) error {
 	var edsNames []string
 	var edsVersion, edsNonce string
 	loads := map[string]*endpointv3.ClusterLoadAssignment{}
+	// defs are the clusters of the last CDS response, by name: a cluster whose definition
+	// changes warms again.
+	defs := map[string]*clusterv3.Cluster{}
 	for {
 		resp, err := st.Recv()
 		if err != nil {
@@ -150,6 +153,21 @@ func (c *adsClient) stream(ctx context.Context) error {
 				clusters = append(clusters, cl)
 			}
 			cfg.Clusters, haveClusters = clusters, true
+			// Envoy warms an updated cluster as it does a new one: the old cluster, with its
+			// settings and endpoints, serves until the new one has its load assignment, which
+			// istiod sends after the CDS push that changed it (initial_fetch_timeout 0: no
+			// timeout). Forgetting the old endpoints holds the push until then; a cluster
+			// re-sent unchanged (every CDS push re-sends them all) is not updated and keeps
+			// them.
+			for _, cl := range clusters {
+				if old, ok := defs[cl.GetName()]; ok && !proto.Equal(old, cl) {
+					delete(loads, cl.GetName())
+				}
+			}
+			defs = make(map[string]*clusterv3.Cluster, len(clusters))
+			for _, cl := range clusters {
+				defs[cl.GetName()] = cl
+			}
 		case endpointType:
 			for _, a := range resp.GetResources() {
 				cla := &endpointv3.ClusterLoadAssignment{}

@@ -36,7 +36,12 @@
 //     traffic by istiod's push (about 150 ms after the write on an idle local cluster). A
 //     push that adds a cluster is held whole until that cluster's endpoints arrive (Envoy
 //     warms a new cluster before traffic may use it): the previous configuration routes
-//     meanwhile, so no request meets a route to a cluster without endpoints yet. The
+//     meanwhile, so no request meets a route to a cluster without endpoints yet. A push
+//     that changes a cluster (a DestinationRule's new outlierDetection, say) is held the
+//     same way until that cluster's next load assignment, which istiod sends after the CDS
+//     push: Envoy warms an updated cluster like a new one, the old one (old settings, old
+//     endpoints) serving meanwhile, with no timeout (istiod sets initial_fetch_timeout 0).
+//     A cluster re-sent unchanged, as every CDS push re-sends them all, does not warm. The
 //     Service and its Pods are still read from the API server (every 200 ms by default, and
 //     at once after each push): EDS endpoints are mapped to pods by pod IP, for the images
 //     (behaviour) and workload names (telemetry). Sim.Envoy returns the last configuration,

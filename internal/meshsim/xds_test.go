@@ -429,6 +429,60 @@ func TestADSClient(t *testing.T) {
 	if res.Route != "v3" || res.Code != 200 || res.Endpoint == nil || res.Endpoint.Workload != "web-canary" {
 		t.Errorf("/v3 on the new cluster: %+v", res)
 	}
+
+	// A push that changes an existing cluster, as a DestinationRule's new outlierDetection
+	// does, in istiod's order: CDS, then EDS for the clusters the change affects, RDS last.
+	// Envoy warms the updated cluster like a new one: the old cluster (no outlier detection,
+	// its endpoints) serves until the new one has its load assignment. Nothing is published
+	// before: the old configuration keeps routing, and the next one has the new settings
+	// and the new endpoints together.
+	stable := ClusterName(80, "stable", fqdn)
+	var changed []proto.Message
+	for _, m := range append(clusters, v3) {
+		cl := proto.Clone(m).(*clusterv3.Cluster)
+		if cl.GetName() == stable {
+			cl.OutlierDetection = &clusterv3.OutlierDetection{Consecutive_5Xx: wrapperspb.UInt32(3), Interval: durationpb.New(time.Second),
+				BaseEjectionTime: durationpb.New(30 * time.Second), MaxEjectionPercent: wrapperspb.UInt32(100)}
+		}
+		changed = append(changed, cl)
+	}
+	respond(clusterType, "v4", "c4", changed...)
+	expect(clusterType, nil, "v4", "c4")
+	respond(routeType, "v4", "r4", routes)
+	expect(routeType, []string{"80"}, "v4", "r4")
+	// The client handles one response at a time: had the CDS push been applied at once, its
+	// configuration would be published by now.
+	select {
+	case got := <-published:
+		t.Fatalf("published while the updated cluster warmed (settings before endpoints): %s", got.Summary())
+	default:
+	}
+	respond(endpointType, "v4", "e4", &endpointv3.ClusterLoadAssignment{ClusterName: stable,
+		Endpoints: []*endpointv3.LocalityLbEndpoints{lbEndpoints(corev3.HealthStatus_HEALTHY, "10.244.0.10")}})
+	expect(endpointType, edsNames, "v4", "e4")
+	got = <-published
+	if got.Versions["cds"] != "v4" || got.Versions["eds"] != "v4" || got.Versions["rds"] != "v4" {
+		t.Fatalf("published before the updated cluster was warm: %s", got.Summary())
+	}
+	for _, cl := range got.Clusters {
+		if cl.GetName() == stable && cl.GetOutlierDetection() == nil {
+			t.Errorf("published %s without its new outlier detection", stable)
+		}
+	}
+	for _, cla := range got.Endpoints {
+		if cla.GetClusterName() == stable && len(cla.GetEndpoints()[0].GetLbEndpoints()) != 1 {
+			t.Errorf("published %s with its old endpoints: %v", stable, cla.GetEndpoints())
+		}
+	}
+
+	// istiod re-sends every cluster on each CDS push (a VirtualService change too), and
+	// sends no endpoints after one that changes none: an unchanged cluster does not warm,
+	// and the push is published at once.
+	respond(clusterType, "v5", "c5", changed...)
+	expect(clusterType, nil, "v5", "c5")
+	if got = <-published; got.Versions["cds"] != "v5" {
+		t.Fatalf("after an unchanged CDS push: %s", got.Summary())
+	}
 }
 
 // serveADS answers a sidecar's requests as istiod would, from the configuration cfg returns:
