@@ -284,3 +284,17 @@ func AnalysisDue(ro *rampv1.Rollout, paused bool, now time.Time) bool {
 func RoundDue(ro *rampv1.Rollout, obs Observation) bool {
 	return haltOf(ro.Name, ro.CreationTimestamp.Time, &obs) == haltNone && AnalysisDue(ro, obs.Requests.Paused, obs.Now)
 }
+
+// NextRound reports when the next analysis round of ro, as its status stands, falls due, and
+// whether RoundDue will then want it if the world stays as obs saw it. The round runner starts
+// it on its own timer at that instant, not when a reconcile worker gets to the rollout; the
+// pass that collects it still asks RoundDue, so a round for a rollout that changed meanwhile
+// (paused, moved on, stalled) is dropped, not counted.
+func NextRound(ro *rampv1.Rollout, obs Observation) (time.Time, bool) {
+	at := NextAnalysisAt(&ro.Spec, &ro.Status)
+	if at.IsZero() {
+		return at, false
+	}
+	obs.Now = at
+	return at, RoundDue(ro, obs)
+}
