@@ -11,81 +11,106 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 )
 
-// Analysis rounds keep their interval while every reconcile worker is busy: the round runner
-// starts a Rollout's next round one interval after the recorded one began, on its own timer.
-// Here each worker is held in a pass of another Rollout (its live read of a Secret held)
-// whenever a round falls due; before, a round started only in a pass that found it due, so
-// none started until a worker was free.
-func TestRoundsKeepTheirIntervalWhileWorkersAreBusy(t *testing.T) {
+// cadence is a Rollout holding step 1 (a round every interval, until promoted), its first
+// round recorded, beside one Rollout per reconcile worker whose every pass reads Secret
+// "hold" live (its Slack notifications name it, and ramp checks the Secret's label): while
+// that read is held (heldReads), so is the worker.
+type cadence struct {
+	ro       *rampv1.Rollout
+	calls    <-chan time.Time
+	interval time.Duration
+	bns      string
+	blockers []*rampv1.Rollout
+}
+
+func newCadence(t *testing.T) *cadence {
+	t.Helper()
 	ctx := context.Background()
 	ns := env.Namespace(t)
 	target := app(t, ns, "podinfo:1")
-	ro := canaryRollout(ns)
-	// Step 1 holds until promoted: a round every interval, for as long as the test runs. The
-	// interval leaves the test time to occupy every worker between two rounds.
-	ro.Spec.Strategy.Canary.Steps = []rampv1.CanaryStep{{SetWeight: 5, Pause: &rampv1.Pause{}}, {SetWeight: 100}}
-	interval := 3 * time.Second
-	ro.Spec.Analysis.Interval = &metav1.Duration{Duration: interval}
-	calls := verdicts.watch(ro)
-	must(t, env.Client.Create(ctx, ro))
-	waitPhase(t, ro, rampv1.PhaseIdle)
+	c := &cadence{ro: canaryRollout(ns), interval: 3 * time.Second}
+	// The interval leaves the test time to occupy every worker between two rounds.
+	c.ro.Spec.Strategy.Canary.Steps = []rampv1.CanaryStep{{SetWeight: 5, Pause: &rampv1.Pause{}}, {SetWeight: 100}}
+	c.ro.Spec.Analysis.Interval = &metav1.Duration{Duration: c.interval}
+	c.calls = verdicts.watch(c.ro)
+	must(t, env.Client.Create(ctx, c.ro))
+	waitPhase(t, c.ro, rampv1.PhaseIdle)
 
-	// One Rollout per reconcile worker whose every pass reads Secret "hold" live (its Slack
-	// notifications name it, and ramp checks the Secret's label): while that read is held, so
-	// is the worker.
-	bns := env.Namespace(t)
-	blockers := make([]*rampv1.Rollout, reconcileWorkers)
-	for i := range blockers {
-		b := canaryRollout(bns)
+	c.bns = env.Namespace(t)
+	c.blockers = make([]*rampv1.Rollout, reconcileWorkers)
+	for i := range c.blockers {
+		b := canaryRollout(c.bns)
 		b.Name = fmt.Sprintf("busy-%d", i)
 		b.Spec.TargetRef.Name = b.Name
 		b.Spec.Notifications = &rampv1.Notifications{Slack: &rampv1.SlackNotification{SecretRef: rampv1.SecretKeyReference{Name: "hold"}}}
 		must(t, env.Client.Create(ctx, b))
-		blockers[i] = b
-	}
-	occupy := func(round int) (since time.Time) {
-		t.Helper()
-		h := heldReads.hold(t, "/namespaces/"+bns+"/secrets/hold")
-		for _, b := range blockers {
-			p := client.RawPatch(types.MergePatchType, []byte(fmt.Sprintf(`{"metadata":{"annotations":{"test.ramp.dev/poke":"%d"}}}`, round)))
-			must(t, env.Client.Patch(ctx, b, p))
-		}
-		h.waitHeld(t, reconcileWorkers)
-		return clock.Now()
+		c.blockers[i] = b
 	}
 
 	setImage(t, target, "podinfo:2")
-	waitRollout(t, ro, "step 1's first round recorded", func(ro *rampv1.Rollout) bool {
+	waitRollout(t, c.ro, "step 1's first round recorded", func(ro *rampv1.Rollout) bool {
 		return ro.Status.CurrentStep == 1 && ro.Status.LastAnalysisTime != nil
 	})
+	return c
+}
+
+// occupy holds every reconcile worker in a pass of a blocker, then reads the Rollout's last
+// round (no pass of it can run now, so its status is the last one written). The next round
+// is due an interval after it; the workers must be busy before then.
+func (c *cadence) occupy(t *testing.T, poke int) (last, due time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	h := heldReads.hold(t, "/namespaces/"+c.bns+"/secrets/hold")
+	for _, b := range c.blockers {
+		p := client.RawPatch(types.MergePatchType, []byte(fmt.Sprintf(`{"metadata":{"annotations":{"test.ramp.dev/poke":"%d"}}}`, poke)))
+		must(t, env.Client.Patch(ctx, b, p))
+	}
+	h.waitHeld(t, reconcileWorkers)
+	busy := clock.Now()
+	must(t, env.Client.Get(ctx, client.ObjectKeyFromObject(c.ro), c.ro))
+	last = c.ro.Status.LastAnalysisTime.Time
+	due = last.Add(c.interval)
+	if !busy.Before(due) {
+		t.Fatalf("the workers were busy only at %s, after the next round was due (%s); the machine is too slow for this test's interval",
+			busy.Format(time.StampMicro), due.Format(time.StampMicro))
+	}
+	return last, due
+}
+
+// nextCall is when the analyzer was called for the round after last (the calls before it
+// are of earlier rounds, the one that began at last included).
+func (c *cadence) nextCall(t *testing.T, last time.Time) time.Time {
+	t.Helper()
+	var at time.Time
+	for at.Before(last.Add(c.interval / 2)) {
+		select {
+		case at = <-c.calls:
+		case <-time.After(5 * c.interval):
+			t.Fatalf("no round started while every reconcile worker was busy (last round %s, next due %s)",
+				last.Format(time.StampMicro), last.Add(c.interval).Format(time.StampMicro))
+		}
+	}
+	return at
+}
+
+// Analysis rounds keep their interval while every reconcile worker is busy: the round runner
+// starts a Rollout's next round one interval after the recorded one began, on its own timer.
+// Here each worker is held in a pass of another Rollout whenever a round falls due; before, a
+// round started only in a pass that found it due, so none started until a worker was free.
+func TestRoundsKeepTheirIntervalWhileWorkersAreBusy(t *testing.T) {
+	c := newCadence(t)
+	ro := c.ro
 	for round := 1; round <= 3; round++ {
-		busy := occupy(round)
-		// No pass of ro can run now: its status is the last one written.
-		must(t, env.Client.Get(ctx, client.ObjectKeyFromObject(ro), ro))
-		last := ro.Status.LastAnalysisTime.Time
-		due := last.Add(interval)
-		if !busy.Before(due) {
-			t.Fatalf("round %d: the workers were occupied only at %s, after the round was due (%s); the machine is too slow for this test's interval",
-				round, busy.Format(time.StampMicro), due.Format(time.StampMicro))
-		}
-		// The round after last: the calls before it are of earlier rounds (the one that began
-		// at last included).
-		var at time.Time
-		for at.Before(last.Add(interval / 2)) {
-			select {
-			case at = <-calls:
-			case <-time.After(5 * interval):
-				t.Fatalf("round %d: no round started while every reconcile worker was busy (last round %s, due %s)",
-					round, last.Format(time.StampMicro), due.Format(time.StampMicro))
-			}
-		}
+		last, due := c.occupy(t, round)
+		at := c.nextCall(t, last)
 		if late := at.Sub(due); late < 0 || late > time.Second {
-			t.Errorf("round %d started %s after the previous one began, want %s … %s", round, at.Sub(last), interval, interval+time.Second)
+			t.Errorf("round %d started %s after the previous one began, want %s … %s", round, at.Sub(last), c.interval, c.interval+time.Second)
 		}
 		heldReads.release()
 
@@ -100,6 +125,30 @@ func TestRoundsKeepTheirIntervalWhileWorkersAreBusy(t *testing.T) {
 		if ro.Status.CurrentStep != 1 || ro.Status.Phase != rampv1.PhaseProgressing {
 			t.Fatalf("round %d: the rollout left step 1: %s at step %d", round, ro.Status.Phase, ro.Status.CurrentStep)
 		}
+	}
+}
+
+// A round the runner started on its timer for a Rollout paused meanwhile is dropped, never
+// counted: here it fails (failureLimit 1, so counted it would roll back) while every worker is
+// busy and the pause is already requested; the pass that then runs pauses the rollout.
+func TestPreStartedRoundOfAPausedRolloutIsNotCounted(t *testing.T) {
+	c := newCadence(t)
+	ro := c.ro
+	last, _ := c.occupy(t, 1)
+	verdicts.set(ro, rampv1.VerdictFailed)
+	t.Cleanup(func() { verdicts.set(ro, "") })
+	failing := clock.Now()
+	annotate(t, ro, rampv1.AnnotationPaused, ptr.To("true"))
+	if at := c.nextCall(t, last); at.Before(failing) {
+		t.Fatalf("the round started at %s, before its verdict was set to fail (%s); the machine is too slow for this test's interval",
+			at.Format(time.StampMicro), failing.Format(time.StampMicro))
+	}
+	heldReads.release()
+
+	waitPhase(t, ro, rampv1.PhasePaused)
+	if ro.Status.FailedChecks != 0 || !ro.Status.LastAnalysisTime.Equal(&metav1.MicroTime{Time: last}) {
+		t.Errorf("the pre-started round was counted: %d failed checks, last round %s (was %s)",
+			ro.Status.FailedChecks, ro.Status.LastAnalysisTime.Format(time.StampMicro), last.Format(time.StampMicro))
 	}
 }
 
