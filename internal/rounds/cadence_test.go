@@ -263,3 +263,56 @@ func TestStopStopsTimers(t *testing.T) {
 	fc.Step(time.Hour)
 	noRoundStarted(t, g, "after stopping")
 }
+
+// The next round does not wait for a pass to take the last one either: the runner arms it
+// from the finished round (its start + the interval), one round ahead at most, and hands the
+// results over in order.
+func TestNextRoundRunsBeforeAnyPassTookTheLast(t *testing.T) {
+	g := newGate()
+	g.verdicts["web"] = rampv1.VerdictPassed
+	t0 := time.Date(2025, 3, 14, 9, 0, 0, 0, time.UTC)
+	fc := clocktesting.NewFakeClock(t0)
+	r := New(g.analyze, 4, time.Minute, WithClock(fc))
+	q := start(t, r)
+	ro := analysed("web")
+	first := due(ro)
+	fc.SetTime(first)
+	r.Take(ro)
+	recv(t, g.started, "the first round")
+	nextWake(t, q)
+	waitUntil(t, "the next round armed from the finished one", fc.HasWaiters)
+
+	// No pass takes the first result (every worker busy): the second round still starts an
+	// interval after the first began, and no third, which needs the second recorded.
+	fc.Step(interval)
+	recv(t, g.started, "the second round, before any pass")
+	nextWake(t, q)
+	fc.Step(interval)
+	noRoundStarted(t, g, "two intervals on, the second round not taken")
+
+	res, _ := r.Take(ro)
+	if res == nil || !res.Started.Equal(first) {
+		t.Fatalf("first Take = %+v, want the first round, started at %s", res, first)
+	}
+	record(ro, res)
+	res, _ = r.Take(ro)
+	if res == nil || !res.Started.Equal(first.Add(interval)) {
+		t.Fatalf("second Take = %+v, want the second round, started at %s", res, first.Add(interval))
+	}
+	record(ro, res)
+	// The third is armed for the second's start + the interval, already past: a pass that
+	// schedules it keeps it, and it starts at once.
+	r.Schedule(ro, due(ro))
+	if n := fc.Waiters(); n != 1 {
+		t.Fatalf("%d timers armed, want the third round's", n)
+	}
+	fc.SetTime(fc.Now())
+	recv(t, g.started, "the third round")
+	nextWake(t, q)
+	if res, _ = r.Take(ro); res == nil || !res.Started.Equal(first.Add(2*interval)) {
+		t.Fatalf("third Take = %+v, want the third round, started at %s", res, first.Add(2*interval))
+	}
+	if n := g.callsOf("web"); n != 3 {
+		t.Errorf("%d rounds ran, want 3", n)
+	}
+}

@@ -6,9 +6,11 @@
 //
 // The runner also keeps the rounds' cadence. A recorded round's start is the Rollout's
 // status.lastAnalysisTime, so the next round of the step is due one interval later
-// (plan.NextRound); Schedule arms a timer that starts it at that instant, judging the Rollout
-// as its status then stands, whether or not a reconcile worker is free: a backlog of passes
-// (a burst of releases) delays when a result is recorded, not when rounds run.
+// (plan.NextRound). A timer starts it at that instant, judging the Rollout as its status will
+// then stand, whether or not a reconcile worker is free: armed when the round before it
+// finishes (chain: one round ahead of the status at most), or by Schedule from a pass (the
+// first round of a step, or after a restart). A backlog of passes (a burst of releases)
+// delays when results are recorded, not when rounds run.
 //
 // A result belongs to what it judged: the Rollout (by UID) at one generation, revision, step,
 // stage start and last round. Asked for by a Rollout that has since moved on, it is dropped,
@@ -26,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -67,15 +70,22 @@ type round struct {
 	timer  clock.Timer
 	cancel context.CancelFunc
 	result *plan.AnalysisResult
+	// judged is what the round judged, kept with its result until next is armed from it.
+	judged *rampv1.Rollout
+	// next is the round after this one (see chain), armed once this one has its result.
+	next *round
 }
 
-// stop stops the round's timer, or cancels it if it runs.
+// stop stops the round's timer, or cancels it if it runs, and the round after it.
 func (rd *round) stop() {
 	if rd.timer != nil {
 		rd.timer.Stop()
 	}
 	if rd.cancel != nil {
 		rd.cancel()
+	}
+	if rd.next != nil {
+		rd.next.stop()
 	}
 }
 
@@ -139,7 +149,14 @@ func (r *Runner) Take(ro *rampv1.Rollout) (result *plan.AnalysisResult, running 
 		if rd.of == of {
 			switch {
 			case rd.result != nil:
-				delete(r.rounds, key)
+				if n := rd.next; n != nil {
+					r.rounds[key] = n
+					if n.result != nil {
+						r.chain(key, n)
+					}
+				} else {
+					delete(r.rounds, key)
+				}
 				return rd.result, false
 			case rd.timer != nil:
 				rd.timer.Stop()
@@ -190,7 +207,7 @@ func (r *Runner) arm(key types.NamespacedName, rd *round) {
 func (r *Runner) fire(key types.NamespacedName, rd *round) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.rounds[key] != rd || rd.timer == nil {
+	if !r.holds(key, rd) || rd.timer == nil {
 		return
 	}
 	if r.clock.Now().Before(rd.due) {
@@ -200,7 +217,34 @@ func (r *Runner) fire(key types.NamespacedName, rd *round) {
 	r.start(key, rd)
 }
 
-// start runs rd, the round r.rounds holds for key; false, forgetting it, when the runner is
+// holds reports whether rd is the round r.rounds holds for key, or the one after it.
+func (r *Runner) holds(key types.NamespacedName, rd *round) bool {
+	head := r.rounds[key]
+	return head != nil && (head == rd || head.next == rd)
+}
+
+// chain arms the round after rd, which has its result: the one the Rollout's status asks for
+// once a pass records rd (plan.Decide records a round's start as lastAnalysisTime), due an
+// interval after rd began. It starts then even if no pass has taken rd yet (every reconcile
+// worker busy), so a backlog of passes does not delay it; one round ahead at most, as only
+// the round r.rounds holds chains. r.mu is held.
+func (r *Runner) chain(key types.NamespacedName, rd *round) {
+	ro := rd.judged
+	rd.judged = nil
+	if ro == nil || rd.next != nil || r.stopped {
+		return
+	}
+	last := metav1.NewMicroTime(rd.result.Started)
+	ro.Status.LastAnalysisTime = &last
+	due := plan.NextAnalysisAt(&ro.Spec, &ro.Status)
+	if due.IsZero() {
+		return
+	}
+	rd.next = &round{of: subjectOf(ro), ro: ro, due: due}
+	r.arm(key, rd.next)
+}
+
+// start runs rd, the round r.rounds holds for key (or the one after it); false, forgetting it, when the runner is
 // stopping. r.mu is held.
 func (r *Runner) start(key types.NamespacedName, rd *round) bool {
 	ro := rd.ro
@@ -270,11 +314,14 @@ func (r *Runner) run(ctx context.Context, key types.NamespacedName, rd *round, r
 	res.Started = started
 
 	r.mu.Lock()
-	if r.rounds[key] != rd {
+	if !r.holds(key, rd) {
 		r.mu.Unlock()
 		return
 	}
-	rd.result = res
+	rd.result, rd.judged = res, ro
+	if r.rounds[key] == rd {
+		r.chain(key, rd)
+	}
 	r.mu.Unlock()
 	r.Wake(key)
 }
