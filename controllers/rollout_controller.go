@@ -133,18 +133,27 @@ func (c planClock) Now() time.Time {
 func (c planClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
 
 // analysisRounds tells the round runner what ro, as it stands, wants of analysis rounds. A
-// due round is taken (its result, or that it is running, goes into obs) when take is set;
-// the next round is armed on the runner's timer for when it falls due (plan.NextRound); and
-// a Rollout that wants no round (paused, past its analysed steps, stalled) has any it had
-// dropped.
+// due round is taken (its result, or that it is running, goes into obs) when take is set (the
+// pass has yet to decide); the next round is armed on the runner's timer for when it falls
+// due (plan.NextRound); a Rollout that wants no round (paused, past its analysed steps,
+// stalled) has any it had dropped. No round is started ahead of a pass that may end the step
+// (plan.StepEndsAt): a controller keeping up would run none, so none may be counted.
 func (r *RolloutReconciler) analysisRounds(ro *rampv1.Rollout, obs *plan.Observation, take bool) {
 	runner := r.roundRunner()
 	due, next := plan.NextRound(ro, *obs)
+	ends, ending := plan.StepEndsAt(ro)
 	switch {
 	case r.Analyzer == nil || !next:
 		runner.Drop(client.ObjectKeyFromObject(ro))
+	case take && ending && !obs.Now.Before(ends):
+		// This pass may end the step; if a gate or window holds it, the status recorded, the
+		// round is scheduled below (due already: it starts at once).
+		obs.Analysis, obs.AnalysisRunning = runner.Collect(ro)
 	case take && plan.RoundDue(ro, *obs):
 		obs.Analysis, obs.AnalysisRunning = runner.Take(ro)
+	case ending && obs.Now.Before(ends) && !due.Before(ends):
+		// The step ends before the round falls due; the pass at its end decides.
+		runner.Keep(ro)
 	default:
 		runner.Schedule(ro, due)
 	}

@@ -1485,6 +1485,28 @@ func TestNextRound(t *testing.T) {
 	}
 }
 
+func TestStepEndsAt(t *testing.T) {
+	passed := withStatus(func(st *rampv1.RolloutStatus) { st.StepAnalysisPassed = true })
+	untilPromoted := withSteps(rampv1.CanaryStep{SetWeight: 5, Pause: &rampv1.Pause{}}, cstep(100, nil))
+	for _, c := range []struct {
+		name string
+		ro   *rampv1.Rollout
+		want time.Time
+		ok   bool
+	}{
+		{"analysis passed, timed pause: at its end", newRollout(pausedSteps, analysed, inRollout(progressing, holding, 1, 5, ago(time.Minute)), passed), ago(time.Minute).Add(5 * time.Minute), true},
+		{"analysis passed, no pause: at once", newRollout(twoSteps, analysed, inRollout(progressing, holding, 1, 5, ago(time.Minute)), passed), ago(time.Minute), true},
+		{"analysis not passed yet", newRollout(pausedSteps, analysed, inRollout(progressing, holding, 1, 5, ago(time.Minute))), time.Time{}, false},
+		{"paused until promoted", newRollout(untilPromoted, analysed, inRollout(progressing, holding, 1, 5, ago(time.Minute)), passed), time.Time{}, false},
+		{"step out of range", newRollout(pausedSteps, analysed, inRollout(progressing, holding, 9, 5, ago(time.Minute)), passed), time.Time{}, false},
+	} {
+		got, ok := StepEndsAt(c.ro)
+		if ok != c.ok || !got.Equal(c.want) {
+			t.Errorf("%s: StepEndsAt = %v, %t; want %v, %t", c.name, got, ok, c.want, c.ok)
+		}
+	}
+}
+
 func TestDefaultConfig(t *testing.T) {
 	if got := DefaultConfig().SubsetSettle; got != 2*time.Second {
 		t.Errorf("DefaultConfig().SubsetSettle = %v", got)

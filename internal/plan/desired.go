@@ -298,3 +298,26 @@ func NextRound(ro *rampv1.Rollout, obs Observation) (time.Time, bool) {
 	obs.Now = at
 	return at, RoundDue(ro, obs)
 }
+
+// StepEndsAt reports when ro's step, as its status stands, is over but for a pass: its
+// analysis passed, so it ends when its timed pause does (at once without one), unless a gate,
+// a promotion window or its routing holds it. A round falling due from then on is one a
+// controller keeping up would not run: the round runner starts none ahead of the pass that
+// decides whether the step goes on (NextRound still says when one is due, RoundDue whether
+// it counts).
+func StepEndsAt(ro *rampv1.Rollout) (time.Time, bool) {
+	st := &ro.Status
+	steps := stepsOf(&ro.Spec)
+	k := int(st.CurrentStep)
+	if !st.StepAnalysisPassed || st.StageStartedAt == nil || k < 1 || k > len(steps) {
+		return time.Time{}, false
+	}
+	switch p := steps[k-1].pause; {
+	case p == nil:
+		return st.StageStartedAt.Time, true
+	case p.Duration == nil:
+		return time.Time{}, false // until promoted
+	default:
+		return st.StageStartedAt.Add(p.Duration.Duration), true
+	}
+}

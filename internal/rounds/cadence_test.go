@@ -15,11 +15,12 @@ import (
 
 const interval = 10 * time.Second
 
-// analysed is rollout(name) with rounds every interval, its step begun at the fake clock's
-// start.
+// analysed is rollout(name) with rounds every interval, its step (held until promoted) begun
+// at the fake clock's start.
 func analysed(name string) *rampv1.Rollout {
 	ro := rollout(name)
 	ro.Spec.Analysis = &rampv1.AnalysisSpec{Interval: &metav1.Duration{Duration: interval}}
+	ro.Spec.Strategy.Canary = &rampv1.CanaryStrategy{Steps: []rampv1.CanaryStep{{SetWeight: 5, Pause: &rampv1.Pause{}}, {SetWeight: 100}}}
 	return ro
 }
 
@@ -315,4 +316,84 @@ func TestNextRoundRunsBeforeAnyPassTookTheLast(t *testing.T) {
 	if n := g.callsOf("web"); n != 3 {
 		t.Errorf("%d rounds ran, want 3", n)
 	}
+}
+
+// No round is armed past the end of its step: once a round passed, a step whose timed pause
+// ends before the next round is due ends then (a controller keeping up would run no further
+// round of it). A failed round is followed by another; a pass that may end the step collects
+// what runs but starts nothing.
+func TestNoRoundArmedPastTheStepsEnd(t *testing.T) {
+	t0 := time.Date(2025, 3, 14, 9, 0, 0, 0, time.UTC)
+	pausedFor := func(d time.Duration) *rampv1.Rollout {
+		ro := analysed("web")
+		ro.Spec.Strategy.Canary.Steps[0].Pause = &rampv1.Pause{Duration: &metav1.Duration{Duration: d}}
+		return ro
+	}
+	for _, c := range []struct {
+		name    string
+		ro      *rampv1.Rollout
+		verdict string
+		armed   bool
+	}{
+		{"passed; the pause ends before the next round", pausedFor(2*interval - time.Second), rampv1.VerdictPassed, false},
+		{"passed; the pause ends as the next round falls due", pausedFor(2 * interval), rampv1.VerdictPassed, false},
+		{"passed; the pause runs past the next round", pausedFor(2*interval + time.Microsecond), rampv1.VerdictPassed, true},
+		{"failed: the step holds for a passing round", pausedFor(2 * interval), rampv1.VerdictFailed, true},
+		{"passed; held until promoted", analysed("web"), rampv1.VerdictPassed, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g := newGate()
+			g.verdicts["web"] = c.verdict
+			fc := clocktesting.NewFakeClock(t0)
+			r := New(g.analyze, 4, time.Minute, WithClock(fc))
+			q := start(t, r)
+			ro := c.ro
+			fc.SetTime(due(ro))
+			r.Take(ro)
+			recv(t, g.started, "the round")
+			nextWake(t, q)
+			// The result is stored (and the next round armed, if any) before the wake-up.
+			if got := fc.HasWaiters(); got != c.armed {
+				t.Errorf("next round armed: %t, want %t", got, c.armed)
+			}
+		})
+	}
+	t.Run("collect starts nothing", func(t *testing.T) {
+		g := newGate()
+		g.verdicts["web"] = rampv1.VerdictPassed
+		fc := clocktesting.NewFakeClock(t0)
+		r := New(g.analyze, 4, time.Minute, WithClock(fc))
+		q := start(t, r)
+		ro := analysed("web")
+		fc.SetTime(due(ro))
+		if res, running := r.Collect(ro); res != nil || running {
+			t.Fatalf("Collect with nothing held = %+v, %t; want nothing", res, running)
+		}
+		noRoundStarted(t, g, "after Collect")
+		r.Schedule(ro, due(ro).Add(time.Second))
+		if res, running := r.Collect(ro); res != nil || running {
+			t.Fatalf("Collect of an armed round = %+v, %t; want nothing", res, running)
+		}
+		if !fc.HasWaiters() {
+			t.Fatal("Collect disarmed the round")
+		}
+		fc.Step(time.Second)
+		recv(t, g.started, "the armed round")
+		nextWake(t, q)
+		if res, _ := r.Collect(ro); res == nil || res.Verdict != rampv1.VerdictPassed {
+			t.Fatalf("Collect = %+v, want the round's result", res)
+		}
+		// Keep drops what is held for what the Rollout has left.
+		r.Schedule(ro, due(ro).Add(time.Hour))
+		moved := ro.DeepCopy()
+		moved.Status.CurrentStep = 2
+		r.Keep(ro)
+		if !fc.HasWaiters() {
+			t.Fatal("Keep dropped the round of the Rollout as it is")
+		}
+		r.Keep(moved)
+		if fc.HasWaiters() {
+			t.Fatal("Keep kept the round of a step the Rollout left")
+		}
+	})
 }

@@ -142,6 +142,28 @@ func New(analyze AnalyzeFunc, workers int, timeout time.Duration, opts ...Option
 // will wake the Rollout. A round or result for what ro has left is cancelled or dropped. Call
 // it only when plan.RoundDue says a round is due.
 func (r *Runner) Take(ro *rampv1.Rollout) (result *plan.AnalysisResult, running bool) {
+	return r.take(ro, true)
+}
+
+// Collect is Take for a pass that may end ro's step (plan.StepEndsAt): it hands back a
+// round the runner already runs or ran for ro as it is (or starts one armed and due), but
+// starts no other.
+func (r *Runner) Collect(ro *rampv1.Rollout) (result *plan.AnalysisResult, running bool) {
+	return r.take(ro, false)
+}
+
+// Keep keeps the round the runner holds for ro as it is, dropping any other, and arms none.
+func (r *Runner) Keep(ro *rampv1.Rollout) {
+	key, of := client.ObjectKeyFromObject(ro), subjectOf(ro)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if rd := r.rounds[key]; rd != nil && rd.of != of {
+		rd.stop()
+		delete(r.rounds, key)
+	}
+}
+
+func (r *Runner) take(ro *rampv1.Rollout, start bool) (result *plan.AnalysisResult, running bool) {
 	key, of := client.ObjectKeyFromObject(ro), subjectOf(ro)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -158,6 +180,8 @@ func (r *Runner) Take(ro *rampv1.Rollout) (result *plan.AnalysisResult, running 
 					delete(r.rounds, key)
 				}
 				return rd.result, false
+			case rd.timer != nil && !start && r.clock.Now().Before(rd.due):
+				return nil, false
 			case rd.timer != nil:
 				rd.timer.Stop()
 				return nil, r.start(key, rd)
@@ -166,6 +190,9 @@ func (r *Runner) Take(ro *rampv1.Rollout) (result *plan.AnalysisResult, running 
 		}
 		rd.stop()
 		delete(r.rounds, key)
+	}
+	if !start {
+		return nil, false
 	}
 	rd := &round{of: of, ro: ro.DeepCopy()}
 	r.rounds[key] = rd
@@ -224,10 +251,12 @@ func (r *Runner) holds(key types.NamespacedName, rd *round) bool {
 }
 
 // chain arms the round after rd, which has its result: the one the Rollout's status asks for
-// once a pass records rd (plan.Decide records a round's start as lastAnalysisTime), due an
-// interval after rd began. It starts then even if no pass has taken rd yet (every reconcile
-// worker busy), so a backlog of passes does not delay it; one round ahead at most, as only
-// the round r.rounds holds chains. r.mu is held.
+// once a pass records rd (plan.Decide records a round's start as lastAnalysisTime, and
+// whether it passed), due an interval after rd began. It starts then even if no pass has
+// taken rd yet (every reconcile worker busy), so a backlog of passes does not delay it; one
+// round ahead at most, as only the round r.rounds holds chains. None when the step, rd
+// recorded, ends before it falls due (plan.StepEndsAt): the pass that finds the step held
+// (a gate, a window) schedules it. r.mu is held.
 func (r *Runner) chain(key types.NamespacedName, rd *round) {
 	ro := rd.judged
 	rd.judged = nil
@@ -236,8 +265,9 @@ func (r *Runner) chain(key types.NamespacedName, rd *round) {
 	}
 	last := metav1.NewMicroTime(rd.result.Started)
 	ro.Status.LastAnalysisTime = &last
+	ro.Status.StepAnalysisPassed = rd.result.Verdict == rampv1.VerdictPassed
 	due := plan.NextAnalysisAt(&ro.Spec, &ro.Status)
-	if due.IsZero() {
+	if ends, ok := plan.StepEndsAt(ro); due.IsZero() || ok && !due.Before(ends) {
 		return
 	}
 	rd.next = &round{of: subjectOf(ro), ro: ro, due: due}
