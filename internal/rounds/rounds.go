@@ -274,8 +274,8 @@ func (r *Runner) chain(key types.NamespacedName, rd *round) {
 	r.arm(key, rd.next)
 }
 
-// start runs rd, the round r.rounds holds for key (or the one after it); false, forgetting it, when the runner is
-// stopping. r.mu is held.
+// start runs rd, the round r.rounds holds for key (or the one after it); false, forgetting
+// them, when the runner is stopping. r.mu is held.
 func (r *Runner) start(key types.NamespacedName, rd *round) bool {
 	ro := rd.ro
 	rd.ro, rd.timer = nil, nil
