@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	kclock "k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -110,9 +111,52 @@ func (r *RolloutReconciler) roundRunner() *rounds.Runner {
 		if r.Analyzer != nil {
 			analyze = r.Analyzer.Analyze
 		}
-		r.rounds = rounds.New(analyze, r.AnalysisWorkers, r.AnalysisTimeout)
+		r.rounds = rounds.New(analyze, r.AnalysisWorkers, r.AnalysisTimeout, rounds.WithClock(planClock{now: r.Now}))
 	})
 	return r.rounds
+}
+
+// planClock times the rounds by the clock the plan reads (Now, which tests may shift), with
+// real timers: a round the runner starts on its timer is one the plan finds due.
+type planClock struct {
+	kclock.RealClock
+	now func() time.Time
+}
+
+func (c planClock) Now() time.Time {
+	if c.now == nil {
+		return time.Now()
+	}
+	return c.now()
+}
+
+func (c planClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
+
+// analysisRounds tells the round runner what ro, as it stands, wants of analysis rounds. A
+// due round is taken (its result, or that it is running, goes into obs) when take is set (the
+// pass has yet to decide); the next round is armed on the runner's timer for when it falls
+// due (plan.NextRound); a Rollout that wants no round (paused, past its analysed steps,
+// stalled) has any it had dropped. No round is started ahead of a pass that may end the step
+// (plan.StepEndsAt): a controller keeping up would run none, so none may be counted.
+func (r *RolloutReconciler) analysisRounds(ro *rampv1.Rollout, obs *plan.Observation, take bool) {
+	runner := r.roundRunner()
+	due, next := plan.NextRound(ro, *obs)
+	ends, ending := plan.StepEndsAt(ro)
+	switch {
+	case r.Analyzer == nil || !next:
+		runner.Drop(client.ObjectKeyFromObject(ro))
+	case take && ending && !obs.Now.Before(ends):
+		// This pass may end the step; if a gate or window holds it, the status recorded, the
+		// round is scheduled below (due already: it starts at once).
+		obs.Analysis, obs.AnalysisRunning = runner.Collect(ro)
+	case take && plan.RoundDue(ro, *obs):
+		obs.Analysis, obs.AnalysisRunning = runner.Take(ro)
+	case ending && obs.Now.Before(ends) && !due.Before(ends):
+		// The step ends before the round falls due; the pass at its end decides.
+		runner.Keep(ro)
+	default:
+		runner.Schedule(ro, due)
+	}
 }
 
 // gateRunner calls the Rollouts' gates; SetupWithManager also wires its wake-ups. Redirects
@@ -196,11 +240,8 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		return ctrl.Result{}, err
 	}
 	// A due round runs off this worker; its result wakes the Rollout and a later pass takes it.
-	if r.Analyzer != nil && plan.RoundDue(ro, w.obs) {
-		w.obs.Analysis, w.obs.AnalysisRunning = r.roundRunner().Take(ro)
-	} else {
-		r.roundRunner().Drop(req.NamespacedName)
-	}
+	// One not due yet stays armed on the runner's timer.
+	r.analysisRounds(ro, &w.obs, true)
 	// Gate calls run off this worker too: the plan takes the results that ended and says
 	// which calls are due once the status is recorded.
 	w.obs.Gates = r.gateRunner().Take(ro)
@@ -229,6 +270,9 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		r.Events.Eventf(ro, nil, typ, e.Reason, "Reconcile", "%s", e.Message)
 	}
 	r.gateRunner().Call(ro, dec.Gates)
+	// The status recorded, the next round is armed for when it falls due (a recorded round's
+	// start + the interval): it starts then even if every reconcile worker is busy.
+	r.analysisRounds(ro, &w.obs, false)
 	r.notify(ctx, ro, w, dec.Events)
 	record(ro, dec.Events, w.obs.Analysis, w.obs.Now)
 	if before != ro.Status.Phase {

@@ -46,6 +46,20 @@ type fakeAnalyzer struct {
 	rounds    map[string]int
 	// hanging counts the rounds of verdictHang in progress, hangsEnded those that returned.
 	hanging, hangsEnded int
+	// called receives the reconciler clock's time of each round of the Rollouts watched.
+	called map[string]chan time.Time
+}
+
+// watch returns the times (the reconciler's clock) at which ro's rounds are called from now on.
+func (f *fakeAnalyzer) watch(ro *rampv1.Rollout) <-chan time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.called == nil {
+		f.called = map[string]chan time.Time{}
+	}
+	ch := make(chan time.Time, 1000)
+	f.called[ro.Namespace+"/"+ro.Name] = ch
+	return ch
 }
 
 // verdictHang makes a Rollout's rounds answer nothing until they are cancelled, as a
@@ -71,6 +85,12 @@ func (f *fakeAnalyzer) Analyze(ctx context.Context, ro *rampv1.Rollout) *plan.An
 		f.rounds = map[string]int{}
 	}
 	f.rounds[ro.Namespace+"/"+ro.Name]++
+	if ch := f.called[ro.Namespace+"/"+ro.Name]; ch != nil {
+		select {
+		case ch <- clock.Now():
+		default:
+		}
+	}
 	v := f.byRollout[ro.Namespace+"/"+ro.Name]
 	if v == verdictHang {
 		f.hanging++
@@ -155,6 +175,7 @@ func startManager(ctx context.Context) error {
 	// so tests can prove which Secrets ramp read.
 	readerCfg := rest.CopyConfig(env.Config)
 	readerCfg.Wrap(secretRequests.wrap)
+	readerCfg.Wrap(heldReads.wrap)
 	apiReader, err := client.New(readerCfg, client.Options{Scheme: env.Scheme})
 	if err != nil {
 		return err

@@ -747,9 +747,11 @@ func (b *runner) scalePhase(ctx context.Context, n int) (*ScaleResult, error) {
 	defer mp.stop()
 
 	names := appNames("app", n)
-	// Step 1 holds two intervals (two rounds, so their spacing shows), the others one round.
+	// Step 1 holds two and a half intervals: two rounds (one and two intervals in), so their
+	// spacing shows, and none due as it ends (a round due then is not run). The others hold
+	// one round.
 	spec := rolloutSpec{
-		steps:    []rampv1.CanaryStep{{SetWeight: 5, Pause: pause(2 * b.o.Interval)}, {SetWeight: 25}, {SetWeight: 100}},
+		steps:    []rampv1.CanaryStep{{SetWeight: 5, Pause: pause(5 * b.o.Interval / 2)}, {SetWeight: 25}, {SetWeight: 100}},
 		analysis: builtinAnalysis(prom.URL, b.o.Interval, 2),
 	}
 	b.say("scale %d: creating %d Deployments and Rollouts", n, n)

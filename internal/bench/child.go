@@ -82,7 +82,8 @@ type ManagerStats struct {
 	Verdicts map[string]time.Time `json:"verdicts"`
 }
 
-// Round is one analysis round.
+// Round is one analysis round: At is when it started (the real analyzer's), or when it
+// answered (the fake one's, whose verdict instants time the rollback).
 type Round struct {
 	At      time.Time `json:"at"`
 	Step    int32     `json:"step"`
@@ -368,7 +369,9 @@ func (c *countingAnalyzer) Analyze(ctx context.Context, ro *rampv1.Rollout) *pla
 	start := time.Now()
 	r := c.inner.Analyze(ctx, ro)
 	c.rec.took.observe(time.Since(start))
-	c.rec.add(ro, r.Verdict, time.Now())
+	// At its start: when it sends its queries, which the interval spaces (its end also moves
+	// with how long Prometheus takes to answer).
+	c.rec.add(ro, r.Verdict, start)
 	return r
 }
 

@@ -12,10 +12,10 @@ import (
 // the promotion) costs in ramp's API writes, each a change of the world or of the decision
 // recorded (docs/performance.md, "Where the requests go").
 var releaseBudget = map[string]float64{
-	// Released (canary created), step 1 routed, its passing round while the pause runs, step 2,
-	// step 3 scaling the canary, step 3 routed, promotion: target updating, stable subset
-	// switching, routing to stable, Succeeded.
-	"patch rollouts/status": 10,
+	// Released (canary created), step 1 routed, its two passing rounds while the pause runs,
+	// step 2, step 3 scaling the canary, step 3 routed, promotion: target updating, stable
+	// subset switching, routing to stable, Succeeded.
+	"patch rollouts/status": 11,
 	// RolloutStarted, StepStarted ×3, PromotionStarted, Promoted.
 	"create events": 6,
 	// 5%, 25%, 100%, then 0% once the target runs the new revision.

@@ -736,6 +736,9 @@ func (d *decider) wakeForAnalysis() {
 func (d *decider) record(r *AnalysisResult) bool {
 	a := d.spec.Analysis
 	t := d.nowTime()
+	if !r.Started.IsZero() && !r.Started.After(d.now) {
+		t = mtimeOf(r.Started)
+	}
 	d.st.LastAnalysis = r.Metrics
 	d.st.LastAnalysisTime = t
 	d.st.StepAnalysisPassed = r.Verdict == rampv1.VerdictPassed

@@ -800,6 +800,22 @@ func TestDecideAnalysis(t *testing.T) {
 				requeue: time.Minute, check: checks(analysisPassed(true), lastAnalysisAt(t0))},
 		},
 		{
+			// The runner starts the next round an interval after this one began (NextRound); the
+			// status says the same, so the pass that collects it finds it due.
+			name: "analysis: the round's start is recorded; the next is due an interval after it",
+			ro:   newRollout(pausedSteps, analysed, inRollout(progressing, holding, 1, 5, ago(2*time.Minute)), lastAnalysis(ago(time.Minute))),
+			obs:  ready(verdictStarted(rampv1.VerdictPassed, ago(3*time.Second))),
+			want: want{phase: progressing, stage: holding, step: 1, weight: 5, desired: dRun(1, 5, true),
+				requeue: time.Minute - 3*time.Second, check: checks(analysisPassed(true), lastAnalysisAt(ago(3*time.Second)))},
+		},
+		{
+			name: "analysis: a round said to start after now is recorded at now",
+			ro:   newRollout(pausedSteps, analysed, inRollout(progressing, holding, 1, 5, ago(2*time.Minute)), lastAnalysis(ago(time.Minute))),
+			obs:  ready(verdictStarted(rampv1.VerdictPassed, t0.Add(time.Second))),
+			want: want{phase: progressing, stage: holding, step: 1, weight: 5, desired: dRun(1, 5, true),
+				requeue: time.Minute, check: lastAnalysisAt(t0)},
+		},
+		{
 			name: "analysis: passed earlier; pause just ended: next step without waiting for another round",
 			ro:   heldLong(statusOf(func(st *rampv1.RolloutStatus) { st.StepAnalysisPassed = true })),
 			obs:  ready(),
@@ -1552,6 +1568,70 @@ func TestAnalysisDue(t *testing.T) {
 	} {
 		if got := AnalysisDue(c.ro, c.paused, c.now); got != c.want {
 			t.Errorf("%s: AnalysisDue = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestNextRound(t *testing.T) {
+	holdingStep2 := func(extra ...roOpt) *rampv1.Rollout {
+		return newRollout(append([]roOpt{pausedSteps, analysed, inRollout(progressing, holding, 2, 25, ago(time.Minute))}, extra...)...)
+	}
+	healthy := observe(t0, canaryReady(3), routing(25))
+	for _, c := range []struct {
+		name   string
+		ro     *rampv1.Rollout
+		obs    Observation
+		wantAt time.Time
+		want   bool
+	}{
+		{"first round of the step: an interval after it began", holdingStep2(), healthy, t0, true},
+		{"an interval after the last round began", holdingStep2(lastAnalysis(ago(10 * time.Second))), healthy, t0.Add(50 * time.Second), true},
+		{"a round of an earlier step does not count", holdingStep2(lastAnalysis(ago(2 * time.Minute))), healthy, t0, true},
+		{"overdue: due already", newRollout(pausedSteps, analysed, inRollout(progressing, holding, 2, 25, ago(5*time.Minute)),
+			lastAnalysis(ago(2*time.Minute))), healthy, ago(time.Minute), true},
+		{"paused by request", holdingStep2(), observe(t0, canaryReady(3), routing(25), requests(Requests{Paused: true})), t0, false},
+		{"stalled", holdingStep2(), observe(t0, canaryReady(3), routing(25), specError("bad")), t0, false},
+		{"scaling for the step", newRollout(pausedSteps, analysed, inRollout(progressing, scaling, 2, 5, ago(time.Minute))), healthy, t0, false},
+		{"promoting", newRollout(pausedSteps, analysed, inRollout(promoting, toCanary, 3, 100, ago(time.Minute))), healthy, t0, false},
+		{"no analysis", newRollout(pausedSteps, inRollout(progressing, holding, 2, 25, ago(time.Minute))), healthy, time.Time{}, false},
+	} {
+		at, ok := NextRound(c.ro, c.obs)
+		if ok != c.want || (c.want && !at.Equal(c.wantAt)) {
+			t.Errorf("%s: NextRound = %v, %t; want %v, %t", c.name, at, ok, c.wantAt, c.want)
+		}
+		// RoundDue stays the authority: NextRound says it will want the round at that instant.
+		if c.want {
+			due := c.obs
+			due.Now = at
+			if !RoundDue(c.ro, due) {
+				t.Errorf("%s: RoundDue at NextRound's instant is false", c.name)
+			}
+			due.Now = at.Add(-time.Nanosecond)
+			if RoundDue(c.ro, due) {
+				t.Errorf("%s: RoundDue before NextRound's instant is true", c.name)
+			}
+		}
+	}
+}
+
+func TestStepEndsAt(t *testing.T) {
+	passed := withStatus(func(st *rampv1.RolloutStatus) { st.StepAnalysisPassed = true })
+	untilPromoted := withSteps(rampv1.CanaryStep{SetWeight: 5, Pause: &rampv1.Pause{}}, cstep(100, nil))
+	for _, c := range []struct {
+		name string
+		ro   *rampv1.Rollout
+		want time.Time
+		ok   bool
+	}{
+		{"analysis passed, timed pause: at its end", newRollout(pausedSteps, analysed, inRollout(progressing, holding, 1, 5, ago(time.Minute)), passed), ago(time.Minute).Add(5 * time.Minute), true},
+		{"analysis passed, no pause: at once", newRollout(twoSteps, analysed, inRollout(progressing, holding, 1, 5, ago(time.Minute)), passed), ago(time.Minute), true},
+		{"analysis not passed yet", newRollout(pausedSteps, analysed, inRollout(progressing, holding, 1, 5, ago(time.Minute))), time.Time{}, false},
+		{"paused until promoted", newRollout(untilPromoted, analysed, inRollout(progressing, holding, 1, 5, ago(time.Minute)), passed), time.Time{}, false},
+		{"step out of range", newRollout(pausedSteps, analysed, inRollout(progressing, holding, 9, 5, ago(time.Minute)), passed), time.Time{}, false},
+	} {
+		got, ok := StepEndsAt(c.ro)
+		if ok != c.ok || !got.Equal(c.want) {
+			t.Errorf("%s: StepEndsAt = %v, %t; want %v, %t", c.name, got, ok, c.want, c.ok)
 		}
 	}
 }

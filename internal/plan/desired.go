@@ -292,3 +292,40 @@ func AnalysisDue(ro *rampv1.Rollout, paused bool, now time.Time) bool {
 func RoundDue(ro *rampv1.Rollout, obs Observation) bool {
 	return haltOf(ro.Name, ro.CreationTimestamp.Time, &obs) == haltNone && AnalysisDue(ro, obs.Requests.Paused, obs.Now)
 }
+
+// NextRound reports when the next analysis round of ro, as its status stands, falls due, and
+// whether RoundDue will then want it if the world stays as obs saw it. The round runner starts
+// it on its own timer at that instant, not when a reconcile worker gets to the rollout; the
+// pass that collects it still asks RoundDue, so a round for a rollout that changed meanwhile
+// (paused, moved on, stalled) is dropped, not counted.
+func NextRound(ro *rampv1.Rollout, obs Observation) (time.Time, bool) {
+	at := NextAnalysisAt(&ro.Spec, &ro.Status)
+	if at.IsZero() {
+		return at, false
+	}
+	obs.Now = at
+	return at, RoundDue(ro, obs)
+}
+
+// StepEndsAt reports when ro's step, as its status stands, is over but for a pass: its
+// analysis passed, so it ends when its timed pause does (at once without one), unless a gate,
+// a promotion window or its routing holds it. A round falling due from then on is one a
+// controller keeping up would not run: the round runner starts none ahead of the pass that
+// decides whether the step goes on (NextRound still says when one is due, RoundDue whether
+// it counts).
+func StepEndsAt(ro *rampv1.Rollout) (time.Time, bool) {
+	st := &ro.Status
+	steps := stepsOf(&ro.Spec)
+	k := int(st.CurrentStep)
+	if !st.StepAnalysisPassed || st.StageStartedAt == nil || k < 1 || k > len(steps) {
+		return time.Time{}, false
+	}
+	switch p := steps[k-1].pause; {
+	case p == nil:
+		return st.StageStartedAt.Time, true
+	case p.Duration == nil:
+		return time.Time{}, false // until promoted
+	default:
+		return st.StageStartedAt.Add(p.Duration.Duration), true
+	}
+}

@@ -221,6 +221,14 @@ func verdict(v string) obsOpt {
 	}
 }
 
+// verdictStarted is a round's result that says when the round began.
+func verdictStarted(v string, at time.Time) obsOpt {
+	return func(o *Observation) {
+		verdict(v)(o)
+		o.Analysis.Started = at
+	}
+}
+
 func windowClosed(opensAt time.Time) obsOpt {
 	return func(o *Observation) { o.WindowOpen, o.WindowOpensAt = false, opensAt }
 }

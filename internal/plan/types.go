@@ -179,6 +179,10 @@ type AnalysisResult struct {
 	// Reason summarises a failed or inconclusive verdict, e.g. "error-rate 8.2 > 1".
 	Reason  string
 	Metrics []rampv1.MetricResult
+	// Started is when the round began querying (zero: unknown). The status records it as
+	// lastAnalysisTime, so the next round is due one interval after this one began, a time the
+	// round runner can compute and keep without waiting for a pass.
+	Started time.Time
 }
 
 // Requests are the plugin's annotation tokens and the pause flag.
