@@ -412,7 +412,8 @@ type RolloutStatus struct {
 	// +optional
 	StepAnalysisPassed bool `json:"stepAnalysisPassed,omitempty"`
 
-	// LastAnalysisTime is when the last analysis round ran.
+	// LastAnalysisTime is when the last recorded analysis round started; the next one of the
+	// step falls due one interval later.
 	// +optional
 	LastAnalysisTime *metav1.MicroTime `json:"lastAnalysisTime,omitempty"`
 
