@@ -470,7 +470,7 @@ func (d *decider) active() {
 			d.setStage(StageUpdatingStable)
 		}
 		d.stall("NewRevisionDuringPromotion", fmt.Sprintf(
-			"revision %s arrived while the target was being updated to %s: ramp re-paused the target and keeps all traffic on the canary; set the target back to revision %s in Git to finish, then commit the new change",
+			"revision %s arrived while the target was being updated to %s: ramp keeps the target paused and all traffic on the canary; set the target back to revision %s in Git to finish, then commit the new change",
 			t.Revision, d.st.CanaryRevision, d.st.CanaryRevision))
 		d.st.Phase = rampv1.PhasePromoting
 		d.noDesired = false
