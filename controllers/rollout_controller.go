@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	kclock "k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -111,7 +112,14 @@ func (r *RolloutReconciler) roundRunner() *rounds.Runner {
 		if r.Analyzer != nil {
 			analyze = r.Analyzer.Analyze
 		}
-		r.rounds = rounds.New(analyze, r.AnalysisWorkers, r.AnalysisTimeout, rounds.WithClock(planClock{now: r.Now}))
+		current := func(ctx context.Context, key types.NamespacedName) (*rampv1.Rollout, error) {
+			ro := &rampv1.Rollout{}
+			if err := r.Get(ctx, key, ro); err != nil {
+				return nil, client.IgnoreNotFound(err)
+			}
+			return ro, nil
+		}
+		r.rounds = rounds.New(analyze, r.AnalysisWorkers, r.AnalysisTimeout, rounds.WithClock(planClock{now: r.Now}), rounds.WithCurrent(current))
 	})
 	return r.rounds
 }

@@ -397,3 +397,40 @@ func TestNoRoundArmedPastTheStepsEnd(t *testing.T) {
 		}
 	})
 }
+
+// A round started on the timer judges the Rollout's labels and annotations as the cache has
+// them when it starts: an annotation set after the round was armed (it changes no
+// generation, so the armed copy has the old ones) reaches the analyzer.
+func TestTimedRoundJudgesCurrentMetadata(t *testing.T) {
+	t0 := time.Date(2025, 3, 14, 9, 0, 0, 0, time.UTC)
+	fc := clocktesting.NewFakeClock(t0)
+	ro := analysed("web")
+	ro.UID = "uid-web"
+	current := ro.DeepCopy()
+	current.Annotations = map[string]string{"bench.ramp.dev/fail": "true"}
+	judged := make(chan map[string]string, 1)
+	analyze := func(ctx context.Context, ro *rampv1.Rollout) *plan.AnalysisResult {
+		judged <- ro.Annotations
+		return &plan.AnalysisResult{Verdict: rampv1.VerdictPassed}
+	}
+	r := New(analyze, 1, time.Minute, WithClock(fc), WithCurrent(func(_ context.Context, key types.NamespacedName) (*rampv1.Rollout, error) {
+		if key.Name != "web" {
+			t.Errorf("read %s", key)
+		}
+		return current.DeepCopy(), nil
+	}))
+	start(t, r)
+	r.Schedule(ro, due(ro))
+	fc.Step(interval)
+	select {
+	case a := <-judged:
+		if a["bench.ramp.dev/fail"] != "true" {
+			t.Errorf("the round judged annotations %v, want the current ones", a)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no round started")
+	}
+	if ro.Annotations != nil {
+		t.Errorf("the caller's Rollout was changed: %v", ro.Annotations)
+	}
+}

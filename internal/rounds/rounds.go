@@ -55,6 +55,7 @@ type Runner struct {
 	analyze AnalyzeFunc
 	timeout time.Duration
 	clock   clock.WithDelayedExecution
+	current CurrentFunc
 
 	mu      sync.Mutex
 	rounds  map[types.NamespacedName]*round
@@ -118,6 +119,14 @@ func stored(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
 
 // Option configures a Runner.
 type Option func(*Runner)
+
+// CurrentFunc reads a Rollout as it is now (the manager's cache); nil when it is gone.
+type CurrentFunc func(ctx context.Context, key types.NamespacedName) (*rampv1.Rollout, error)
+
+// WithCurrent has a round judge the Rollout's labels and annotations as they are when it
+// starts, not as they were when it was armed (an interval earlier: a change of metadata alone
+// changes no generation, so the armed copy does not notice it).
+func WithCurrent(f CurrentFunc) Option { return func(r *Runner) { r.current = f } }
 
 // WithClock sets the clock rounds are timed by (default: the real one). It must be the clock
 // the plan is given (Observation.Now): a round falls due when the plan says it does.
@@ -322,6 +331,11 @@ func (r *Runner) run(ctx context.Context, key types.NamespacedName, rd *round, r
 	waiting.Dec()
 	if !ok {
 		return
+	}
+	if r.current != nil {
+		if cur, err := r.current(ctx, key); err == nil && cur != nil && cur.UID == ro.UID {
+			ro.Labels, ro.Annotations = cur.Labels, cur.Annotations
+		}
 	}
 	running.Inc()
 	started, start := stored(r.clock.Now()), time.Now()
