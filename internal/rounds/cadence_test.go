@@ -7,7 +7,9 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
 	"github.com/ramp-dev/ramp/internal/plan"
@@ -31,6 +33,14 @@ func record(ro *rampv1.Rollout, res *plan.AnalysisResult) {
 	ro.Status.LastAnalysisTime = &t
 }
 
+// timed is a Runner of g's rounds on a fake clock set at t0, started, and its wake-ups.
+func timed(t *testing.T, g *gate, t0 time.Time) (*clocktesting.FakeClock, *Runner, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	t.Helper()
+	fc := clocktesting.NewFakeClock(t0)
+	r := New(g.analyze, 4, time.Minute, WithClock(fc))
+	return fc, r, start(t, r)
+}
+
 // due is when the plan says ro's next round is due, what the reconciler schedules.
 func due(ro *rampv1.Rollout) time.Time { return plan.NextAnalysisAt(&ro.Spec, &ro.Status) }
 
@@ -51,9 +61,7 @@ func TestNextRoundStartsOnItsOwnTimer(t *testing.T) {
 	g := newGate()
 	g.verdicts["web"] = rampv1.VerdictPassed
 	t0 := time.Date(2025, 3, 14, 9, 0, 0, 0, time.UTC)
-	fc := clocktesting.NewFakeClock(t0)
-	r := New(g.analyze, 4, time.Minute, WithClock(fc))
-	q := start(t, r)
+	fc, r, q := timed(t, g, t0)
 	ro := analysed("web")
 
 	// The step's first round, due one interval after it began: the pass that finds it due
@@ -124,9 +132,7 @@ func TestPreStartedRoundOfAMovedOnRolloutIsDropped(t *testing.T) {
 				if finished {
 					g.verdicts["web"] = rampv1.VerdictFailed
 				}
-				fc := clocktesting.NewFakeClock(time.Date(2025, 3, 14, 9, 0, 0, 0, time.UTC))
-				r := New(g.analyze, 4, time.Minute, WithClock(fc))
-				q := start(t, r)
+				fc, r, q := timed(t, g, time.Date(2025, 3, 14, 9, 0, 0, 0, time.UTC))
 				ro := analysed("web")
 				r.Schedule(ro, due(ro))
 				fc.SetTime(due(ro))
@@ -163,9 +169,7 @@ func TestPreStartedRoundOfAMovedOnRolloutIsDropped(t *testing.T) {
 	t.Run("scheduled anew", func(t *testing.T) {
 		g := newGate()
 		g.verdicts["web"] = rampv1.VerdictFailed
-		fc := clocktesting.NewFakeClock(time.Date(2025, 3, 14, 9, 0, 0, 0, time.UTC))
-		r := New(g.analyze, 4, time.Minute, WithClock(fc))
-		q := start(t, r)
+		fc, r, q := timed(t, g, time.Date(2025, 3, 14, 9, 0, 0, 0, time.UTC))
 		ro := analysed("web")
 		r.Schedule(ro, due(ro))
 		fc.SetTime(due(ro))
@@ -186,9 +190,7 @@ func TestPreStartedRoundOfAMovedOnRolloutIsDropped(t *testing.T) {
 // Drop stops an armed timer: no round starts when it would have been due.
 func TestDropStopsTheTimer(t *testing.T) {
 	g := newGate()
-	fc := clocktesting.NewFakeClock(time.Date(2025, 3, 14, 9, 0, 0, 0, time.UTC))
-	r := New(g.analyze, 4, time.Minute, WithClock(fc))
-	start(t, r)
+	fc, r, _ := timed(t, g, time.Date(2025, 3, 14, 9, 0, 0, 0, time.UTC))
 	ro := analysed("web")
 	r.Schedule(ro, due(ro))
 	if n := fc.Waiters(); n != 1 {
@@ -211,9 +213,7 @@ func TestDropStopsTheTimer(t *testing.T) {
 func TestScheduleKeepsTheRoundItHolds(t *testing.T) {
 	g := newGate()
 	t0 := time.Date(2025, 3, 14, 9, 0, 0, 0, time.UTC)
-	fc := clocktesting.NewFakeClock(t0)
-	r := New(g.analyze, 4, time.Minute, WithClock(fc))
-	q := start(t, r)
+	fc, r, q := timed(t, g, t0)
 	ro := analysed("web")
 	for range 3 {
 		r.Schedule(ro, due(ro))
@@ -272,9 +272,7 @@ func TestNextRoundRunsBeforeAnyPassTookTheLast(t *testing.T) {
 	g := newGate()
 	g.verdicts["web"] = rampv1.VerdictPassed
 	t0 := time.Date(2025, 3, 14, 9, 0, 0, 0, time.UTC)
-	fc := clocktesting.NewFakeClock(t0)
-	r := New(g.analyze, 4, time.Minute, WithClock(fc))
-	q := start(t, r)
+	fc, r, q := timed(t, g, t0)
 	ro := analysed("web")
 	first := due(ro)
 	fc.SetTime(first)
@@ -344,9 +342,7 @@ func TestNoRoundArmedPastTheStepsEnd(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			g := newGate()
 			g.verdicts["web"] = c.verdict
-			fc := clocktesting.NewFakeClock(t0)
-			r := New(g.analyze, 4, time.Minute, WithClock(fc))
-			q := start(t, r)
+			fc, r, q := timed(t, g, t0)
 			ro := c.ro
 			fc.SetTime(due(ro))
 			r.Take(ro)
@@ -361,9 +357,7 @@ func TestNoRoundArmedPastTheStepsEnd(t *testing.T) {
 	t.Run("collect starts nothing", func(t *testing.T) {
 		g := newGate()
 		g.verdicts["web"] = rampv1.VerdictPassed
-		fc := clocktesting.NewFakeClock(t0)
-		r := New(g.analyze, 4, time.Minute, WithClock(fc))
-		q := start(t, r)
+		fc, r, q := timed(t, g, t0)
 		ro := analysed("web")
 		fc.SetTime(due(ro))
 		if res, running := r.Collect(ro); res != nil || running {
