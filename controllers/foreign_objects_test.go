@@ -404,3 +404,29 @@ func TestTargetThatIsARolloutsCanaryStalls(t *testing.T) {
 		t.Errorf("VirtualService written (err=%v) while the Rollout is stalled", err)
 	}
 }
+
+// A target whose pods carry the canary track label stalls naming spec.targetRef.name and
+// the label, and is not paused: its pods would be in the canary subset, and its ReplicaSets
+// are not in the manager's cache.
+func TestTargetLabelledAsCanaryStalls(t *testing.T) {
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	target := app(t, ns, "podinfo:1")
+	must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(target), target); err != nil {
+			return err
+		}
+		target.Spec.Template.Labels[istio.TrackLabel] = istio.TrackCanary
+		return env.Client.Update(ctx, target)
+	}))
+	ro := canaryRollout(ns)
+	must(t, env.Client.Create(ctx, ro))
+	waitRollout(t, ro, "Stalled=True InvalidSpec", func(ro *rampv1.Rollout) bool {
+		c := cond(ro, meta.StalledCondition)
+		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == "InvalidSpec" && ro.Status.ObservedGeneration == ro.Generation
+	})
+	if msg := cond(ro, meta.StalledCondition).Message; !strings.Contains(msg, "spec.targetRef.name") || !strings.Contains(msg, istio.TrackLabel) {
+		t.Errorf("Stalled message %q must name spec.targetRef.name and the label", msg)
+	}
+	assertNothingWritten(t, ns, target, istio.KindVirtualService, istio.KindDestinationRule)
+}

@@ -103,6 +103,11 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *rampv1.Rollout) (*w
 		owner, _ := rolloutOf(target)
 		w.obs.SpecError = fmt.Sprintf("spec.targetRef.name: Deployment %q is the canary of Rollout %q (ramp creates, scales and deletes it); point spec.targetRef at the Deployment Git owns",
 			target.Name, owner)
+	case w.obs.SpecError == "" && target.Spec.Template.Labels[istio.TrackLabel] == istio.TrackCanary:
+		// Its pods would be in every canary subset, and the manager caches no ReplicaSet with
+		// that label (CachedReplicaSets), so ramp would never see which runs its template.
+		w.obs.SpecError = fmt.Sprintf("spec.targetRef.name: Deployment %q labels its pods %s=%s, which ramp reserves for canary pods; remove that label from its pod template in Git",
+			target.Name, istio.TrackLabel, istio.TrackCanary)
 	default:
 		w.target = target
 		t, err := r.observeTarget(ctx, target)
