@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -87,10 +88,11 @@ func (r *RolloutReconciler) setTargetPaused(ctx context.Context, target *appsv1.
 // must run the target's revision, and otherwise only scales it.
 func (r *RolloutReconciler) applyCanary(ctx context.Context, ro *rampv1.Rollout, w *world, d *plan.Desired) error {
 	if d.RenderCanary && w.target != nil {
-		want, err := renderCanary(ro, w.target, d.CanaryReplicas)
+		want, tmpl, err := renderCanary(ro, w.target, d.CanaryReplicas)
 		if err != nil {
 			return err
 		}
+		templateRev := revision.Of(tmpl)
 		if d.RecreateCanary && w.canary != nil {
 			if err := r.deleteCanary(ctx, w.canary); err != nil {
 				return err
@@ -108,7 +110,7 @@ func (r *RolloutReconciler) applyCanary(ctx context.Context, ro *rampv1.Rollout,
 		if err := r.ownCreatedFields(ctx, w.canary); err != nil && !apierrors.IsConflict(err) {
 			return err
 		}
-		if canaryUpToDate(w.canary, want) {
+		if canaryUpToDate(w.canary, want, templateRev) {
 			return nil
 		}
 		// w.canary is this Rollout's (observe leaves others out): forcing takes back only
@@ -116,7 +118,7 @@ func (r *RolloutReconciler) applyCanary(ctx context.Context, ro *rampv1.Rollout,
 		if err := r.Patch(ctx, want, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
 			return fmt.Errorf("applying canary Deployment: %w", err)
 		}
-		return nil
+		return r.replaceCanaryTemplate(ctx, want, tmpl, templateRev)
 	}
 	if w.canary == nil || ptr.Deref(w.canary.Spec.Replicas, 1) == d.CanaryReplicas {
 		return nil
@@ -124,6 +126,31 @@ func (r *RolloutReconciler) applyCanary(ctx context.Context, ro *rampv1.Rollout,
 	p := client.RawPatch(types.MergePatchType, []byte(fmt.Sprintf(`{"spec":{"replicas":%d}}`, d.CanaryReplicas)))
 	if err := r.Patch(ctx, w.canary, p, client.FieldOwner(FieldManager)); err != nil {
 		return fmt.Errorf("scaling canary Deployment: %w", err)
+	}
+	return nil
+}
+
+// replaceCanaryTemplate puts the rendered pod template back on a canary whose template, as
+// ramp's apply left it (applied: the API server's answer), is still not that one. Forcing an
+// apply takes back the fields ramp writes, never a field only another manager wrote (an added
+// env var, container or annotation): the canary would run, and analysis judge, what no
+// revision of the target names. A JSON patch replacing the whole template removes them.
+func (r *RolloutReconciler) replaceCanaryTemplate(ctx context.Context, applied *unstructured.Unstructured, tmpl *corev1.PodTemplateSpec, templateRev string) error {
+	stored := &corev1.PodTemplateSpec{}
+	if raw, ok, _ := unstructured.NestedMap(applied.Object, "spec", "template"); ok {
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, stored); err != nil {
+			return err
+		}
+	}
+	if revision.Of(stored) == templateRev {
+		return nil
+	}
+	body, err := json.Marshal([]map[string]any{{"op": "replace", "path": "/spec/template", "value": tmpl}})
+	if err != nil {
+		return err
+	}
+	if err := r.Patch(ctx, applied, client.RawPatch(types.JSONPatchType, body), client.FieldOwner(FieldManager)); err != nil {
+		return fmt.Errorf("replacing the pod template of canary Deployment %q, changed by another field manager: %w", applied.GetName(), err)
 	}
 	return nil
 }
@@ -154,8 +181,10 @@ func canarySelector(target *appsv1.Deployment) *metav1.LabelSelector {
 }
 
 // renderCanary builds <target>-canary: the target's pod template plus the track label, so
-// the DestinationRule's canary subset selects exactly its pods.
-func renderCanary(ro *rampv1.Rollout, target *appsv1.Deployment, replicas int32) (*unstructured.Unstructured, error) {
+// the DestinationRule's canary subset selects exactly its pods. It also returns that
+// template, which the canary stores as is when nobody edited it (the target's comes
+// defaulted from the API server, so defaulting changes neither).
+func renderCanary(ro *rampv1.Rollout, target *appsv1.Deployment, replicas int32) (*unstructured.Unstructured, *corev1.PodTemplateSpec, error) {
 	tmpl := target.Spec.Template.DeepCopy()
 	if tmpl.Labels == nil {
 		tmpl.Labels = map[string]string{}
@@ -187,26 +216,28 @@ func renderCanary(ro *rampv1.Rollout, target *appsv1.Deployment, replicas int32)
 	// Through JSON so only set fields are applied (no zero-valued status or strategy).
 	b, err := json.Marshal(dep)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	u := &unstructured.Unstructured{}
 	if err := u.UnmarshalJSON(b); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	unstructured.RemoveNestedField(u.Object, "status")
 	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
 	unstructured.RemoveNestedField(u.Object, "spec", "template", "metadata", "creationTimestamp")
 	unstructured.RemoveNestedField(u.Object, "spec", "strategy")
-	return u, nil
+	return u, tmpl, nil
 }
 
-// canaryUpToDate compares what ramp decides (revision, replicas) rather than whole objects,
-// which the API server defaults.
-func canaryUpToDate(live *appsv1.Deployment, want *unstructured.Unstructured) bool {
+// canaryUpToDate compares what ramp decides (revision, replicas) and the revision of the pod
+// template it renders (templateRev) rather than whole objects, which the API server defaults:
+// a hand edit of the canary's template (an image, an env var) makes the canary run something
+// other than the revision its annotation names, and analysis would judge that.
+func canaryUpToDate(live *appsv1.Deployment, want *unstructured.Unstructured, templateRev string) bool {
 	rev, _, _ := unstructured.NestedString(want.Object, "metadata", "annotations", revision.Annotation)
 	replicas, _, _ := unstructured.NestedInt64(want.Object, "spec", "replicas")
 	return live.Annotations[revision.Annotation] == rev && int64(ptr.Deref(live.Spec.Replicas, 1)) == replicas &&
-		live.Spec.Template.Labels[istio.TrackLabel] == istio.TrackCanary
+		templateRevision(live.Annotations, &live.Spec.Template) == templateRev
 }
 
 // applyVirtualService and applyDestinationRule create the object when it does not exist, and

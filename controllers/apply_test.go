@@ -38,7 +38,7 @@ func TestApplyFollowsTheDecidedOrder(t *testing.T) {
 	rev := revision.Of(&target.Spec.Template)
 	scheme := env.Scheme
 	live := func(weight, canaryReplicas int32) *world {
-		u, err := renderCanary(ro, target, canaryReplicas)
+		u, _, err := renderCanary(ro, target, canaryReplicas)
 		must(t, err)
 		canary := &appsv1.Deployment{}
 		must(t, runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, canary))
@@ -133,7 +133,7 @@ func TestCreatedCanaryFieldsMoveUnderTheApplyManager(t *testing.T) {
 	}
 	// The next pass reads the canary with the creation's manager still there and moves it.
 	conflict = false
-	u, err := renderCanary(ro, target, 1)
+	u, _, err := renderCanary(ro, target, 1)
 	must(t, err)
 	live := &appsv1.Deployment{}
 	must(t, runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, live))

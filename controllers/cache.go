@@ -46,13 +46,14 @@ func isRolloutsCanary(d *appsv1.Deployment) bool {
 	return ok
 }
 
-// TrimCanary drops the pod spec of a canary Deployment's template, a copy of its target's
-// that ramp renders and never reads back: which revision the canary runs is its annotation
-// ramp.dev/revision, written by ramp with the template, and its template's labels are kept
-// for the one check ramp makes on the template itself (canaryUpToDate: the track label its
-// pods need to be in the canary subset). Its metadata, replicas, selector and status stay.
+// TrimCanary replaces a canary Deployment's pod template by its revision, as TrimReplicaSet
+// does a ReplicaSet's: the template is a copy of its target's plus the track label, which
+// ramp renders and compares by its revision alone (canaryUpToDate), so a hand edit of any of
+// it is still seen. Which revision of the target the canary runs is its annotation
+// ramp.dev/revision; its metadata, replicas, selector and status stay.
 func TrimCanary(d *appsv1.Deployment) {
-	d.Spec.Template = corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: d.Spec.Template.Labels}}
+	d.Annotations = withTemplateRevision(d.Annotations, &d.Spec.Template)
+	d.Spec.Template = corev1.PodTemplateSpec{}
 }
 
 // CachedReplicaSets selects the ReplicaSets the manager caches (cache.ByObject): not the
@@ -68,8 +69,8 @@ func CachedReplicaSets() labels.Selector {
 	return labels.NewSelector().Add(*notCanary)
 }
 
-// cachedRevision is the annotation TrimReplicaSet records a ReplicaSet's template revision
-// in, on the cached copy only.
+// cachedRevision is the annotation TrimReplicaSet and TrimCanary record a pod template's
+// revision in, on the cached copy only.
 const cachedRevision = "cache.ramp.dev/template-revision"
 
 // TrimReplicaSet replaces a ReplicaSet's pod template by its revision (revision.Of), which is
@@ -78,22 +79,29 @@ const cachedRevision = "cache.ramp.dev/template-revision"
 // cache after the Deployments'; the revision is also computed once per ReplicaSet version
 // rather than on every pass. Its labels, owner and status stay.
 func TrimReplicaSet(rs *appsv1.ReplicaSet) {
-	if rs.Annotations == nil {
-		rs.Annotations = map[string]string{}
-	}
-	// Overwritten whatever the object says: only this transform's value is ever read.
-	rs.Annotations[cachedRevision] = revision.Of(&rs.Spec.Template)
+	rs.Annotations = withTemplateRevision(rs.Annotations, &rs.Spec.Template)
 	rs.Spec.Template = corev1.PodTemplateSpec{}
 }
 
-// replicaSetRevision is the revision of rs's pod template: the one TrimReplicaSet recorded
-// for a cached ReplicaSet, computed for one read whole (a reconciler without the manager's
-// cache).
-func replicaSetRevision(rs *appsv1.ReplicaSet) string {
-	if rev, ok := rs.Annotations[cachedRevision]; ok && len(rs.Spec.Template.Spec.Containers) == 0 {
+// withTemplateRevision records t's revision in annotations, overwriting whatever the object
+// says: only this transform's value is ever read (templateRevision).
+func withTemplateRevision(annotations map[string]string, t *corev1.PodTemplateSpec) map[string]string {
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	annotations[cachedRevision] = revision.Of(t)
+	return annotations
+}
+
+// templateRevision is the revision of a ReplicaSet's or canary's pod template t: the one the
+// cache transform recorded on a cached copy (whose template it dropped; no valid template
+// lacks containers), computed for one read whole (a write's answer, or a reconciler without
+// the manager's cache).
+func templateRevision(annotations map[string]string, t *corev1.PodTemplateSpec) string {
+	if rev, ok := annotations[cachedRevision]; ok && len(t.Spec.Containers) == 0 {
 		return rev
 	}
-	return revision.Of(&rs.Spec.Template)
+	return revision.Of(t)
 }
 
 // TrimManagedFields is the manager's cache transform (cache.Options.DefaultTransform): it

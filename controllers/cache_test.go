@@ -12,12 +12,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rampv1 "github.com/ramp-dev/ramp/api/v1alpha1"
-	"github.com/ramp-dev/ramp/internal/mesh/istio"
 	"github.com/ramp-dev/ramp/internal/revision"
 )
 
@@ -100,7 +100,7 @@ func TestCacheTransformTrimsReplicaSetTemplates(t *testing.T) {
 		Status: appsv1.ReplicaSetStatus{ReadyReplicas: 2},
 	}
 	want := revision.Of(&tmpl)
-	if got := replicaSetRevision(live); got != want {
+	if got := templateRevision(live.Annotations, &live.Spec.Template); got != want {
 		t.Fatalf("a ReplicaSet read whole: revision %s, want %s (not the annotation's)", got, want)
 	}
 	out, err := CacheTransform(live.DeepCopy())
@@ -111,7 +111,7 @@ func TestCacheTransformTrimsReplicaSetTemplates(t *testing.T) {
 	if len(cached.Spec.Template.Spec.Containers) != 0 || cached.Spec.Template.Labels != nil {
 		t.Errorf("the cached ReplicaSet keeps its template: %+v", cached.Spec.Template)
 	}
-	if got := replicaSetRevision(cached); got != want {
+	if got := templateRevision(cached.Annotations, &cached.Spec.Template); got != want {
 		t.Errorf("cached revision %s, want %s", got, want)
 	}
 	if cached.Labels[appsv1.DefaultDeploymentUniqueLabelKey] != "5d8f" || !metav1.IsControlledBy(cached, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{UID: "u1"}}) ||
@@ -120,35 +120,51 @@ func TestCacheTransformTrimsReplicaSetTemplates(t *testing.T) {
 	}
 }
 
-// A canary Deployment ramp controls is cached with its template's labels alone: its pod spec
-// is its target's, which ramp never reads back. Any other Deployment (a target, a foreign
+// A canary Deployment ramp controls is cached with its template's revision instead of its
+// template, which is its target's plus the track label: ramp never reads it back, and judges
+// whether it is the one it renders by that revision. Any other Deployment (a target, a foreign
 // "-canary", one controlled by another group's Rollout) keeps its template.
 func TestCacheTransformTrimsCanaryTemplates(t *testing.T) {
-	tmpl := corev1.PodTemplateSpec{
-		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web", istio.TrackLabel: istio.TrackCanary},
-			Annotations: map[string]string{"prometheus.io/scrape": "true"}},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "podinfo:2"}}},
+	target := corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}, Annotations: map[string]string{"prometheus.io/scrape": "true"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "podinfo:2"}}},
 	}
+	ro := &rampv1.Rollout{ObjectMeta: metav1.ObjectMeta{Name: "web"}, Spec: rampv1.RolloutSpec{TargetRef: rampv1.TargetReference{Name: "web"}}}
+	want, tmpl, err := renderCanary(ro, &appsv1.Deployment{Spec: appsv1.DeploymentSpec{Template: target}}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	templateRev := revision.Of(tmpl)
+	rendered := &appsv1.Deployment{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(want.Object, rendered); err != nil {
+		t.Fatal(err)
+	}
+	edited := rendered.Spec.Template.DeepCopy()
+	edited.Spec.Containers[0].Image = "podinfo:evil"
 	controller := func(apiVersion, kind string) []metav1.OwnerReference {
 		return []metav1.OwnerReference{{APIVersion: apiVersion, Kind: kind, Name: "web", UID: "u1", Controller: ptr.To(true)}}
 	}
 	for _, tc := range []struct {
-		name   string
-		owners []metav1.OwnerReference
-		trim   bool
+		name     string
+		owners   []metav1.OwnerReference
+		template *corev1.PodTemplateSpec
+		trim     bool
+		upToDate bool
 	}{
-		{"ramp's canary", controller(rampv1.GroupVersion.String(), "Rollout"), true},
-		{"a target", nil, false},
-		{"owned by a Rollout, not controlled", []metav1.OwnerReference{{APIVersion: rampv1.GroupVersion.String(), Kind: "Rollout", Name: "web", UID: "u1"}}, false},
-		{"a foreign -canary", controller("helm.toolkit.fluxcd.io/v2", "HelmRelease"), false},
-		{"another group's Rollout", controller("argoproj.io/v1alpha1", "Rollout"), false},
+		{"ramp's canary", controller(rampv1.GroupVersion.String(), "Rollout"), &rendered.Spec.Template, true, true},
+		{"ramp's canary, its image edited by hand", controller(rampv1.GroupVersion.String(), "Rollout"), edited, true, false},
+		{"a target", nil, &rendered.Spec.Template, false, true},
+		{"owned by a Rollout, not controlled", []metav1.OwnerReference{{APIVersion: rampv1.GroupVersion.String(), Kind: "Rollout", Name: "web", UID: "u1"}}, &rendered.Spec.Template, false, true},
+		{"a foreign -canary", controller("helm.toolkit.fluxcd.io/v2", "HelmRelease"), &rendered.Spec.Template, false, true},
+		{"another group's Rollout", controller("argoproj.io/v1alpha1", "Rollout"), &rendered.Spec.Template, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			live := &appsv1.Deployment{
 				ObjectMeta: metav1.ObjectMeta{Name: "web-canary", OwnerReferences: tc.owners,
-					Annotations: map[string]string{revision.Annotation: "abc"}},
-				Spec: appsv1.DeploymentSpec{Replicas: ptr.To(int32(2)), Template: *tmpl.DeepCopy(),
-					Selector: &metav1.LabelSelector{MatchLabels: tmpl.Labels}},
+					// A value written on the object is not believed.
+					Annotations: map[string]string{revision.Annotation: want.GetAnnotations()[revision.Annotation], cachedRevision: templateRev}},
+				Spec: appsv1.DeploymentSpec{Replicas: ptr.To(int32(2)), Template: *tc.template.DeepCopy(),
+					Selector: &metav1.LabelSelector{MatchLabels: tc.template.Labels}},
 				Status: appsv1.DeploymentStatus{ReadyReplicas: 2, UpdatedReplicas: 2},
 			}
 			out, err := CacheTransform(live.DeepCopy())
@@ -162,28 +178,23 @@ func TestCacheTransformTrimsCanaryTemplates(t *testing.T) {
 				}
 				return
 			}
-			if want := (corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: tmpl.Labels}}); !equality.Semantic.DeepEqual(cached.Spec.Template, want) {
-				t.Errorf("cached template %+v, want its labels alone", cached.Spec.Template)
+			if !equality.Semantic.DeepEqual(cached.Spec.Template, corev1.PodTemplateSpec{}) {
+				t.Errorf("the cached canary keeps its template: %+v", cached.Spec.Template)
 			}
 			// What ramp reads of its canary is as before.
 			if got, want := observeCanary(cached), observeCanary(live); got != want {
 				t.Errorf("observeCanary: %+v from the cache, %+v from the live object", got, want)
 			}
-			want, err := renderCanary(&rampv1.Rollout{ObjectMeta: metav1.ObjectMeta{Name: "web"}, Spec: rampv1.RolloutSpec{TargetRef: rampv1.TargetReference{Name: "web"}}},
-				&appsv1.Deployment{Spec: appsv1.DeploymentSpec{Replicas: ptr.To(int32(2)), Template: corev1.PodTemplateSpec{Spec: tmpl.Spec}}}, 2)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cached.Annotations[revision.Annotation], live.Annotations[revision.Annotation] = want.GetAnnotations()[revision.Annotation], want.GetAnnotations()[revision.Annotation]
-			if !canaryUpToDate(cached, want) || !canaryUpToDate(live, want) {
-				t.Error("canaryUpToDate differs between the cached and the live canary")
+			if got, gotLive := canaryUpToDate(cached, want, templateRev), canaryUpToDate(live, want, templateRev); got != tc.upToDate || gotLive != tc.upToDate {
+				t.Errorf("canaryUpToDate: %t from the cache, %t from the live object, want %t", got, gotLive, tc.upToDate)
 			}
 		})
 	}
 }
 
-// ramp reads its canary from a cache without the canary's pod spec (TrimCanary): a hand edit
-// of what ramp decides on it (its revision, its size) is still seen there and taken back.
+// ramp reads its canary from a cache without the canary's pod template (TrimCanary): a hand
+// edit of what ramp decides on it (its revision, its size, its template) is still seen there
+// and taken back.
 func TestCanaryHandEditsAreRestored(t *testing.T) {
 	ctx := context.Background()
 	ns := env.Namespace(t)
@@ -201,13 +212,31 @@ func TestCanaryHandEditsAreRestored(t *testing.T) {
 	if c.Annotations[revision.Annotation] != "edited" || *c.Spec.Replicas != replicas+2 {
 		t.Fatalf("the hand edit did not land: %v, %d replicas", c.Annotations, *c.Spec.Replicas)
 	}
+	shortWait(t, 10*time.Second, "ramp to restore its canary's revision and size", func(ctx context.Context) (bool, error) {
+		live := &appsv1.Deployment{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(c), live); err != nil {
+			return false, nil
+		}
+		return live.Annotations[revision.Annotation] == rev && ptr.Deref(live.Spec.Replicas, 1) == replicas, nil
+	})
+
+	// The template alone: the canary would run what no revision of the target names, and be
+	// judged. An apply takes back the image, a field ramp writes, but not the env var, which
+	// only the editor's field manager owns.
+	must(t, env.Client.Get(ctx, client.ObjectKeyFromObject(c), c))
+	edit = fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":%q,"image":"podinfo:evil","env":[{"name":"EVIL","value":"1"}]}]}}}}`,
+		c.Spec.Template.Spec.Containers[0].Name)
+	must(t, env.Client.Patch(ctx, c, client.RawPatch(types.StrategicMergePatchType, []byte(edit)), client.FieldOwner("someone")))
+	if got := c.Spec.Template.Spec.Containers[0]; got.Image != "podinfo:evil" || len(got.Env) != 1 {
+		t.Fatalf("the template edit did not land: %s, env %v", got.Image, got.Env)
+	}
 	shortWait(t, 10*time.Second, "ramp to restore its canary", func(ctx context.Context) (bool, error) {
 		live := &appsv1.Deployment{}
 		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(c), live); err != nil {
 			return false, nil
 		}
 		return live.Annotations[revision.Annotation] == rev && ptr.Deref(live.Spec.Replicas, 1) == replicas &&
-			live.Spec.Template.Spec.Containers[0].Image == "podinfo:2", nil
+			live.Spec.Template.Spec.Containers[0].Image == "podinfo:2" && len(live.Spec.Template.Spec.Containers[0].Env) == 0, nil
 	})
 }
 

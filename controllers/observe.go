@@ -292,7 +292,7 @@ func (r *RolloutReconciler) observeTarget(ctx context.Context, d *appsv1.Deploym
 		}
 		hash := rs.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
 		t.ReadyPods[hash] += rs.Status.ReadyReplicas
-		if rev := replicaSetRevision(rs); t.Hashes[rev] == "" {
+		if rev := templateRevision(rs.Annotations, &rs.Spec.Template); t.Hashes[rev] == "" {
 			t.Hashes[rev] = hash
 		}
 	}
