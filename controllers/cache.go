@@ -16,19 +16,39 @@ import (
 )
 
 // CacheTransform is the manager's cache transform (cache.Options.DefaultTransform): a
-// ReplicaSet keeps the revision of its pod template instead of the template (TrimReplicaSet),
-// a canary Deployment only its template's labels (TrimCanary), and every object its
-// managedFields only where ramp reads them (TrimManagedFields).
+// ReplicaSet or canary Deployment keeps the revision of its pod template instead of the
+// template (TrimReplicaSet, TrimCanary), Deployments and Services no client-side apply record
+// (trimLastApplied), and every object its managedFields only where ramp reads them
+// (TrimManagedFields).
 func CacheTransform(in any) (any, error) {
 	switch o := in.(type) {
 	case *appsv1.ReplicaSet:
 		TrimReplicaSet(o)
 	case *appsv1.Deployment:
+		trimLastApplied(o)
 		if isRolloutsCanary(o) {
 			TrimCanary(o)
 		}
+	case *corev1.Service:
+		trimLastApplied(o)
 	}
 	return TrimManagedFields(in)
+}
+
+// trimLastApplied drops the annotation kubectl's and Argo CD's client-side apply keep the
+// whole applied manifest in (a second copy of a target's pod template). ramp never reads it,
+// and writes Deployments and Services only with patches and applies of its own objects, never
+// an update of a cached copy, which would drop it on the server too. Rollouts keep theirs:
+// ramp updates them to add and remove its finalizer.
+func trimLastApplied(o metav1.Object) {
+	if a := o.GetAnnotations(); a != nil {
+		if _, ok := a[corev1.LastAppliedConfigAnnotation]; ok {
+			delete(a, corev1.LastAppliedConfigAnnotation)
+			if len(a) == 0 {
+				o.SetAnnotations(nil)
+			}
+		}
+	}
 }
 
 // rolloutOf names the Rollout controlling o, if one does: o is then that Rollout's canary

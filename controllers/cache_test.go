@@ -120,6 +120,31 @@ func TestCacheTransformTrimsReplicaSetTemplates(t *testing.T) {
 	}
 }
 
+// Deployments and Services are cached without client-side apply's copy of the manifest, which
+// ramp never reads; Rollouts keep it (ramp updates them, which would drop it on the server).
+func TestCacheTransformDropsLastApplied(t *testing.T) {
+	annotations := func() map[string]string {
+		return map[string]string{corev1.LastAppliedConfigAnnotation: `{"apiVersion":"apps/v1"}`, "team": "shop"}
+	}
+	for _, tc := range []struct {
+		obj  client.Object
+		keep bool
+	}{
+		{&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Annotations: annotations()}}, false},
+		{&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Annotations: annotations()}}, false},
+		{&rampv1.Rollout{ObjectMeta: metav1.ObjectMeta{Name: "web", Annotations: annotations()}}, true},
+	} {
+		out, err := CacheTransform(tc.obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := out.(client.Object).GetAnnotations()
+		if _, kept := got[corev1.LastAppliedConfigAnnotation]; kept != tc.keep || got["team"] != "shop" {
+			t.Errorf("%T: annotations %v, want the last-applied one kept: %t, the others kept", tc.obj, got, tc.keep)
+		}
+	}
+}
+
 // A canary Deployment ramp controls is cached with its template's revision instead of its
 // template, which is its target's plus the track label: ramp never reads it back, and judges
 // whether it is the one it renders by that revision. Any other Deployment (a target, a foreign
