@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
@@ -426,5 +428,46 @@ func TestTimedRoundJudgesCurrentMetadata(t *testing.T) {
 	}
 	if ro.Annotations != nil {
 		t.Errorf("the caller's Rollout was changed: %v", ro.Annotations)
+	}
+}
+
+// An armed round keeps what it judges and what times the next, not the whole Rollout: one is
+// armed per Rollout in an analysed step, for an interval each.
+func TestArmedRoundKeepsWhatItJudges(t *testing.T) {
+	t0 := time.Date(2025, 3, 14, 9, 0, 0, 0, time.UTC)
+	fc := clocktesting.NewFakeClock(t0)
+	ro := analysed("web")
+	started := metav1.NewTime(t0.Add(-time.Minute))
+	ro.Annotations = map[string]string{corev1.LastAppliedConfigAnnotation: `{"kind":"Rollout"}`, "team": "shop"}
+	ro.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
+	ro.Status.RolloutStartedAt = &started
+	ro.Status.Conditions = []metav1.Condition{{Type: "Ready", Status: metav1.ConditionFalse, Message: "step 1/2: 5% to canary"}}
+	ro.Status.Message = "step 1/2: 5% to canary"
+	ro.Status.LastAnalysis = []rampv1.MetricResult{{Name: "error-rate", Message: "0.1% ≤ 1%"}}
+	judged := make(chan *rampv1.Rollout, 1)
+	r := New(func(_ context.Context, ro *rampv1.Rollout) *plan.AnalysisResult {
+		judged <- ro
+		return &plan.AnalysisResult{Verdict: rampv1.VerdictPassed}
+	}, 1, time.Minute, WithClock(fc))
+	start(t, r)
+	r.Schedule(ro, due(ro))
+	fc.Step(interval)
+	var got *rampv1.Rollout
+	select {
+	case got = <-judged:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no round started")
+	}
+	if !equality.Semantic.DeepEqual(got.Spec, ro.Spec) || got.Name != ro.Name || got.UID != ro.UID || got.Annotations["team"] != "shop" ||
+		got.Status.CurrentStep != ro.Status.CurrentStep || !got.Status.RolloutStartedAt.Equal(ro.Status.RolloutStartedAt) ||
+		!got.Status.StageStartedAt.Equal(ro.Status.StageStartedAt) {
+		t.Errorf("the round judged %+v, want the Rollout's spec, name, annotations and step", got)
+	}
+	if got.Status.Conditions != nil || got.Status.Message != "" || got.Status.LastAnalysis != nil || got.ManagedFields != nil ||
+		got.Annotations[corev1.LastAppliedConfigAnnotation] != "" {
+		t.Errorf("the round kept %+v, %+v", got.ObjectMeta, got.Status)
+	}
+	if len(ro.Status.Conditions) != 1 || ro.ManagedFields == nil || ro.Annotations[corev1.LastAppliedConfigAnnotation] == "" {
+		t.Errorf("the caller's Rollout was changed: %+v", ro)
 	}
 }

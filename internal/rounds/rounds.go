@@ -28,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
@@ -111,6 +112,21 @@ func subjectOf(ro *rampv1.Rollout) subject {
 		s.lastRound = stored(st.LastAnalysisTime.Time).UnixNano()
 	}
 	return s
+}
+
+// judgeable is the copy of ro a round keeps until it has run and armed the next: what the
+// analyzer reads (the spec, the name, the step and when the rollout started) and what the
+// plan times the next round by, not the conditions, messages, last results, managedFields or
+// client-side apply's copy of the manifest, which every armed round (one per Rollout in an
+// analysed step) would otherwise hold.
+func judgeable(ro *rampv1.Rollout) *rampv1.Rollout {
+	c := &rampv1.Rollout{TypeMeta: ro.TypeMeta, ObjectMeta: *ro.ObjectMeta.DeepCopy(), Spec: *ro.Spec.DeepCopy()}
+	c.ManagedFields = nil
+	delete(c.Annotations, corev1.LastAppliedConfigAnnotation)
+	st := ro.Status
+	st.Conditions, st.Message, st.LastAnalysis = nil, "", nil
+	st.DeepCopyInto(&c.Status)
+	return c
 }
 
 // stored is t as the API server stores a MicroTime: the status written with a round's start
@@ -203,7 +219,7 @@ func (r *Runner) take(ro *rampv1.Rollout, start bool) (result *plan.AnalysisResu
 	if !start {
 		return nil, false
 	}
-	rd := &round{of: of, ro: ro.DeepCopy()}
+	rd := &round{of: of, ro: judgeable(ro)}
 	r.rounds[key] = rd
 	return nil, r.start(key, rd)
 }
@@ -226,7 +242,7 @@ func (r *Runner) Schedule(ro *rampv1.Rollout, due time.Time) {
 	if r.stopped {
 		return
 	}
-	rd := &round{of: of, ro: ro.DeepCopy(), due: due}
+	rd := &round{of: of, ro: judgeable(ro), due: due}
 	r.rounds[key] = rd
 	r.arm(key, rd)
 }
