@@ -77,13 +77,7 @@ func Print(w io.Writer, r *Report) {
 		tw.Flush()
 		s := r.Scale[len(r.Scale)-1]
 		fmt.Fprintf(w, "\nAPI requests per rollout at N=%d by verb and resource:\n", s.Rollouts)
-		keys := sortedKeys(s.RequestsByKind)
-		sort.SliceStable(keys, func(i, j int) bool { return s.RequestsByKind[keys[i]] > s.RequestsByKind[keys[j]] })
-		var parts []string
-		for _, k := range keys {
-			parts = append(parts, fmt.Sprintf("%s %.2f", k, float64(s.RequestsByKind[k])/float64(s.Rollouts)))
-		}
-		fmt.Fprintln(w, "  "+strings.Join(parts, "; "))
+		fmt.Fprintln(w, "  "+perRollout(s.RequestsByKind, s.Rollouts))
 		var q []string
 		for _, k := range sortedKeys(s.QueriesByKind) {
 			q = append(q, fmt.Sprintf("%s %d", k, s.QueriesByKind[k]))
@@ -143,4 +137,24 @@ func qms(count int64, v float64) string {
 		return "-"
 	}
 	return ms(v)
+}
+
+// perRollout lists request counts per rollout, most first. Kinds under 0.005 a rollout (the
+// informers' watches and a few reads, which do not grow with N) would print as 0.00: they are
+// listed last with their counts.
+func perRollout(byKind map[string]int64, rollouts int) string {
+	keys := sortedKeys(byKind)
+	sort.SliceStable(keys, func(i, j int) bool { return byKind[keys[i]] > byKind[keys[j]] })
+	var parts, few []string
+	for _, k := range keys {
+		if per := float64(byKind[k]) / float64(rollouts); per >= 0.005 {
+			parts = append(parts, fmt.Sprintf("%s %.2f", k, per))
+		} else {
+			few = append(few, fmt.Sprintf("%s %d", k, byKind[k]))
+		}
+	}
+	if len(few) > 0 {
+		parts = append(parts, "in all, under 0.01 a rollout: "+strings.Join(few, ", "))
+	}
+	return strings.Join(parts, "; ")
 }

@@ -240,3 +240,22 @@ func TestRoutedInOrder(t *testing.T) {
 		}
 	}
 }
+
+// Kinds that would print as 0.00 a rollout are given as counts instead.
+func TestPerRollout(t *testing.T) {
+	for _, tc := range []struct {
+		byKind   map[string]int64
+		rollouts int
+		want     string
+	}{
+		{map[string]int64{"patch rollouts/status": 9330, "apply virtualservices": 4000}, 1000,
+			"patch rollouts/status 9.33; apply virtualservices 4.00"},
+		{map[string]int64{"patch rollouts/status": 93315, "watch rollouts": 3, "get deployments": 49, "create events": 40628}, 10000,
+			"patch rollouts/status 9.33; create events 4.06; in all, under 0.01 a rollout: get deployments 49, watch rollouts 3"},
+		{map[string]int64{"get rollouts": 5}, 100, "get rollouts 0.05"},
+	} {
+		if got := perRollout(tc.byKind, tc.rollouts); got != tc.want {
+			t.Errorf("perRollout(%v, %d) = %q, want %q", tc.byKind, tc.rollouts, got, tc.want)
+		}
+	}
+}
