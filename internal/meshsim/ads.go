@@ -145,29 +145,25 @@ func (c *adsClient) stream(ctx context.Context) error {
 		case clusterType:
 			names = nil
 			var clusters []*clusterv3.Cluster
+			next := make(map[string]*clusterv3.Cluster, len(resp.GetResources()))
 			for _, a := range resp.GetResources() {
 				cl := &clusterv3.Cluster{}
 				if err := a.UnmarshalTo(cl); err != nil {
 					return fmt.Errorf("decoding a Cluster: %w", err)
 				}
-				clusters = append(clusters, cl)
-			}
-			cfg.Clusters, haveClusters = clusters, true
-			// Envoy warms an updated cluster as it does a new one: the old cluster, with its
-			// settings and endpoints, serves until the new one has its load assignment, which
-			// istiod sends after the CDS push that changed it (initial_fetch_timeout 0: no
-			// timeout). Forgetting the old endpoints holds the push until then; a cluster
-			// re-sent unchanged (every CDS push re-sends them all) is not updated and keeps
-			// them.
-			for _, cl := range clusters {
+				// Envoy warms an updated cluster as it does a new one: the old cluster, with
+				// its settings and endpoints, serves until the new one has its load assignment,
+				// which istiod sends after the CDS push that changed it (initial_fetch_timeout
+				// 0: no timeout). Forgetting the old endpoints holds the push until then; a
+				// cluster re-sent unchanged (every CDS push re-sends them all) is not updated
+				// and keeps them.
 				if old, ok := defs[cl.GetName()]; ok && !proto.Equal(old, cl) {
 					delete(loads, cl.GetName())
 				}
+				clusters = append(clusters, cl)
+				next[cl.GetName()] = cl
 			}
-			defs = make(map[string]*clusterv3.Cluster, len(clusters))
-			for _, cl := range clusters {
-				defs[cl.GetName()] = cl
-			}
+			cfg.Clusters, haveClusters, defs = clusters, true, next
 		case endpointType:
 			for _, a := range resp.GetResources() {
 				cla := &endpointv3.ClusterLoadAssignment{}
