@@ -389,11 +389,11 @@ func TestTargetThatIsARolloutsCanaryStalls(t *testing.T) {
 	ro.Spec.TargetRef.Name = canary.Name
 	ro.Spec.Service.Name = "web"
 	must(t, env.Client.Create(ctx, ro))
-	waitRollout(t, ro, "Stalled=True InvalidSpec", func(ro *rampv1.Rollout) bool {
-		c := cond(ro, meta.StalledCondition)
-		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == "InvalidSpec" && ro.Status.ObservedGeneration == ro.Generation
-	})
-	if msg := cond(ro, meta.StalledCondition).Message; !strings.Contains(msg, "spec.targetRef.name") || !strings.Contains(msg, `Rollout "owner"`) {
+	stalled := waitStalled(t, ro, "InvalidSpec")
+	if ro.Status.ObservedGeneration != ro.Generation {
+		t.Errorf("Stalled at observedGeneration %d, generation %d", ro.Status.ObservedGeneration, ro.Generation)
+	}
+	if msg := stalled.Message; !strings.Contains(msg, "spec.targetRef.name") || !strings.Contains(msg, `Rollout "owner"`) {
 		t.Errorf("Stalled message %q must name spec.targetRef.name and the Rollout whose canary it is", msg)
 	}
 	assertTargetPaused(t, canary, false)
@@ -421,11 +421,11 @@ func TestTargetLabelledAsCanaryStalls(t *testing.T) {
 	}))
 	ro := canaryRollout(ns)
 	must(t, env.Client.Create(ctx, ro))
-	waitRollout(t, ro, "Stalled=True InvalidSpec", func(ro *rampv1.Rollout) bool {
-		c := cond(ro, meta.StalledCondition)
-		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == "InvalidSpec" && ro.Status.ObservedGeneration == ro.Generation
-	})
-	if msg := cond(ro, meta.StalledCondition).Message; !strings.Contains(msg, "spec.targetRef.name") || !strings.Contains(msg, istio.TrackLabel) {
+	stalled := waitStalled(t, ro, "InvalidSpec")
+	if ro.Status.ObservedGeneration != ro.Generation {
+		t.Errorf("Stalled at observedGeneration %d, generation %d", ro.Status.ObservedGeneration, ro.Generation)
+	}
+	if msg := stalled.Message; !strings.Contains(msg, "spec.targetRef.name") || !strings.Contains(msg, istio.TrackLabel) {
 		t.Errorf("Stalled message %q must name spec.targetRef.name and the label", msg)
 	}
 	assertNothingWritten(t, ns, target, istio.KindVirtualService, istio.KindDestinationRule)
