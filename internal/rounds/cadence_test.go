@@ -103,6 +103,18 @@ func TestNextRoundStartsOnItsOwnTimer(t *testing.T) {
 	}
 }
 
+// preStarted is a runner of g's rounds whose timer has started web's round (its first, due
+// an interval after the step began), and web as it was when the round was armed.
+func preStarted(t *testing.T, g *gate) (*clocktesting.FakeClock, *Runner, workqueue.TypedRateLimitingInterface[reconcile.Request], *rampv1.Rollout) {
+	t.Helper()
+	fc, r, q := timed(t, g, time.Date(2025, 3, 14, 9, 0, 0, 0, time.UTC))
+	ro := analysed("web")
+	r.Schedule(ro, due(ro))
+	fc.SetTime(due(ro))
+	recv(t, g.started, "the pre-started round")
+	return fc, r, q, ro
+}
+
 // A round started on the timer for a Rollout that has since moved on is never handed to it:
 // it is dropped (running, cancelled) and the Rollout gets a round of its own.
 func TestPreStartedRoundOfAMovedOnRolloutIsDropped(t *testing.T) {
@@ -134,11 +146,7 @@ func TestPreStartedRoundOfAMovedOnRolloutIsDropped(t *testing.T) {
 				if finished {
 					g.verdicts["web"] = rampv1.VerdictFailed
 				}
-				fc, r, q := timed(t, g, time.Date(2025, 3, 14, 9, 0, 0, 0, time.UTC))
-				ro := analysed("web")
-				r.Schedule(ro, due(ro))
-				fc.SetTime(due(ro))
-				recv(t, g.started, "the pre-started round")
+				_, r, q, ro := preStarted(t, g)
 				if finished {
 					nextWake(t, q)
 				}
@@ -171,11 +179,7 @@ func TestPreStartedRoundOfAMovedOnRolloutIsDropped(t *testing.T) {
 	t.Run("scheduled anew", func(t *testing.T) {
 		g := newGate()
 		g.verdicts["web"] = rampv1.VerdictFailed
-		fc, r, q := timed(t, g, time.Date(2025, 3, 14, 9, 0, 0, 0, time.UTC))
-		ro := analysed("web")
-		r.Schedule(ro, due(ro))
-		fc.SetTime(due(ro))
-		recv(t, g.started, "the pre-started round")
+		fc, r, q, ro := preStarted(t, g)
 		nextWake(t, q)
 		ro.Status.CurrentStep, ro.Status.StageStartedAt = 2, ptrTime(fc.Now())
 		r.Schedule(ro, due(ro))
